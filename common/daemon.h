@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * daemon — the one skeleton every knock daemon runs (style.md "one daemon
+ * skeleton"): parse NAME/--help/--version, set up logging, load and validate
+ * the endpoint config, open (and migrate) the store, start the OOM watchdog
+ * file and record the start (counting a suspected OOM kill when the previous
+ * run ended without CLEAN_EXIT), install SIGTERM/SIGINT/SIGHUP on the
+ * libevent loop, and run a watchdog tick that pings systemd and writes the
+ * heartbeat only while the loop turns and the store answers.
+ *
+ * Order on start:  config → store → oomfile → daemons row → (role setup) →
+ *                  READY=1 → loop.
+ * Order on stop:   STOPPING=1 → role drain (on_stop) → heartbeat "stopped" →
+ *                  CLEAN_EXIT in the oomfile → exit 0.
+ * daemon_finish() runs on every exit path after setup, so STOPPING=1 is
+ * always sent.
+ */
+
+#include <event2/event.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "notify.h"
+#include "store.h"
+
+typedef struct knock_daemon knock_daemon;
+
+typedef struct knock_daemon_ops {
+        /* Extra health condition for the watchdog tick; 0 when healthy. */
+        int (*health)(knock_daemon *d);
+        /* JSON object of counters stored with the heartbeat (malloc'd) and a
+         * one-line STATUS= (written into buf). Either may be NULL. */
+        char *(*counters)(knock_daemon *d);
+        void (*status)(knock_daemon *d, char *buf, size_t len);
+        /* SIGTERM/SIGINT: stop taking new work; call daemon_exit_loop() when drained. */
+        void (*stop)(knock_daemon *d);
+        /* SIGHUP with a new valid config; the role swaps it in. Return 0 to accept. */
+        int (*reload)(knock_daemon *d, knock_config *new_cfg);
+} knock_daemon_ops;
+
+struct knock_daemon {
+        const char *role;        /* "ingress", "worker", "deliver" */
+        const char *name;        /* endpoint name (argv) */
+        knock_config *cfg;
+        knock_store *store;      /* the daemon's main connection */
+        struct event_base *base;
+        oomfile oom;
+        oomfile_state oom_state;
+        const knock_daemon_ops *ops;
+        void *userdata;
+
+        bool stopping;
+        uint64_t last_loop_us;  /* updated by a cheap prepare-side timer */
+        struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
+};
+
+/*
+ * Parses argv (NAME, --help, --version), sets up everything above. Returns
+ * 0 to continue, 1 when the program should exit 0 (--help/--version), or a
+ * negative errno (already logged).
+ */
+int daemon_setup(knock_daemon *d, const char *role, const char *usage, int argc, char **argv,
+                 const knock_daemon_ops *ops, unsigned store_flags);
+/* READY=1 with the status line, then event_base_dispatch until daemon_exit_loop. */
+int daemon_run(knock_daemon *d);
+void daemon_exit_loop(knock_daemon *d);
+/* STOPPING=1, final heartbeat, CLEAN_EXIT, frees everything. */
+void daemon_finish(knock_daemon *d, bool clean);
+/* Heartbeat + STATUS now (also done by the watchdog tick). */
+int daemon_heartbeat(knock_daemon *d);
+
+/* Sends one datagram to $KNOCK_RUNTIME_DIR/NAME.<role>.sock to wake a sleeping
+ * peer (worker, deliver). Never blocks; errors are ignored (the peer also
+ * scans on its own timer). */
+void daemon_wake_peer(const char *name, const char *role);
+/* Binds $KNOCK_RUNTIME_DIR/NAME.<role>.sock (unix datagram, non-blocking,
+ * CLOEXEC) and returns the fd; the caller adds a read event and drains it. */
+int daemon_wake_socket(const char *name, const char *role);

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * events — the state changes the worker makes to events, and the hook outbox.
+ *
+ * Promises:
+ *  - every function below is one transaction (BEGIN IMMEDIATE … COMMIT):
+ *    a caller never sees half a claim or half a finish;
+ *  - a claim moves events to `processing` with claimed_by = the worker's
+ *    identity ("worker:PID") and claim_until = now + lease. It takes
+ *    `received` events, `failed` events whose next_attempt_at has come, and
+ *    `processing` events whose lease expired (the holder crashed). The claim
+ *    counts the attempt (attempt_count + 1) and inserts its attempts row with
+ *    outcome "running" in the same transaction, so an attempt that a crash
+ *    interrupts stays visible: when its expired lease is taken over, the row
+ *    becomes outcome "lost" and the event runs again (at-least-once). An
+ *    event taken over that has no attempts left goes to `dead`;
+ *  - an event whose type has no handler goes to `ignored` with status_reason
+ *    "no_handler" during the claim; it is never returned to the caller;
+ *  - finishing an attempt closes its attempts row and sets the event to
+ *    `handled`, `failed` (next_attempt_at from events_backoff_ms()) or `dead`
+ *    (permanent failure, or max_attempts reached). When the new status is
+ *    listed in [hook] on and [hook] url is set, a hooks row (state
+ *    "pending", payload as contract §8) is inserted in the SAME transaction:
+ *    no state change without its hook, no hook without its state change;
+ *  - a state change only applies while the caller still holds the claim
+ *    (status processing, claimed_by = worker): a worker that lost its lease
+ *    still records its attempt but never overwrites the new holder's state;
+ *  - releasing a claim (shutdown) does not count the attempt: attempt_count
+ *    goes back down, the attempts row is kept with outcome "interrupted", and
+ *    the event returns to `received` (no attempt counted yet) or to `failed`
+ *    due at once, so the next worker takes it immediately.
+ *
+ * Attempt outcomes (attempts.outcome): running, success, tempfail (exit 75,
+ * other exit codes, signals, 408/429/5xx, connection errors), timeout,
+ * permanent (exit 65, other 4xx), lost, interrupted.
+ *
+ * Library code: returns 0 or a negative errno, never logs.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+typedef enum event_outcome {
+        EVENT_OUTCOME_SUCCESS,
+        EVENT_OUTCOME_TEMPFAIL,
+        EVENT_OUTCOME_TIMEOUT,
+        EVENT_OUTCOME_PERMANENT,
+        EVENT_OUTCOME_INTERRUPTED,
+        _EVENT_OUTCOME_MAX,
+} event_outcome;
+
+const char *event_outcome_to_string(event_outcome o);
+
+/* One claimed event, ready to run. */
+typedef struct knock_claim {
+        char id[KNOCK_ID_MAX];
+        char attempt_id[KNOCK_ID_MAX];
+        char *provider_event_id;
+        char *event_type;
+        char *delivery_id;  /* COALESCE(run_delivery_id, delivery_id): whose body runs */
+        char *content_type; /* of that delivery; NULL when unknown */
+        char *handler;      /* config_handler_for(event_type), duplicated */
+        unsigned char *body;
+        size_t body_len;
+        int64_t attempt;     /* this attempt's number, 1-based */
+        int64_t received_at; /* the event's receipt time */
+        int64_t claimed_at;
+} knock_claim;
+
+void knock_claim_clear(knock_claim *c);
+
+/* Counts of what a claim did besides handing out events. */
+typedef struct knock_claim_stats {
+        size_t ignored;  /* no handler → ignored */
+        size_t taken_over; /* expired leases taken over (attempt marked lost) */
+        size_t dead;       /* taken over with no attempt left → dead */
+        size_t hooks;      /* hooks rows queued */
+} knock_claim_stats;
+
+/*
+ * Claims up to max events (oldest received first, then due retries, then
+ * expired leases). *ret is an array of *ret_n claims (the caller clears each
+ * and frees the array). stats may be NULL.
+ */
+int events_claim(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
+                 int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n,
+                 knock_claim_stats *stats);
+
+/* Extends the lease of the given events held by worker to `until`. */
+int events_renew(knock_store *s, const char *worker, const char *const *ids, size_t n,
+                 int64_t until);
+
+/* The result of one attempt, filled by the runner. */
+typedef struct knock_attempt_result {
+        const char *event_id;
+        const char *attempt_id;
+        int64_t attempt;
+        event_outcome outcome;
+        int exit_code;   /* -1: none */
+        int signal;      /* 0: none */
+        int http_status; /* 0: none */
+        const char *error; /* NULL on success */
+        const char *output; /* captured output (already bounded), may be NULL */
+        size_t output_len;
+        int64_t ended_at;
+
+        /* set by events_finish() */
+        const char *new_status;   /* "handled", "failed", "dead"; NULL when the claim was lost */
+        int64_t next_attempt_at;  /* for "failed" */
+        bool hook_queued;
+} knock_attempt_result;
+
+/*
+ * Records n attempt results and moves their events on, in one transaction.
+ * *ret_hooks (may be NULL) tells how many hooks rows were queued: the caller
+ * wakes the deliverer after a commit that queued some.
+ */
+int events_finish(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
+                  knock_attempt_result *results, size_t n, size_t *ret_hooks);
+
+/* Gives back claims without counting the attempts (shutdown). */
+int events_release(knock_store *s, const char *worker, const char *const *ids,
+                   const char *const *attempt_ids, size_t n, int64_t now);
+
+/* Expires every lease held by `holder` (a worker known to be gone), so the
+ * next claim takes its events over at once. *ret_n: events affected. */
+int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t *ret_n);
+
+/* Distinct claimed_by values of processing events (for the start-up check). */
+int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n);
+
+/* Earliest time (ms) something becomes claimable: a failed event's
+ * next_attempt_at or a foreign lease's claim_until. INT64_MAX when none.
+ * Events claimable now give a value ≤ now. */
+int events_next_due(knock_store *s, const char *worker, int64_t *ret);
+
+/*
+ * Backoff before attempt number `attempt` + 1, after `attempt` failed
+ * attempts (attempt ≥ 1): exponential with full jitter between base and
+ * cap. The ceiling is base·2^(attempt-1) capped at cap; the wait is uniform
+ * in [base, ceiling] using `rnd` (any 64-bit random value). Pure function.
+ */
+uint64_t events_backoff_ms(uint64_t base, uint64_t cap, uint64_t attempt, uint64_t rnd);
+
+/* Builds the contract §8 hook payload (malloc'd JSON text). */
+int events_hook_payload(const char *endpoint, const char *event_id,
+                        const char *provider_event_id, const char *event_type,
+                        const char *status, int64_t attempts, int64_t finished_at,
+                        const char *last_error, char **ret);

@@ -1,0 +1,547 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store — see store.h for the promises and the schema.
+ *
+ * Pragmas are set on every connection, in this order: page_size must be set
+ * before the first table exists (and before WAL, which fixes it); WAL and
+ * synchronous=FULL together mean a COMMIT has been fsynced to the WAL before
+ * sqlite3_step() returns SQLITE_DONE — the point after which the ingress may
+ * answer 2xx.
+ */
+#define _GNU_SOURCE
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+const char *const event_status_names[6] = {"received", "processing", "failed",
+                                           "dead",     "ignored",    "handled"};
+
+/* Forward-only migrations. Never edit a published one; append a new one. */
+static const struct {
+        int version;
+        const char *name;
+        const char *sql;
+} migrations[] = {
+        {1, "initial schema",
+         "CREATE TABLE events ("
+         "  id TEXT PRIMARY KEY,"
+         "  provider_event_id TEXT UNIQUE,"
+         "  event_type TEXT,"
+         "  status TEXT NOT NULL CHECK (status IN"
+         "    ('received','processing','failed','dead','ignored','handled')),"
+         "  status_reason TEXT,"
+         "  delivery_id TEXT NOT NULL,"
+         "  run_delivery_id TEXT,"
+         "  attempt_count INTEGER NOT NULL DEFAULT 0,"
+         "  received_at INTEGER NOT NULL,"
+         "  updated_at INTEGER NOT NULL,"
+         "  next_attempt_at INTEGER,"
+         "  claimed_by TEXT,"
+         "  claim_until INTEGER,"
+         "  last_error TEXT,"
+         "  finished_at INTEGER"
+         ");"
+         "CREATE INDEX events_queue ON events(status, next_attempt_at);"
+         "CREATE INDEX events_received_at ON events(received_at);"
+         "CREATE INDEX events_type ON events(event_type);"
+         "CREATE TABLE deliveries ("
+         "  id TEXT PRIMARY KEY,"
+         "  event_id TEXT REFERENCES events(id) ON DELETE CASCADE,"
+         "  received_at INTEGER NOT NULL,"
+         "  signature_valid INTEGER NOT NULL,"
+         "  verify_error TEXT,"
+         "  http_status INTEGER NOT NULL,"
+         "  provider_event_id TEXT,"
+         "  event_type TEXT,"
+         "  request_id TEXT,"
+         "  method TEXT,"
+         "  uri TEXT,"
+         "  remote TEXT,"
+         "  content_type TEXT,"
+         "  headers TEXT,"
+         "  body BLOB,"
+         "  body_bytes INTEGER NOT NULL DEFAULT 0,"
+         "  duplicate INTEGER NOT NULL DEFAULT 0,"
+         "  handshake INTEGER NOT NULL DEFAULT 0"
+         ");"
+         "CREATE INDEX deliveries_event ON deliveries(event_id);"
+         "CREATE INDEX deliveries_received_at ON deliveries(received_at);"
+         "CREATE INDEX deliveries_provider_event_id ON deliveries(provider_event_id);"
+         "CREATE TABLE attempts ("
+         "  id TEXT PRIMARY KEY,"
+         "  event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,"
+         "  delivery_id TEXT,"
+         "  attempt INTEGER NOT NULL,"
+         "  worker TEXT,"
+         "  handler TEXT,"
+         "  started_at INTEGER NOT NULL,"
+         "  ended_at INTEGER,"
+         "  outcome TEXT,"
+         "  exit_code INTEGER,"
+         "  signal INTEGER,"
+         "  http_status INTEGER,"
+         "  error TEXT,"
+         "  output TEXT"
+         ");"
+         "CREATE INDEX attempts_event ON attempts(event_id);"
+         "CREATE TABLE hooks ("
+         "  id TEXT PRIMARY KEY,"
+         "  event_id TEXT REFERENCES events(id) ON DELETE CASCADE,"
+         "  type TEXT NOT NULL,"
+         "  payload TEXT NOT NULL,"
+         "  state TEXT NOT NULL CHECK (state IN ('pending','delivered','failed')),"
+         "  attempt_count INTEGER NOT NULL DEFAULT 0,"
+         "  max_attempts INTEGER,"
+         "  created_at INTEGER NOT NULL,"
+         "  updated_at INTEGER NOT NULL,"
+         "  next_attempt_at INTEGER,"
+         "  claimed_by TEXT,"
+         "  claim_until INTEGER,"
+         "  last_status INTEGER,"
+         "  last_error TEXT,"
+         "  last_attempt_at INTEGER,"
+         "  delivered_at INTEGER"
+         ");"
+         "CREATE INDEX hooks_queue ON hooks(state, next_attempt_at);"
+         "CREATE INDEX hooks_event ON hooks(event_id);"
+         "CREATE TABLE hook_attempts ("
+         "  id TEXT PRIMARY KEY,"
+         "  hook_id TEXT NOT NULL REFERENCES hooks(id) ON DELETE CASCADE,"
+         "  at INTEGER NOT NULL,"
+         "  status INTEGER NOT NULL,"
+         "  duration_ms INTEGER NOT NULL,"
+         "  response TEXT,"
+         "  error TEXT"
+         ");"
+         "CREATE INDEX hook_attempts_hook ON hook_attempts(hook_id);"
+         "CREATE TABLE audit ("
+         "  id TEXT PRIMARY KEY,"
+         "  at INTEGER NOT NULL,"
+         "  actor TEXT NOT NULL,"
+         "  action TEXT NOT NULL,"
+         "  filters TEXT,"
+         "  counts TEXT,"
+         "  ids TEXT"
+         ");"
+         "CREATE TABLE daemons ("
+         "  daemon TEXT PRIMARY KEY,"
+         "  pid INTEGER,"
+         "  started_at INTEGER,"
+         "  heartbeat_at INTEGER,"
+         "  stopped_at INTEGER,"
+         "  last_clean_exit INTEGER,"
+         "  suspected_oom_kills INTEGER NOT NULL DEFAULT 0,"
+         "  counters TEXT,"
+         "  status TEXT"
+         ");"
+         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"},
+};
+
+int store_errno(int rc)
+{
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_IOERR:
+                return -EIO;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_READONLY:
+                return -EROFS;
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EBADMSG;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_TOOBIG:
+                return -E2BIG;
+        default:
+                return -EIO;
+        }
+}
+
+const char *store_errmsg(knock_store *s)
+{
+        return s && s->db ? sqlite3_errmsg(s->db) : "no database";
+}
+
+int store_exec(knock_store *s, const char *sql)
+{
+        return store_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+int store_begin(knock_store *s)
+{
+        return store_exec(s, "BEGIN IMMEDIATE");
+}
+
+int store_commit(knock_store *s)
+{
+        int r = store_exec(s, "COMMIT");
+        /* A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY);
+         * roll back so the connection is usable and nothing half-done stays. */
+        if (r < 0)
+                store_rollback(s);
+        return r;
+}
+
+void store_rollback(knock_store *s)
+{
+        if (!sqlite3_get_autocommit(s->db))
+                (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int store_prepare(knock_store *s, const char *sql, sqlite3_stmt **ret)
+{
+        return store_errno(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+}
+
+void stmt_finalizep(sqlite3_stmt **st)
+{
+        if (*st)
+                sqlite3_finalize(*st);
+        *st = NULL;
+}
+
+int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+        if (!s)
+                return store_errno(sqlite3_bind_null(st, idx));
+        return store_errno(sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT));
+}
+
+int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v)
+{
+        return store_errno(sqlite3_bind_int64(st, idx, v));
+}
+
+int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v)
+{
+        if (v < 0)
+                return store_errno(sqlite3_bind_null(st, idx));
+        return stmt_bind_i64(st, idx, v);
+}
+
+char *stmt_strdup(sqlite3_stmt *st, int col)
+{
+        const unsigned char *t = sqlite3_column_text(st, col);
+        return t ? strdup((const char *)t) : NULL;
+}
+
+int store_schema_version(knock_store *s, int *ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(s,
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_migrations'",
+                &st);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+        if (sqlite3_column_int(st, 0) == 0) {
+                *ret = 0;
+                return 0;
+        }
+        stmt_finalizep(&st);
+        r = store_prepare(s, "SELECT coalesce(max(version),0) FROM schema_migrations", &st);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+        *ret = sqlite3_column_int(st, 0);
+        return 0;
+}
+
+/* Each migration in its own IMMEDIATE transaction together with its
+ * schema_migrations row: a crash mid-migration leaves the previous version. */
+static int store_migrate(knock_store *s)
+{
+        int version, r;
+
+        r = store_exec(s, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                          "  version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                          "  applied_at INTEGER NOT NULL)");
+        if (r < 0)
+                return r;
+        r = store_schema_version(s, &version);
+        if (r < 0)
+                return r;
+        if (version > STORE_SCHEMA_VERSION)
+                return -EPROTO;
+        for (size_t i = 0; i < ELEMENTSOF(migrations); i++) {
+                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+                if (migrations[i].version <= version)
+                        continue;
+                r = store_begin(s);
+                if (r < 0)
+                        return r;
+                /* Re-check under the write lock: another daemon of the same
+                 * endpoint may have migrated while we waited. */
+                r = store_schema_version(s, &version);
+                if (r < 0 || migrations[i].version <= version) {
+                        store_rollback(s);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                r = store_exec(s, migrations[i].sql);
+                if (r >= 0)
+                        r = store_prepare(s,
+                                "INSERT INTO schema_migrations(version,name,applied_at) VALUES(?,?,?)",
+                                &st);
+                if (r >= 0) {
+                        sqlite3_bind_int(st, 1, migrations[i].version);
+                        sqlite3_bind_text(st, 2, migrations[i].name, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 3, now_ms());
+                        r = store_errno(sqlite3_step(st));
+                }
+                if (r < 0) {
+                        store_rollback(s);
+                        return r;
+                }
+                r = store_commit(s);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int store_open(const char *path, unsigned flags, knock_store **ret)
+{
+        knock_store *s;
+        int oflags, r, version;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->path = strdup(path);
+        if (!s->path) {
+                free(s);
+                return -ENOMEM;
+        }
+        if (flags & STORE_READONLY)
+                oflags = SQLITE_OPEN_READONLY;
+        else if (flags & STORE_CREATE)
+                oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+        else
+                oflags = SQLITE_OPEN_READWRITE;
+        oflags |= SQLITE_OPEN_NOMUTEX;
+
+        r = store_errno(sqlite3_open_v2(path, &s->db, oflags, NULL));
+        if (r < 0)
+                goto fail;
+        sqlite3_extended_result_codes(s->db, 1);
+        sqlite3_busy_timeout(s->db, 5000);
+
+        if (!(flags & STORE_READONLY)) {
+                /* Before anything else: page size only applies to an empty file. */
+                r = store_exec(s, "PRAGMA page_size=16384");
+                if (r < 0)
+                        goto fail;
+                r = store_exec(s, "PRAGMA journal_mode=WAL");
+                if (r < 0)
+                        goto fail;
+        }
+        r = store_exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                          "PRAGMA temp_store=MEMORY");
+        if (r < 0)
+                goto fail;
+        if (flags & STORE_NO_AUTOCHECKPOINT) {
+                r = store_exec(s, "PRAGMA wal_autocheckpoint=0");
+                if (r < 0)
+                        goto fail;
+        }
+        if (flags & STORE_CREATE) {
+                r = store_migrate(s);
+                if (r < 0)
+                        goto fail;
+        } else {
+                r = store_schema_version(s, &version);
+                if (r < 0)
+                        goto fail;
+                if (version > STORE_SCHEMA_VERSION) {
+                        r = -EPROTO;
+                        goto fail;
+                }
+                if (version < STORE_SCHEMA_VERSION) {
+                        /* Not created/migrated yet: callers without STORE_CREATE
+                         * (knockctl read verbs) say "has knock-ingress run?". */
+                        r = -ENOMEDIUM;
+                        goto fail;
+                }
+        }
+        *ret = s;
+        return 0;
+fail:
+        store_close(s);
+        return r;
+}
+
+knock_store *store_close(knock_store *s)
+{
+        if (!s)
+                return NULL;
+        if (s->db)
+                sqlite3_close_v2(s->db);
+        free(s->path);
+        free(s);
+        return NULL;
+}
+
+void store_closep(knock_store **s)
+{
+        *s = store_close(*s);
+}
+
+static int exec_bound(knock_store *s, const char *sql, const char *t1, int64_t i1, int64_t i2,
+                      const char *t2, const char *t3)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, sql, &st);
+        if (r < 0)
+                return r;
+        /* Unused parameters are simply not present in sql. */
+        if (sqlite3_bind_parameter_index(st, ":t1"))
+                stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":t1"), t1);
+        if (sqlite3_bind_parameter_index(st, ":i1"))
+                stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":i1"), i1);
+        if (sqlite3_bind_parameter_index(st, ":i2"))
+                stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":i2"), i2);
+        if (sqlite3_bind_parameter_index(st, ":t2"))
+                stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":t2"), t2);
+        if (sqlite3_bind_parameter_index(st, ":t3"))
+                stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":t3"), t3);
+        return store_errno(sqlite3_step(st));
+}
+
+int store_daemon_started(knock_store *s, const char *daemon, bool previous_unclean)
+{
+        return exec_bound(s,
+                "INSERT INTO daemons(daemon,pid,started_at,heartbeat_at,stopped_at,"
+                "  last_clean_exit,suspected_oom_kills,status)"
+                " VALUES(:t1,:i1,:i2,:i2,NULL,NULL,:t2 = 'unclean','starting')"
+                " ON CONFLICT(daemon) DO UPDATE SET pid=:i1, started_at=:i2, heartbeat_at=:i2,"
+                "  stopped_at=NULL, status='starting',"
+                "  last_clean_exit = CASE WHEN :t2 = 'unclean' THEN 0 ELSE last_clean_exit END,"
+                "  suspected_oom_kills = suspected_oom_kills + (:t2 = 'unclean')",
+                daemon, (int64_t)getpid(), now_ms(), previous_unclean ? "unclean" : "clean",
+                NULL);
+}
+
+int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *counters_json,
+                           const char *status)
+{
+        return exec_bound(s,
+                "UPDATE daemons SET heartbeat_at=:i2, pid=:i1,"
+                " counters=coalesce(:t2, counters), status=coalesce(:t3, status)"
+                " WHERE daemon=:t1",
+                daemon, (int64_t)getpid(), now_ms(), counters_json, status);
+}
+
+int store_daemon_stopped(knock_store *s, const char *daemon)
+{
+        return exec_bound(s,
+                "UPDATE daemons SET stopped_at=:i2, heartbeat_at=:i2, last_clean_exit=1,"
+                " status='stopped' WHERE daemon=:t1 AND pid=:i1",
+                daemon, (int64_t)getpid(), now_ms(), NULL, NULL);
+}
+
+int store_audit(knock_store *s, const char *actor, const char *action, const char *filters_json,
+                const char *counts_json, const char *ids_json)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        char id[KNOCK_ID_MAX];
+        int r;
+
+        id_new("aud", id);
+        r = store_prepare(s,
+                "INSERT INTO audit(id,at,actor,action,filters,counts,ids) VALUES(?,?,?,?,?,?,?)",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, id);
+        stmt_bind_i64(st, 2, now_ms());
+        stmt_bind_text(st, 3, actor);
+        stmt_bind_text(st, 4, action);
+        stmt_bind_text(st, 5, filters_json);
+        stmt_bind_text(st, 6, counts_json);
+        stmt_bind_text(st, 7, ids_json);
+        return store_errno(sqlite3_step(st));
+}
+
+int store_meta_set(knock_store *s, const char *key, const char *value)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, "INSERT INTO meta(key,value) VALUES(?,?)"
+                             " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, key);
+        stmt_bind_text(st, 2, value);
+        return store_errno(sqlite3_step(st));
+}
+
+int store_meta_get(knock_store *s, const char *key, char **ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(s, "SELECT value FROM meta WHERE key=?", &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, key);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+                *ret = NULL;
+                return 0;
+        }
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+        *ret = stmt_strdup(st, 0);
+        return 0;
+}
+
+int store_queue_counts(knock_store *s, int64_t counts[6])
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        memset(counts, 0, 6 * sizeof(int64_t));
+        r = store_prepare(s, "SELECT status, count(*) FROM events GROUP BY status", &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *)sqlite3_column_text(st, 0);
+                for (size_t i = 0; i < 6; i++)
+                        if (name && streq(name, event_status_names[i]))
+                                counts[i] = sqlite3_column_int64(st, 1);
+        }
+        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * store — one SQLite file per endpoint, shared by every daemon and knockctl.
+ *
+ * Promises:
+ *  - every connection runs WAL, synchronous=FULL (a COMMIT that returned
+ *    SQLITE_OK is on disk: this is what lets the ingress send its 2xx),
+ *    16 KiB pages, foreign keys on, a busy timeout;
+ *  - the schema is created and upgraded by forward-only numbered migrations,
+ *    each recorded in schema_migrations, each in its own transaction; a
+ *    database newer than this build is refused (-EPROTO), never downgraded;
+ *  - SQLite result codes are mapped to negative errno at this boundary
+ *    (SQLITE_FULL → -ENOSPC, IOERR → -EIO, BUSY/LOCKED → -EBUSY, …), so
+ *    callers decide 503 vs crash on errno alone;
+ *  - primary keys are time-ordered ids (util.h id_new), so inserts append.
+ *
+ * Schema (version STORE_SCHEMA_VERSION), times are ms since the epoch:
+ *
+ *  events      id, provider_event_id UNIQUE, event_type, status
+ *              (received|processing|failed|dead|ignored|handled), status_reason,
+ *              delivery_id (canonical body), run_delivery_id (replay-delivery),
+ *              attempt_count, received_at, updated_at, next_attempt_at,
+ *              claimed_by, claim_until, last_error, finished_at
+ *  deliveries  id, event_id → events (NULL: orphan), received_at, signature_valid,
+ *              verify_error, http_status, provider_event_id, event_type,
+ *              request_id, method, uri, remote, content_type, headers (JSON
+ *              array of [name,value], credentials redacted), body, body_bytes,
+ *              duplicate, handshake
+ *  attempts    id, event_id → events, delivery_id, attempt, worker, handler,
+ *              started_at, ended_at, outcome, exit_code, signal, http_status,
+ *              error, output
+ *  hooks       id, event_id → events, type, payload (JSON), state
+ *              (pending|delivered|failed), attempt_count, max_attempts,
+ *              created_at, updated_at, next_attempt_at, claimed_by, claim_until,
+ *              last_status, last_error, last_attempt_at, delivered_at
+ *  hook_attempts id, hook_id → hooks, at, status (0: no response), duration_ms,
+ *              response (first 20,000 bytes), error
+ *  audit       id, at, actor, action, filters (JSON), counts (JSON), ids (JSON)
+ *  daemons     daemon, pid, started_at, heartbeat_at, stopped_at,
+ *              last_clean_exit, suspected_oom_kills, counters (JSON), status
+ *  meta        key, value (e.g. last_backup_at, last_prune_at)
+ */
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define STORE_SCHEMA_VERSION 1
+
+enum {
+        STORE_CREATE = 1 << 0,   /* create the file and run migrations */
+        STORE_READONLY = 1 << 1, /* knockctl read verbs */
+        STORE_NO_AUTOCHECKPOINT = 1 << 2, /* ingress writer: checkpoints run elsewhere */
+};
+
+typedef struct knock_store {
+        sqlite3 *db;
+        char *path;
+} knock_store;
+
+/* Opens (and with STORE_CREATE creates/migrates) the database at path. */
+int store_open(const char *path, unsigned flags, knock_store **ret);
+knock_store *store_close(knock_store *s);
+void store_closep(knock_store **s);
+
+/* Current schema version of the open database (0 when empty). */
+int store_schema_version(knock_store *s, int *ret);
+
+int store_exec(knock_store *s, const char *sql);
+int store_begin(knock_store *s); /* BEGIN IMMEDIATE: take the write lock now */
+int store_commit(knock_store *s);
+void store_rollback(knock_store *s); /* never fails the caller; errors ignored */
+
+/* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE). */
+int store_errno(int sqlite_rc);
+/* Last error text of the connection (for logs). */
+const char *store_errmsg(knock_store *s);
+
+/* Prepared statement helpers. */
+int store_prepare(knock_store *s, const char *sql, sqlite3_stmt **ret);
+void stmt_finalizep(sqlite3_stmt **st);
+#define _cleanup_stmt_ _cleanup_(stmt_finalizep)
+/* Binds text or NULL. */
+int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s);
+/* Binds an int64, or NULL when v < 0 and null_if_negative. */
+int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v);
+int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v);
+/* Column text duplicated (NULL stays NULL). */
+char *stmt_strdup(sqlite3_stmt *st, int col);
+
+/* Daemon heartbeats and the OOM-kill counter (contract §11). */
+int store_daemon_started(knock_store *s, const char *daemon, bool previous_unclean);
+int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *counters_json,
+                           const char *status);
+int store_daemon_stopped(knock_store *s, const char *daemon);
+
+/* Appends an audit row (contract §10); JSON arguments may be NULL. */
+int store_audit(knock_store *s, const char *actor, const char *action, const char *filters_json,
+                const char *counts_json, const char *ids_json);
+
+/* meta key/value */
+int store_meta_set(knock_store *s, const char *key, const char *value);
+int store_meta_get(knock_store *s, const char *key, char **ret);
+
+/* Queue depth by status: counts[6] in the order of event_status_names. */
+extern const char *const event_status_names[6];
+int store_queue_counts(knock_store *s, int64_t counts[6]);

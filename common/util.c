@@ -1,0 +1,432 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+bool strcaseeq(const char *a, const char *b)
+{
+        return strcasecmp(a, b) == 0;
+}
+
+bool startswith(const char *s, const char *prefix)
+{
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+void *secret_free(char *s)
+{
+        if (!s)
+                return NULL;
+        explicit_bzero(s, strlen(s));
+        free(s);
+        return NULL;
+}
+
+int parse_u64_strict(const char *s, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+                        return -ERANGE;
+                v = v * 10 + (uint64_t)(*p - '0');
+        }
+        *ret = v;
+        return 0;
+}
+
+/* Splits "123abc" into the number and its unit suffix. */
+static int split_number(const char *s, uint64_t *ret_num, const char **ret_unit)
+{
+        char digits[32];
+        size_t n = 0;
+
+        while (s[n] >= '0' && s[n] <= '9')
+                n++;
+        if (n == 0 || n >= sizeof(digits))
+                return -EINVAL;
+        memcpy(digits, s, n);
+        digits[n] = 0;
+        if (parse_u64_strict(digits, ret_num) < 0)
+                return -ERANGE;
+        *ret_unit = s + n;
+        return 0;
+}
+
+static int mul_checked(uint64_t a, uint64_t b, uint64_t *ret)
+{
+        if (b != 0 && a > UINT64_MAX / b)
+                return -ERANGE;
+        *ret = a * b;
+        return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret)
+{
+        uint64_t n, mul;
+        const char *unit;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        r = split_number(s, &n, &unit);
+        if (r < 0)
+                return r;
+        if (streq(unit, "") || streq(unit, "B"))
+                mul = 1;
+        else if (streq(unit, "K") || streq(unit, "k") || streq(unit, "KiB"))
+                mul = 1024;
+        else if (streq(unit, "M") || streq(unit, "MiB"))
+                mul = 1024 * 1024;
+        else if (streq(unit, "G") || streq(unit, "GiB"))
+                mul = 1024ULL * 1024 * 1024;
+        else
+                return -EINVAL;
+        return mul_checked(n, mul, ret);
+}
+
+int parse_duration_ms(const char *s, bool allow_never, uint64_t *ret)
+{
+        uint64_t n, mul;
+        const char *unit;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        if (streq(s, "never")) {
+                if (!allow_never)
+                        return -EINVAL;
+                *ret = UINT64_MAX;
+                return 0;
+        }
+        r = split_number(s, &n, &unit);
+        if (r < 0)
+                return r;
+        if (streq(unit, "ms"))
+                mul = 1;
+        else if (streq(unit, "") || streq(unit, "s"))
+                mul = 1000;
+        else if (streq(unit, "m") || streq(unit, "min"))
+                mul = 60 * 1000;
+        else if (streq(unit, "h"))
+                mul = 3600 * 1000;
+        else if (streq(unit, "d"))
+                mul = 86400ULL * 1000;
+        else
+                return -EINVAL;
+        return mul_checked(n, mul, ret);
+}
+
+int64_t now_ms(void)
+{
+        const char *fake = getenv("KNOCK_FAKE_NOW_MS");
+        struct timespec ts;
+        uint64_t v;
+
+        if (fake && parse_u64_strict(fake, &v) == 0)
+                return (int64_t)v;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t mono_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+char *format_rfc3339(int64_t ms, char *buf, size_t len)
+{
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+
+        gmtime_r(&t, &tm);
+        snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(ms % 1000));
+        return buf;
+}
+
+int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms)
+{
+        uint64_t d;
+        struct tm tm = {0};
+        const char *end;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (s[0] == '@') {
+                if (parse_u64_strict(s + 1, &d) < 0 || d > INT64_MAX / 1000)
+                        return -EINVAL;
+                *ret_ms = (int64_t)d * 1000;
+                return 0;
+        }
+        if (parse_duration_ms(s, false, &d) == 0) {
+                *ret_ms = now - (int64_t)d;
+                return 0;
+        }
+        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+        if (!end)
+                end = strptime(s, "%Y-%m-%d", &tm);
+        if (!end)
+                return -EINVAL;
+        if (*end == '.') {
+                end++;
+                while (isdigit((unsigned char)*end))
+                        end++;
+        }
+        if (*end != 0 && !streq(end, "Z") && !streq(end, "+00:00"))
+                return -EINVAL;
+        *ret_ms = (int64_t)timegm(&tm) * 1000;
+        return 0;
+}
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+void id_new(const char *prefix, char buf[static KNOCK_ID_MAX])
+{
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static uint64_t last_ms;
+        static unsigned char last_rand[10];
+        unsigned char bytes[16];
+        uint64_t ms;
+        size_t pl, i;
+
+        /* Monotonic within the process: within one millisecond the random
+         * part is incremented, so ids still sort in creation order. */
+        pthread_mutex_lock(&lock);
+        ms = (uint64_t)now_ms();
+        if (ms <= last_ms) {
+                ms = last_ms;
+                for (i = 10; i-- > 0;)
+                        if (++last_rand[i] != 0)
+                                break;
+        } else {
+                if (getrandom(last_rand, sizeof(last_rand), 0) != sizeof(last_rand)) {
+                        /* Fallback: mix the clock; uniqueness still holds via
+                         * monotonic increment. */
+                        uint64_t x = mono_us() ^ (uint64_t)getpid() << 32;
+                        memcpy(last_rand, &x, sizeof(x));
+                }
+                last_rand[0] &= 0x7f; /* room to increment without overflow */
+                last_ms = ms;
+        }
+        for (i = 0; i < 6; i++)
+                bytes[i] = (unsigned char)(ms >> (40 - 8 * i));
+        memcpy(bytes + 6, last_rand, 10);
+        pthread_mutex_unlock(&lock);
+
+        pl = strlen(prefix);
+        if (pl > KNOCK_ID_MAX - 28)
+                pl = KNOCK_ID_MAX - 28;
+        memcpy(buf, prefix, pl);
+        buf[pl++] = '_';
+        /* 128 bits → 26 base32 characters, most significant first. */
+        for (i = 0; i < 26; i++) {
+                int bit = (int)i * 5 - 2; /* first char has 3 bits */
+                unsigned v = 0;
+                for (unsigned b = 0; b < 5; b++) {
+                        int pos = bit + (int)b;
+                        if (pos < 0)
+                                continue;
+                        v |= ((bytes[pos / 8] >> (7 - pos % 8)) & 1u) << (4 - b);
+                }
+                buf[pl + i] = crockford[v];
+        }
+        buf[pl + 26] = 0;
+}
+
+bool endpoint_name_valid(const char *name)
+{
+        size_t n;
+
+        if (!name)
+                return false;
+        n = strlen(name);
+        if (n < 1 || n > 63)
+                return false;
+        if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+                return false;
+        for (size_t i = 1; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
+static const char *env_or(const char *var, const char *def)
+{
+        const char *v = getenv(var);
+        return v && *v ? v : def;
+}
+
+const char *knock_config_dir(void)
+{
+        return env_or("KNOCK_CONFIG_DIR", "/etc/knock");
+}
+
+const char *knock_state_dir(void)
+{
+        return env_or("KNOCK_STATE_DIR", "/var/lib/knock");
+}
+
+const char *knock_runtime_dir(void)
+{
+        return env_or("KNOCK_RUNTIME_DIR", "/run/knock");
+}
+
+int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        struct stat st;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADF;
+        if ((uint64_t)st.st_size > max)
+                return -EFBIG;
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len == (size_t)st.st_size)
+                        break;
+        }
+        buf[len] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+void hex_encode(const unsigned char *in, size_t len, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < len; i++) {
+                out[2 * i] = digits[in[i] >> 4];
+                out[2 * i + 1] = digits[in[i] & 15];
+        }
+        out[2 * len] = 0;
+}
+
+static int unhex(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int hex_decode(const char *in, size_t len, unsigned char *out, size_t out_max, size_t *ret_len)
+{
+        if (len % 2 != 0 || len / 2 > out_max)
+                return -EINVAL;
+        for (size_t i = 0; i < len / 2; i++) {
+                int hi = unhex(in[2 * i]), lo = unhex(in[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                out[i] = (unsigned char)(hi << 4 | lo);
+        }
+        *ret_len = len / 2;
+        return 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t base64_encode(const unsigned char *in, size_t len, char *out)
+{
+        size_t o = 0, i = 0;
+
+        for (; i + 2 < len; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+                out[o++] = b64[v >> 18];
+                out[o++] = b64[(v >> 12) & 63];
+                out[o++] = b64[(v >> 6) & 63];
+                out[o++] = b64[v & 63];
+        }
+        if (i < len) {
+                uint32_t v = (uint32_t)in[i] << 16;
+                if (i + 1 < len)
+                        v |= (uint32_t)in[i + 1] << 8;
+                out[o++] = b64[v >> 18];
+                out[o++] = b64[(v >> 12) & 63];
+                out[o++] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+                out[o++] = '=';
+        }
+        out[o] = 0;
+        return o;
+}
+
+static int unb64(char c)
+{
+        const char *p;
+
+        if (c == 0)
+                return -1;
+        p = strchr(b64, c);
+        return p ? (int)(p - b64) : -1;
+}
+
+int base64_decode(const char *in, size_t len, unsigned char *out, size_t out_max,
+                  size_t *ret_len)
+{
+        uint32_t acc = 0;
+        size_t o = 0;
+        int bits = 0;
+
+        while (len > 0 && in[len - 1] == '=')
+                len--;
+        if (len % 4 == 1)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                int v = unb64(in[i]);
+                if (v < 0)
+                        return -EINVAL;
+                acc = acc << 6 | (uint32_t)v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        if (o >= out_max)
+                                return -ENOBUFS;
+                        out[o++] = (unsigned char)(acc >> bits);
+                }
+        }
+        *ret_len = o;
+        return 0;
+}

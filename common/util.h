@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * util — small helpers every module shares.
+ *
+ * Promises:
+ *  - cleanup attributes in the systemd style: _cleanup_(x_freep) frees an
+ *    owned object at scope exit; TAKE_PTR()/TAKE_FD() move ownership out.
+ *  - parsers for the config value grammar (sizes K/M/G, durations
+ *    ms/s/m/h/d, "never"), strict: no sign, no junk, overflow is an error.
+ *  - time in milliseconds since the epoch (wall clock, injectable for tests
+ *    with KNOCK_FAKE_NOW_MS) and RFC 3339 UTC formatting.
+ *  - time-ordered identifiers: "<prefix>_" + 26 Crockford base32 characters
+ *    (48-bit millisecond time, 80 bits random, monotonic within a process),
+ *    so primary keys are appended in order and sort by creation time.
+ *
+ * Functions return 0 or a negative errno; they never log.
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _noreturn_ __attribute__((noreturn))
+#define _pure_ __attribute__((pure))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define TAKE_PTR(p)                                                                                \
+        ({                                                                                         \
+                __typeof__(p) _p_ = (p);                                                           \
+                (p) = NULL;                                                                        \
+                _p_;                                                                               \
+        })
+#define TAKE_FD(fd)                                                                                \
+        ({                                                                                         \
+                int _fd_ = (fd);                                                                   \
+                (fd) = -1;                                                                         \
+                _fd_;                                                                              \
+        })
+
+static inline void freep(void *p)
+{
+        free(*(void **)p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void closep(int *fd)
+{
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline bool streq(const char *a, const char *b)
+{
+        return strcmp(a, b) == 0;
+}
+static inline bool streq_ptr(const char *a, const char *b)
+{
+        if (!a || !b)
+                return a == b;
+        return strcmp(a, b) == 0;
+}
+bool strcaseeq(const char *a, const char *b);
+bool startswith(const char *s, const char *prefix);
+
+/* Wipes and frees a secret. Accepts NULL, returns NULL. */
+void *secret_free(char *s);
+
+/* "1M" → 1048576. Plain digits are bytes. */
+int parse_size(const char *s, uint64_t *ret);
+/* "5m" → 300000 ms. Plain digits are seconds. "never" → UINT64_MAX when allow_never. */
+int parse_duration_ms(const char *s, bool allow_never, uint64_t *ret);
+/* Strict base-10 unsigned integer: digits only, no sign, no space, no junk. */
+int parse_u64_strict(const char *s, uint64_t *ret);
+
+/* Wall clock in ms since the epoch; KNOCK_FAKE_NOW_MS overrides for tests. */
+int64_t now_ms(void);
+/* Monotonic clock in microseconds. */
+uint64_t mono_us(void);
+/* RFC 3339 UTC with milliseconds: "2026-11-26T12:00:00.123Z". buf ≥ 32 bytes. */
+char *format_rfc3339(int64_t ms, char *buf, size_t len);
+/* Parses "2h", "30m" (relative, before now), an RFC 3339 time or "@<unix>". */
+int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms);
+
+#define KNOCK_ID_MAX 40
+/* Writes "<prefix>_<26 chars>" into buf (KNOCK_ID_MAX). Thread-safe. */
+void id_new(const char *prefix, char buf[static KNOCK_ID_MAX]);
+
+/* Endpoint names: [a-z0-9][a-z0-9_-]{0,62}. */
+bool endpoint_name_valid(const char *name);
+
+/* Directories from the environment (KNOCK_CONFIG_DIR, …) or their defaults. */
+const char *knock_config_dir(void);
+const char *knock_state_dir(void);
+const char *knock_runtime_dir(void);
+
+/* Reads a whole small file (≤ max bytes) into a NUL-terminated buffer. */
+int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* Hex and base64 encoders/decoders (standard alphabet, padding optional on decode). */
+void hex_encode(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
+int hex_decode(const char *in, size_t len, unsigned char *out, size_t out_max, size_t *ret_len);
+size_t base64_encode(const unsigned char *in, size_t len, char *out /* 4*((len+2)/3)+1 */);
+int base64_decode(const char *in, size_t len, unsigned char *out, size_t out_max,
+                  size_t *ret_len);

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * knockctl — the operator's surface over an endpoint's database.
+ *
+ * Verbs register themselves with KNOCKCTL_VERB() in whichever file defines
+ * them: the macro puts a pointer to the verb into the "knockctl_verbs" linker
+ * section and main.c walks that section. Adding a verb (say, the maintenance
+ * role's prune/backup/restore/verify) is therefore adding one file to
+ * meson.build's source list; nothing else changes.
+ *
+ * A verb returns 0, a negative errno (a failure: exit 1; the verb has already
+ * said what failed, or main prints the errno), or one of the positive codes
+ * below, which are the exit status itself. Output goes through output.c so
+ * every verb prints the same human tables and the same --json documents.
+ */
+
+#include <getopt.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "store.h"
+#include "util.h"
+
+enum {
+        KNOCKCTL_FAILED = 1, /* expected failure, already reported: exit 1 */
+        KNOCKCTL_USAGE = 2,  /* usage error, already reported: exit 2 */
+};
+
+typedef struct knockctl {
+        const char *endpoint; /* resolved endpoint name; NULL only for VERB_ENDPOINT_OPTIONAL */
+        bool endpoint_explicit; /* -e was given */
+        bool json;
+        int64_t now;
+
+        knock_store *store;
+        knock_config *cfg; /* loaded on demand; NULL when the config does not load */
+        bool cfg_tried;
+} knockctl;
+
+typedef enum verb_section {
+        SECTION_READ,
+        SECTION_OPERATE,
+        SECTION_HOOKS,
+        SECTION_MAINTENANCE,
+        _SECTION_MAX,
+} verb_section;
+
+enum {
+        VERB_ENDPOINT_OPTIONAL = 1 << 0, /* works without an endpoint (all of them) */
+};
+
+typedef struct knockctl_verb {
+        const char *name;
+        const char *synopsis; /* arguments after the name, for --help */
+        const char *help;     /* one line */
+        verb_section section;
+        unsigned flags;
+        /* argv[0] is the verb name; options are parsed with verb_getopt(). */
+        int (*run)(knockctl *c, int argc, char **argv);
+} knockctl_verb;
+
+#define KNOCKCTL_VERB(id, ...)                                                                     \
+        static const knockctl_verb verb_##id = {__VA_ARGS__};                                      \
+        static const knockctl_verb *const verb_ptr_##id                                            \
+                __attribute__((used, section("knockctl_verbs"), aligned(sizeof(void *)))) =      \
+                        &verb_##id
+
+/* ---- main.c: shared plumbing for verbs ---------------------------------------- */
+
+/*
+ * getopt_long for a verb: options is the verb's own table (terminated by a
+ * zero entry); --json and --help are accepted by every verb. Returns the
+ * option character, -1 at the end of the options, or KNOCKCTL_USAGE (already
+ * reported) for an unknown option. After -1, optind is the first operand.
+ */
+int verb_getopt(knockctl *c, int argc, char **argv, const char *shortopts,
+                const struct option *options);
+#define VERB_OPT_HELP 0x1000
+#define VERB_OPT_JSON 0x1001
+
+/* Opens the endpoint's database. Read verbs pass write=false; a missing
+ * database is reported ("has knock-ingress run?") and returns KNOCKCTL_FAILED. */
+int ctl_open_store(knockctl *c, bool write);
+/* The endpoint's configuration, or NULL when it does not load (silently). */
+const knock_config *ctl_config(knockctl *c);
+/* "user(uid)" of the invoking user, for audit rows. */
+void ctl_actor(char *buf, size_t len);
+/* Binds the named parameters every query may use: :endpoint, :now, :max_attempts. */
+void ctl_bind_common(knockctl *c, sqlite3_stmt *st);
+/* Parses --limit N (0: no limit). Reports and returns KNOCKCTL_USAGE on junk. */
+int ctl_parse_limit(const char *s, int64_t *ret);
+/* Parses --since/--until ("2h", RFC 3339, "@unix"). Reports, returns KNOCKCTL_USAGE. */
+int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret);
+
+/* ---- output.c: one way to print ------------------------------------------------ */
+
+typedef enum field_kind {
+        F_TEXT,   /* string or null */
+        F_INT,    /* integer or null */
+        F_REAL,   /* number or null */
+        F_TIME,   /* ms since the epoch → RFC 3339 UTC string, or null */
+        F_BOOL,   /* 0/1 → false/true, or null */
+        F_JSON,   /* stored JSON text → parsed value (the text when it does not parse) */
+        F_SHA256, /* blob → hex SHA-256 of its bytes, or null */
+} field_kind;
+
+typedef struct field_spec {
+        const char *name; /* JSON key */
+        const char *sql;  /* select expression */
+        field_kind kind;
+} field_spec;
+
+/* "expr, expr, …" for a SELECT list, in spec order (malloc'd). */
+char *fields_select(const field_spec *f, size_t n);
+/* One row (columns in spec order, starting at column 0) as a JSON object. */
+json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n);
+/* Runs st to completion, one object per row, into a new array. */
+int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret);
+
+/* A JSON string from possibly non-UTF-8 bytes (invalid sequences become U+FFFD). */
+json_t *json_text(const char *s, size_t len);
+
+typedef struct column {
+        const char *key;    /* JSON key of the row object */
+        const char *header; /* column header */
+        size_t max;         /* truncate longer cells (0: never) */
+} column;
+
+/* Human table of an array of objects. */
+void print_table(json_t *rows, const column *cols, size_t n);
+/* "key: value" lines of an object; keys NULL prints every member. */
+void print_object(json_t *obj, const char *const *keys);
+/* The one --json document on stdout. */
+int print_json(json_t *doc);
+/* A cell's text: "-" for null, RFC 3339 strings as they are, yes/no for booleans. */
+char *value_to_text(json_t *v);
+
+/* "knockctl: message" on stderr. */
+void ctl_error(const char *fmt, ...) _printf_(1, 2);
