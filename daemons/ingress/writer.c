@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * writer — the ingress's storage thread: group commit and checkpoints.
+ *
+ * Invariants:
+ *  - an item is on the done list with result 0 only after the COMMIT of
+ *    the transaction holding it returned SQLITE_DONE under
+ *    synchronous=FULL; the loop sends 2xx only for those. Any error in a
+ *    batch rolls the whole batch back and fails every item in it (503):
+ *    nothing that was answered with an error is half-stored, nothing
+ *    stored is answered with an error except when the COMMIT itself fails
+ *    after writing (then the provider retries and dedupe absorbs it).
+ *  - the writer connection runs with wal_autocheckpoint=0: a checkpoint
+ *    inside COMMIT would add its copy-back to the latency of every request
+ *    in the batch. The checkpoint thread runs PASSIVE checkpoints on its own
+ *    connection (never blocking the writer) and a TRUNCATE when ingest has
+ *    been idle, which keeps the WAL bounded.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon.h"
+#include "ingress.h"
+#include "store.h"
+
+#define BATCH_MAX 1024
+#define CHECKPOINT_INTERVAL_MS 500
+#define CHECKPOINT_IDLE_TRUNCATE_MS 10000
+
+void ingest_item_free(ingest_item *it)
+{
+        if (!it)
+                return;
+        free(it->verify_error);
+        free(it->provider_event_id);
+        free(it->event_type);
+        free(it->method);
+        free(it->uri);
+        free(it->remote);
+        free(it->content_type);
+        free(it->headers_json);
+        free(it->body);
+        free(it->handshake_content_type);
+        free(it->handshake_body);
+        free(it);
+}
+
+typedef struct writer_stmts {
+        sqlite3_stmt *ins_event, *find_event, *ins_delivery;
+} writer_stmts;
+
+static void writer_stmts_clear(writer_stmts *s)
+{
+        stmt_finalizep(&s->ins_event);
+        stmt_finalizep(&s->find_event);
+        stmt_finalizep(&s->ins_delivery);
+}
+
+static int writer_stmts_prepare(knock_store *st, writer_stmts *s)
+{
+        int r;
+
+        /* ON CONFLICT DO NOTHING: a duplicate provider event id leaves the
+         * existing event exactly as it is (a dead event stays dead). */
+        r = store_prepare(st,
+                "INSERT INTO events(id,provider_event_id,event_type,status,delivery_id,"
+                " attempt_count,received_at,updated_at,next_attempt_at)"
+                " VALUES(?1,?2,?3,'received',?4,0,?5,?5,?5)"
+                " ON CONFLICT(provider_event_id) DO NOTHING",
+                &s->ins_event);
+        if (r < 0)
+                return r;
+        r = store_prepare(st, "SELECT id FROM events WHERE provider_event_id=?1", &s->find_event);
+        if (r < 0)
+                return r;
+        return store_prepare(st,
+                "INSERT INTO deliveries(id,event_id,received_at,signature_valid,verify_error,"
+                " http_status,provider_event_id,event_type,request_id,method,uri,remote,"
+                " content_type,headers,body,body_bytes,duplicate,handshake)"
+                " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+                &s->ins_delivery);
+}
+
+static int step_reset(sqlite3_stmt *st)
+{
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_errno(rc);
+}
+
+static int store_item(knock_store *st, writer_stmts *s, ingest_item *it)
+{
+        bool has_event = it->kind == INGEST_EVENT;
+        int r;
+
+        it->duplicate = false;
+        if (has_event) {
+                stmt_bind_text(s->ins_event, 1, it->event_id);
+                stmt_bind_text(s->ins_event, 2, it->provider_event_id);
+                stmt_bind_text(s->ins_event, 3, it->event_type);
+                stmt_bind_text(s->ins_event, 4, it->delivery_id);
+                stmt_bind_i64(s->ins_event, 5, it->received_at);
+                r = step_reset(s->ins_event);
+                if (r < 0)
+                        return r;
+                if (sqlite3_changes(st->db) == 0) {
+                        /* Duplicate: link this delivery to the existing event. */
+                        int rc;
+
+                        stmt_bind_text(s->find_event, 1, it->provider_event_id);
+                        rc = sqlite3_step(s->find_event);
+                        if (rc == SQLITE_ROW) {
+                                const unsigned char *id = sqlite3_column_text(s->find_event, 0);
+                                snprintf(it->event_id, sizeof(it->event_id), "%s",
+                                         id ? (const char *)id : "");
+                                it->duplicate = true;
+                        }
+                        sqlite3_reset(s->find_event);
+                        sqlite3_clear_bindings(s->find_event);
+                        if (rc != SQLITE_ROW)
+                                return rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
+                }
+        }
+
+        stmt_bind_text(s->ins_delivery, 1, it->delivery_id);
+        stmt_bind_text(s->ins_delivery, 2, has_event ? it->event_id : NULL);
+        stmt_bind_i64(s->ins_delivery, 3, it->received_at);
+        stmt_bind_i64(s->ins_delivery, 4, it->signature_valid);
+        stmt_bind_text(s->ins_delivery, 5, it->verify_error);
+        stmt_bind_i64(s->ins_delivery, 6, it->http_status);
+        stmt_bind_text(s->ins_delivery, 7, it->provider_event_id);
+        stmt_bind_text(s->ins_delivery, 8, it->event_type);
+        stmt_bind_text(s->ins_delivery, 9, it->request_id);
+        stmt_bind_text(s->ins_delivery, 10, it->method);
+        stmt_bind_text(s->ins_delivery, 11, it->uri);
+        stmt_bind_text(s->ins_delivery, 12, it->remote);
+        stmt_bind_text(s->ins_delivery, 13, it->content_type);
+        stmt_bind_text(s->ins_delivery, 14, it->headers_json);
+        if (it->body)
+                sqlite3_bind_blob64(s->ins_delivery, 15, it->body, it->body_len, SQLITE_STATIC);
+        else if (it->http_status == 413)
+                sqlite3_bind_null(s->ins_delivery, 15);
+        else
+                sqlite3_bind_zeroblob(s->ins_delivery, 15, 0);
+        stmt_bind_i64(s->ins_delivery, 16, (int64_t)it->body_bytes);
+        stmt_bind_i64(s->ins_delivery, 17, it->duplicate);
+        stmt_bind_i64(s->ins_delivery, 18, it->kind == INGEST_HANDSHAKE);
+        return step_reset(s->ins_delivery);
+}
+
+/* Stores one batch in one transaction. Returns 0 when committed. */
+static int store_batch(knock_store *st, writer_stmts *s, ingest_item *batch, char *err,
+                       size_t errlen)
+{
+        int r;
+
+        r = store_begin(st);
+        if (r < 0)
+                goto fail;
+        for (ingest_item *it = batch; it; it = it->next) {
+                r = store_item(st, s, it);
+                if (r < 0)
+                        goto fail;
+        }
+        /* The durability point: COMMIT returns only once the WAL frames are
+         * fsynced (synchronous=FULL). Nothing in this batch has been
+         * answered yet; the loop answers after we hand the batch back. */
+        r = store_commit(st);
+        if (r < 0)
+                goto fail;
+        return 0;
+fail:
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        store_rollback(st);
+        return r;
+}
+
+static void *writer_main(void *userdata)
+{
+        ingest_writer *w = userdata;
+        _cleanup_(store_closep) knock_store *st = NULL;
+        writer_stmts stmts = {0};
+        bool prepared = false;
+        int r;
+
+        for (;;) {
+                ingest_item *batch, *it, **tail;
+                size_t n = 0;
+                bool woke_worker = false;
+                char err[256] = "";
+                uint64_t t0, dt;
+
+                pthread_mutex_lock(&w->lock);
+                while (!w->queue_head && !w->stop)
+                        pthread_cond_wait(&w->cond, &w->lock);
+                if (!w->queue_head && w->stop) {
+                        pthread_mutex_unlock(&w->lock);
+                        break;
+                }
+                /* Take up to BATCH_MAX items: everything the loop read while
+                 * the previous commit was in flight. */
+                batch = w->queue_head;
+                tail = &batch;
+                for (it = batch; it && n < BATCH_MAX; it = it->next) {
+                        tail = &it->next;
+                        n++;
+                }
+                w->queue_head = *tail;
+                if (!w->queue_head)
+                        w->queue_tail = &w->queue_head;
+                *tail = NULL;
+                w->queued -= n;
+                w->busy = true;
+                w->busy_since_us = mono_us();
+                pthread_mutex_unlock(&w->lock);
+
+                t0 = mono_us();
+                if (!st) {
+                        r = store_open(w->db_path, STORE_NO_AUTOCHECKPOINT, &st);
+                        if (r < 0)
+                                snprintf(err, sizeof(err), "cannot open database: %s",
+                                         strerror(-r));
+                }
+                if (st && !prepared) {
+                        r = writer_stmts_prepare(st, &stmts);
+                        if (r < 0) {
+                                snprintf(err, sizeof(err), "%s", store_errmsg(st));
+                                writer_stmts_clear(&stmts);
+                        } else
+                                prepared = true;
+                }
+                if (prepared)
+                        r = store_batch(st, &stmts, batch, err, sizeof(err));
+                else if (r >= 0)
+                        r = -EIO;
+                dt = mono_us() - t0;
+
+                for (it = batch; it; it = it->next) {
+                        it->result = r;
+                        if (r >= 0 && it->kind == INGEST_EVENT && !it->duplicate)
+                                woke_worker = true;
+                }
+                /* Tell the worker after the commit, never before: it must
+                 * find the rows when it wakes. */
+                if (woke_worker)
+                        daemon_wake_peer(w->name, "worker");
+
+                pthread_mutex_lock(&w->lock);
+                w->stats->commits++;
+                if (r < 0) {
+                        w->stats->commit_failures++;
+                        snprintf(w->last_error, sizeof(w->last_error), "%s", err);
+                } else {
+                        w->stats->committed_items += n;
+                        w->last_commit_us = mono_us();
+                }
+                w->stats->commit_us_total += dt;
+                if (dt > w->stats->commit_us_max)
+                        w->stats->commit_us_max = dt;
+                if (n > w->stats->batch_max)
+                        w->stats->batch_max = n;
+                w->healthy = r >= 0;
+                *w->done_tail = batch;
+                w->done_tail = tail;
+                w->busy = false;
+                pthread_mutex_unlock(&w->lock);
+                event_active(w->ev_done, EV_READ, 0);
+        }
+        writer_stmts_clear(&stmts);
+        return NULL;
+}
+
+/* The checkpoint thread: PASSIVE after commits (never waits for the writer
+ * and never blocks it), TRUNCATE once ingest has been idle for a while so
+ * the -wal file shrinks back. Errors are left for the next round: a failed
+ * checkpoint only means a longer WAL, never a lost write. */
+static void *checkpointer_main(void *userdata)
+{
+        ingest_writer *w = userdata;
+        _cleanup_(store_closep) knock_store *st = NULL;
+        uint64_t done_for = 0;
+        bool truncated = true;
+
+        pthread_mutex_lock(&w->lock);
+        while (!w->stop) {
+                struct timespec ts;
+                uint64_t last, now;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += CHECKPOINT_INTERVAL_MS * 1000000L;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&w->ckpt_cond, &w->lock, &ts);
+                if (w->stop)
+                        break;
+                last = w->last_commit_us;
+                pthread_mutex_unlock(&w->lock);
+
+                now = mono_us();
+                if (!st && store_open(w->db_path, 0, &st) < 0)
+                        st = NULL;
+                if (st && last != done_for) {
+                        (void)store_exec(st, "PRAGMA wal_checkpoint(PASSIVE)");
+                        done_for = last;
+                        truncated = false;
+                } else if (st && !truncated &&
+                           now - last > CHECKPOINT_IDLE_TRUNCATE_MS * 1000ULL) {
+                        if (store_exec(st, "PRAGMA wal_checkpoint(TRUNCATE)") >= 0)
+                                truncated = true;
+                }
+                pthread_mutex_lock(&w->lock);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int writer_start(ingest_writer *w, const char *db_path, const char *name,
+                 struct event_base *base, event_callback_fn on_done, void *userdata,
+                 ingest_stats *stats)
+{
+        int r;
+
+        memset(w, 0, sizeof(*w));
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        pthread_cond_init(&w->ckpt_cond, NULL);
+        w->queue_tail = &w->queue_head;
+        w->done_tail = &w->done_head;
+        w->healthy = true;
+        w->stats = stats;
+        w->db_path = strdup(db_path);
+        w->name = strdup(name);
+        if (!w->db_path || !w->name)
+                return -ENOMEM;
+        w->ev_done = event_new(base, -1, 0, on_done, userdata);
+        if (!w->ev_done)
+                return -ENOMEM;
+        r = -pthread_create(&w->thread, NULL, writer_main, w);
+        if (r < 0)
+                return r;
+        w->started = true;
+        r = -pthread_create(&w->ckpt_thread, NULL, checkpointer_main, w);
+        if (r < 0)
+                return r;
+        w->ckpt_started = true;
+        return 0;
+}
+
+void writer_submit(ingest_writer *w, ingest_item *it)
+{
+        it->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        *w->queue_tail = it;
+        w->queue_tail = &it->next;
+        w->queued++;
+        pthread_cond_signal(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+}
+
+ingest_item *writer_take_done(ingest_writer *w)
+{
+        ingest_item *l;
+
+        pthread_mutex_lock(&w->lock);
+        l = w->done_head;
+        w->done_head = NULL;
+        w->done_tail = &w->done_head;
+        pthread_mutex_unlock(&w->lock);
+        return l;
+}
+
+size_t writer_pending(ingest_writer *w)
+{
+        size_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->queued + (w->busy ? 1 : 0);
+        pthread_mutex_unlock(&w->lock);
+        return n;
+}
+
+void writer_stop(ingest_writer *w)
+{
+        if (w->started) {
+                pthread_mutex_lock(&w->lock);
+                w->stop = true;
+                pthread_cond_signal(&w->cond);
+                pthread_cond_signal(&w->ckpt_cond);
+                pthread_mutex_unlock(&w->lock);
+                pthread_join(w->thread, NULL);
+                w->started = false;
+        }
+        if (w->ckpt_started) {
+                pthread_join(w->ckpt_thread, NULL);
+                w->ckpt_started = false;
+        }
+        if (w->ev_done)
+                event_free(w->ev_done);
+        w->ev_done = NULL;
+        free(w->db_path);
+        free(w->name);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        pthread_cond_destroy(&w->ckpt_cond);
+}
