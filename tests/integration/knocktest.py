@@ -1,0 +1,355 @@
+# SPDX-License-Identifier: MIT
+"""knocktest — helpers for knock's integration tests (Python 3 stdlib only).
+
+Tests start the real binaries from the build directory (KNOCK_BUILD_DIR, set
+by meson): the ingress under systemd-socket-activate with named fds, every
+daemon with a real NOTIFY_SOCKET listener, and, where logging is checked, a
+private systemd-journald in its own mount namespace (see journal_namespace).
+Output is TAP: Tap.ok() prints "ok N - what", Tap.done() the plan.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("KNOCK_BUILD_DIR", os.path.join(os.path.dirname(__file__), "../../build"))
+SOURCE = os.environ.get("KNOCK_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
+
+BINARIES = {
+    "knock-ingress": "daemons/ingress/knock-ingress",
+    "knock-worker": "daemons/worker/knock-worker",
+    "knock-deliver": "daemons/deliver/knock-deliver",
+    "knock-maint": "daemons/maint/knock-maint",
+    "knockctl": "daemons/knockctl/knockctl",
+}
+
+
+def binary(name):
+    return os.path.join(BUILD, BINARIES[name])
+
+
+class Tap:
+    """TAP producer. Failures print diagnostics as '#' lines."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def ok(self, cond, what, diag=None):
+        self.n += 1
+        if not cond:
+            self.failed += 1
+        print(("ok" if cond else "not ok") + " %d - %s" % (self.n, what), flush=True)
+        if not cond and diag is not None:
+            for line in str(diag).splitlines()[:40]:
+                print("#   " + line, flush=True)
+        return bool(cond)
+
+    def eq(self, got, want, what):
+        return self.ok(got == want, what, "got %r, want %r" % (got, want))
+
+    def skip_all(self, why):
+        print("1..0 # SKIP " + why, flush=True)
+        sys.exit(0)
+
+    def diag(self, msg):
+        for line in str(msg).splitlines():
+            print("# " + line, flush=True)
+
+    def done(self):
+        print("1..%d" % self.n, flush=True)
+        sys.exit(1 if self.failed else 0)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout=10.0, interval=0.01):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+class NotifyListener:
+    """A real NOTIFY_SOCKET: an AF_UNIX datagram socket collecting messages."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            with self.lock:
+                self.messages.append(data.decode(errors="replace"))
+
+    def seen(self, key):
+        """Every value of KEY= received so far."""
+        out = []
+        with self.lock:
+            for m in self.messages:
+                for line in m.split("\n"):
+                    if line.startswith(key + "="):
+                        out.append(line[len(key) + 1:])
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+class Endpoint:
+    """A temporary endpoint: config, state and runtime directories."""
+
+    def __init__(self, name="demo", tmp=None):
+        self.name = name
+        self.tmp = tmp or tempfile.mkdtemp(prefix="knock-test-")
+        self.config_dir = os.path.join(self.tmp, "etc")
+        self.state_dir = os.path.join(self.tmp, "state")
+        self.runtime_dir = os.path.join(self.tmp, "run")
+        for d in (self.config_dir + "/endpoints", self.state_dir, self.runtime_dir):
+            os.makedirs(d, exist_ok=True)
+        self.port = free_port()
+        self.admin = os.path.join(self.runtime_dir, name + ".admin")
+        self.procs = {}
+        self.notify = {}
+        self.env = dict(os.environ)
+        self.env.update({
+            "KNOCK_CONFIG_DIR": self.config_dir,
+            "KNOCK_STATE_DIR": self.state_dir,
+            "KNOCK_RUNTIME_DIR": self.runtime_dir,
+            "KNOCK_LOG": os.environ.get("KNOCK_LOG", "stderr"),
+        })
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.env.pop("LISTEN_FDS", None)
+
+    @property
+    def db_path(self):
+        return os.path.join(self.state_dir, self.name + ".db")
+
+    def write_config(self, text, name=None):
+        path = os.path.join(self.config_dir, "endpoints", (name or self.name) + ".conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def write_global(self, text):
+        with open(os.path.join(self.config_dir, "knock.conf"), "w") as f:
+            f.write(text)
+
+    def _spawn(self, key, argv, env, stderr_path):
+        errf = open(stderr_path, "ab")
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errf,
+                             start_new_session=True)
+        errf.close()
+        self.procs[key] = p
+        return p
+
+    def start_ingress(self, activate=True, admin=True, extra_env=None, wait_ready=True):
+        """Starts knock-ingress under systemd-socket-activate (named fds
+        'public' and 'admin') with a NOTIFY_SOCKET listener."""
+        nl = self._notify_listener("ingress")
+        env = dict(self.env)
+        env["NOTIFY_SOCKET"] = nl.path
+        if extra_env:
+            env.update(extra_env)
+        argv = []
+        if activate:
+            argv = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % self.port]
+            names = "public"
+            if admin:
+                argv += ["-l", self.admin]
+                names += ":admin"
+            argv += ["--fdname=" + names]
+            for k in ("KNOCK_CONFIG_DIR", "KNOCK_STATE_DIR", "KNOCK_RUNTIME_DIR", "KNOCK_LOG",
+                      "NOTIFY_SOCKET", "KNOCK_FAKE_NOW_MS", "KNOCK_LOG_LEVEL", "ASAN_OPTIONS",
+                      "UBSAN_OPTIONS", "KNOCK_TEST_FAULT"):
+                if k in env:
+                    argv += ["-E", "%s=%s" % (k, env[k])]
+        argv += [binary("knock-ingress"), self.name]
+        p = self._spawn("ingress", argv, env, os.path.join(self.tmp, "ingress.stderr"))
+        if activate:
+            # systemd-socket-activate binds before it execs; wait for the port.
+            wait_for(lambda: self._port_open(), timeout=10)
+        if wait_ready and not activate:
+            wait_for(lambda: nl.seen("READY"), timeout=10)
+        return p
+
+    def _port_open(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def _notify_listener(self, role):
+        path = os.path.join(self.runtime_dir, "notify-%s-%d.sock" % (role, len(self.notify)))
+        if os.path.exists(path):
+            os.unlink(path)
+        nl = NotifyListener(path)
+        self.notify[role] = nl
+        return nl
+
+    def start(self, daemon, args=None, extra_env=None, wait_ready=True):
+        """Starts knock-worker/knock-deliver NAME with a NOTIFY_SOCKET listener."""
+        role = daemon.replace("knock-", "")
+        nl = self._notify_listener(role)
+        env = dict(self.env)
+        env["NOTIFY_SOCKET"] = nl.path
+        if extra_env:
+            env.update(extra_env)
+        argv = [binary(daemon)] + (args if args is not None else [self.name])
+        p = self._spawn(role, argv, env, os.path.join(self.tmp, role + ".stderr"))
+        if wait_ready:
+            wait_for(lambda: nl.seen("READY") or p.poll() is not None, timeout=15)
+        return p
+
+    def stop(self, role, sig=signal.SIGTERM, timeout=15):
+        p = self.procs.get(role)
+        if not p or p.poll() is not None:
+            return p.returncode if p else None
+        try:
+            os.kill(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            return p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            return p.wait()
+
+    def kill9(self, role):
+        p = self.procs.get(role)
+        if p and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+    def stderr(self, role):
+        try:
+            with open(os.path.join(self.tmp, role + ".stderr"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        for role in list(self.procs):
+            self.stop(role, timeout=5)
+        for nl in self.notify.values():
+            nl.close()
+        if os.environ.get("KNOCK_TEST_KEEP"):
+            print("# kept " + self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ---- HTTP -------------------------------------------------------------
+
+    def request(self, method, path="/", body=b"", headers=None, timeout=10, port=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
+        if isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        conn.close()
+        return resp.status, hdrs, data
+
+    def post(self, body, headers=None, path="/"):
+        return self.request("POST", path, body, headers)
+
+    def admin_get(self, path):
+        """GET on the admin unix socket."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.admin)
+        s.sendall(("GET %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ")[1])
+        return status, body
+
+    # ---- database and CLI -----------------------------------------------
+
+    def db(self):
+        c = sqlite3.connect(self.db_path, timeout=30)
+        c.row_factory = sqlite3.Row
+        return c
+
+    def query(self, sql, args=()):
+        c = self.db()
+        try:
+            return [dict(r) for r in c.execute(sql, args).fetchall()]
+        finally:
+            c.close()
+
+    def knockctl(self, *args, env=None):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        p = subprocess.run([binary("knockctl"), "-e", self.name] + list(args), env=e,
+                           capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout, p.stderr
+
+
+# ---- signing (independent of the C code: written from the providers' docs) ----
+
+def sign_github(secret, body):
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def sign_stripe(secret, body, ts):
+    mac = hmac.new(secret.encode(), str(ts).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return "t=%d,v1=%s" % (ts, mac)
+
+
+def sign_standard(secret, msg_id, ts, body):
+    key = base64.b64decode(secret[len("whsec_"):] + "==="[: (4 - len(secret[6:]) % 4) % 4])
+    mac = hmac.new(key, ("%s.%d." % (msg_id, ts)).encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def github_headers(secret, body, delivery, event="push"):
+    return {"X-Hub-Signature-256": sign_github(secret, body), "X-GitHub-Delivery": delivery,
+            "X-GitHub-Event": event, "Content-Type": "application/json"}
+
+
+def journal_namespace_available():
+    return (os.geteuid() == 0 and shutil.which("unshare") is not None
+            and os.path.exists("/lib/systemd/systemd-journald"))
