@@ -34,6 +34,10 @@ typedef struct knock_daemon_ops {
          * one-line STATUS= (written into buf). Either may be NULL. */
         char *(*counters)(knock_daemon *d);
         void (*status)(knock_daemon *d, char *buf, size_t len);
+        /* Writes the heartbeat row without blocking the loop (the ingress
+         * queues it to its writer thread). NULL: a synchronous write on
+         * d->store. Return <0 when the storage path is known to be failing. */
+        int (*heartbeat)(knock_daemon *d, const char *counters_json, const char *status);
         /* SIGTERM/SIGINT: stop taking new work; call daemon_exit_loop() when drained. */
         void (*stop)(knock_daemon *d);
         /* SIGHUP with a new valid config; the role swaps it in. Return 0 to accept. */

@@ -27,6 +27,7 @@ typedef enum ingest_kind {
         INGEST_EVENT,     /* verified: delivery + event (or duplicate) */
         INGEST_HANDSHAKE, /* verified setup handshake: delivery, no event */
         INGEST_ORPHAN,    /* rejected (401/413): delivery only, best effort */
+        INGEST_HEARTBEAT, /* the daemons row: written by the writer, never blocking the loop */
 } ingest_kind;
 
 typedef struct ingest_item {
@@ -57,6 +58,8 @@ typedef struct ingest_item {
         char *handshake_content_type;
         char *handshake_body;
         uint64_t start_us;
+        char *hb_counters; /* INGEST_HEARTBEAT: the daemons row */
+        char *hb_status;
 
         /* set by the writer */
         int result; /* 0 stored, negative errno */

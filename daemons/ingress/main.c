@@ -737,6 +737,23 @@ static int ingress_health(knock_daemon *d)
         return stuck ? -EIO : 0;
 }
 
+/* The heartbeat rides with the next batch on the writer thread: the loop
+ * never waits for SQLite. The ping is withheld while the writer's last
+ * commit failed or a commit is stuck (ingress_health). */
+static int ingress_heartbeat(knock_daemon *d, const char *counters, const char *status)
+{
+        ingress *in = the_ingress;
+        ingest_item *it = calloc(1, sizeof(*it));
+
+        if (!it)
+                return -ENOMEM;
+        it->kind = INGEST_HEARTBEAT;
+        it->hb_counters = counters ? strdup(counters) : NULL;
+        it->hb_status = status ? strdup(status) : NULL;
+        writer_submit(&in->writer, it);
+        return in->writer.healthy ? 0 : -EIO;
+}
+
 static char *ingress_counters(knock_daemon *d)
 {
         ingress *in = the_ingress;
@@ -784,6 +801,7 @@ static int ingress_reload(knock_daemon *d, knock_config *n)
 
 static const knock_daemon_ops ingress_ops = {
         .health = ingress_health,
+        .heartbeat = ingress_heartbeat,
         .counters = ingress_counters,
         .status = ingress_status,
         .stop = ingress_stop,

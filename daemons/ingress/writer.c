@@ -46,6 +46,8 @@ void ingest_item_free(ingest_item *it)
         free(it->body);
         free(it->handshake_content_type);
         free(it->handshake_body);
+        free(it->hb_counters);
+        free(it->hb_status);
         free(it);
 }
 
@@ -99,6 +101,8 @@ static int store_item(knock_store *st, writer_stmts *s, ingest_item *it)
         int r;
 
         it->duplicate = false;
+        if (it->kind == INGEST_HEARTBEAT)
+                return store_daemon_heartbeat(st, "ingress", it->hb_counters, it->hb_status);
         if (has_event) {
                 stmt_bind_text(s->ins_event, 1, it->event_id);
                 stmt_bind_text(s->ins_event, 2, it->provider_event_id);

@@ -191,7 +191,7 @@ class Endpoint:
             argv += ["--fdname=" + names]
             for k in ("KNOCK_CONFIG_DIR", "KNOCK_STATE_DIR", "KNOCK_RUNTIME_DIR", "KNOCK_LOG",
                       "NOTIFY_SOCKET", "KNOCK_FAKE_NOW_MS", "KNOCK_LOG_LEVEL", "ASAN_OPTIONS",
-                      "UBSAN_OPTIONS", "KNOCK_TEST_FAULT"):
+                      "UBSAN_OPTIONS", "WATCHDOG_USEC"):
                 if k in env:
                     argv += ["-E", "%s=%s" % (k, env[k])]
         argv += [binary("knock-ingress"), self.name]
