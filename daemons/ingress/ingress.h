@@ -74,7 +74,7 @@ typedef struct ingest_stats {
                 rejected_other;
         /* written by the writer only, read by the loop (heartbeat): races are benign counters */
         uint64_t commits, commit_failures, committed_items;
-        uint64_t commit_us_total, commit_us_max;
+        uint64_t batch_us_total, commit_us_total, commit_us_max; /* batch: BEGIN..COMMIT; commit: COMMIT alone */
         uint64_t batch_max;
 } ingest_stats;
 

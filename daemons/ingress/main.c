@@ -764,14 +764,15 @@ static char *ingress_counters(knock_daemon *d)
         pthread_mutex_lock(&in->writer.lock);
         s = in->stats;
         pthread_mutex_unlock(&in->writer.lock);
-        j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+        j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
                       "accepted", (json_int_t)s.accepted, "duplicates", (json_int_t)s.duplicates,
                       "invalid", (json_int_t)s.invalid, "too_large", (json_int_t)s.too_large,
                       "handshakes", (json_int_t)s.handshakes, "storage_errors",
                       (json_int_t)s.storage_errors, "rejected_other", (json_int_t)s.rejected_other,
                       "commits", (json_int_t)s.commits, "commit_failures",
                       (json_int_t)s.commit_failures, "committed_items",
-                      (json_int_t)s.committed_items, "commit_us_total",
+                      (json_int_t)s.committed_items, "batch_us_total",
+                      (json_int_t)s.batch_us_total, "commit_us_total",
                       (json_int_t)s.commit_us_total, "commit_us_max", (json_int_t)s.commit_us_max,
                       "batch_max", (json_int_t)s.batch_max);
         out = j ? json_dumps(j, JSON_COMPACT) : NULL;

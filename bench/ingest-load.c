@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ingest-load — a load generator for knock-ingress (and any HTTP server).
+ *
+ * Opens CONNS keep-alive connections to 127.0.0.1:PORT with libevent's HTTP
+ * client; each connection sends one request at a time: a unique body
+ * (~1.5 KB JSON) signed the GitHub way (X-Hub-Signature-256 over the body
+ * with SECRET, a unique X-GitHub-Delivery). It warms up for one second,
+ * then counts 2xx answers for DURATION seconds and records every latency.
+ * Prints one JSON object: {"conns","rps","p50_ms","p99_ms","ok","errors"}.
+ *
+ *   ingest-load -p PORT [-c CONNS] [-d SECONDS] [-s SECRET] [-b BODY_BYTES]
+ */
+#define _GNU_SOURCE
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+typedef struct conn {
+        struct evhttp_connection *evcon;
+        uint64_t sent_us;
+        unsigned id;
+} conn;
+
+static struct event_base *base;
+static const char *secret = "bench-secret";
+static int port;
+static size_t body_bytes = 1500;
+static char *pad;
+static uint64_t seq;
+static uint64_t start_us, measure_us, end_us;
+static uint64_t n_ok, n_err;
+static double *lat;
+static size_t n_lat, cap_lat;
+
+static void send_one(conn *c);
+
+static void record(uint64_t now, uint64_t sent, bool ok)
+{
+        if (now < measure_us || now > end_us)
+                return;
+        if (!ok) {
+                n_err++;
+                return;
+        }
+        n_ok++;
+        if (n_lat == cap_lat) {
+                cap_lat = cap_lat ? cap_lat * 2 : 1 << 16;
+                lat = realloc(lat, cap_lat * sizeof(*lat));
+                if (!lat)
+                        abort();
+        }
+        lat[n_lat++] = (double)(now - sent) / 1000.0;
+}
+
+static void on_done(struct evhttp_request *req, void *userdata)
+{
+        conn *c = userdata;
+        uint64_t now = mono_us();
+        int code = req ? evhttp_request_get_response_code(req) : 0;
+
+        record(now, c->sent_us, code >= 200 && code < 300);
+        if (now >= end_us) {
+                event_base_loopexit(base, NULL);
+                return;
+        }
+        send_one(c);
+}
+
+static void send_one(conn *c)
+{
+        struct evhttp_request *req = evhttp_request_new(on_done, c);
+        struct evkeyvalq *h;
+        struct evbuffer *out;
+        unsigned char mac[32];
+        unsigned maclen = 0;
+        char sig[80] = "sha256=", delivery[64], body_head[128];
+        _cleanup_free_ char *body = NULL;
+        int n;
+
+        /* Unique per request: the ingress dedupes on X-GitHub-Delivery. */
+        snprintf(delivery, sizeof(delivery), "bench-%u-%llu-%llu", c->id,
+                 (unsigned long long)start_us, (unsigned long long)++seq);
+        n = snprintf(body_head, sizeof(body_head), "{\"seq\":%llu,\"pad\":\"",
+                     (unsigned long long)seq);
+        body = malloc((size_t)n + body_bytes + 3);
+        if (!body)
+                abort();
+        memcpy(body, body_head, (size_t)n);
+        memcpy(body + n, pad, body_bytes);
+        memcpy(body + n + body_bytes, "\"}", 3);
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)body,
+             strlen(body), mac, &maclen);
+        hex_encode(mac, maclen, sig + 7);
+
+        h = evhttp_request_get_output_headers(req);
+        evhttp_add_header(h, "Host", "127.0.0.1");
+        evhttp_add_header(h, "Content-Type", "application/json");
+        evhttp_add_header(h, "X-GitHub-Event", "push");
+        evhttp_add_header(h, "X-GitHub-Delivery", delivery);
+        evhttp_add_header(h, "X-Hub-Signature-256", sig);
+        out = evhttp_request_get_output_buffer(req);
+        evbuffer_add(out, body, strlen(body));
+        c->sent_us = mono_us();
+        if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST, "/") < 0) {
+                n_err++;
+                event_base_loopexit(base, NULL);
+        }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+        int conns = 64, duration = 5, c;
+        conn *cs;
+
+        while ((c = getopt(argc, argv, "p:c:d:s:b:")) >= 0) {
+                switch (c) {
+                case 'p':
+                        port = atoi(optarg);
+                        break;
+                case 'c':
+                        conns = atoi(optarg);
+                        break;
+                case 'd':
+                        duration = atoi(optarg);
+                        break;
+                case 's':
+                        secret = optarg;
+                        break;
+                case 'b':
+                        body_bytes = (size_t)atol(optarg);
+                        break;
+                default:
+                        fprintf(stderr, "usage: ingest-load -p PORT [-c CONNS] [-d S] [-s SECRET] [-b BYTES]\n");
+                        return 2;
+                }
+        }
+        if (port <= 0 || conns <= 0 || duration <= 0)
+                return 2;
+        pad = malloc(body_bytes);
+        if (!pad)
+                return 1;
+        memset(pad, 'x', body_bytes);
+        base = event_base_new();
+        cs = calloc((size_t)conns, sizeof(*cs));
+        if (!base || !cs)
+                return 1;
+        start_us = mono_us();
+        measure_us = start_us + 1000000;
+        end_us = measure_us + (uint64_t)duration * 1000000;
+        for (int i = 0; i < conns; i++) {
+                cs[i].id = (unsigned)i;
+                cs[i].evcon = evhttp_connection_base_new(base, NULL, "127.0.0.1", (unsigned short)port);
+                evhttp_connection_set_timeout(cs[i].evcon, 30);
+                send_one(&cs[i]);
+        }
+        event_base_dispatch(base);
+        qsort(lat, n_lat, sizeof(*lat), cmp_double);
+        printf("{\"conns\":%d,\"rps\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"ok\":%llu,\"errors\":%llu}\n",
+               conns, (double)n_ok / duration, n_lat ? lat[n_lat / 2] : 0.0,
+               n_lat ? lat[(size_t)((double)n_lat * 0.99)] : 0.0, (unsigned long long)n_ok,
+               (unsigned long long)n_err);
+        for (int i = 0; i < conns; i++)
+                evhttp_connection_free(cs[i].evcon);
+        event_base_free(base);
+        free(cs);
+        free(lat);
+        free(pad);
+        return 0;
+}

@@ -1,0 +1,53 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Ingest benchmark: the same load (bench/ingest-load: unique GitHub-signed
+# ~1.5 KB bodies over keep-alive connections) against a bare evhttp server
+# answering 204 (the ceiling) and against knock-ingress storing every
+# webhook with synchronous=FULL before its 200. Prints one JSON line per
+# figure, ingress beside the baseline of the same run.
+#   bench/run-ingest.sh [BUILD_DIR] [SECONDS] [RUNS]
+set -eu
+build=${1:-build}
+secs=${2:-5}
+runs=${3:-3}
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+export KNOCK_CONFIG_DIR=$tmp/etc KNOCK_STATE_DIR=$tmp/state KNOCK_RUNTIME_DIR=$tmp/run
+mkdir -p "$KNOCK_CONFIG_DIR/endpoints" "$KNOCK_STATE_DIR" "$KNOCK_RUNTIME_DIR"
+port=18431
+bport=18432
+cat >"$KNOCK_CONFIG_DIR/endpoints/bench.conf" <<C
+[endpoint]
+provider = github
+secret = literal:bench-secret
+listen = 127.0.0.1:$port
+max_connections = 1024
+C
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+
+for conns in 64 1; do
+    : >"$tmp/bare" ; : >"$tmp/knock"
+    for r in $(seq "$runs"); do
+        "$build/bench/bare-server" -p $bport &
+        bpid=$!
+        sleep 0.3
+        "$build/bench/ingest-load" -p $bport -c $conns -d "$secs" -s bench-secret >>"$tmp/bare"
+        kill $bpid; wait $bpid 2>/dev/null || true
+
+        rm -f "$KNOCK_STATE_DIR"/bench.db*
+        "$build/daemons/ingress/knock-ingress" bench 2>/dev/null &
+        kpid=$!
+        sleep 0.5
+        "$build/bench/ingest-load" -p $port -c $conns -d "$secs" -s bench-secret >>"$tmp/knock"
+        kill $kpid; wait $kpid 2>/dev/null || true
+    done
+    b=$(field rps <"$tmp/bare" | median)
+    k=$(field rps <"$tmp/knock" | median)
+    p50=$(field p50_ms <"$tmp/knock" | median)
+    p99=$(field p99_ms <"$tmp/knock" | median)
+    bp99=$(field p99_ms <"$tmp/bare" | median)
+    ratio=$(awk -v k="$k" -v b="$b" 'BEGIN {printf "%.2f", k / b}')
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"runs\":$runs}"
+done

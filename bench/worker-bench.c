@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * worker-bench — knock-worker drain rates and pickup latency, each beside a
+ * baseline measured in the same run.
+ *
+ *  1. exec: N events with handler exec:/bin/true are drained by the real
+ *     knock-worker (concurrency C); beside it, a bare loop that keeps C
+ *     posix_spawn()s of /bin/true in flight, N times. ratio = worker/bare.
+ *  2. http: N events forwarded to a local keep-alive sink (libevent evhttp,
+ *     204, in a child process) with concurrency 64.
+ *  3. latency: events committed one at a time (as the ingress does: insert,
+ *     COMMIT, wake datagram); receipt-to-handler-start = the attempt's
+ *     started_at − the event's received_at, p50 and p99 over M events.
+ *
+ * Drain rate = events / (last attempt end − first attempt start), read from
+ * the attempts rows, so process start-up is not counted.
+ *
+ * Usage: worker-bench [KNOCK_WORKER] [N_EXEC] [N_HTTP]
+ *        (default: ../daemons/worker/knock-worker next to this binary, 5000, 50000)
+ * Output: one JSON object per figure.
+ */
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "util.h"
+
+extern char **environ;
+
+static const char *arg_worker;
+
+static void die(const char *what)
+{
+        fprintf(stderr, "worker-bench: %s: %s\n", what, strerror(errno));
+        exit(1);
+}
+
+static void write_text(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+
+        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+                die(path);
+}
+
+/* A fresh endpoint "bench" in a temporary directory, environment pointed at it. */
+static void endpoint(const char *worker_section)
+{
+        char tmpl[] = "/tmp/knock-wbench-XXXXXX", path[512], conf[2048];
+        char *dir = mkdtemp(tmpl);
+
+        if (!dir)
+                die("mkdtemp");
+        snprintf(path, sizeof(path), "%s/etc", dir);
+        mkdir(path, 0755);
+        snprintf(path, sizeof(path), "%s/etc/endpoints", dir);
+        mkdir(path, 0755);
+        setenv("KNOCK_CONFIG_DIR", strcat(strcpy(path, dir), "/etc"), 1);
+        snprintf(path, sizeof(path), "%s/state", dir);
+        mkdir(path, 0755);
+        setenv("KNOCK_STATE_DIR", path, 1);
+        snprintf(path, sizeof(path), "%s/run", dir);
+        mkdir(path, 0755);
+        setenv("KNOCK_RUNTIME_DIR", path, 1);
+        setenv("KNOCK_LOG_LEVEL", "warning", 1);
+        unsetenv("NOTIFY_SOCKET");
+        snprintf(conf, sizeof(conf),
+                 "[endpoint]\nprovider = none\nallow_unverified = yes\nlisten = 127.0.0.1:1\n"
+                 "[worker]\n%s",
+                 worker_section);
+        snprintf(path, sizeof(path), "%s/etc/endpoints/bench.conf", dir);
+        write_text(path, conf);
+}
+
+static knock_store *open_db(void)
+{
+        char path[512];
+        knock_store *s;
+
+        snprintf(path, sizeof(path), "%s/bench.db", getenv("KNOCK_STATE_DIR"));
+        if (store_open(path, STORE_CREATE, &s) < 0)
+                die("store_open");
+        return s;
+}
+
+static void insert_events(knock_store *s, size_t n)
+{
+        static const char body[] = "{\"id\":\"evt\",\"type\":\"invoice.paid\",\"data\":{\"object\":"
+                                   "{\"amount\":4200,\"currency\":\"eur\",\"customer\":"
+                                   "\"cus_0123456789\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}}";
+        _cleanup_stmt_ sqlite3_stmt *e = NULL, *d = NULL;
+
+        if (store_begin(s) < 0 ||
+            store_prepare(s,
+                          "INSERT INTO events (id, provider_event_id, event_type, status, "
+                          "delivery_id, received_at, updated_at) VALUES (?, ?, 'invoice.paid', "
+                          "'received', ?, ?, ?)",
+                          &e) < 0 ||
+            store_prepare(s,
+                          "INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
+                          "http_status, content_type, body, body_bytes) VALUES (?, ?, ?, 1, "
+                          "200, 'application/json', ?, ?)",
+                          &d) < 0)
+                die("prepare");
+        for (size_t i = 0; i < n; i++) {
+                char eid[KNOCK_ID_MAX], did[KNOCK_ID_MAX];
+                int64_t now = now_ms();
+
+                id_new("evt", eid);
+                id_new("dlv", did);
+                sqlite3_reset(e);
+                sqlite3_reset(d);
+                stmt_bind_text(e, 1, eid);
+                stmt_bind_text(e, 2, eid);
+                stmt_bind_text(e, 3, did);
+                stmt_bind_i64(e, 4, now);
+                stmt_bind_i64(e, 5, now);
+                stmt_bind_text(d, 1, did);
+                stmt_bind_text(d, 2, eid);
+                stmt_bind_i64(d, 3, now);
+                sqlite3_bind_blob(d, 4, body, sizeof(body) - 1, SQLITE_STATIC);
+                stmt_bind_i64(d, 5, sizeof(body) - 1);
+                if (sqlite3_step(e) != SQLITE_DONE || sqlite3_step(d) != SQLITE_DONE)
+                        die("insert");
+        }
+        if (store_commit(s) < 0)
+                die("commit");
+}
+
+static int64_t query_i64(knock_store *s, const char *sql)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (store_prepare(s, sql, &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
+                return -1;
+        return sqlite3_column_int64(st, 0);
+}
+
+static pid_t start_worker(void)
+{
+        char *argv[] = {(char *)arg_worker, (char *)"bench", NULL};
+        pid_t pid;
+
+        if ((errno = posix_spawn(&pid, arg_worker, NULL, NULL, argv, environ)) != 0)
+                die(arg_worker);
+        return pid;
+}
+
+static void stop_worker(pid_t pid)
+{
+        kill(pid, SIGTERM);
+        (void)waitpid(pid, NULL, 0);
+}
+
+static void wake(void)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/bench.worker.sock",
+                 getenv("KNOCK_RUNTIME_DIR"));
+        (void)sendto(fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof(sa));
+        close(fd);
+}
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);
+}
+
+/* Drains n pre-inserted events with the real worker; returns events/s. */
+static double drain(size_t n)
+{
+        knock_store *s = open_db();
+        int64_t first, last;
+        pid_t pid;
+
+        insert_events(s, n);
+        pid = start_worker();
+        for (int i = 0; i < 120 * 50; i++) {
+                sleep_ms(20);
+                if (query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") ==
+                    (int64_t)n)
+                        break;
+        }
+        stop_worker(pid);
+        if (query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") != (int64_t)n) {
+                fprintf(stderr, "worker-bench: not every event was handled\n");
+                exit(1);
+        }
+        first = query_i64(s, "SELECT MIN(started_at) FROM attempts");
+        last = query_i64(s, "SELECT MAX(ended_at) FROM attempts");
+        store_close(s);
+        return (double)n / ((double)MAX(last - first, 1) / 1000.0);
+}
+
+/* The baseline: c spawns of /bin/true in flight, n in all; spawns/s. */
+static double bare_spawn(size_t n, size_t c)
+{
+        char *argv[] = {(char *)"/bin/true", NULL};
+        size_t started = 0, done = 0;
+        uint64_t t0 = mono_us();
+
+        while (done < n) {
+                while (started < n && started - done < c) {
+                        pid_t pid;
+
+                        if ((errno = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ)) != 0)
+                                die("posix_spawn");
+                        started++;
+                }
+                if (waitpid(-1, NULL, 0) > 0)
+                        done++;
+        }
+        return (double)n / ((double)(mono_us() - t0) / 1e6);
+}
+
+static void sink_cb(struct evhttp_request *req, void *arg)
+{
+        evhttp_send_reply(req, 204, "No Content", NULL);
+}
+
+/* A keep-alive HTTP sink in a child process; returns its pid, port in *port. */
+static pid_t start_sink(int *port)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        pid_t pid;
+
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+                die("sink socket");
+        *port = ntohs(sa.sin_port);
+        pid = fork();
+        if (pid < 0)
+                die("fork");
+        if (pid == 0) {
+                struct event_base *base = event_base_new();
+                struct evhttp *http = evhttp_new(base);
+
+                evutil_make_socket_nonblocking(fd);
+                evhttp_set_gencb(http, sink_cb, NULL);
+                evhttp_accept_socket(http, fd);
+                event_base_dispatch(base);
+                _exit(0);
+        }
+        close(fd);
+        return pid;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+static void latency(size_t m)
+{
+        _cleanup_free_ int64_t *lat = calloc(m, sizeof(int64_t));
+        knock_store *s;
+        pid_t pid;
+
+        if (!lat)
+                die("calloc");
+        endpoint("handler = exec:/bin/true\nconcurrency = 4\n");
+        s = open_db();
+        pid = start_worker();
+        sleep_ms(300);
+        for (size_t i = 0; i < m; i++) {
+                int64_t started = -1;
+
+                insert_events(s, 1); /* BEGIN IMMEDIATE … COMMIT (FULL), like the ingress */
+                wake();
+                for (int k = 0; k < 2000 && started < 0; k++) {
+                        started = query_i64(s, "SELECT a.started_at - e.received_at FROM "
+                                               "attempts a JOIN events e ON e.id = a.event_id "
+                                               "ORDER BY a.started_at DESC LIMIT 1");
+                        if (query_i64(s, "SELECT count(*) FROM attempts") != (int64_t)(i + 1))
+                                started = -1;
+                        if (started < 0)
+                                usleep(200);
+                }
+                lat[i] = started;
+                sleep_ms(2);
+        }
+        stop_worker(pid);
+        store_close(s);
+        qsort(lat, m, sizeof(int64_t), cmp_i64);
+        printf("{\"bench\":\"worker-latency\",\"what\":\"receipt-to-handler-start\",\"events\":%zu,"
+               "\"p50_ms\":%lld,\"p99_ms\":%lld,\"max_ms\":%lld}\n",
+               m, (long long)lat[m / 2], (long long)lat[m * 99 / 100], (long long)lat[m - 1]);
+}
+
+int main(int argc, char *argv[])
+{
+        static char def[4096];
+        size_t n_exec = 5000, n_http = 50000, conc = 8;
+        double w, b;
+        char section[512];
+        int port;
+        pid_t sink;
+
+        if (argc > 1)
+                arg_worker = argv[1];
+        else {
+                snprintf(def, sizeof(def), "%s", argv[0]);
+                *strrchr(def, '/') = 0;
+                strcat(def, "/../daemons/worker/knock-worker");
+                arg_worker = def;
+        }
+        if (argc > 2)
+                n_exec = strtoul(argv[2], NULL, 10);
+        if (argc > 3)
+                n_http = strtoul(argv[3], NULL, 10);
+        signal(SIGPIPE, SIG_IGN);
+
+        /* 1. exec vs a bare posix_spawn loop, interleaved, same concurrency */
+        snprintf(section, sizeof(section), "handler = exec:/bin/true\nconcurrency = %zu\n", conc);
+        endpoint(section);
+        w = drain(n_exec);
+        b = bare_spawn(n_exec, conc);
+        printf("{\"bench\":\"worker-drain\",\"handler\":\"exec:/bin/true\",\"concurrency\":%zu,"
+               "\"events\":%zu,\"events_per_s\":%.0f,\"baseline\":\"bare-posix_spawn\","
+               "\"baseline_per_s\":%.0f,\"ratio\":%.2f}\n",
+               conc, n_exec, w, b, w / b);
+        fflush(stdout);
+
+        /* 2. http forward to a keep-alive sink */
+        sink = start_sink(&port);
+        snprintf(section, sizeof(section),
+                 "handler = http://127.0.0.1:%d/sink\nconcurrency = 64\n", port);
+        endpoint(section);
+        w = drain(n_http);
+        kill(sink, SIGTERM);
+        (void)waitpid(sink, NULL, 0);
+        printf("{\"bench\":\"worker-drain\",\"handler\":\"http-forward\",\"concurrency\":64,"
+               "\"events\":%zu,\"events_per_s\":%.0f,\"target_per_s\":15000}\n",
+               n_http, w);
+        fflush(stdout);
+
+        /* 3. pickup latency */
+        latency(300);
+        return 0;
+}
