@@ -68,7 +68,8 @@ typedef struct knock_config {
         bool hook_on_dead;
         uint64_t hook_max_attempts; /* default 8 */
         uint64_t hook_timeout_ms;   /* default 15s */
-        uint64_t *hook_schedule_ms; /* waits before attempts 2..n; default Svix's */
+        uint64_t *hook_schedule_ms; /* waits before attempts 1..n (the first is 0: at once);
+                                     * default Svix's 0s,5s,5m,30m,2h,5h,10h,10h */
         size_t n_hook_schedule;
         uint64_t hook_concurrency; /* default 16 */
 

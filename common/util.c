@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "util.h"
 
 #include <ctype.h>
@@ -90,9 +92,9 @@ int parse_size(const char *s, uint64_t *ret)
                 mul = 1;
         else if (streq(unit, "K") || streq(unit, "k") || streq(unit, "KiB"))
                 mul = 1024;
-        else if (streq(unit, "M") || streq(unit, "MiB"))
+        else if (streq(unit, "M") || streq(unit, "m") || streq(unit, "MiB"))
                 mul = 1024 * 1024;
-        else if (streq(unit, "G") || streq(unit, "GiB"))
+        else if (streq(unit, "G") || streq(unit, "g") || streq(unit, "GiB"))
                 mul = 1024ULL * 1024 * 1024;
         else
                 return -EINVAL;
@@ -153,21 +155,25 @@ uint64_t mono_us(void)
 
 char *format_rfc3339(int64_t ms, char *buf, size_t len)
 {
-        time_t t = (time_t)(ms / 1000);
+        /* floor division, so times before 1970 get a positive millisecond part */
+        int64_t sec = ms / 1000 - (ms % 1000 < 0 ? 1 : 0);
+        int frac = (int)(ms - sec * 1000);
+        time_t t = (time_t)sec;
         struct tm tm;
 
         gmtime_r(&t, &tm);
         snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(ms % 1000));
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
         return buf;
 }
 
 int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms)
 {
-        uint64_t d;
+        int64_t frac_ms = 0, offset_ms = 0;
         struct tm tm = {0};
         const char *end;
+        uint64_t d;
+        int r;
 
         if (!s || !*s)
                 return -EINVAL;
@@ -177,23 +183,54 @@ int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms)
                 *ret_ms = (int64_t)d * 1000;
                 return 0;
         }
-        if (parse_duration_ms(s, false, &d) == 0) {
+        r = parse_duration_ms(s, false, &d);
+        if (r == 0) {
+                if (d > (uint64_t)INT64_MAX)
+                        return -ERANGE;
                 *ret_ms = now - (int64_t)d;
                 return 0;
         }
+        if (r == -ERANGE)
+                return r;
+        if (!isdigit((unsigned char)s[0]))
+                return -EINVAL; /* strptime would skip blanks and accept signs */
         end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!end)
+        if (!end) {
+                memset(&tm, 0, sizeof(tm)); /* a failed strptime leaves fields set */
                 end = strptime(s, "%Y-%m-%d", &tm);
-        if (!end)
-                return -EINVAL;
-        if (*end == '.') {
-                end++;
-                while (isdigit((unsigned char)*end))
+                if (!end || *end != 0)
+                        return -EINVAL;
+        } else {
+                /* RFC 3339: optional fraction (kept to the millisecond), then Z or ±HH:MM */
+                if (*end == '.') {
+                        int digits = 0;
+
                         end++;
+                        if (!isdigit((unsigned char)*end))
+                                return -EINVAL;
+                        for (; isdigit((unsigned char)*end); end++, digits++)
+                                if (digits < 3)
+                                        frac_ms = frac_ms * 10 + (*end - '0');
+                        for (; digits < 3; digits++)
+                                frac_ms *= 10;
+                }
+                if (*end == 'Z' || *end == 'z')
+                        end++;
+                else if ((*end == '+' || *end == '-') && isdigit((unsigned char)end[1]) &&
+                         isdigit((unsigned char)end[2]) && end[3] == ':' &&
+                         isdigit((unsigned char)end[4]) && isdigit((unsigned char)end[5])) {
+                        int h = (end[1] - '0') * 10 + (end[2] - '0');
+                        int m = (end[4] - '0') * 10 + (end[5] - '0');
+
+                        if (h > 23 || m > 59)
+                                return -EINVAL;
+                        offset_ms = ((int64_t)h * 60 + m) * 60 * 1000 * (*end == '-' ? -1 : 1);
+                        end += 6;
+                }
+                if (*end != 0)
+                        return -EINVAL;
         }
-        if (*end != 0 && !streq(end, "Z") && !streq(end, "+00:00"))
-                return -EINVAL;
-        *ret_ms = (int64_t)timegm(&tm) * 1000;
+        *ret_ms = (int64_t)timegm(&tm) * 1000 + frac_ms - offset_ms;
         return 0;
 }
 

@@ -30,10 +30,11 @@
 enum {
         KNOCKCTL_FAILED = 1, /* expected failure, already reported: exit 1 */
         KNOCKCTL_USAGE = 2,  /* usage error, already reported: exit 2 */
+        KNOCKCTL_HELPED = 3, /* verb_getopt() printed --help: exit 0 */
 };
 
 typedef struct knockctl {
-        const char *endpoint; /* resolved endpoint name; NULL only for VERB_ENDPOINT_OPTIONAL */
+        const char *endpoint;   /* resolved endpoint name; NULL only for VERB_ENDPOINT_OPTIONAL */
         bool endpoint_explicit; /* -e was given */
         bool json;
         int64_t now;
@@ -66,21 +67,22 @@ typedef struct knockctl_verb {
 } knockctl_verb;
 
 #define KNOCKCTL_VERB(id, ...)                                                                     \
-        static const knockctl_verb verb_##id = {__VA_ARGS__};                                      \
-        static const knockctl_verb *const verb_ptr_##id                                            \
-                __attribute__((used, section("knockctl_verbs"), aligned(sizeof(void *)))) =      \
-                        &verb_##id
+        static const knockctl_verb knockctl_verb_##id = {__VA_ARGS__};                             \
+        static const knockctl_verb *const knockctl_verb_ptr_##id                                   \
+                __attribute__((used, section("knockctl_verbs"), aligned(sizeof(void *)))) =        \
+                        &knockctl_verb_##id
 
 /* ---- main.c: shared plumbing for verbs ---------------------------------------- */
 
 /*
  * getopt_long for a verb: options is the verb's own table (terminated by a
  * zero entry); --json and --help are accepted by every verb. Returns the
- * option character, -1 at the end of the options, or KNOCKCTL_USAGE (already
- * reported) for an unknown option. After -1, optind is the first operand.
+ * option character, -1 at the end of the options, KNOCKCTL_USAGE (already
+ * reported) for an unknown option or KNOCKCTL_HELPED after --help; a verb
+ * returns those two as they are. After -1, optind is the first operand.
  */
-int verb_getopt(knockctl *c, int argc, char **argv, const char *shortopts,
-                const struct option *options);
+int verb_getopt(
+        knockctl *c, int argc, char **argv, const char *shortopts, const struct option *options);
 #define VERB_OPT_HELP 0x1000
 #define VERB_OPT_JSON 0x1001
 
@@ -97,6 +99,19 @@ void ctl_bind_common(knockctl *c, sqlite3_stmt *st);
 int ctl_parse_limit(const char *s, int64_t *ret);
 /* Parses --since/--until ("2h", RFC 3339, "@unix"). Reports, returns KNOCKCTL_USAGE. */
 int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret);
+
+/* ---- ops.c: shared by every mutating verb --------------------------------------- */
+
+/* Appends the audit row (actor = the invoking user) inside the caller's transaction. */
+int ctl_audit(knockctl *c, const char *action, json_t *filters, json_t *counts, json_t *ids);
+/* BEGIN IMMEDIATE / COMMIT with the operator-facing message; 0 or KNOCKCTL_FAILED. */
+int ctl_begin(knockctl *c);
+int ctl_commit(knockctl *c);
+/* Operand ids into a JSON array of strings, duplicates dropped; "-" reads stdin. */
+int ctl_collect_ids(int argc, char **argv, json_t **ret);
+/* "requeued 2 events: …" or the JSON object {action, endpoint, changed, unchanged, counts}. */
+int ctl_print_result(knockctl *c, const char *action, const char *past, const char *noun,
+        json_t *changed, json_t *unchanged, json_t *extra);
 
 /* ---- output.c: one way to print ------------------------------------------------ */
 

@@ -5,7 +5,9 @@
  * rotation and sources, and every validation rule with its exact
  * "FILE:LINE: message".
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,7 +18,7 @@
 #include "tap.h"
 #include "util.h"
 
-static char *dir; /* the current temporary config dir */
+static char *dir;  /* the current temporary config dir */
 static char *root; /* parent of every temporary dir */
 static int dir_seq;
 
@@ -70,8 +72,8 @@ static void dump_errors(const knock_config_errors *e)
 }
 
 /* Checks that the errors hold exactly "DIR/FILE:LINE: MESSAGE". */
-static _printf_(4, 5) bool has_error(const knock_config_errors *e, const char *file, unsigned line,
-                                     const char *fmt, ...)
+static _printf_(4, 5) bool has_error(
+        const knock_config_errors *e, const char *file, unsigned line, const char *fmt, ...)
 {
         _cleanup_free_ char *msg = NULL, *want = NULL;
         va_list ap;
@@ -129,8 +131,8 @@ static knock_config *expect_ok(const char *global, const char *extra, const char
 static void test_defaults(void)
 {
         knock_config *c = expect_ok(NULL, "", "minimal endpoint loads");
-        static const uint64_t sched[] = {0, 5000, 300000, 1800000, 7200000, 18000000, 36000000,
-                                         36000000};
+        static const uint64_t sched[] = {
+                0, 5000, 300000, 1800000, 7200000, 18000000, 36000000, 36000000};
         _cleanup_free_ char *admin = NULL;
         bool sched_ok;
 
@@ -153,11 +155,11 @@ static void test_defaults(void)
         is_int(c->verify.algorithm, KNOCK_HMAC_SHA256, "algorithm sha256");
         is_int(c->verify.encoding, KNOCK_ENC_HEX, "encoding hex");
         ok(!c->verify.url && !c->verify.header && !c->verify.prefix && !c->verify.dedupe &&
-                   !c->verify.type && !c->verify.timestamp_header && !c->verify.verify_token,
-           "provider options unset");
+                        !c->verify.type && !c->verify.timestamp_header && !c->verify.verify_token,
+                "provider options unset");
         ok(c->verify.n_secrets == 1 && c->verify.secrets[0].len == 3 &&
-                   memcmp(c->verify.secrets[0].data, "abc", 3) == 0,
-           "literal secret");
+                        memcmp(c->verify.secrets[0].data, "abc", 3) == 0,
+                "literal secret");
         ok(c->handler == NULL && c->n_routes == 0, "no handler, no routes");
         ok(config_handler_for(c, "anything") == NULL, "no handler for any type");
         is_int(c->concurrency, 4, "concurrency 4");
@@ -224,8 +226,8 @@ static void test_override(void)
         ok(c->keep_dead_ms == UINT64_MAX, "dead = never in the endpoint overrides 90d");
         is_int(c->keep_orphans_ms, 7 * 86400000ULL, "empty assignment resets to the default");
         ok(c->verify.n_secrets == 1 && c->verify.secrets[0].len == 6 &&
-                   memcmp(c->verify.secrets[0].data, "global", 6) == 0,
-           "secret from knock.conf when the endpoint has none");
+                        memcmp(c->verify.secrets[0].data, "global", 6) == 0,
+                "secret from knock.conf when the endpoint has none");
         config_free(c);
 
         /* knock.conf alone may be missing entirely */
@@ -253,16 +255,16 @@ static void test_rotation(void)
                 return;
         ok(c->verify.n_secrets == 2, "both secrets kept, knock.conf's replaced");
         ok(c->verify.n_secrets == 2 && c->verify.secrets[0].len == 5 &&
-                   memcmp(c->verify.secrets[0].data, "first", 5) == 0 &&
-                   c->verify.secrets[1].len == 6 &&
-                   memcmp(c->verify.secrets[1].data, "second", 6) == 0,
-           "in order");
+                        memcmp(c->verify.secrets[0].data, "first", 5) == 0 &&
+                        c->verify.secrets[1].len == 6 &&
+                        memcmp(c->verify.secrets[1].data, "second", 6) == 0,
+                "in order");
         config_free(c);
 
         /* an empty assignment empties the list */
         r = load(global, "[endpoint]\nprovider = github\nlisten = 127.0.0.1:1\nsecret =\n", &c, &e);
         ok(r == -EINVAL && has_error(&e, EP, 1, "provider github requires at least one secret"),
-           "secret = (empty) drops knock.conf's secrets");
+                "secret = (empty) drops knock.conf's secrets");
         config_errors_clear(&e);
         config_free(c);
 }
@@ -270,7 +272,7 @@ static void test_rotation(void)
 static void test_secret_sources(void)
 {
         _cleanup_free_ char *credir = NULL, *f1 = NULL, *f2 = NULL, *f3 = NULL, *f4 = NULL,
-                           *text = NULL;
+                            *text = NULL;
         knock_config_errors e = {};
         knock_config *c;
         int r;
@@ -278,7 +280,7 @@ static void test_secret_sources(void)
         if (asprintf(&credir, "%s/creds", root) < 0 || mkdir(credir, 0700) < 0)
                 exit(2);
         if (asprintf(&f1, "%s/stripe", credir) < 0 || asprintf(&f2, "%s/two-newlines", root) < 0 ||
-            asprintf(&f3, "%s/crlf", root) < 0 || asprintf(&f4, "%s/bare", root) < 0)
+                asprintf(&f3, "%s/crlf", root) < 0 || asprintf(&f4, "%s/bare", root) < 0)
                 exit(2);
         write_file(f1, "whsec_fromcred\n");
         write_file(f2, "abc\n\n");
@@ -287,68 +289,73 @@ static void test_secret_sources(void)
 
         setenv("CREDENTIALS_DIRECTORY", credir, 1);
         r = load(NULL,
-                 "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
-                 "secret = credential:stripe\n",
-                 &c, &e);
+                "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
+                "secret = credential:stripe\n",
+                &c, &e);
         ok(r == 0 && c && c->verify.n_secrets == 1 && c->verify.secrets[0].len == 14 &&
-                   memcmp(c->verify.secrets[0].data, "whsec_fromcred", 14) == 0,
-           "credential: reads $CREDENTIALS_DIRECTORY/NAME, newline stripped, stripe verbatim");
+                        memcmp(c->verify.secrets[0].data, "whsec_fromcred", 14) == 0,
+                "credential: reads $CREDENTIALS_DIRECTORY/NAME, newline stripped, stripe verbatim");
         config_errors_clear(&e);
         config_free(c);
 
         r = load(NULL,
-                 "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
-                 "secret = credential:missing\n",
-                 &c, &e);
+                "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
+                "secret = credential:missing\n",
+                &c, &e);
         ok(r == -EINVAL && e.n == 1 &&
-                   has_error(&e, EP, 4,
-                             "secret: cannot read %s/missing: No such file or directory", credir),
-           "missing credential is an error at its line");
+                        has_error(&e, EP, 4,
+                                "secret: cannot read %s/missing: No such file or directory",
+                                credir),
+                "missing credential is an error at its line");
         config_errors_clear(&e);
         config_free(c);
 
         unsetenv("CREDENTIALS_DIRECTORY");
         r = load(NULL,
-                 "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
-                 "secret = credential:stripe\n",
-                 &c, &e);
+                "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
+                "secret = credential:stripe\n",
+                &c, &e);
         ok(r == -EINVAL && e.n == 1 &&
-                   has_error(&e, EP, 4,
-                             "secret credential:stripe: $CREDENTIALS_DIRECTORY is not set "
-                             "(LoadCredential= missing?)"),
-           "credential: without $CREDENTIALS_DIRECTORY is an error");
+                        has_error(&e, EP, 4,
+                                "secret credential:stripe: $CREDENTIALS_DIRECTORY is not set "
+                                "(LoadCredential= missing?)"),
+                "credential: without $CREDENTIALS_DIRECTORY is an error");
         config_errors_clear(&e);
         config_free(c);
 
         if (asprintf(&text,
-                     "[endpoint]\nprovider = github\nlisten = 127.0.0.1:8101\n"
-                     "secret = %s\nsecret = %s\nsecret = %s\n",
-                     f2, f3, f4) < 0)
+                    "[endpoint]\nprovider = github\nlisten = 127.0.0.1:8101\n"
+                    "secret = %s\nsecret = %s\nsecret = %s\n",
+                    f2, f3, f4) < 0)
                 exit(2);
         r = load(NULL, text, &c, &e);
         ok(r == 0 && c && c->verify.n_secrets == 3, "three file secrets load");
         if (c && c->verify.n_secrets == 3) {
-                ok(c->verify.secrets[0].len == 4 && memcmp(c->verify.secrets[0].data, "abc\n", 4) == 0,
-                   "\"abc\\n\\n\" loses exactly one newline");
-                ok(c->verify.secrets[1].len == 3 && memcmp(c->verify.secrets[1].data, "abc", 3) == 0,
-                   "\"abc\\r\\n\" loses the CRLF");
-                ok(c->verify.secrets[2].len == 3 && memcmp(c->verify.secrets[2].data, "abc", 3) == 0,
-                   "\"abc\" is kept as is");
+                ok(c->verify.secrets[0].len == 4 &&
+                                memcmp(c->verify.secrets[0].data, "abc\n", 4) == 0,
+                        "\"abc\\n\\n\" loses exactly one newline");
+                ok(c->verify.secrets[1].len == 3 &&
+                                memcmp(c->verify.secrets[1].data, "abc", 3) == 0,
+                        "\"abc\\r\\n\" loses the CRLF");
+                ok(c->verify.secrets[2].len == 3 &&
+                                memcmp(c->verify.secrets[2].data, "abc", 3) == 0,
+                        "\"abc\" is kept as is");
         }
         config_errors_clear(&e);
         config_free(c);
 
         /* standard: the key is the base64 after whsec_ */
-        c = expect_ok(NULL, "provider = standard\nsecret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
-                            "secret =\nsecret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
-                      "standard secret loads");
+        c = expect_ok(NULL,
+                "provider = standard\nsecret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+                "secret =\nsecret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+                "standard secret loads");
         ok(c && c->verify.n_secrets == 1 && c->verify.secrets[0].len == 24,
-           "standard secret decoded from base64 (24 bytes)");
+                "standard secret decoded from base64 (24 bytes)");
         config_free(c);
 
         write_file(f4, "\n");
         free(text);
-        if (asprintf(&text, "provider = hmac\nsecret = %s\n", f4) < 0)
+        if (asprintf(&text, "provider = token\nsecret = %s\n", f4) < 0)
                 exit(2);
         expect_one(text, 6, "secret is empty", "a secret file holding only a newline is an error");
 }
@@ -360,128 +367,135 @@ static void test_validation(void)
         expect_one("[Endpoint]\n", 5, "unknown section", "section names are case-sensitive");
         expect_one("bogus = 1\n", 5, "unknown key 'bogus' in [endpoint]", "unknown key");
         expect_one("[worker]\nprovider = x\n", 6, "unknown key 'provider' in [worker]",
-                   "key in the wrong section");
+                "key in the wrong section");
         expect_one("max_body = 1X\n", 5,
-                   "max_body: invalid size '1X' (a number with an optional K, M or G)", "bad size");
+                "max_body: invalid size '1X' (a number with an optional K, M or G)", "bad size");
         expect_one("max_body = 0\n", 5, "max_body must be at least 1 bytes", "zero max_body");
         expect_one("[worker]\ntimeout = 5x\n", 6,
-                   "timeout: invalid duration '5x' (a number with ms, s, m, h or d)", "bad duration");
+                "timeout: invalid duration '5x' (a number with ms, s, m, h or d)", "bad duration");
         expect_one("[worker]\ntimeout = never\n", 6,
-                   "timeout: invalid duration 'never' (a number with ms, s, m, h or d)",
-                   "never is only for retention");
+                "timeout: invalid duration 'never' (a number with ms, s, m, h or d)",
+                "never is only for retention");
         expect_one("[retention]\nhandled = soon\n", 6,
-                   "handled: invalid duration 'soon' (a number with ms, s, m, h or d, or never)",
-                   "bad retention duration");
-        expect_one("header_timeout = 0\n", 5, "header_timeout must be greater than 0",
-                   "zero timeout");
+                "handled: invalid duration 'soon' (a number with ms, s, m, h or d, or never)",
+                "bad retention duration");
+        expect_one(
+                "header_timeout = 0\n", 5, "header_timeout must be greater than 0", "zero timeout");
         expect_one("tolerance = 5q\n", 5,
-                   "tolerance: invalid duration '5q' (a number with ms, s, m, h or d)", "bad tolerance");
+                "tolerance: invalid duration '5q' (a number with ms, s, m, h or d)",
+                "bad tolerance");
 
         static const char *const bad_listen[] = {"localhost", "127.0.0.1", "127.0.0.1:0",
-                                                 "127.0.0.1:65536", "300.1.1.1:80", "[::1]8101",
-                                                 "[zz::1]:80", "relative/path", "host name:80",
-                                                 ":80", "::1:80"};
+                "127.0.0.1:65536", "300.1.1.1:80", "[::1]8101", "[zz::1]:80", "relative/path",
+                "host name:80", ":80", "::1:80"};
         for (size_t i = 0; i < ELEMENTSOF(bad_listen); i++) {
                 _cleanup_free_ char *t = NULL, *what = NULL;
                 if (asprintf(&t, "listen = %s\n", bad_listen[i]) < 0 ||
-                    asprintf(&what, "listen '%s' rejected", bad_listen[i]) < 0)
+                        asprintf(&what, "listen '%s' rejected", bad_listen[i]) < 0)
                         exit(2);
-                expect_one(t, 5, "listen must be host:port, [IPv6]:port or an absolute unix socket path",
-                           what);
+                expect_one(t, 5,
+                        "listen must be host:port, [IPv6]:port or an absolute unix socket path",
+                        what);
         }
         static const char *const good_listen[] = {"0.0.0.0:80", "[::1]:8101", "[::]:443",
-                                                  "localhost:8101", "hooks.example.com:1",
-                                                  "/run/knock/x.sock"};
+                "localhost:8101", "hooks.example.com:1", "/run/knock/x.sock"};
         for (size_t i = 0; i < ELEMENTSOF(good_listen); i++) {
                 _cleanup_free_ char *t = NULL, *what = NULL;
                 knock_config *c;
                 if (asprintf(&t, "listen = %s\n", good_listen[i]) < 0 ||
-                    asprintf(&what, "listen '%s' accepted", good_listen[i]) < 0)
+                        asprintf(&what, "listen '%s' accepted", good_listen[i]) < 0)
                         exit(2);
                 c = expect_ok(NULL, t, what);
                 ok(c && streq(c->listen, good_listen[i]), "listen '%s' kept", good_listen[i]);
                 config_free(c);
         }
         expect_one("admin = 8080\n", 5,
-                   "admin must be host:port, [IPv6]:port or an absolute unix socket path",
-                   "bad admin");
-        expect_one("path = hooks\n", 5, "path must start with '/' (and contain no query or fragment)",
-                   "path without /");
+                "admin must be host:port, [IPv6]:port or an absolute unix socket path",
+                "bad admin");
+        expect_one("path = hooks\n", 5,
+                "path must start with '/' (and contain no query or fragment)", "path without /");
         expect_one("provider = stripey\n", 5, "unknown provider 'stripey'", "unknown provider");
         expect_one("provider = none\n", 5, "provider none requires allow_unverified = yes",
-                   "provider none without allow_unverified");
-        expect_one("allow_unverified = maybe\n", 5,
-                   "allow_unverified must be yes or no", "bad boolean");
+                "provider none without allow_unverified");
+        expect_one("allow_unverified = maybe\n", 5, "allow_unverified must be yes or no",
+                "bad boolean");
         {
                 knock_config *c = expect_ok(NULL, "provider = none\nallow_unverified = yes\n",
-                                            "provider none with allow_unverified = yes loads");
+                        "provider none with allow_unverified = yes loads");
                 ok(c && c->verify.provider == KNOCK_PROVIDER_NONE && c->verify.allow_unverified,
-                   "provider none, unverified allowed");
+                        "provider none, unverified allowed");
                 config_free(c);
         }
-        expect_one("algorithm = md5\n", 5, "algorithm must be sha256, sha512 or sha1", "bad algorithm");
+        expect_one("algorithm = md5\n", 5, "algorithm must be sha256, sha512 or sha1",
+                "bad algorithm");
         expect_one("encoding = base32\n", 5, "encoding must be hex or base64", "bad encoding");
-        expect_one("dedupe = body:id\n", 5, "dedupe must be header:NAME or json:/pointer",
-                   "bad dedupe");
-        expect_one("type = json:type\n", 5, "type must be header:NAME or json:/pointer", "bad type");
+        expect_one("dedupe = body:id\n", 5,
+                "dedupe must be header:NAME, json:/pointer or form:NAME", "bad dedupe");
+        expect_one("type = json:type\n", 5, "type must be header:NAME, json:/pointer or form:NAME",
+                "bad type");
         expect_one("header = X Sig\n", 5, "header must be an HTTP header name", "bad header name");
+        expect_one("provider = hmac\n", 1, "provider hmac requires header (the signature header)",
+                "hmac needs header");
         expect_one("url = ftp://x/\n", 5, "url must start with http:// or https://", "bad url");
         expect_one("provider = twilio\n", 1, "provider twilio requires url (the exact public URL)",
-                   "twilio needs url");
+                "twilio needs url");
         expect_one("[worker]\nhandler = exec:relative/on-x\n", 6,
-                   "handler must be exec:/absolute/path [ARGS...], http://... or https://...",
-                   "exec handler must be absolute");
+                "handler must be exec:/absolute/path [ARGS...], http://... or https://...",
+                "exec handler must be absolute");
         expect_one("[worker]\nhandler = ftp://127.0.0.1/x\n", 6,
-                   "handler must be exec:/absolute/path [ARGS...], http://... or https://...",
-                   "handler scheme");
+                "handler must be exec:/absolute/path [ARGS...], http://... or https://...",
+                "handler scheme");
         expect_one("[worker]\nconcurrency = 0\n", 6,
-                   "concurrency must be an integer between 1 and 1024", "concurrency 0");
+                "concurrency must be an integer between 1 and 1024", "concurrency 0");
         expect_one("[worker]\nconcurrency = 1025\n", 6,
-                   "concurrency must be an integer between 1 and 1024", "concurrency 1025");
+                "concurrency must be an integer between 1 and 1024", "concurrency 1025");
         expect_one("[worker]\nconcurrency = -1\n", 6,
-                   "concurrency must be an integer between 1 and 1024", "concurrency -1");
-        expect_one("[worker]\nmax_attempts = 0\n", 6, "max_attempts must be an integer of at least 1",
-                   "max_attempts 0");
-        expect_one("[hook]\nurl = https://h/\nsecret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+                "concurrency must be an integer between 1 and 1024", "concurrency -1");
+        expect_one("[worker]\nmax_attempts = 0\n", 6,
+                "max_attempts must be an integer of at least 1", "max_attempts 0");
+        expect_one("[hook]\nurl = https://h/\nsecret = "
+                   "literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
                    "max_attempts = 0\n",
-                   8, "max_attempts must be an integer of at least 1", "hook max_attempts 0");
+                8, "max_attempts must be an integer of at least 1", "hook max_attempts 0");
         expect_one("[hook]\nconcurrency = 2000\n", 6,
-                   "concurrency must be an integer between 1 and 1024", "hook concurrency 2000");
+                "concurrency must be an integer between 1 and 1024", "hook concurrency 2000");
         expect_one("[worker]\nbackoff = 1h..2s\n", 6, "backoff base must not exceed its cap",
-                   "backoff base > cap");
+                "backoff base > cap");
         expect_one("[worker]\nbackoff = 2s\n", 6,
-                   "backoff must be BASE..CAP, two durations such as 2s..1h", "backoff without ..");
+                "backoff must be BASE..CAP, two durations such as 2s..1h", "backoff without ..");
         expect_one("[worker]\nbackoff = 2s..x\n", 6,
-                   "backoff must be BASE..CAP, two durations such as 2s..1h", "backoff bad cap");
-        expect_one("[hook]\nurl = file:///tmp/x\n", 6, "hook url must start with http:// or https://",
-                   "hook url scheme");
+                "backoff must be BASE..CAP, two durations such as 2s..1h", "backoff bad cap");
+        expect_one("[hook]\nurl = file:///tmp/x\n", 6,
+                "hook url must start with http:// or https://", "hook url scheme");
         expect_one("[hook]\nurl = https://h.example/\n", 6,
-                   "hook url requires at least one secret in [hook]", "hook url without secret");
-        expect_one("[hook]\nsecret = literal:whpk_" "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
-                   6, "hook secret is not a Standard Webhooks secret (whsec_...)",
-                   "hook secret must be a signing secret");
+                "hook url requires at least one secret in [hook]", "hook url without secret");
+        expect_one("[hook]\nsecret = literal:whpk_"
+                   "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+                6, "hook secret is not a Standard Webhooks secret (whsec_...)",
+                "hook secret must be a signing secret");
         expect_one("[hook]\non = handled, failed\n", 6,
-                   "on: unknown state 'failed' (expected handled or dead)", "hook on value");
+                "on: unknown state 'failed' (expected handled or dead)", "hook on value");
         expect_one("[hook]\nschedule = 0s, 5q\n", 6,
-                   "schedule: invalid duration '5q' (a number with ms, s, m, h or d)",
-                   "bad hook schedule");
-        expect_one("[retention]\nbackups = 0\n", 6, "backups must be an integer between 1 and 100000",
-                   "backups 0");
+                "schedule: invalid duration '5q' (a number with ms, s, m, h or d)",
+                "bad hook schedule");
+        expect_one("[retention]\nbackups = 0\n", 6,
+                "backups must be an integer between 1 and 100000", "backups 0");
         expect_one("[retention]\nmin_free_disk = lots\n", 6,
-                   "min_free_disk: invalid size 'lots' (a number with an optional K, M or G)",
-                   "bad min_free_disk");
+                "min_free_disk: invalid size 'lots' (a number with an optional K, M or G)",
+                "bad min_free_disk");
         expect_one("secret = whsec_plain\n", 5,
-                   "secret must be credential:NAME, an absolute file path or literal:TEXT",
-                   "secret of an unknown form");
+                "secret must be credential:NAME, an absolute file path or literal:TEXT",
+                "secret of an unknown form");
         expect_one("secret = credential:../x\n", 5, "secret: invalid credential name",
-                   "credential name with a slash");
+                "credential name with a slash");
         expect_one("just some words\n", 5, "expected KEY = VALUE", "line without =");
         expect_one("[endpoint\n", 5, "section header must be [NAME]", "unterminated section");
         expect_one("[route checkout]\nhandler = exec:/bin/true\n", 5,
-                   "route section must be [route \"EVENT_TYPE\"]", "route without quotes");
-        expect_one("[route \"a.b\"]\n", 5, "[route \"a.b\"] has no handler", "route without handler");
+                "route section must be [route \"EVENT_TYPE\"]", "route without quotes");
+        expect_one(
+                "[route \"a.b\"]\n", 5, "[route \"a.b\"] has no handler", "route without handler");
         expect_one("[route \"a.b\"]\ntimeout = 5s\nhandler = exec:/bin/true\n", 6,
-                   "unknown key 'timeout' in [route \"a.b\"]", "unknown key in a route");
+                "unknown key 'timeout' in [route \"a.b\"]", "unknown key in a route");
 }
 
 static void test_missing(void)
@@ -492,33 +506,33 @@ static void test_missing(void)
 
         r = load(NULL, "# empty\n\n[endpoint]\nprovider = github\nsecret = literal:x\n", &c, &e);
         ok(r == -EINVAL && e.n == 1 && has_error(&e, EP, 3, "[endpoint] listen is not set"),
-           "missing listen reported at the [endpoint] line");
+                "missing listen reported at the [endpoint] line");
         config_errors_clear(&e);
 
         r = load(NULL, "[worker]\nhandler = exec:/bin/true\n", &c, &e);
         ok(r == -EINVAL && e.n == 2 && has_error(&e, EP, 0, "[endpoint] listen is not set") &&
-                   has_error(&e, EP, 0, "[endpoint] provider is not set"),
-           "without an [endpoint] section, missing keys are at line 0");
+                        has_error(&e, EP, 0, "[endpoint] provider is not set"),
+                "without an [endpoint] section, missing keys are at line 0");
         config_errors_clear(&e);
 
         r = load(NULL, "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:1\n", &c, &e);
         ok(r == -EINVAL && e.n == 1 &&
-                   has_error(&e, EP, 1, "provider stripe requires at least one secret"),
-           "missing secret");
+                        has_error(&e, EP, 1, "provider stripe requires at least one secret"),
+                "missing secret");
         config_errors_clear(&e);
 
         make_dir("x", NULL, NULL);
         r = config_load("x", &c, &e);
         ok(r == -ENOENT && c == NULL && e.n == 1 &&
-                   has_error(&e, EP, 0, "cannot read: No such file or directory"),
-           "missing endpoint file is -ENOENT with a message");
+                        has_error(&e, EP, 0, "cannot read: No such file or directory"),
+                "missing endpoint file is -ENOENT with a message");
         config_errors_clear(&e);
 
         r = config_load("Bad", &c, &e);
         ok(r == -EINVAL && c == NULL && e.n == 1 &&
-                   has_error(&e, "endpoints/Bad.conf", 0,
-                             "invalid endpoint name (expected [a-z0-9][a-z0-9_-]{0,62})"),
-           "invalid endpoint name");
+                        has_error(&e, "endpoints/Bad.conf", 0,
+                                "invalid endpoint name (expected [a-z0-9][a-z0-9_-]{0,62})"),
+                "invalid endpoint name");
         config_errors_clear(&e);
         r = config_load("../etc", &c, &e);
         ok(r == -EINVAL && c == NULL && e.n == 1, "path-like endpoint name rejected");
@@ -545,17 +559,20 @@ static void test_multiple_errors(void)
         ok(r == -EINVAL && c == NULL, "several errors fail the load");
         if (!is_int(e.n, 5, "all five errors are reported"))
                 dump_errors(&e);
-        ok(e.n == 5 && has_error(&e, "knock.conf", 2,
-                                 "concurrency must be an integer between 1 and 1024") &&
-                   has_error(&e, EP, 4,
-                             "listen must be host:port, [IPv6]:port or an absolute unix socket path") &&
-                   has_error(&e, EP, 5,
-                             "max_body: invalid size 'big' (a number with an optional K, M or G)") &&
-                   has_error(&e, EP, 7, "timeout must be greater than 0") &&
-                   has_error(&e, EP, 9, "unknown section [oops]"),
-           "each with its file and line");
+        ok(e.n == 5 &&
+                        has_error(&e, "knock.conf", 2,
+                                "concurrency must be an integer between 1 and 1024") &&
+                        has_error(&e, EP, 4,
+                                "listen must be host:port, [IPv6]:port or an absolute unix socket "
+                                "path") &&
+                        has_error(&e, EP, 5,
+                                "max_body: invalid size 'big' (a number with an optional K, M or "
+                                "G)") &&
+                        has_error(&e, EP, 7, "timeout must be greater than 0") &&
+                        has_error(&e, EP, 9, "unknown section [oops]"),
+                "each with its file and line");
         ok(e.n == 5 && strstr(e.msgs[0], "/knock.conf:2: ") && strstr(e.msgs[4], ":9: "),
-           "in file order, knock.conf first");
+                "in file order, knock.conf first");
         config_errors_clear(&e);
 }
 
@@ -581,14 +598,14 @@ static void test_routes(void)
                 return;
         is_int(c->n_routes, 3, "three routes (one overridden)");
         is_str(config_handler_for(c, "checkout.session.completed"),
-               "exec:/usr/local/lib/knock/on-checkout --fast", "route match");
+                "exec:/usr/local/lib/knock/on-checkout --fast", "route match");
         is_str(config_handler_for(c, "shared"), "exec:/bin/global", "route from knock.conf");
         is_str(config_handler_for(c, "over"), "https://example.com/over",
-               "endpoint route overrides knock.conf's");
+                "endpoint route overrides knock.conf's");
         is_str(config_handler_for(c, "other"), "http://127.0.0.1:9000/hooks",
-               "unrouted type goes to [worker] handler");
+                "unrouted type goes to [worker] handler");
         is_str(config_handler_for(c, NULL), "http://127.0.0.1:9000/hooks",
-               "no type goes to [worker] handler");
+                "no type goes to [worker] handler");
         config_free(c);
 }
 
@@ -601,18 +618,18 @@ static void test_grammar(void)
         memset(args, 'a', sizeof(args) - 1);
         args[sizeof(args) - 1] = 0;
         if (asprintf(&longh, "exec:/usr/bin/handler --arg=%s", args) < 0 ||
-            asprintf(&text,
-                     "  [worker]   # indented section header\n"
-                     "    handler = %s   # a long line, longer than inih's buffer\n"
-                     "\ttimeout = 45s ; semicolon comment\n"
-                     "[endpoint]\n"
-                     "   tolerance = 5m    # timestamped schemes\n"
-                     "prefix = sha256=\n"
-                     "header: X-Signature\n"
-                     "[hook]\n"
-                     "on = dead\n"
-                     "schedule = 0s, 1m 1h\n",
-                     longh) < 0)
+                asprintf(&text,
+                        "  [worker]   # indented section header\n"
+                        "    handler = %s   # a long line, longer than inih's buffer\n"
+                        "\ttimeout = 45s ; semicolon comment\n"
+                        "[endpoint]\n"
+                        "   tolerance = 5m    # timestamped schemes\n"
+                        "prefix = sha256=\n"
+                        "header: X-Signature\n"
+                        "[hook]\n"
+                        "on = dead\n"
+                        "schedule = 0s, 1m 1h\n",
+                        longh) < 0)
                 exit(2);
         c = expect_ok(NULL, text, "comments, indentation, ':' and long lines parse");
         if (!c)
@@ -624,24 +641,28 @@ static void test_grammar(void)
         is_str(c->verify.header, "X-Signature", "KEY: VALUE form");
         ok(!c->hook_on_handled && c->hook_on_dead, "hook on = dead");
         ok(c->n_hook_schedule == 3 && c->hook_schedule_ms[0] == 0 &&
-                   c->hook_schedule_ms[1] == 60000 && c->hook_schedule_ms[2] == 3600000,
-           "schedule with commas and spaces");
+                        c->hook_schedule_ms[1] == 60000 && c->hook_schedule_ms[2] == 3600000,
+                "schedule with commas and spaces");
         config_free(c);
 
-        c = expect_ok(NULL, "provider = hmac\nalgorithm = sha512\nencoding = base64\n"
-                            "dedupe = header:X-Id\ntype = json:/event/type\n"
-                            "timestamp_header = X-Ts\nverify_token = tok\n"
-                            "allow_unverified = true\nmax_connections = 1000\n"
-                            "[worker]\nbackoff = 1s..1s\nmax_output = 0\n"
-                            "[retention]\nbackups = 3\naudit = never\n",
-                      "provider options parse");
-        ok(c && c->verify.algorithm == KNOCK_HMAC_SHA512 && c->verify.encoding == KNOCK_ENC_BASE64 &&
-                   streq(c->verify.dedupe, "header:X-Id") && streq(c->verify.type, "json:/event/type") &&
-                   streq(c->verify.timestamp_header, "X-Ts") && streq(c->verify.verify_token, "tok") &&
-                   c->verify.allow_unverified && c->max_connections == 1000 &&
-                   c->backoff_base_ms == 1000 && c->backoff_cap_ms == 1000 && c->max_output == 0 &&
-                   c->keep_backups == 3 && c->keep_audit_ms == UINT64_MAX,
-           "values as written");
+        c = expect_ok(NULL,
+                "provider = hmac\nheader = X-Sig\nalgorithm = sha512\nencoding = base64\n"
+                "dedupe = header:X-Id\ntype = json:/event/type\n"
+                "timestamp_header = X-Ts\nverify_token = tok\n"
+                "allow_unverified = true\nmax_connections = 1000\n"
+                "[worker]\nbackoff = 1s..1s\nmax_output = 0\n"
+                "[retention]\nbackups = 3\naudit = never\n",
+                "provider options parse");
+        ok(c && c->verify.algorithm == KNOCK_HMAC_SHA512 &&
+                        c->verify.encoding == KNOCK_ENC_BASE64 &&
+                        streq(c->verify.dedupe, "header:X-Id") &&
+                        streq(c->verify.type, "json:/event/type") &&
+                        streq(c->verify.timestamp_header, "X-Ts") &&
+                        streq(c->verify.verify_token, "tok") && c->verify.allow_unverified &&
+                        c->max_connections == 1000 && c->backoff_base_ms == 1000 &&
+                        c->backoff_cap_ms == 1000 && c->max_output == 0 && c->keep_backups == 3 &&
+                        c->keep_audit_ms == UINT64_MAX,
+                "values as written");
         config_free(c);
 }
 
@@ -664,19 +685,19 @@ static void test_secret_never_in_errors(void)
                 fclose(fp);
         }
         if (asprintf(&text,
-                     "[endpoint]\n"
-                     "provider = discord\n"            /* hex public key expected */
-                     "listen = 127.0.0.1:1\n"
-                     "secret = literal:%1$s\n"          /* not valid hex: rejected */
-                     "secret = %1$s\n"                  /* unknown form */
-                     "secert = literal:%1$s\n"          /* misspelled key */
-                     "%1$s\n"                           /* a bare line */
-                     "%1$s==\n"                         /* a base64 secret pasted alone */
-                     "secret = %2$s\n"                  /* NUL inside */
-                     "[%1$s]\n"                         /* as a section */
-                     "[hook]\nurl = https://h/\n"
-                     "secret = literal:%1$s!\n",        /* not base64 */
-                     sentinel, f) < 0)
+                    "[endpoint]\n"
+                    "provider = discord\n" /* hex public key expected */
+                    "listen = 127.0.0.1:1\n"
+                    "secret = literal:%1$s\n" /* not valid hex: rejected */
+                    "secret = %1$s\n"         /* unknown form */
+                    "secert = literal:%1$s\n" /* misspelled key */
+                    "%1$s\n"                  /* a bare line */
+                    "%1$s==\n"                /* a base64 secret pasted alone */
+                    "secret = %2$s\n"         /* NUL inside */
+                    "[%1$s]\n"                /* as a section */
+                    "[hook]\nurl = https://h/\n"
+                    "secret = literal:%1$s!\n", /* not base64 */
+                    sentinel, f) < 0)
                 exit(2);
         r = load(NULL, text, &c, &e);
         if (!ok(r == -EINVAL && e.n == 8, "misplaced secrets are all errors (%zu)", e.n))
@@ -687,7 +708,7 @@ static void test_secret_never_in_errors(void)
         if (!ok(!leaked, "no error message contains the secret"))
                 dump_errors(&e);
         ok(has_error(&e, EP, 4, "secret is not valid for provider discord"),
-           "rejected secret names the provider only");
+                "rejected secret names the provider only");
         ok(has_error(&e, EP, 9, "secret contains a NUL byte"), "NUL byte in secret file");
         ok(has_error(&e, EP, 8, "unknown key in [endpoint]"), "a secret as a key is not quoted");
         ok(has_error(&e, EP, 10, "unknown section"), "a secret as a section is not quoted");
@@ -714,7 +735,7 @@ static void test_list_and_paths(void)
         write_file(p, "");
         r = config_list_endpoints(&v, &n);
         ok(r == 0 && n == 2 && streq(v[0], "alpha") && streq(v[1], "beta"),
-           "endpoints listed sorted, invalid names and other files skipped");
+                "endpoints listed sorted, invalid names and other files skipped");
         strv_free(v, n);
 
         snprintf(p, sizeof(p), "%s/none", root);
@@ -734,6 +755,121 @@ static void test_list_and_paths(void)
         s = config_db_path("shop");
         is_str(s, "/var/lib/knock/shop.db", "db path default");
         free(s);
+}
+
+static char *read_source(const char *rel)
+{
+        _cleanup_free_ char *path = NULL;
+        char *text = NULL;
+
+        if (asprintf(&path, "%s/%s", SOURCE_ROOT, rel) < 0 ||
+                read_file_full(path, 1 << 20, &text, NULL) < 0) {
+                printf("# cannot read %s\n", rel);
+                exit(2);
+        }
+        return text;
+}
+
+static bool same_config(const knock_config *a, const knock_config *b)
+{
+        return streq_ptr(a->listen, b->listen) && streq_ptr(a->admin, b->admin) &&
+               streq_ptr(a->path, b->path) && a->max_body == b->max_body &&
+               a->max_connections == b->max_connections &&
+               a->header_timeout_ms == b->header_timeout_ms &&
+               a->body_timeout_ms == b->body_timeout_ms &&
+               a->verify.provider == b->verify.provider &&
+               a->verify.n_secrets == b->verify.n_secrets &&
+               a->verify.tolerance_ms == b->verify.tolerance_ms &&
+               a->verify.allow_unverified == b->verify.allow_unverified &&
+               streq_ptr(a->verify.url, b->verify.url) &&
+               streq_ptr(a->verify.header, b->verify.header) &&
+               streq_ptr(a->verify.prefix, b->verify.prefix) &&
+               a->verify.algorithm == b->verify.algorithm &&
+               a->verify.encoding == b->verify.encoding &&
+               streq_ptr(a->verify.timestamp_header, b->verify.timestamp_header) &&
+               streq_ptr(a->verify.dedupe, b->verify.dedupe) &&
+               streq_ptr(a->verify.type, b->verify.type) &&
+               streq_ptr(a->verify.verify_token, b->verify.verify_token) &&
+               streq_ptr(a->handler, b->handler) && a->concurrency == b->concurrency &&
+               a->timeout_ms == b->timeout_ms && a->max_attempts == b->max_attempts &&
+               a->backoff_base_ms == b->backoff_base_ms && a->backoff_cap_ms == b->backoff_cap_ms &&
+               a->max_output == b->max_output && a->n_routes == b->n_routes &&
+               streq_ptr(a->hook_url, b->hook_url) && a->n_hook_secrets == b->n_hook_secrets &&
+               a->hook_on_handled == b->hook_on_handled && a->hook_on_dead == b->hook_on_dead &&
+               a->hook_max_attempts == b->hook_max_attempts &&
+               a->hook_timeout_ms == b->hook_timeout_ms &&
+               a->n_hook_schedule == b->n_hook_schedule &&
+               memcmp(a->hook_schedule_ms, b->hook_schedule_ms,
+                       a->n_hook_schedule * sizeof(uint64_t)) == 0 &&
+               a->hook_concurrency == b->hook_concurrency &&
+               a->keep_handled_ms == b->keep_handled_ms &&
+               a->keep_ignored_ms == b->keep_ignored_ms &&
+               a->keep_orphans_ms == b->keep_orphans_ms && a->keep_dead_ms == b->keep_dead_ms &&
+               a->keep_backups == b->keep_backups && a->keep_audit_ms == b->keep_audit_ms &&
+               a->min_free_disk == b->min_free_disk;
+}
+
+/* etc/knock.conf documents every key with its default: loaded as it is, and
+ * with every "#key = value" line uncommented, it must change nothing. */
+static void test_shipped_files(void)
+{
+        _cleanup_free_ char *conf = NULL, *uncommented = NULL, *example = NULL, *credir = NULL,
+                            *p = NULL;
+        knock_config *plain, *c;
+        knock_config_errors e = {};
+        size_t n_keys = 0, o = 0;
+        int r;
+
+        conf = read_source("etc/knock.conf");
+        uncommented = malloc(strlen(conf) + 1);
+        if (!uncommented)
+                exit(2);
+        for (const char *l = conf; *l;) {
+                size_t len = strcspn(l, "\n");
+                size_t w = strspn(l + 1, "abcdefghijklmnopqrstuvwxyz_");
+
+                if (l[0] == '#' && w > 0 && l[1 + w] == ' ' && l[2 + w] == '=') {
+                        l++, len--; /* drop the '#' */
+                        n_keys++;
+                }
+                memcpy(uncommented + o, l, len);
+                o += len;
+                l += len;
+                if (*l == '\n')
+                        uncommented[o++] = *l++;
+        }
+        uncommented[o] = 0;
+
+        plain = expect_ok(NULL, "", "built-in defaults");
+        c = expect_ok(conf, "", "etc/knock.conf as shipped loads");
+        ok(plain && c && same_config(plain, c), "etc/knock.conf as shipped changes nothing");
+        config_free(c);
+        is_int(n_keys, 40, "etc/knock.conf shows every key but [route] handler (40)");
+        c = expect_ok(uncommented, "", "etc/knock.conf with every key uncommented loads");
+        ok(plain && c && same_config(plain, c), "every documented default is the built-in one");
+        config_free(c);
+        config_free(plain);
+
+        example = read_source("etc/example.conf");
+        if (asprintf(&credir, "%s/example-creds", root) < 0 || mkdir(credir, 0700) < 0)
+                exit(2);
+        if (asprintf(&p, "%s/stripe", credir) < 0)
+                exit(2);
+        write_file(p, "whsec_example\n");
+        free(p);
+        if (asprintf(&p, "%s/stripe-hook", credir) < 0)
+                exit(2);
+        write_file(p, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
+        setenv("CREDENTIALS_DIRECTORY", credir, 1);
+        r = load(conf, example, &c, &e);
+        if (!ok(r == 0 && c, "etc/example.conf loads"))
+                dump_errors(&e);
+        ok(c && c->verify.provider == KNOCK_PROVIDER_STRIPE && c->n_routes == 1 &&
+                        c->n_hook_secrets == 1 && streq(c->path, "/stripe"),
+                "example endpoint as written");
+        unsetenv("CREDENTIALS_DIRECTORY");
+        config_errors_clear(&e);
+        config_free(c);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -762,6 +898,7 @@ int main(void)
         test_grammar();
         test_secret_never_in_errors();
         test_list_and_paths();
+        test_shipped_files();
 
         nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
         free(dir);

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hooks — completion hooks (contract §8): hooks, hook, redeliver-hook.
+ *
+ * Promises:
+ *  - `hook ID` shows every attempt (time, HTTP status or 0, duration, the
+ *    stored response or error), which is the answer to "was it delivered,
+ *    and if not, why";
+ *  - `redeliver-hook` re-arms hooks as a new series (pending, attempt_count
+ *    0, due now, no claim), in one transaction with its audit row, then
+ *    wakes knock-deliver. It accepts failed and delivered hooks (a receiver
+ *    that lost what it got) and pending ones that are waiting for a retry;
+ *    it refuses a hook that is being sent right now (a live claim), and
+ *    then changes nothing;
+ *  - `--failed --since T [--until T]` selects the dead-lettered hooks whose
+ *    last attempt falls in [T, until); it succeeds (and audits) also when
+ *    none match.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "knockctl.h"
+
+static const field_spec hook_fields[] = {
+        {"id", "h.id", F_TEXT},
+        {"event_id", "h.event_id", F_TEXT},
+        {"type", "h.type", F_TEXT},
+        {"state", "h.state", F_TEXT},
+        {"attempt_count", "h.attempt_count", F_INT},
+        {"max_attempts", "h.max_attempts", F_INT},
+        {"last_status", "h.last_status", F_INT},
+        {"last_error", "h.last_error", F_TEXT},
+        {"next_attempt_at", "h.next_attempt_at", F_TIME},
+        {"delivered_at", "h.delivered_at", F_TIME},
+        {"last_attempt_at", "h.last_attempt_at", F_TIME},
+        {"created_at", "h.created_at", F_TIME},
+        {"updated_at", "h.updated_at", F_TIME},
+        {"claimed_by", "h.claimed_by", F_TEXT},
+        {"claim_until", "h.claim_until", F_TIME},
+        {"payload", "h.payload", F_JSON},
+};
+
+static const field_spec hook_attempt_fields[] = {
+        {"id", "id", F_TEXT},
+        {"at", "at", F_TIME},
+        {"status", "status", F_INT},
+        {"duration_ms", "duration_ms", F_INT},
+        {"error", "error", F_TEXT},
+        {"response", "response", F_TEXT},
+};
+
+static int query(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret)
+{
+        _cleanup_free_ char *cols = fields_select(f, n), *sql = NULL;
+        int r;
+
+        if (!cols || asprintf(&sql, "SELECT %s %s", cols, rest) < 0) {
+                sql = NULL;
+                return -ENOMEM;
+        }
+        r = store_prepare(c->store, sql, ret);
+        if (r < 0) {
+                ctl_error("query failed: %s", store_errmsg(c->store));
+                return KNOCKCTL_FAILED;
+        }
+        ctl_bind_common(c, *ret);
+        return 0;
+}
+
+static int verb_hooks(knockctl *c, int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"state", required_argument, NULL, 's'},
+                {"event", required_argument, NULL, 'E'},
+                {"limit", required_argument, NULL, 'n'},
+                {0},
+        };
+        static const column cols[] = {
+                {"id", "ID", 0},
+                {"event_id", "EVENT_ID", 0},
+                {"type", "TYPE", 0},
+                {"state", "STATE", 0},
+                {"attempt_count", "ATTEMPTS", 0},
+                {"last_status", "LAST_STATUS", 0},
+                {"next_attempt_at", "NEXT_ATTEMPT_AT", 0},
+                {"last_error", "LAST_ERROR", 40},
+        };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const char *state = NULL, *event = NULL;
+        int64_t limit = 50;
+        json_t *rows = NULL;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
+                switch (o) {
+                case 's':
+                        if (!streq(optarg, "pending") && !streq(optarg, "delivered") &&
+                                !streq(optarg, "failed")) {
+                                ctl_error("unknown hook state '%s' (pending, delivered or failed)",
+                                        optarg);
+                                return KNOCKCTL_USAGE;
+                        }
+                        state = optarg;
+                        break;
+                case 'E':
+                        event = optarg;
+                        break;
+                case 'n':
+                        r = ctl_parse_limit(optarg, &limit);
+                        if (r != 0)
+                                return r;
+                        break;
+                default:
+                        return o;
+                }
+        if (optind < argc) {
+                ctl_error("hooks takes no arguments (use 'knockctl hook ID')");
+                return KNOCKCTL_USAGE;
+        }
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+        /* The list leaves out the payload: it is in `hook ID`. */
+        r = query(c, hook_fields, ELEMENTSOF(hook_fields) - 1,
+                "FROM hooks h WHERE (:state IS NULL OR h.state = :state)"
+                " AND (:event IS NULL OR h.event_id = :event)"
+                " ORDER BY h.created_at DESC, h.id DESC LIMIT :limit",
+                &st);
+        if (r != 0)
+                return r;
+        stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":state"), state);
+        stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":event"), event);
+        stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":limit"), limit > 0 ? limit : -1);
+        r = fields_rows(st, hook_fields, ELEMENTSOF(hook_fields) - 1, &rows);
+        if (r < 0)
+                return r;
+        if (c->json)
+                r = print_json(rows);
+        else {
+                print_table(rows, cols, ELEMENTSOF(cols));
+                if (limit > 0 && (int64_t)json_array_size(rows) == limit)
+                        fprintf(stderr, "(showing the newest %lld hooks; --limit 0 shows all)\n",
+                                (long long)limit);
+        }
+        json_decref(rows);
+        return r;
+}
+
+KNOCKCTL_VERB(hooks, .name = "hooks",
+        .synopsis = "[--state pending|delivered|failed] [--event ID] [--limit N]",
+        .help = "List completion hooks, newest first", .section = SECTION_HOOKS, .run = verb_hooks);
+
+static int verb_hook(knockctl *c, int argc, char **argv)
+{
+        static const char *const keys[] = {"id", "event_id", "type", "state", "attempt_count",
+                "max_attempts", "last_status", "last_error", "last_attempt_at", "next_attempt_at",
+                "delivered_at", "created_at", "updated_at", "claimed_by", "claim_until", "payload",
+                NULL};
+        static const column acols[] = {
+                {"at", "AT", 0},
+                {"status", "STATUS", 0},
+                {"duration_ms", "MS", 0},
+                {"error", "ERROR", 40},
+                {"response", "RESPONSE", 40},
+        };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *at = NULL;
+        json_t *hook = NULL, *attempts = NULL;
+        int o, r, rc;
+
+        while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
+                return o;
+        if (argc - optind != 1) {
+                ctl_error("usage: knockctl hook ID");
+                return KNOCKCTL_USAGE;
+        }
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+        r = query(c, hook_fields, ELEMENTSOF(hook_fields), "FROM hooks h WHERE h.id = :id", &st);
+        if (r != 0)
+                return r;
+        stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":id"), argv[optind]);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+                ctl_error("no hook '%s' in endpoint %s", argv[optind], c->endpoint);
+                return KNOCKCTL_FAILED;
+        }
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+        hook = fields_row(st, hook_fields, ELEMENTSOF(hook_fields));
+        if (!hook)
+                return -ENOMEM;
+
+        r = query(c, hook_attempt_fields, ELEMENTSOF(hook_attempt_fields),
+                "FROM hook_attempts WHERE hook_id = :id ORDER BY at, id", &at);
+        if (r == 0) {
+                stmt_bind_text(at, sqlite3_bind_parameter_index(at, ":id"), argv[optind]);
+                r = fields_rows(
+                        at, hook_attempt_fields, ELEMENTSOF(hook_attempt_fields), &attempts);
+        }
+        if (r != 0) {
+                json_decref(hook);
+                return r;
+        }
+        json_object_set_new(hook, "attempts", attempts);
+        if (c->json)
+                r = print_json(hook);
+        else {
+                print_object(hook, keys);
+                printf("\nAttempts (%zu):\n", json_array_size(attempts));
+                print_table(attempts, acols, ELEMENTSOF(acols));
+        }
+        json_decref(hook);
+        return r;
+}
+
+KNOCKCTL_VERB(hook, .name = "hook", .synopsis = "ID", .help = "Show one hook with its attempts",
+        .section = SECTION_HOOKS, .run = verb_hook);
+
+/* Failed hooks whose last attempt lies in [since, until) into ids. */
+static int select_failed(knockctl *c, int64_t since, int64_t until, bool have_until, json_t *ids)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        r = store_prepare(c->store,
+                "SELECT id FROM hooks WHERE state = 'failed'"
+                " AND coalesce(last_attempt_at, updated_at) >= :since"
+                " AND (:until IS NULL OR coalesce(last_attempt_at, updated_at) < :until)"
+                " ORDER BY created_at, id",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":since"), since);
+        stmt_bind_i64_or_null(
+                st, sqlite3_bind_parameter_index(st, ":until"), have_until ? until : -1);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+                if (json_array_append_new(
+                            ids, json_string((const char *)sqlite3_column_text(st, 0))) < 0)
+                        return -ENOMEM;
+        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+}
+
+static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"failed", no_argument, NULL, 'f'},
+                {"since", required_argument, NULL, 'S'},
+                {"until", required_argument, NULL, 'U'},
+                {0},
+        };
+        _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
+        json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *filters = NULL, *counts = NULL, *v;
+        bool failed = false, have_since = false, have_until = false;
+        int64_t since = 0, until = 0;
+        size_t i, problems = 0;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
+                switch (o) {
+                case 'f':
+                        failed = true;
+                        break;
+                case 'S':
+                        r = ctl_parse_time("--since", optarg, c->now, &since);
+                        if (r != 0)
+                                return r;
+                        have_since = true;
+                        break;
+                case 'U':
+                        r = ctl_parse_time("--until", optarg, c->now, &until);
+                        if (r != 0)
+                                return r;
+                        have_until = true;
+                        break;
+                default:
+                        return o;
+                }
+        if (failed == (optind < argc) || (failed && !have_since) ||
+                (!failed && (have_since || have_until))) {
+                ctl_error(
+                        "usage: knockctl redeliver-hook ID... | redeliver-hook --failed --since T "
+                        "[--until T]");
+                return KNOCKCTL_USAGE;
+        }
+        if (failed) {
+                char a[64], b[64];
+
+                ids = json_array();
+                filters = json_pack("{s:s, s:s, s:s?}", "state", "failed", "since",
+                        format_rfc3339(since, a, sizeof(a)), "until",
+                        have_until ? format_rfc3339(until, b, sizeof(b)) : NULL);
+                if (!ids || !filters) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+        } else {
+                r = ctl_collect_ids(argc - optind, argv + optind, &ids);
+                if (r < 0)
+                        return r;
+        }
+
+        r = ctl_open_store(c, true);
+        if (r != 0)
+                goto out;
+        r = store_prepare(
+                c->store, "SELECT state, claim_until, claimed_by FROM hooks WHERE id = ?", &sel);
+        if (r >= 0)
+                r = store_prepare(c->store,
+                        "UPDATE hooks SET state = 'pending', attempt_count = 0,"
+                        " next_attempt_at = :now, updated_at = :now, claimed_by = NULL,"
+                        " claim_until = NULL, delivered_at = NULL WHERE id = :id",
+                        &upd);
+        if (r < 0)
+                goto out;
+        r = ctl_begin(c);
+        if (r != 0)
+                goto out;
+        if (failed) {
+                r = select_failed(c, since, until, have_until, ids);
+                if (r < 0)
+                        goto rollback;
+        }
+        changed = json_array();
+        unchanged = json_array();
+        if (!changed || !unchanged) {
+                r = -ENOMEM;
+                goto rollback;
+        }
+        json_array_foreach(ids, i, v)
+        {
+                const char *id = json_string_value(v), *state;
+                int rc;
+
+                sqlite3_reset(sel);
+                stmt_bind_text(sel, 1, id);
+                rc = sqlite3_step(sel);
+                if (rc == SQLITE_DONE) {
+                        fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n", id,
+                                c->endpoint);
+                        problems++;
+                        continue;
+                }
+                if (rc != SQLITE_ROW) {
+                        r = store_errno(rc);
+                        goto rollback;
+                }
+                state = (const char *)sqlite3_column_text(sel, 0);
+                if (streq(state, "pending") && sqlite3_column_type(sel, 1) != SQLITE_NULL &&
+                        sqlite3_column_int64(sel, 1) > c->now) {
+                        const char *by = (const char *)sqlite3_column_text(sel, 2);
+
+                        fprintf(stderr,
+                                "knockctl: %s: hook is being sent now (claimed by %s); "
+                                "try again when the attempt has ended\n",
+                                id, by ? by : "a deliverer");
+                        problems++;
+                        continue;
+                }
+                json_array_append(changed, v);
+        }
+        if (problems > 0) {
+                ctl_error("redeliver-hook: nothing was changed (%zu of %zu ids refused)", problems,
+                        json_array_size(ids));
+                r = KNOCKCTL_FAILED;
+                goto rollback;
+        }
+        json_array_foreach(changed, i, v)
+        {
+                sqlite3_reset(upd);
+                stmt_bind_text(upd, sqlite3_bind_parameter_index(upd, ":id"), json_string_value(v));
+                ctl_bind_common(c, upd);
+                r = store_errno(sqlite3_step(upd));
+                if (r < 0)
+                        goto rollback;
+        }
+        counts = json_pack("{s:I, s:I}", "changed", (json_int_t)json_array_size(changed),
+                "unchanged", (json_int_t)0);
+        r = counts ? ctl_audit(c, "redeliver-hook", filters, counts, ids) : -ENOMEM;
+        if (r < 0)
+                goto rollback;
+        r = ctl_commit(c);
+        if (r != 0)
+                goto out;
+        if (json_array_size(changed) > 0)
+                daemon_wake_peer(c->endpoint, "deliver");
+        r = ctl_print_result(c, "redeliver-hook", "re-armed", "hook", changed, unchanged, NULL);
+        goto out;
+
+rollback:
+        store_rollback(c->store);
+        if (r < 0) {
+                ctl_error("redeliver-hook failed, nothing was changed: %s", strerror(-r));
+                r = KNOCKCTL_FAILED;
+        }
+out:
+        json_decref(ids);
+        json_decref(changed);
+        json_decref(unchanged);
+        json_decref(filters);
+        json_decref(counts);
+        return r;
+}
+
+KNOCKCTL_VERB(redeliver_hook, .name = "redeliver-hook",
+        .synopsis = "ID... | --failed --since T [--until T]",
+        .help = "Send hooks again as a new series (attempts reset)", .section = SECTION_HOOKS,
+        .run = verb_redeliver_hook);

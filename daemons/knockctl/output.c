@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * output — the one way knockctl turns rows into text.
+ *
+ * Every verb first builds JSON values from its rows (fields_row(), driven by
+ * a field_spec table that also writes the SELECT list, so a column can never
+ * be read under the wrong name), then prints either that JSON as the single
+ * --json document or a human rendering of the very same values. Human and
+ * machine output therefore cannot disagree.
+ *
+ * Promises:
+ *  - times are RFC 3339 UTC strings, absent values are JSON null ("-" for
+ *    humans), booleans are true/false ("yes"/"no");
+ *  - stored text that is not valid UTF-8 (handler output, a provider's odd
+ *    header) is never dropped and never produces invalid JSON: bad sequences
+ *    become U+FFFD;
+ *  - table cells never contain a newline or a tab, so one row is one line.
+ */
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knockctl.h"
+
+void ctl_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("knockctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+char *fields_select(const field_spec *f, size_t n)
+{
+        size_t len = 1, off = 0;
+        char *s;
+
+        for (size_t i = 0; i < n; i++)
+                len += strlen(f[i].sql) + 2;
+        s = malloc(len);
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                off += (size_t)sprintf(s + off, "%s%s", i > 0 ? ", " : "", f[i].sql);
+        s[off] = 0;
+        return s;
+}
+
+/* Length of the valid UTF-8 sequence at p (as jansson accepts it), 0 if invalid. */
+static size_t utf8_valid_len(const unsigned char *p, size_t left)
+{
+        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+        size_t n;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                n = 2;
+        else if (c >= 0xe0 && c <= 0xef) {
+                n = 3;
+                if (c == 0xe0)
+                        lo = 0xa0;
+                else if (c == 0xed)
+                        hi = 0x9f; /* no UTF-16 surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                n = 4;
+                if (c == 0xf0)
+                        lo = 0x90;
+                else if (c == 0xf4)
+                        hi = 0x8f;
+        } else
+                return 0;
+        if (left < n)
+                return 0;
+        if (p[1] < lo || p[1] > hi)
+                return 0;
+        for (size_t i = 2; i < n; i++)
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+        return n;
+}
+
+json_t *json_text(const char *s, size_t len)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        _cleanup_free_ char *buf = NULL;
+        size_t off = 0;
+        json_t *v;
+
+        v = json_stringn(s, len);
+        if (v)
+                return v;
+        /* Not UTF-8: worst case every byte becomes the 3-byte U+FFFD. */
+        if (len > (SIZE_MAX - 1) / 3)
+                return NULL;
+        buf = malloc(len * 3 + 1);
+        if (!buf)
+                return NULL;
+        for (size_t i = 0; i < len;) {
+                size_t n = utf8_valid_len(p + i, len - i);
+
+                if (n == 0) {
+                        memcpy(buf + off, "\xef\xbf\xbd", 3);
+                        off += 3;
+                        i++;
+                } else {
+                        memcpy(buf + off, p + i, n);
+                        off += n;
+                        i += n;
+                }
+        }
+        return json_stringn(buf, off);
+}
+
+static json_t *column_sha256(sqlite3_stmt *st, int col)
+{
+        unsigned char md[EVP_MAX_MD_SIZE];
+        char hex[2 * EVP_MAX_MD_SIZE + 1];
+        unsigned md_len = 0;
+        const void *blob;
+        int len;
+
+        blob = sqlite3_column_blob(st, col);
+        len = sqlite3_column_bytes(st, col);
+        if (!EVP_Digest(len > 0 ? blob : "", (size_t)len, md, &md_len, EVP_sha256(), NULL))
+                return NULL;
+        hex_encode(md, md_len, hex);
+        return json_string(hex);
+}
+
+json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n)
+{
+        json_t *o = json_object();
+
+        if (!o)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                int col = (int)i;
+                json_t *v;
+
+                if (sqlite3_column_type(st, col) == SQLITE_NULL)
+                        v = json_null();
+                else
+                        switch (f[i].kind) {
+                        case F_TEXT:
+                                v = json_text((const char *)sqlite3_column_text(st, col),
+                                        (size_t)sqlite3_column_bytes(st, col));
+                                break;
+                        case F_INT:
+                                v = json_integer(sqlite3_column_int64(st, col));
+                                break;
+                        case F_REAL:
+                                v = json_real(sqlite3_column_double(st, col));
+                                break;
+                        case F_TIME: {
+                                char buf[64];
+                                v = json_string(format_rfc3339(
+                                        sqlite3_column_int64(st, col), buf, sizeof(buf)));
+                                break;
+                        }
+                        case F_BOOL:
+                                v = json_boolean(sqlite3_column_int64(st, col) != 0);
+                                break;
+                        case F_JSON: {
+                                const char *t = (const char *)sqlite3_column_text(st, col);
+                                size_t len = (size_t)sqlite3_column_bytes(st, col);
+
+                                v = json_loadb(t, len, JSON_DECODE_ANY, NULL);
+                                if (!v)
+                                        v = json_text(t, len);
+                                break;
+                        }
+                        case F_SHA256:
+                                v = column_sha256(st, col);
+                                break;
+                        default:
+                                v = json_null();
+                        }
+                if (!v || json_object_set_new(o, f[i].name, v) < 0) {
+                        json_decref(o);
+                        return NULL;
+                }
+        }
+        return o;
+}
+
+int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret)
+{
+        json_t *a = json_array();
+        int rc;
+
+        if (!a)
+                return -ENOMEM;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                json_t *o = fields_row(st, f, n);
+
+                if (!o || json_array_append_new(a, o) < 0) {
+                        json_decref(a);
+                        return -ENOMEM;
+                }
+        }
+        if (rc != SQLITE_DONE) {
+                json_decref(a);
+                return store_errno(rc);
+        }
+        *ret = a;
+        return 0;
+}
+
+char *value_to_text(json_t *v)
+{
+        char *s = NULL;
+
+        switch (json_typeof(v)) {
+        case JSON_NULL:
+                return strdup("-");
+        case JSON_STRING:
+                return strndup(json_string_value(v), json_string_length(v));
+        case JSON_INTEGER:
+                if (asprintf(&s, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0)
+                        return NULL;
+                return s;
+        case JSON_REAL:
+                if (asprintf(&s, "%.1f", json_real_value(v)) < 0)
+                        return NULL;
+                return s;
+        case JSON_TRUE:
+                return strdup("yes");
+        case JSON_FALSE:
+                return strdup("no");
+        default:
+                return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        }
+}
+
+/* Display width: UTF-8 continuation bytes take no column. */
+static size_t text_width(const char *s)
+{
+        size_t w = 0;
+
+        for (; *s; s++)
+                if (((unsigned char)*s & 0xc0) != 0x80)
+                        w++;
+        return w;
+}
+
+/* One line, at most max columns (0: unbounded), ending in "…" when cut. */
+static char *cell_text(json_t *v, size_t max)
+{
+        char *s = value_to_text(v);
+        size_t w = 0;
+
+        if (!s)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if (*p == '\n' || *p == '\r' || *p == '\t')
+                        *p = ' ';
+        if (max == 0 || text_width(s) <= max)
+                return s;
+        for (char *p = s; *p; p++) {
+                if (((unsigned char)*p & 0xc0) != 0x80 && ++w == max) {
+                        /* p starts the last visible character: replace it. */
+                        char *t = realloc(s, (size_t)(p - s) + sizeof("…"));
+                        if (!t)
+                                break;
+                        strcpy(t + (p - s), "…");
+                        return t;
+                }
+        }
+        return s;
+}
+
+void print_table(json_t *rows, const column *cols, size_t n)
+{
+        size_t n_rows = json_array_size(rows);
+        _cleanup_free_ size_t *width = calloc(n, sizeof(size_t));
+        _cleanup_free_ char **cells = calloc(n_rows * n + 1, sizeof(char *));
+
+        if (!width || !cells)
+                return;
+        for (size_t j = 0; j < n; j++)
+                width[j] = text_width(cols[j].header);
+        for (size_t i = 0; i < n_rows; i++)
+                for (size_t j = 0; j < n; j++) {
+                        json_t *v = json_object_get(json_array_get(rows, i), cols[j].key);
+                        char *t = cell_text(v ? v : json_null(), cols[j].max);
+
+                        cells[i * n + j] = t;
+                        if (t)
+                                width[j] = MAX(width[j], text_width(t));
+                }
+
+        for (size_t j = 0; j < n; j++)
+                printf("%s%-*s", j ? "  " : "", j + 1 < n ? (int)width[j] : 0, cols[j].header);
+        putchar('\n');
+        for (size_t i = 0; i < n_rows; i++) {
+                for (size_t j = 0; j < n; j++) {
+                        const char *t = cells[i * n + j] ? cells[i * n + j] : "?";
+                        size_t pad = width[j] - MIN(width[j], text_width(t));
+
+                        printf("%s%s", j ? "  " : "", t);
+                        if (j + 1 < n)
+                                printf("%*s", (int)pad, "");
+                }
+                putchar('\n');
+        }
+        for (size_t i = 0; i < n_rows * n; i++)
+                free(cells[i]);
+}
+
+void print_object(json_t *obj, const char *const *keys)
+{
+        const char *key;
+        json_t *v;
+        size_t w = 0;
+
+        if (keys) {
+                for (size_t i = 0; keys[i]; i++)
+                        w = MAX(w, strlen(keys[i]));
+                for (size_t i = 0; keys[i]; i++) {
+                        _cleanup_free_ char *t = NULL;
+
+                        v = json_object_get(obj, keys[i]);
+                        t = value_to_text(v ? v : json_null());
+                        printf("%*s: %s\n", (int)w, keys[i], t ? t : "?");
+                }
+                return;
+        }
+        json_object_foreach(obj, key, v) w = MAX(w, strlen(key));
+        json_object_foreach(obj, key, v)
+        {
+                _cleanup_free_ char *t = value_to_text(v);
+
+                printf("%*s: %s\n", (int)w, key, t ? t : "?");
+        }
+}
+
+int print_json(json_t *doc)
+{
+        if (!doc)
+                return -ENOMEM;
+        if (json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0)
+                return -EIO;
+        putchar('\n');
+        return 0;
+}

@@ -1,0 +1,676 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * read — the inspecting verbs: events, event, deliveries, delivery, audit.
+ *
+ * Promises:
+ *  - the database is opened read-only: inspecting never takes the write
+ *    lock, so it never stalls the ingress;
+ *  - lists are newest first and bounded (--limit, default 50; 0 for all);
+ *    a human listing that hit the limit says so on stderr;
+ *  - JSON field names are contract §10's, plus a few more that answer the
+ *    operator questions (status_reason, the delivery whose body runs, the
+ *    body's SHA-256 so a provider's retry can be compared with the first).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "knockctl.h"
+
+#define DEFAULT_LIMIT 50
+
+static const field_spec event_fields[] = {
+        {"id", "e.id", F_TEXT},
+        {"endpoint", ":endpoint", F_TEXT},
+        {"status", "e.status", F_TEXT},
+        {"status_reason", "e.status_reason", F_TEXT},
+        {"provider_event_id", "e.provider_event_id", F_TEXT},
+        {"event_type", "e.event_type", F_TEXT},
+        {"attempt_count", "e.attempt_count", F_INT},
+        {"max_attempts", ":max_attempts", F_INT},
+        {"received_at", "e.received_at", F_TIME},
+        {"updated_at", "e.updated_at", F_TIME},
+        {"next_attempt_at", "e.next_attempt_at", F_TIME},
+        {"last_error", "e.last_error", F_TEXT},
+        {"finished_at", "e.finished_at", F_TIME},
+        {"delivery_id", "e.delivery_id", F_TEXT},
+        {"run_delivery_id", "e.run_delivery_id", F_TEXT},
+        {"claimed_by", "e.claimed_by", F_TEXT},
+        {"claim_until", "e.claim_until", F_TIME},
+};
+
+/* The receipt fields of a delivery list. */
+#define DELIVERY_FIELDS                                                                            \
+        {"id", "d.id", F_TEXT}, {"event_id", "d.event_id", F_TEXT},                                \
+                {"received_at", "d.received_at", F_TIME},                                          \
+                {"signature_valid", "d.signature_valid", F_BOOL},                                  \
+                {"verify_error", "d.verify_error", F_TEXT},                                        \
+                {"http_status", "d.http_status", F_INT},                                           \
+                {"provider_event_id", "d.provider_event_id", F_TEXT},                              \
+                {"event_type", "d.event_type", F_TEXT}, {"request_id", "d.request_id", F_TEXT},    \
+                {"body_bytes", "d.body_bytes", F_INT}, {"duplicate", "d.duplicate", F_BOOL},       \
+        {                                                                                          \
+                "handshake", "d.handshake", F_BOOL                                                 \
+        }
+
+static const field_spec delivery_fields[] = {DELIVERY_FIELDS};
+
+/* One delivery in full: the request line, the (redacted) headers, the body's digest. */
+static const field_spec delivery_full_fields[] = {
+        DELIVERY_FIELDS,
+        {"method", "d.method", F_TEXT},
+        {"uri", "d.uri", F_TEXT},
+        {"remote", "d.remote", F_TEXT},
+        {"content_type", "d.content_type", F_TEXT},
+        {"body_sha256", "d.body", F_SHA256},
+        {"headers", "d.headers", F_JSON},
+};
+
+static const field_spec attempt_fields[] = {
+        {"id", "a.id", F_TEXT},
+        {"attempt", "a.attempt", F_INT},
+        {"delivery_id", "a.delivery_id", F_TEXT},
+        {"worker", "a.worker", F_TEXT},
+        {"handler", "a.handler", F_TEXT},
+        {"started_at", "a.started_at", F_TIME},
+        {"ended_at", "a.ended_at", F_TIME},
+        {"duration_ms", "a.ended_at - a.started_at", F_INT},
+        {"outcome", "a.outcome", F_TEXT},
+        {"exit_code", "a.exit_code", F_INT},
+        {"signal", "a.signal", F_INT},
+        {"http_status", "a.http_status", F_INT},
+        {"error", "a.error", F_TEXT},
+        {"output", "a.output", F_TEXT},
+};
+
+static const field_spec event_hook_fields[] = {
+        {"id", "h.id", F_TEXT},
+        {"type", "h.type", F_TEXT},
+        {"state", "h.state", F_TEXT},
+        {"attempt_count", "h.attempt_count", F_INT},
+        {"last_status", "h.last_status", F_INT},
+        {"last_error", "h.last_error", F_TEXT},
+        {"next_attempt_at", "h.next_attempt_at", F_TIME},
+        {"delivered_at", "h.delivered_at", F_TIME},
+};
+
+static const field_spec audit_fields[] = {
+        {"id", "id", F_TEXT},
+        {"at", "at", F_TIME},
+        {"actor", "actor", F_TEXT},
+        {"action", "action", F_TEXT},
+        {"filters", "filters", F_JSON},
+        {"counts", "counts", F_JSON},
+        {"ids", "ids", F_JSON},
+};
+
+/*
+ * Prepares "SELECT <fields> <rest>", binds the common parameters. The rest
+ * of the statement is a constant of the caller's; values are always bound.
+ */
+static int select_prepare(
+        knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret)
+{
+        _cleanup_free_ char *cols = fields_select(f, n);
+        _cleanup_free_ char *sql = NULL;
+        int r;
+
+        if (!cols || asprintf(&sql, "SELECT %s %s", cols, rest) < 0) {
+                sql = NULL;
+                return -ENOMEM;
+        }
+        r = store_prepare(c->store, sql, ret);
+        if (r < 0) {
+                ctl_error("query failed: %s", store_errmsg(c->store));
+                return KNOCKCTL_FAILED;
+        }
+        ctl_bind_common(c, *ret);
+        return 0;
+}
+
+static void bind_named_text(sqlite3_stmt *st, const char *name, const char *v)
+{
+        int i = sqlite3_bind_parameter_index(st, name);
+
+        if (i > 0)
+                stmt_bind_text(st, i, v);
+}
+
+static void bind_named_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null)
+{
+        int i = sqlite3_bind_parameter_index(st, name);
+
+        if (i <= 0)
+                return;
+        if (null)
+                sqlite3_bind_null(st, i);
+        else
+                stmt_bind_i64(st, i, v);
+}
+
+static void note_limit(knockctl *c, json_t *rows, int64_t limit, const char *what)
+{
+        if (!c->json && limit > 0 && (int64_t)json_array_size(rows) == limit)
+                fprintf(stderr, "(showing the newest %" PRId64 " %s; --limit 0 shows all)\n", limit,
+                        what);
+}
+
+/* "received,failed" → every name must be an event status. */
+static int check_status_list(const char *list)
+{
+        _cleanup_free_ char *copy = strdup(list);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                bool found = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(event_status_names); i++)
+                        found = found || streq(t, event_status_names[i]);
+                if (!found) {
+                        ctl_error("unknown status '%s' (one of received, processing, failed, "
+                                  "dead, ignored, handled)",
+                                t);
+                        return KNOCKCTL_USAGE;
+                }
+        }
+        return 0;
+}
+
+static int verb_events(knockctl *c, int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"status", required_argument, NULL, 's'},
+                {"type", required_argument, NULL, 't'},
+                {"since", required_argument, NULL, 'S'},
+                {"limit", required_argument, NULL, 'n'},
+                {0},
+        };
+        static const column cols[] = {
+                {"id", "ID", 0},
+                {"status", "STATUS", 0},
+                {"event_type", "TYPE", 32},
+                {"attempt_count", "ATTEMPTS", 0},
+                {"received_at", "RECEIVED_AT", 0},
+                {"next_attempt_at", "NEXT_ATTEMPT_AT", 0},
+                {"last_error", "LAST_ERROR", 48},
+        };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const char *status = NULL, *type = NULL;
+        int64_t since = 0, limit = DEFAULT_LIMIT;
+        bool have_since = false;
+        json_t *rows = NULL;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
+                switch (o) {
+                case 's':
+                        status = optarg;
+                        r = check_status_list(status);
+                        if (r != 0)
+                                return r;
+                        break;
+                case 't':
+                        type = optarg;
+                        break;
+                case 'S':
+                        r = ctl_parse_time("--since", optarg, c->now, &since);
+                        if (r != 0)
+                                return r;
+                        have_since = true;
+                        break;
+                case 'n':
+                        r = ctl_parse_limit(optarg, &limit);
+                        if (r != 0)
+                                return r;
+                        break;
+                default:
+                        return o;
+                }
+        if (optind < argc) {
+                ctl_error("events takes no arguments (use 'knockctl event ID')");
+                return KNOCKCTL_USAGE;
+        }
+
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+        r = select_prepare(c, event_fields, ELEMENTSOF(event_fields),
+                "FROM events e"
+                " WHERE (:status IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
+                "0)"
+                "   AND (:type IS NULL OR e.event_type = :type)"
+                "   AND (:since IS NULL OR e.received_at >= :since)"
+                " ORDER BY e.received_at DESC, e.id DESC LIMIT :limit",
+                &st);
+        if (r != 0)
+                return r;
+        bind_named_text(st, ":status", status);
+        bind_named_text(st, ":type", type);
+        bind_named_i64(st, ":since", since, !have_since);
+        bind_named_i64(st, ":limit", limit > 0 ? limit : -1, false);
+        r = fields_rows(st, event_fields, ELEMENTSOF(event_fields), &rows);
+        if (r < 0)
+                return r;
+        if (c->json)
+                r = print_json(rows);
+        else {
+                print_table(rows, cols, ELEMENTSOF(cols));
+                note_limit(c, rows, limit, "events");
+        }
+        json_decref(rows);
+        return r;
+}
+
+KNOCKCTL_VERB(events, .name = "events",
+        .synopsis = "[--status S[,S...]] [--type T] [--since 2h|TIME] [--limit N]",
+        .help = "List events, newest first", .section = SECTION_READ, .run = verb_events);
+
+/* Runs a one-parameter (:id) query into an array. */
+static int select_rows(
+        knockctl *c, const field_spec *f, size_t n, const char *rest, const char *id, json_t **ret)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = select_prepare(c, f, n, rest, &st);
+        if (r != 0)
+                return r;
+        bind_named_text(st, ":id", id);
+        return fields_rows(st, f, n, ret);
+}
+
+static void print_outputs(json_t *attempts)
+{
+        size_t i;
+        json_t *a;
+
+        json_array_foreach(attempts, i, a)
+        {
+                json_t *out = json_object_get(a, "output");
+
+                if (!json_is_string(out) || json_string_length(out) == 0)
+                        continue;
+                printf("\nOutput of attempt %" JSON_INTEGER_FORMAT " (%s):\n",
+                        json_integer_value(json_object_get(a, "attempt")),
+                        json_string_value(json_object_get(a, "id")));
+                fwrite(json_string_value(out), 1, json_string_length(out), stdout);
+                if (json_string_value(out)[json_string_length(out) - 1] != '\n')
+                        putchar('\n');
+        }
+}
+
+static int verb_event(knockctl *c, int argc, char **argv)
+{
+        static const char *const keys[] = {"id", "endpoint", "status", "status_reason",
+                "provider_event_id", "event_type", "attempt_count", "max_attempts", "received_at",
+                "updated_at", "next_attempt_at", "finished_at", "last_error", "delivery_id",
+                "run_delivery_id", "claimed_by", "claim_until", NULL};
+        static const column dcols[] = {
+                {"id", "ID", 0},
+                {"received_at", "RECEIVED_AT", 0},
+                {"duplicate", "DUPLICATE", 0},
+                {"body_bytes", "BYTES", 0},
+                {"body_sha256", "SHA256", 16},
+                {"request_id", "REQUEST_ID", 40},
+        };
+        static const column acols[] = {
+                {"attempt", "#", 0},
+                {"started_at", "STARTED_AT", 0},
+                {"duration_ms", "MS", 0},
+                {"outcome", "OUTCOME", 0},
+                {"exit_code", "EXIT", 0},
+                {"signal", "SIGNAL", 0},
+                {"http_status", "HTTP", 0},
+                {"delivery_id", "DELIVERY", 0},
+                {"error", "ERROR", 48},
+        };
+        static const column hcols[] = {
+                {"id", "ID", 0},
+                {"type", "TYPE", 0},
+                {"state", "STATE", 0},
+                {"attempt_count", "ATTEMPTS", 0},
+                {"last_status", "LAST_STATUS", 0},
+                {"delivered_at", "DELIVERED_AT", 0},
+                {"last_error", "LAST_ERROR", 40},
+        };
+        json_t *rows = NULL, *event, *deliveries = NULL, *attempts = NULL, *hooks = NULL;
+        const char *id;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
+                return o;
+        if (argc - optind != 1) {
+                ctl_error("usage: knockctl event ID (an event id or a provider event id)");
+                return KNOCKCTL_USAGE;
+        }
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+
+        /* An operator often holds the provider's id, not ours: accept both. */
+        r = select_rows(c, event_fields, ELEMENTSOF(event_fields),
+                "FROM events e WHERE e.id = :id OR e.provider_event_id = :id", argv[optind], &rows);
+        if (r != 0)
+                return r;
+        event = json_array_get(rows, 0);
+        if (!event) {
+                json_decref(rows);
+                ctl_error("no event '%s' in endpoint %s", argv[optind], c->endpoint);
+                return KNOCKCTL_FAILED;
+        }
+        json_incref(event);
+        json_decref(rows);
+        id = json_string_value(json_object_get(event, "id"));
+
+        r = select_rows(c, delivery_full_fields, ELEMENTSOF(delivery_full_fields),
+                "FROM deliveries d WHERE d.event_id = :id ORDER BY d.received_at, d.id", id,
+                &deliveries);
+        if (r == 0)
+                r = select_rows(c, attempt_fields, ELEMENTSOF(attempt_fields),
+                        "FROM attempts a WHERE a.event_id = :id ORDER BY a.attempt, a.started_at, "
+                        "a.id",
+                        id, &attempts);
+        if (r == 0)
+                r = select_rows(c, event_hook_fields, ELEMENTSOF(event_hook_fields),
+                        "FROM hooks h WHERE h.event_id = :id ORDER BY h.created_at, h.id", id,
+                        &hooks);
+        if (r != 0) {
+                json_decref(event);
+                json_decref(deliveries);
+                json_decref(attempts);
+                return r;
+        }
+        json_object_set_new(event, "deliveries", deliveries);
+        json_object_set_new(event, "attempts", attempts);
+        json_object_set_new(event, "hooks", hooks);
+
+        if (c->json)
+                r = print_json(event);
+        else {
+                print_object(event, keys);
+                printf("\nDeliveries (%zu):\n", json_array_size(deliveries));
+                print_table(deliveries, dcols, ELEMENTSOF(dcols));
+                printf("\nAttempts (%zu):\n", json_array_size(attempts));
+                print_table(attempts, acols, ELEMENTSOF(acols));
+                print_outputs(attempts);
+                if (json_array_size(hooks) > 0) {
+                        printf("\nHooks (%zu):\n", json_array_size(hooks));
+                        print_table(hooks, hcols, ELEMENTSOF(hcols));
+                }
+        }
+        json_decref(event);
+        return r;
+}
+
+KNOCKCTL_VERB(event, .name = "event", .synopsis = "ID",
+        .help = "Show one event with its deliveries, attempts and hooks", .section = SECTION_READ,
+        .run = verb_event);
+
+static int verb_deliveries(knockctl *c, int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"invalid", no_argument, NULL, 'i'},
+                {"orphan", no_argument, NULL, 'o'},
+                {"since", required_argument, NULL, 'S'},
+                {"provider-id", required_argument, NULL, 'p'},
+                {"limit", required_argument, NULL, 'n'},
+                {0},
+        };
+        static const column cols[] = {
+                {"id", "ID", 0},
+                {"received_at", "RECEIVED_AT", 0},
+                {"http_status", "HTTP", 0},
+                {"signature_valid", "VALID", 0},
+                {"event_id", "EVENT_ID", 0},
+                {"provider_event_id", "PROVIDER_EVENT_ID", 32},
+                {"duplicate", "DUP", 0},
+                {"verify_error", "VERIFY_ERROR", 40},
+        };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        bool invalid = false, orphan = false, have_since = false;
+        const char *provider_id = NULL;
+        int64_t since = 0, limit = DEFAULT_LIMIT;
+        json_t *rows = NULL;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
+                switch (o) {
+                case 'i':
+                        invalid = true;
+                        break;
+                case 'o':
+                        orphan = true;
+                        break;
+                case 'p':
+                        provider_id = optarg;
+                        break;
+                case 'S':
+                        r = ctl_parse_time("--since", optarg, c->now, &since);
+                        if (r != 0)
+                                return r;
+                        have_since = true;
+                        break;
+                case 'n':
+                        r = ctl_parse_limit(optarg, &limit);
+                        if (r != 0)
+                                return r;
+                        break;
+                default:
+                        return o;
+                }
+        if (optind < argc) {
+                ctl_error("deliveries takes no arguments (use 'knockctl delivery ID')");
+                return KNOCKCTL_USAGE;
+        }
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+        r = select_prepare(c, delivery_fields, ELEMENTSOF(delivery_fields),
+                "FROM deliveries d"
+                " WHERE (:invalid = 0 OR d.signature_valid = 0)"
+                "   AND (:orphan = 0 OR d.event_id IS NULL)"
+                "   AND (:pid IS NULL OR d.provider_event_id = :pid)"
+                "   AND (:since IS NULL OR d.received_at >= :since)"
+                " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit",
+                &st);
+        if (r != 0)
+                return r;
+        bind_named_i64(st, ":invalid", invalid, false);
+        bind_named_i64(st, ":orphan", orphan, false);
+        bind_named_text(st, ":pid", provider_id);
+        bind_named_i64(st, ":since", since, !have_since);
+        bind_named_i64(st, ":limit", limit > 0 ? limit : -1, false);
+        r = fields_rows(st, delivery_fields, ELEMENTSOF(delivery_fields), &rows);
+        if (r < 0)
+                return r;
+        if (c->json)
+                r = print_json(rows);
+        else {
+                print_table(rows, cols, ELEMENTSOF(cols));
+                note_limit(c, rows, limit, "deliveries");
+        }
+        json_decref(rows);
+        return r;
+}
+
+KNOCKCTL_VERB(deliveries, .name = "deliveries",
+        .synopsis = "[--invalid] [--orphan] [--provider-id ID] [--since T] [--limit N]",
+        .help = "List stored receipts, newest first", .section = SECTION_READ,
+        .run = verb_deliveries);
+
+/* Writes the stored body bytes, and nothing else, to stdout. */
+static int write_body(knockctl *c, const char *id)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const unsigned char *p;
+        size_t len;
+        int r, rc;
+
+        r = store_prepare(c->store,
+                "SELECT body IS NULL, body, verify_error FROM deliveries WHERE id = ?", &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+                ctl_error("no delivery '%s' in endpoint %s", id, c->endpoint);
+                return KNOCKCTL_FAILED;
+        }
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+        if (sqlite3_column_int(st, 0)) {
+                const char *why = (const char *)sqlite3_column_text(st, 2);
+
+                ctl_error("delivery %s has no stored body%s%s%s", id, why ? " (" : "",
+                        why ? why : "", why ? ")" : "");
+                return KNOCKCTL_FAILED;
+        }
+        p = sqlite3_column_blob(st, 1);
+        len = (size_t)sqlite3_column_bytes(st, 1);
+        if (len > 0 && fwrite(p, 1, len, stdout) != len)
+                return -EIO;
+        return 0;
+}
+
+static void print_headers(json_t *headers)
+{
+        size_t i;
+        json_t *h;
+
+        if (!json_is_array(headers))
+                return;
+        printf("\nHeaders:\n");
+        json_array_foreach(headers, i, h)
+        {
+                json_t *name = json_array_get(h, 0), *value = json_array_get(h, 1);
+
+                printf("  %s: %s\n", json_is_string(name) ? json_string_value(name) : "?",
+                        json_is_string(value) ? json_string_value(value) : "");
+        }
+}
+
+static int verb_delivery(knockctl *c, int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"body", no_argument, NULL, 'b'},
+                {0},
+        };
+        static const char *const keys[] = {"id", "event_id", "received_at", "http_status",
+                "signature_valid", "verify_error", "provider_event_id", "event_type", "request_id",
+                "duplicate", "handshake", "method", "uri", "remote", "content_type", "body_bytes",
+                "body_sha256", NULL};
+        json_t *rows = NULL, *d;
+        bool body = false;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
+                switch (o) {
+                case 'b':
+                        body = true;
+                        break;
+                default:
+                        return o;
+                }
+        if (argc - optind != 1) {
+                ctl_error("usage: knockctl delivery ID [--body]");
+                return KNOCKCTL_USAGE;
+        }
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+        if (body)
+                return write_body(c, argv[optind]);
+
+        r = select_rows(c, delivery_full_fields, ELEMENTSOF(delivery_full_fields),
+                "FROM deliveries d WHERE d.id = :id", argv[optind], &rows);
+        if (r != 0)
+                return r;
+        d = json_array_get(rows, 0);
+        if (!d) {
+                json_decref(rows);
+                ctl_error("no delivery '%s' in endpoint %s", argv[optind], c->endpoint);
+                return KNOCKCTL_FAILED;
+        }
+        if (c->json)
+                r = print_json(d);
+        else {
+                print_object(d, keys);
+                print_headers(json_object_get(d, "headers"));
+        }
+        json_decref(rows);
+        return r;
+}
+
+KNOCKCTL_VERB(delivery, .name = "delivery", .synopsis = "ID [--body]",
+        .help = "Show one receipt with its headers, or write its raw body", .section = SECTION_READ,
+        .run = verb_delivery);
+
+static int verb_audit(knockctl *c, int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"limit", required_argument, NULL, 'n'},
+                {"action", required_argument, NULL, 'a'},
+                {0},
+        };
+        static const column cols[] = {
+                {"id", "ID", 0},
+                {"at", "AT", 0},
+                {"actor", "ACTOR", 24},
+                {"action", "ACTION", 0},
+                {"counts", "COUNTS", 48},
+                {"filters", "FILTERS", 40},
+                {"ids", "IDS", 40},
+        };
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int64_t limit = DEFAULT_LIMIT;
+        const char *action = NULL;
+        json_t *rows = NULL;
+        int o, r;
+
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
+                switch (o) {
+                case 'n':
+                        r = ctl_parse_limit(optarg, &limit);
+                        if (r != 0)
+                                return r;
+                        break;
+                case 'a':
+                        action = optarg;
+                        break;
+                default:
+                        return o;
+                }
+        if (optind < argc) {
+                ctl_error("audit takes no arguments");
+                return KNOCKCTL_USAGE;
+        }
+        r = ctl_open_store(c, false);
+        if (r != 0)
+                return r;
+        r = select_prepare(c, audit_fields, ELEMENTSOF(audit_fields),
+                "FROM audit WHERE (:action IS NULL OR action = :action)"
+                " ORDER BY at DESC, rowid DESC LIMIT :limit",
+                &st);
+        if (r != 0)
+                return r;
+        bind_named_text(st, ":action", action);
+        bind_named_i64(st, ":limit", limit > 0 ? limit : -1, false);
+        r = fields_rows(st, audit_fields, ELEMENTSOF(audit_fields), &rows);
+        if (r < 0)
+                return r;
+        if (c->json)
+                r = print_json(rows);
+        else {
+                print_table(rows, cols, ELEMENTSOF(cols));
+                note_limit(c, rows, limit, "audit rows");
+        }
+        json_decref(rows);
+        return r;
+}
+
+KNOCKCTL_VERB(audit, .name = "audit", .synopsis = "[--action A] [--limit N]",
+        .help = "Show the audit trail, newest first", .section = SECTION_READ, .run = verb_audit);
