@@ -68,6 +68,8 @@ typedef struct ingest_item {
 
 void ingest_item_free(ingest_item *it);
 
+#define KNOCK_HIST_BUCKETS 12
+
 typedef struct ingest_stats {
         /* written by the loop only */
         uint64_t accepted, duplicates, invalid, too_large, handshakes, storage_errors,
@@ -76,6 +78,9 @@ typedef struct ingest_stats {
         uint64_t commits, commit_failures, committed_items;
         uint64_t batch_us_total, commit_us_total, commit_us_max; /* batch: BEGIN..COMMIT; commit: COMMIT alone */
         uint64_t batch_max;
+        /* per-bucket (not cumulative) counts; bounds in admin.c */
+        uint64_t commit_hist[KNOCK_HIST_BUCKETS];
+        uint64_t batch_hist[KNOCK_HIST_BUCKETS];
 } ingest_stats;
 
 typedef struct ingest_writer {

@@ -34,6 +34,7 @@
 
 #include "catalog-ids.h"
 #include "daemon.h"
+#include "admin.h"
 #include "ingress.h"
 #include "knock-build.h"
 #include "log.h"
@@ -72,6 +73,7 @@ typedef struct ingress {
         size_t n_public_sockets;
         ingest_writer writer;
         ingest_stats stats;
+        admin admin;
         bool draining;
         struct event *ev_drain_timeout;
         log_ratelimit rl_invalid;
@@ -519,41 +521,9 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
         maybe_finish_drain(in);
 }
 
-/* ---- the admin listener --------------------------------------------------------------- */
-
-static void on_admin_request(struct evhttp_request *req, void *userdata)
-{
-        ingress *in = userdata;
-        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-        const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-
-        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-                reply_error(req, 405, "Method Not Allowed", "method not allowed");
-                return;
-        }
-        if (path && streq(path, "/healthz")) {
-                reply(req, 200, "OK", "text/plain", "ok\n", 3);
-                return;
-        }
-        if (path && streq(path, "/readyz")) {
-                bool ok = in->writer.healthy && !in->draining;
-                json_t *j = json_pack("{s:b,s:[{s:s,s:b,s:s}]}", "ready", ok, "checks", "name",
-                                      "database_writable", "ok", in->writer.healthy, "message",
-                                      in->writer.healthy ? "last commit succeeded"
-                                                         : in->writer.last_error);
-                char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-                reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json",
-                      s ? s : "{}", s ? strlen(s) : 2);
-                free(s);
-                json_decref(j);
-                return;
-        }
-        reply_error(req, 404, "Not Found", "no such path");
-}
-
 /* ---- sockets ---------------------------------------------------------------------------- */
 
-static int bind_address(const char *address, bool admin)
+static int bind_address(const char *address, bool is_admin)
 {
         _cleanup_close_ int fd = -1;
         int r;
@@ -570,7 +540,7 @@ static int bind_address(const char *address, bool admin)
                 if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                         return -errno;
                 /* The admin socket is for the knock group (knockctl, scrapers). */
-                (void)chmod(address, admin ? 0660 : 0666);
+                (void)chmod(address, is_admin ? 0660 : 0666);
         } else {
                 struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
                 struct addrinfo *ai = NULL;
@@ -797,6 +767,7 @@ static int ingress_reload(knock_daemon *d, knock_config *n)
         /* Limits and verification settings take effect for the next request;
          * listen addresses change only through the socket units. */
         configure_http(the_ingress, the_ingress->http_public);
+        the_ingress->admin.cfg = n;
         return 0;
 }
 
@@ -846,7 +817,7 @@ int main(int argc, char **argv)
         configure_http(&in, in.http_public);
         evhttp_set_gencb(in.http_public, on_public_request, &in);
         evhttp_set_timeout(in.http_admin, 10);
-        evhttp_set_gencb(in.http_admin, on_admin_request, &in);
+        evhttp_set_gencb(in.http_admin, admin_handle, &in.admin);
 
         db = config_db_path(in.d.name);
         r = writer_start(&in.writer, db, in.d.name, in.d.base, on_writer_done, &in, &in.stats);
@@ -854,12 +825,19 @@ int main(int argc, char **argv)
                 log_error_errno(r, "Cannot start the writer thread: %m");
                 goto finish;
         }
+        r = admin_start(&in.admin, db, &in.writer, &in.stats);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start the admin thread: %m");
+                goto finish;
+        }
+        in.admin.cfg = in.d.cfg;
         r = setup_sockets(&in);
         if (r < 0)
                 goto finish;
 
         r = daemon_run(&in.d);
 finish:
+        admin_stop(&in.admin);
         writer_stop(&in.writer);
         /* Answer nothing more: items the writer finished after the loop
          * ended (drain timeout) are freed; their clients get a closed

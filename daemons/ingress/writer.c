@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "daemon.h"
+#include "admin.h"
 #include "ingress.h"
 #include "store.h"
 
@@ -272,6 +273,8 @@ static void *writer_main(void *userdata)
                         w->stats->commit_us_max = dt;
                 if (n > w->stats->batch_max)
                         w->stats->batch_max = n;
+                hist_observe(w->stats->commit_hist, admin_duration_bounds, (double)dt / 1e6);
+                hist_observe(w->stats->batch_hist, admin_batch_bounds, (double)n);
                 w->healthy = r >= 0;
                 *w->done_tail = batch;
                 w->done_tail = tail;

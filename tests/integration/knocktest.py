@@ -57,8 +57,9 @@ class Tap:
                 print("#   " + line, flush=True)
         return bool(cond)
 
-    def eq(self, got, want, what):
-        return self.ok(got == want, what, "got %r, want %r" % (got, want))
+    def eq(self, got, want, what, diag=None):
+        extra = "" if diag is None else "\n" + str(diag)
+        return self.ok(got == want, what, "got %r, want %r%s" % (got, want, extra))
 
     def skip_all(self, why):
         print("1..0 # SKIP " + why, flush=True)

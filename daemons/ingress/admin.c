@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * admin — see admin.h. Metric names follow Prometheus conventions: the
+ * knock_ prefix, base units (seconds, bytes), _total for counters, and only
+ * bounded label values (statuses, results, daemon roles).
+ */
+#define _GNU_SOURCE
+#include "admin.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "knock-build.h"
+#include "store.h"
+
+/* Heartbeats are written every 5 s; three missed ones make a daemon stale. */
+#define HEARTBEAT_STALE_MS 15000
+#define WANTED_FOR_US (60 * 1000000ULL)
+
+const double admin_duration_bounds[ADMIN_HIST_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30,
+};
+const double admin_batch_bounds[ADMIN_HIST_BUCKETS] = {
+        1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096,
+};
+
+static const char *const daemon_roles[3] = {"ingress", "worker", "deliver"};
+
+void hist_observe(uint64_t *buckets, const double *bounds, double value)
+{
+        for (size_t i = 0; i < ADMIN_HIST_BUCKETS; i++)
+                if (value <= bounds[i]) {
+                        buckets[i]++;
+                        return;
+                }
+}
+
+/* ---- snapshot (admin thread) ------------------------------------------------------ */
+
+static int64_t query_i64(knock_store *st, const char *sql, int *err)
+{
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        int64_t v = 0;
+        int rc;
+
+        if (store_prepare(st, sql, &s) < 0) {
+                *err = -EIO;
+                return 0;
+        }
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+                v = sqlite3_column_int64(s, 0);
+        else if (rc != SQLITE_DONE)
+                *err = store_errno(rc);
+        return v;
+}
+
+static int64_t file_size(const char *path)
+{
+        struct stat sb;
+        return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
+{
+        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ char *wal = NULL;
+        struct statvfs vfs;
+        int err = 0, rc;
+
+        memset(snap, 0, sizeof(*snap));
+        snap->taken_at = now_ms();
+
+        /* Writable: take the write lock for a moment and give it back. A
+         * held lock, a read-only file or a failing disk all show here. */
+        sqlite3_busy_timeout(st->db, 100);
+        rc = store_begin(st);
+        snap->db_writable = rc >= 0;
+        if (rc < 0)
+                snprintf(snap->writable_error, sizeof(snap->writable_error),
+                         "cannot take the write lock: %s", store_errmsg(st));
+        store_rollback(st);
+        sqlite3_busy_timeout(st->db, 1000);
+
+        (void)store_schema_version(st, &snap->schema_version);
+        if (store_queue_counts(st, snap->events) < 0)
+                err = -EIO;
+        snap->oldest_queued_at = query_i64(
+                st, "SELECT coalesce(min(received_at),0) FROM events WHERE status IN "
+                    "('received','processing','failed')", &err);
+        snap->hooks_pending = query_i64(st, "SELECT count(*) FROM hooks WHERE state='pending'", &err);
+        snap->hooks_delivered =
+                query_i64(st, "SELECT count(*) FROM hooks WHERE state='delivered'", &err);
+        snap->hooks_failed = query_i64(st, "SELECT count(*) FROM hooks WHERE state='failed'", &err);
+        snap->hook_attempts_ok = query_i64(
+                st, "SELECT count(*) FROM hook_attempts WHERE status BETWEEN 200 AND 299", &err);
+        snap->hook_attempts_http_error = query_i64(
+                st, "SELECT count(*) FROM hook_attempts WHERE status > 0 AND status NOT BETWEEN 200 AND 299",
+                &err);
+        snap->hook_attempts_error =
+                query_i64(st, "SELECT count(*) FROM hook_attempts WHERE status = 0", &err);
+
+        if (store_prepare(st, "SELECT daemon, pid, heartbeat_at, started_at, stopped_at,"
+                              " suspected_oom_kills FROM daemons", &s) >= 0) {
+                while (sqlite3_step(s) == SQLITE_ROW) {
+                        const char *name = (const char *)sqlite3_column_text(s, 0);
+                        for (size_t i = 0; i < 3; i++) {
+                                admin_daemon *d = &snap->daemons[i];
+                                if (!name || !streq(name, daemon_roles[i]))
+                                        continue;
+                                d->present = true;
+                                d->pid = sqlite3_column_int64(s, 1);
+                                d->heartbeat_at = sqlite3_column_int64(s, 2);
+                                d->started_at = sqlite3_column_int64(s, 3);
+                                d->stopped_at = sqlite3_column_int64(s, 4);
+                                d->oom_kills = sqlite3_column_int64(s, 5);
+                        }
+                }
+                stmt_finalizep(&s);
+        } else
+                err = -EIO;
+        for (size_t i = 0; i < 3; i++)
+                snprintf(snap->daemons[i].name, sizeof(snap->daemons[i].name), "%s",
+                         daemon_roles[i]);
+
+        /* Handler durations from the attempts table: the worker records
+         * start and end of each attempt there. */
+        if (store_prepare(st, "SELECT (ended_at - started_at) / 1000.0 FROM attempts"
+                              " WHERE ended_at IS NOT NULL", &s) >= 0) {
+                while (sqlite3_step(s) == SQLITE_ROW) {
+                        double d = sqlite3_column_double(s, 0);
+                        if (d < 0)
+                                d = 0;
+                        hist_observe(snap->handler_buckets, admin_duration_bounds, d);
+                        snap->handler_count++;
+                        snap->handler_sum_s += d;
+                }
+                stmt_finalizep(&s);
+        }
+
+        {
+                _cleanup_free_ char *v = NULL;
+                uint64_t ms;
+                if (store_meta_get(st, "last_backup_at", &v) >= 0 && v &&
+                    parse_u64_strict(v, &ms) >= 0)
+                        snap->last_backup_at = (int64_t)ms;
+        }
+        snap->db_bytes = file_size(a->db_path);
+        if (asprintf(&wal, "%s-wal", a->db_path) >= 0)
+                snap->wal_bytes = file_size(wal);
+        if (statvfs(a->state_dir, &vfs) == 0)
+                snap->disk_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (err < 0)
+                snprintf(snap->error, sizeof(snap->error), "%s", store_errmsg(st));
+        snap->valid = true;
+}
+
+static void *admin_main(void *userdata)
+{
+        admin *a = userdata;
+        _cleanup_(store_closep) knock_store *st = NULL;
+
+        pthread_mutex_lock(&a->lock);
+        while (!a->stop) {
+                admin_snapshot snap;
+                struct timespec ts;
+                bool wanted = mono_us() < a->wanted_until_us;
+
+                if (wanted) {
+                        pthread_mutex_unlock(&a->lock);
+                        if (!st && store_open(a->db_path, 0, &st) < 0)
+                                st = NULL;
+                        if (st)
+                                take_snapshot(a, st, &snap);
+                        else {
+                                memset(&snap, 0, sizeof(snap));
+                                snap.valid = true;
+                                snprintf(snap.error, sizeof(snap.error), "cannot open the database");
+                                snprintf(snap.writable_error, sizeof(snap.writable_error),
+                                         "cannot open the database");
+                        }
+                        pthread_mutex_lock(&a->lock);
+                        a->snap = snap;
+                        pthread_cond_broadcast(&a->cond);
+                }
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 1;
+                if (wanted)
+                        pthread_cond_timedwait(&a->cond, &a->lock, &ts);
+                else
+                        pthread_cond_wait(&a->cond, &a->lock);
+        }
+        pthread_mutex_unlock(&a->lock);
+        return NULL;
+}
+
+int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *stats)
+{
+        char *slash;
+        int r;
+
+        memset(a, 0, sizeof(*a));
+        pthread_mutex_init(&a->lock, NULL);
+        pthread_cond_init(&a->cond, NULL);
+        a->writer = w;
+        a->stats = stats;
+        a->db_path = strdup(db_path);
+        a->state_dir = strdup(db_path);
+        if (!a->db_path || !a->state_dir)
+                return -ENOMEM;
+        slash = strrchr(a->state_dir, '/');
+        if (slash)
+                *slash = 0;
+        r = -pthread_create(&a->thread, NULL, admin_main, a);
+        if (r < 0)
+                return r;
+        a->started = true;
+        return 0;
+}
+
+void admin_stop(admin *a)
+{
+        if (a->started) {
+                pthread_mutex_lock(&a->lock);
+                a->stop = true;
+                pthread_cond_broadcast(&a->cond);
+                pthread_mutex_unlock(&a->lock);
+                pthread_join(a->thread, NULL);
+                a->started = false;
+        }
+        free(a->db_path);
+        free(a->state_dir);
+        a->db_path = a->state_dir = NULL;
+        pthread_mutex_destroy(&a->lock);
+        pthread_cond_destroy(&a->cond);
+}
+
+/* Returns a copy of the snapshot; the first request after a quiet period
+ * waits (up to 2 s) for a fresh one instead of answering from stale data. */
+static admin_snapshot get_snapshot(admin *a)
+{
+        admin_snapshot snap;
+        uint64_t now = mono_us();
+        struct timespec ts;
+
+        pthread_mutex_lock(&a->lock);
+        if (now >= a->wanted_until_us || !a->snap.valid) {
+                a->snap.valid = false;
+                a->wanted_until_us = now + WANTED_FOR_US;
+                pthread_cond_broadcast(&a->cond);
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 2;
+                while (!a->snap.valid)
+                        if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) != 0)
+                                break;
+        }
+        a->wanted_until_us = now + WANTED_FOR_US;
+        snap = a->snap;
+        pthread_mutex_unlock(&a->lock);
+        return snap;
+}
+
+/* ---- HTTP (loop thread) ------------------------------------------------------------ */
+
+static void send_text(struct evhttp_request *req, int code, const char *reason,
+                      const char *content_type, struct evbuffer *body)
+{
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+        evhttp_send_reply(req, code, reason, body);
+}
+
+static bool daemon_fresh(const admin_daemon *d, int64_t now, char *msg, size_t len)
+{
+        if (!d->present) {
+                snprintf(msg, len, "knock-%s has never run", d->name);
+                return false;
+        }
+        if (d->stopped_at > 0) {
+                snprintf(msg, len, "knock-%s is stopped", d->name);
+                return false;
+        }
+        if (now - d->heartbeat_at > HEARTBEAT_STALE_MS) {
+                snprintf(msg, len, "knock-%s heartbeat is %lld s old", d->name,
+                         (long long)((now - d->heartbeat_at) / 1000));
+                return false;
+        }
+        snprintf(msg, len, "knock-%s pid %lld, heartbeat %lld ms ago", d->name,
+                 (long long)d->pid, (long long)(now - d->heartbeat_at));
+        return true;
+}
+
+static void add_check(json_t *checks, bool *all_ok, const char *name, bool ok, const char *msg)
+{
+        json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", name, "ok", ok,
+                                                "message", msg));
+        if (!ok)
+                *all_ok = false;
+}
+
+static void handle_readyz(admin *a, struct evhttp_request *req)
+{
+        admin_snapshot snap = get_snapshot(a);
+        const knock_config *cfg = a->cfg;
+        json_t *checks = json_array(), *doc;
+        bool ok = true, writer_ok;
+        char msg[300], last[256];
+        int64_t now = now_ms();
+        struct evbuffer *buf = evbuffer_new();
+        char *s;
+
+        pthread_mutex_lock(&a->writer->lock);
+        writer_ok = a->writer->healthy;
+        snprintf(last, sizeof(last), "%s", a->writer->last_error);
+        pthread_mutex_unlock(&a->writer->lock);
+
+        if (!writer_ok)
+                snprintf(msg, sizeof(msg), "last commit failed: %s", last);
+        else if (!snap.db_writable)
+                snprintf(msg, sizeof(msg), "%s", snap.writable_error);
+        else
+                snprintf(msg, sizeof(msg), "writable");
+        add_check(checks, &ok, "database_writable", writer_ok && snap.db_writable, msg);
+
+        snprintf(msg, sizeof(msg), "schema version %d, this build %d", snap.schema_version,
+                 STORE_SCHEMA_VERSION);
+        add_check(checks, &ok, "schema_current", snap.schema_version == STORE_SCHEMA_VERSION, msg);
+
+        add_check(checks, &ok, "worker_heartbeat", daemon_fresh(&snap.daemons[1], now, msg, sizeof(msg)),
+                  msg);
+        if (cfg->hook_url)
+                add_check(checks, &ok, "deliver_heartbeat",
+                          daemon_fresh(&snap.daemons[2], now, msg, sizeof(msg)), msg);
+
+        snprintf(msg, sizeof(msg), "%llu bytes free, threshold %llu",
+                 (unsigned long long)snap.disk_free_bytes, (unsigned long long)cfg->min_free_disk);
+        add_check(checks, &ok, "disk_space", snap.disk_free_bytes >= cfg->min_free_disk, msg);
+
+        doc = json_pack("{s:b,s:o}", "ready", ok, "checks", checks);
+        s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        if (buf && s)
+                evbuffer_add_printf(buf, "%s\n", s);
+        send_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", buf);
+        free(s);
+        json_decref(doc);
+        if (buf)
+                evbuffer_free(buf);
+}
+
+static void emit_histogram(struct evbuffer *b, const char *name, const char *help,
+                           const uint64_t *buckets, const double *bounds, uint64_t count,
+                           double sum)
+{
+        uint64_t cum = 0;
+
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+        for (size_t i = 0; i < ADMIN_HIST_BUCKETS; i++) {
+                cum += buckets[i];
+                evbuffer_add_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+                                    (unsigned long long)cum);
+        }
+        evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+                            (unsigned long long)count, name, sum, name, (unsigned long long)count);
+}
+
+static void handle_metrics(admin *a, struct evhttp_request *req)
+{
+        admin_snapshot snap = get_snapshot(a);
+        struct evbuffer *b = evbuffer_new();
+        ingest_stats st;
+        int64_t now = now_ms();
+
+        if (!b) {
+                evhttp_send_error(req, 500, NULL);
+                return;
+        }
+        pthread_mutex_lock(&a->writer->lock);
+        st = *a->stats;
+        pthread_mutex_unlock(&a->writer->lock);
+
+        evbuffer_add_printf(b, "# HELP knock_build_info Build information.\n"
+                               "# TYPE knock_build_info gauge\n"
+                               "knock_build_info{version=\"%s\"} 1\n", KNOCK_VERSION);
+
+        evbuffer_add_printf(b, "# HELP knock_deliveries_total Requests received on the public "
+                               "listener since start, by result.\n"
+                               "# TYPE knock_deliveries_total counter\n");
+        {
+                const struct {
+                        const char *result;
+                        uint64_t v;
+                } rows[] = {
+                        {"stored", st.accepted},           {"duplicate", st.duplicates},
+                        {"invalid_signature", st.invalid}, {"too_large", st.too_large},
+                        {"handshake", st.handshakes},      {"storage_error", st.storage_errors},
+                        {"rejected", st.rejected_other},
+                };
+                for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                        evbuffer_add_printf(b, "knock_deliveries_total{result=\"%s\"} %llu\n",
+                                            rows[i].result, (unsigned long long)rows[i].v);
+        }
+
+        evbuffer_add_printf(b, "# HELP knock_events Events in the database, by status.\n"
+                               "# TYPE knock_events gauge\n");
+        for (size_t i = 0; i < 6; i++)
+                evbuffer_add_printf(b, "knock_events{status=\"%s\"} %lld\n", event_status_names[i],
+                                    (long long)snap.events[i]);
+        evbuffer_add_printf(b, "# HELP knock_oldest_queued_event_age_seconds Age of the oldest "
+                               "received, processing or failed event (0 when none).\n"
+                               "# TYPE knock_oldest_queued_event_age_seconds gauge\n"
+                               "knock_oldest_queued_event_age_seconds %.3f\n",
+                            snap.oldest_queued_at ? (double)(now - snap.oldest_queued_at) / 1000.0
+                                                  : 0.0);
+
+        emit_histogram(b, "knock_handler_duration_seconds",
+                       "Duration of finished handler attempts in the database.",
+                       snap.handler_buckets, admin_duration_bounds, snap.handler_count,
+                       snap.handler_sum_s);
+        emit_histogram(b, "knock_commit_duration_seconds",
+                       "Duration of ingress group-commit transactions since start.",
+                       st.commit_hist, admin_duration_bounds, st.commits,
+                       (double)st.batch_us_total / 1e6);
+        emit_histogram(b, "knock_commit_batch_size", "Requests stored per ingress commit since start.",
+                       st.batch_hist, admin_batch_bounds, st.commits,
+                       (double)st.committed_items);
+
+        evbuffer_add_printf(b, "# HELP knock_hooks Completion hooks in the database, by state.\n"
+                               "# TYPE knock_hooks gauge\n"
+                               "knock_hooks{state=\"pending\"} %lld\n"
+                               "knock_hooks{state=\"delivered\"} %lld\n"
+                               "knock_hooks{state=\"failed\"} %lld\n",
+                            (long long)snap.hooks_pending, (long long)snap.hooks_delivered,
+                            (long long)snap.hooks_failed);
+        evbuffer_add_printf(b, "# HELP knock_hook_attempts Recorded hook delivery attempts, by result.\n"
+                               "# TYPE knock_hook_attempts gauge\n"
+                               "knock_hook_attempts{result=\"success\"} %lld\n"
+                               "knock_hook_attempts{result=\"http_error\"} %lld\n"
+                               "knock_hook_attempts{result=\"network_error\"} %lld\n",
+                            (long long)snap.hook_attempts_ok, (long long)snap.hook_attempts_http_error,
+                            (long long)snap.hook_attempts_error);
+
+        evbuffer_add_printf(b, "# HELP knock_suspected_oom_kills_total Runs of a daemon that "
+                               "ended without a clean exit.\n"
+                               "# TYPE knock_suspected_oom_kills_total counter\n");
+        for (size_t i = 0; i < 3; i++)
+                evbuffer_add_printf(b, "knock_suspected_oom_kills_total{daemon=\"%s\"} %lld\n",
+                                    snap.daemons[i].name, (long long)snap.daemons[i].oom_kills);
+        evbuffer_add_printf(b, "# HELP knock_daemon_heartbeat_age_seconds Seconds since a "
+                               "daemon's last heartbeat (absent when it never ran).\n"
+                               "# TYPE knock_daemon_heartbeat_age_seconds gauge\n");
+        for (size_t i = 0; i < 3; i++)
+                if (snap.daemons[i].present)
+                        evbuffer_add_printf(b, "knock_daemon_heartbeat_age_seconds{daemon=\"%s\"} %.3f\n",
+                                            snap.daemons[i].name,
+                                            (double)(now - snap.daemons[i].heartbeat_at) / 1000.0);
+
+        evbuffer_add_printf(b, "# HELP knock_database_bytes Size of the endpoint's database file.\n"
+                               "# TYPE knock_database_bytes gauge\n"
+                               "knock_database_bytes %lld\n"
+                               "# HELP knock_wal_bytes Size of the database's write-ahead log.\n"
+                               "# TYPE knock_wal_bytes gauge\n"
+                               "knock_wal_bytes %lld\n"
+                               "# HELP knock_disk_free_bytes Free bytes in the state directory.\n"
+                               "# TYPE knock_disk_free_bytes gauge\n"
+                               "knock_disk_free_bytes %llu\n",
+                            (long long)snap.db_bytes, (long long)snap.wal_bytes,
+                            (unsigned long long)snap.disk_free_bytes);
+        evbuffer_add_printf(b, "# HELP knock_last_backup_timestamp_seconds Time of the last "
+                               "successful backup (0 when never).\n"
+                               "# TYPE knock_last_backup_timestamp_seconds gauge\n"
+                               "knock_last_backup_timestamp_seconds %.3f\n",
+                            (double)snap.last_backup_at / 1000.0);
+        send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+        evbuffer_free(b);
+}
+
+void admin_handle(struct evhttp_request *req, void *userdata)
+{
+        admin *a = userdata;
+        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+        const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+        struct evbuffer *b;
+
+        if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+                evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+                evhttp_send_error(req, 405, NULL);
+                return;
+        }
+        if (path && streq(path, "/healthz")) {
+                b = evbuffer_new();
+                if (b)
+                        evbuffer_add(b, "ok\n", 3);
+                send_text(req, 200, "OK", "text/plain", b);
+                if (b)
+                        evbuffer_free(b);
+        } else if (path && streq(path, "/readyz"))
+                handle_readyz(a, req);
+        else if (path && streq(path, "/metrics"))
+                handle_metrics(a, req);
+        else
+                evhttp_send_error(req, 404, NULL);
+}

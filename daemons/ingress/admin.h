@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * admin — /healthz, /readyz and /metrics on the ingress's admin listener
+ * (contract §11). Never on the public listener.
+ *
+ * The loop never queries SQLite for these: a snapshot thread with its own
+ * read connection refreshes a snapshot of the database (events by status,
+ * oldest queued age, daemons' heartbeats and OOM counters, hooks, handler
+ * durations, sizes, last backup, free disk) once a second while someone has
+ * asked in the last minute, and sleeps otherwise. Requests are answered from
+ * the latest snapshot plus the ingress's own in-memory counters, so a scrape
+ * costs the loop a string format, not a table scan.
+ */
+
+#include <event2/http.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ingress.h"
+
+#define ADMIN_HIST_BUCKETS KNOCK_HIST_BUCKETS
+
+typedef struct admin_daemon {
+        char name[16];
+        bool present;
+        int64_t pid;
+        int64_t heartbeat_at;
+        int64_t started_at;
+        int64_t stopped_at; /* 0: running */
+        int64_t oom_kills;
+} admin_daemon;
+
+typedef struct admin_snapshot {
+        bool valid;
+        int64_t taken_at;
+        char error[256];        /* why the snapshot failed ("" when ok) */
+        bool db_writable;       /* BEGIN IMMEDIATE succeeded within 100 ms */
+        char writable_error[256];
+        int schema_version;
+        int64_t events[6];      /* by status, order of event_status_names */
+        int64_t oldest_queued_at; /* 0: none */
+        int64_t hooks_pending, hooks_delivered, hooks_failed;
+        int64_t hook_attempts_ok, hook_attempts_http_error, hook_attempts_error;
+        admin_daemon daemons[3]; /* ingress, worker, deliver */
+        uint64_t handler_buckets[ADMIN_HIST_BUCKETS]; /* cumulative */
+        uint64_t handler_count;
+        double handler_sum_s;
+        int64_t db_bytes, wal_bytes;
+        int64_t last_backup_at; /* ms, 0: never */
+        uint64_t disk_free_bytes;
+} admin_snapshot;
+
+typedef struct admin {
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool stop;
+        uint64_t wanted_until_us; /* refresh while now < this */
+        admin_snapshot snap;
+        char *db_path;
+        char *state_dir;
+        ingest_writer *writer;
+        ingest_stats *stats;
+        const knock_config *cfg; /* read on the loop thread only */
+} admin;
+
+int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *stats);
+void admin_stop(admin *a);
+/* The evhttp callback for the admin listener; userdata is the admin. */
+void admin_handle(struct evhttp_request *req, void *userdata);
+
+/* Bucket bounds: durations in seconds, batch sizes in items. */
+extern const double admin_duration_bounds[ADMIN_HIST_BUCKETS];
+extern const double admin_batch_bounds[ADMIN_HIST_BUCKETS];
+/* Adds one observation to per-bucket counts (bucket i: value <= bound i;
+ * values above the last bound are counted only in the total). */
+void hist_observe(uint64_t *buckets, const double *bounds, double value);
