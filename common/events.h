@@ -125,6 +125,17 @@ typedef struct knock_attempt_result {
 int events_finish(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
                   knock_attempt_result *results, size_t n, size_t *ret_hooks);
 
+/*
+ * Both of the above in ONE transaction: records n_results results, then
+ * claims up to max events (results first, so their slots can be refilled).
+ * One COMMIT instead of two is what lets a busy worker keep up. On failure
+ * nothing is written and no claim is returned. ret may be NULL when max is 0.
+ */
+int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
+                            int64_t now, knock_attempt_result *results, size_t n_results,
+                            size_t *ret_hooks, int64_t lease_ms, size_t max, knock_claim **ret,
+                            size_t *ret_n, knock_claim_stats *stats);
+
 /* Gives back claims without counting the attempts (shutdown). */
 int events_release(knock_store *s, const char *worker, const char *const *ids,
                    const char *const *attempt_ids, size_t n, int64_t now);
