@@ -44,8 +44,11 @@ def test_notify(t):
         # Admin listener on its named socket-activated fd.
         st, body = ep.admin_get("/healthz")
         t.eq(st, 200, "/healthz on the admin listener")
+        # No worker runs in this test: /readyz says exactly that, and only that.
         st, body = ep.admin_get("/readyz")
-        t.ok(st == 200 and json.loads(body).get("ready") is True, "/readyz is ready", body)
+        failing = [c["name"] for c in json.loads(body)["checks"] if not c["ok"]]
+        t.ok(st == 503 and failing == ["worker_heartbeat"],
+             "/readyz: 503 naming only the missing worker", body)
         rc = ep.stop("ingress")
         t.eq(rc, 0, "SIGTERM: clean exit")
         t.ok(nl.seen("STOPPING"), "STOPPING=1 sent")
