@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-store — the store's promises: pragmas on every connection,
+ * forward-only migrations recorded once, newer schemas refused, errno
+ * mapping, daemons rows with the suspected-OOM counter, audit and meta.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "tap.h"
+
+static long long pragma_int(knock_store *s, const char *sql)
+{
+        sqlite3_stmt *st = NULL;
+        long long v = -1;
+
+        if (store_prepare(s, sql, &st) == 0 && sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+static char *pragma_text(knock_store *s, const char *sql)
+{
+        sqlite3_stmt *st = NULL;
+        char *v = NULL;
+
+        if (store_prepare(s, sql, &st) == 0 && sqlite3_step(st) == SQLITE_ROW)
+                v = stmt_strdup(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+int main(void)
+{
+        char dir[] = "/tmp/knock-test-store-XXXXXX", path[256];
+        knock_store *s = NULL, *ro = NULL;
+        char *mode, *v = NULL;
+        int version = -1, r;
+
+        if (!mkdtemp(dir))
+                return 1;
+        snprintf(path, sizeof(path), "%s/t.db", dir);
+
+        /* Read verbs never create a database. */
+        is_int(store_open(path, 0, &s), -ENOENT, "opening a missing database without CREATE fails");
+        ok(access(path, F_OK) != 0, "and creates no file");
+
+        is_int(store_open(path, STORE_CREATE, &s), 0, "create and migrate");
+        mode = pragma_text(s, "PRAGMA journal_mode");
+        is_str(mode, "wal", "journal_mode=WAL");
+        free(mode);
+        is_int(pragma_int(s, "PRAGMA synchronous"), 2, "synchronous=FULL");
+        is_int(pragma_int(s, "PRAGMA page_size"), 16384, "16 KiB pages");
+        is_int(pragma_int(s, "PRAGMA foreign_keys"), 1, "foreign keys on");
+        is_int(store_schema_version(s, &version), 0, "schema version readable");
+        is_int(version, STORE_SCHEMA_VERSION, "schema at this build's version");
+        is_int(pragma_int(s, "SELECT count(*) FROM schema_migrations"), STORE_SCHEMA_VERSION,
+               "each migration recorded once");
+        s = store_close(s);
+
+        is_int(store_open(path, STORE_CREATE, &s), 0, "reopen with CREATE");
+        is_int(pragma_int(s, "SELECT count(*) FROM schema_migrations"), STORE_SCHEMA_VERSION,
+               "reopening does not migrate again");
+
+        /* Foreign keys: a delivery cannot point at a missing event. */
+        r = store_exec(s, "INSERT INTO deliveries(id,event_id,received_at,signature_valid,"
+                          "http_status) VALUES('dlv_x','evt_missing',1,1,200)");
+        is_int(r, -EEXIST, "foreign key violation maps to -EEXIST (constraint)");
+
+        /* Daemons rows and the suspected OOM counter. */
+        is_int(store_daemon_started(s, "worker", false), 0, "daemon start recorded");
+        is_int(pragma_int(s, "SELECT suspected_oom_kills FROM daemons WHERE daemon='worker'"), 0,
+               "clean previous run: counter 0");
+        is_int(store_daemon_started(s, "worker", true), 0, "unclean start recorded");
+        is_int(store_daemon_started(s, "worker", true), 0, "second unclean start recorded");
+        is_int(pragma_int(s, "SELECT suspected_oom_kills FROM daemons WHERE daemon='worker'"), 2,
+               "two unclean starts: counter 2");
+        is_int(pragma_int(s, "SELECT last_clean_exit FROM daemons WHERE daemon='worker'"), 0,
+               "last_clean_exit 0 after an unclean run");
+        is_int(store_daemon_heartbeat(s, "worker", "{\"n\":1}", "running"), 0, "heartbeat");
+        is_int(store_daemon_stopped(s, "worker"), 0, "clean stop");
+        is_int(pragma_int(s, "SELECT last_clean_exit FROM daemons WHERE daemon='worker'"), 1,
+               "last_clean_exit 1 after a clean stop");
+        is_int(pragma_int(s, "SELECT stopped_at > 0 FROM daemons WHERE daemon='worker'"), 1,
+               "stopped_at set");
+
+        /* Audit and meta. */
+        is_int(store_audit(s, "root(0)", "requeue", NULL, "{\"events\":1}", "[\"evt_1\"]"), 0,
+               "audit row");
+        is_int(pragma_int(s, "SELECT count(*) FROM audit WHERE action='requeue' AND id LIKE 'aud_%'"),
+               1, "audit row stored with a time-ordered id");
+        is_int(store_meta_set(s, "last_backup_at", "123"), 0, "meta set");
+        is_int(store_meta_set(s, "last_backup_at", "456"), 0, "meta overwrite");
+        is_int(store_meta_get(s, "last_backup_at", &v), 0, "meta get");
+        is_str(v, "456", "meta holds the last value");
+        free(v);
+        v = (char *)"sentinel";
+        is_int(store_meta_get(s, "nope", &v), 0, "meta get of a missing key");
+        ok(v == NULL, "missing key gives NULL");
+
+        /* Transactions: rollback leaves nothing. */
+        is_int(store_begin(s), 0, "BEGIN IMMEDIATE");
+        store_exec(s, "INSERT INTO meta(key,value) VALUES('tx','1')");
+        store_rollback(s);
+        is_int(pragma_int(s, "SELECT count(*) FROM meta WHERE key='tx'"), 0, "rollback undoes");
+
+        /* Read-only connection for knockctl read verbs. */
+        is_int(store_open(path, STORE_READONLY, &ro), 0, "read-only open");
+        ok(store_exec(ro, "INSERT INTO meta(key,value) VALUES('ro','1')") < 0,
+           "read-only connection refuses writes");
+        ro = store_close(ro);
+
+        /* A database from a newer knock is refused, never downgraded. */
+        store_exec(s, "INSERT INTO schema_migrations(version,name,applied_at) VALUES(999,'future',0)");
+        s = store_close(s);
+        is_int(store_open(path, STORE_CREATE, &s), -EPROTO, "newer schema refused with CREATE");
+        is_int(store_open(path, 0, &s), -EPROTO, "newer schema refused without CREATE");
+
+        /* errno mapping */
+        is_int(store_errno(SQLITE_FULL), -ENOSPC, "SQLITE_FULL → -ENOSPC");
+        is_int(store_errno(SQLITE_IOERR_FSYNC), -EIO, "SQLITE_IOERR_FSYNC → -EIO");
+        is_int(store_errno(SQLITE_BUSY), -EBUSY, "SQLITE_BUSY → -EBUSY");
+        is_int(store_errno(SQLITE_DONE), 0, "SQLITE_DONE → 0");
+
+        snprintf(path, sizeof(path), "rm -rf %s", dir);
+        if (system(path) != 0)
+                return 1;
+        return tap_done();
+}
