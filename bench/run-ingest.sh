@@ -24,6 +24,12 @@ listen = 127.0.0.1:$port
 max_connections = 1024
 C
 
+# The disk's fsync latency, measured in the same run: at one connection every
+# receipt waits for one fsync, so this bounds the 1-connection figure.
+fsync_ms=$(dd if=/dev/zero of="$tmp/fsync-probe" bs=4k count=200 oflag=dsync 2>&1 |
+    sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p' | awk '{printf "%.3f", $1 * 1000 / 200}')
+rm -f "$tmp/fsync-probe"
+
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
@@ -49,5 +55,5 @@ for conns in 64 1; do
     p99=$(field p99_ms <"$tmp/knock" | median)
     bp99=$(field p99_ms <"$tmp/bare" | median)
     ratio=$(awk -v k="$k" -v b="$b" 'BEGIN {printf "%.2f", k / b}')
-    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"runs\":$runs}"
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"fsync_ms\":$fsync_ms,\"runs\":$runs}"
 done
