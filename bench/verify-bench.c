@@ -66,7 +66,8 @@ static char *hmac_enc(const char *md, const void *key, size_t kl, const char *ms
         unsigned char m[64];
         unsigned int n = 0;
 
-        HMAC(EVP_get_digestbyname(md), key, (int)kl, (const unsigned char *)msg, strlen(msg), m, &n);
+        HMAC(EVP_get_digestbyname(md), key, (int)kl, (const unsigned char *)msg, strlen(msg), m,
+                &n);
         return enc(m, n, hex);
 }
 
@@ -78,7 +79,7 @@ static char *pkey_sign(EVP_PKEY *k, const char *msg, bool hex)
         bool ed = EVP_PKEY_is_a(k, "ED25519");
 
         if (!md || EVP_DigestSignInit(md, NULL, ed ? NULL : EVP_sha256(), NULL, k) != 1 ||
-            EVP_DigestSign(md, sig, &n, (const unsigned char *)msg, strlen(msg)) != 1)
+                EVP_DigestSign(md, sig, &n, (const unsigned char *)msg, strlen(msg)) != 1)
                 abort();
         EVP_MD_CTX_free(md);
         return enc(sig, n, hex);
@@ -111,8 +112,13 @@ static char *own(bcase *b, char *s)
 static double measure_verify(bcase *b)
 {
         knock_request req = {
-                .method = b->method, .uri = b->uri, .headers = b->h, .n_headers = b->nh,
-                .body = (const unsigned char *)b->body, .body_len = strlen(b->body), .now_ms = NOW,
+                .method = b->method,
+                .uri = b->uri,
+                .headers = b->h,
+                .n_headers = b->nh,
+                .body = (const unsigned char *)b->body,
+                .body_len = strlen(b->body),
+                .now_ms = NOW,
         };
         knock_verify_result res;
         double start = now_s(), t;
@@ -144,8 +150,8 @@ static double measure_hmac(const char *body)
 
         do {
                 for (int i = 0; i < 64; i++)
-                        HMAC(EVP_sha256(), key, sizeof(key) - 1, (const unsigned char *)body, len, m,
-                             &ml);
+                        HMAC(EVP_sha256(), key, sizeof(key) - 1, (const unsigned char *)body, len,
+                                m, &ml);
                 n += 64;
                 t = now_s() - start;
         } while (t < opt_seconds);
@@ -171,7 +177,7 @@ static char *json_body(const char *head)
                     "\"object\":\"page\",\"RecordType\":\"Bounce\",\"action\":\"create\","
                     "\"webhookTimestamp\":" TS_MS ",\"data\":{\"object\":{\"id\":\"in_1\","
                     "\"description\":\"%s\"}}}",
-                    head, pad);
+                head, pad);
 }
 
 static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
@@ -182,7 +188,7 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
         const char *text = secret;
         char *s;
 
-        *b = (bcase){ .method = "POST", .uri = "/", .cfg = { .provider = p, .tolerance_ms = -1 } };
+        *b = (bcase){.method = "POST", .uri = "/", .cfg = {.provider = p, .tolerance_ms = -1}};
         b->body = json_body("{");
 
         switch (p) {
@@ -190,36 +196,40 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
                 b->cfg.allow_unverified = true;
                 break;
         case KNOCK_PROVIDER_STRIPE:
-                s = own(b, hmac_enc("SHA256", secret, strlen(secret), own(b, xfmt(TS ".%s", b->body)), true));
-                b->h[b->nh++] = (knock_header){ "Stripe-Signature", own(b, xfmt("t=" TS ",v1=%s", s)) };
+                s = own(b, hmac_enc("SHA256", secret, strlen(secret),
+                                   own(b, xfmt(TS ".%s", b->body)), true));
+                b->h[b->nh++] =
+                        (knock_header){"Stripe-Signature", own(b, xfmt("t=" TS ",v1=%s", s))};
                 break;
         case KNOCK_PROVIDER_GITHUB:
         case KNOCK_PROVIDER_META:
                 s = own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, true));
-                b->h[b->nh++] = (knock_header){ "X-Hub-Signature-256", own(b, xfmt("sha256=%s", s)) };
-                b->h[b->nh++] = (knock_header){ "X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958" };
-                b->h[b->nh++] = (knock_header){ "X-GitHub-Event", "issues" };
+                b->h[b->nh++] = (knock_header){"X-Hub-Signature-256", own(b, xfmt("sha256=%s", s))};
+                b->h[b->nh++] =
+                        (knock_header){"X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"};
+                b->h[b->nh++] = (knock_header){"X-GitHub-Event", "issues"};
                 break;
         case KNOCK_PROVIDER_STANDARD:
         case KNOCK_PROVIDER_RESEND:
         case KNOCK_PROVIDER_CLERK:
                 text = std_secret;
                 s = own(b, hmac_enc("SHA256", std_key, strlen(std_key),
-                                    own(b, xfmt("msg_1." TS ".%s", b->body)), false));
-                b->h[b->nh++] = (knock_header){ "webhook-id", "msg_1" };
-                b->h[b->nh++] = (knock_header){ "webhook-timestamp", TS };
-                b->h[b->nh++] = (knock_header){ "webhook-signature", own(b, xfmt("v1,%s", s)) };
+                                   own(b, xfmt("msg_1." TS ".%s", b->body)), false));
+                b->h[b->nh++] = (knock_header){"webhook-id", "msg_1"};
+                b->h[b->nh++] = (knock_header){"webhook-timestamp", TS};
+                b->h[b->nh++] = (knock_header){"webhook-signature", own(b, xfmt("v1,%s", s))};
                 break;
         case KNOCK_PROVIDER_SHOPIFY:
-                b->h[b->nh++] = (knock_header){ "X-Shopify-Hmac-Sha256",
-                                                own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, false)) };
-                b->h[b->nh++] = (knock_header){ "X-Shopify-Event-Id", "ev-1" };
-                b->h[b->nh++] = (knock_header){ "X-Shopify-Topic", "orders/create" };
+                b->h[b->nh++] = (knock_header){"X-Shopify-Hmac-Sha256",
+                        own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, false))};
+                b->h[b->nh++] = (knock_header){"X-Shopify-Event-Id", "ev-1"};
+                b->h[b->nh++] = (knock_header){"X-Shopify-Topic", "orders/create"};
                 break;
         case KNOCK_PROVIDER_SLACK:
-                s = own(b, hmac_enc("SHA256", secret, strlen(secret), own(b, xfmt("v0:" TS ":%s", b->body)), true));
-                b->h[b->nh++] = (knock_header){ "X-Slack-Request-Timestamp", TS };
-                b->h[b->nh++] = (knock_header){ "X-Slack-Signature", own(b, xfmt("v0=%s", s)) };
+                s = own(b, hmac_enc("SHA256", secret, strlen(secret),
+                                   own(b, xfmt("v0:" TS ":%s", b->body)), true));
+                b->h[b->nh++] = (knock_header){"X-Slack-Request-Timestamp", TS};
+                b->h[b->nh++] = (knock_header){"X-Slack-Signature", own(b, xfmt("v0=%s", s))};
                 break;
         case KNOCK_PROVIDER_HMAC:
                 b->cfg.header = strdup("X-Signature");
@@ -227,20 +237,20 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
                 b->cfg.dedupe = strdup("json:/id");
                 b->cfg.type = strdup("json:/type");
                 s = own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, true));
-                b->h[b->nh++] = (knock_header){ "X-Signature", own(b, xfmt("sha256=%s", s)) };
+                b->h[b->nh++] = (knock_header){"X-Signature", own(b, xfmt("sha256=%s", s))};
                 break;
         case KNOCK_PROVIDER_TOKEN:
-                b->h[b->nh++] = (knock_header){ "X-Knock-Token", secret };
+                b->h[b->nh++] = (knock_header){"X-Knock-Token", secret};
                 break;
         case KNOCK_PROVIDER_BASIC:
         case KNOCK_PROVIDER_POSTMARK:
                 text = "user:bench-password";
-                b->h[b->nh++] = (knock_header){
-                        "Authorization",
-                        own(b, xfmt("Basic %s", own(b, enc((const unsigned char *)text, strlen(text), false)))) };
+                b->h[b->nh++] = (knock_header){"Authorization",
+                        own(b, xfmt("Basic %s", own(b, enc((const unsigned char *)text,
+                                                               strlen(text), false))))};
                 break;
         case KNOCK_PROVIDER_BEARER:
-                b->h[b->nh++] = (knock_header){ "Authorization", own(b, xfmt("Bearer %s", secret)) };
+                b->h[b->nh++] = (knock_header){"Authorization", own(b, xfmt("Bearer %s", secret))};
                 break;
         case KNOCK_PROVIDER_TWILIO: {
                 char pad[1200];
@@ -248,39 +258,43 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
                 pad[sizeof(pad) - 1] = 0;
                 free(b->body);
                 b->body = xfmt("AccountSid=AC1&Body=%s&From=%%2B15550001&MessageSid=SM1&"
-                               "MessageStatus=delivered&To=%%2B15550002", pad);
+                               "MessageStatus=delivered&To=%%2B15550002",
+                        pad);
                 b->cfg.url = strdup("https://example.com/twilio");
                 s = own(b, xfmt("https://example.com/twilioAccountSidAC1Body%sFrom+15550001"
-                                "MessageSidSM1MessageStatusdeliveredTo+15550002", pad));
-                b->h[b->nh++] = (knock_header){ "X-Twilio-Signature",
-                                                own(b, hmac_enc("SHA1", secret, strlen(secret), s, false)) };
-                b->h[b->nh++] = (knock_header){ "I-Twilio-Idempotency-Token", "idem-1" };
+                                "MessageSidSM1MessageStatusdeliveredTo+15550002",
+                                   pad));
+                b->h[b->nh++] = (knock_header){"X-Twilio-Signature",
+                        own(b, hmac_enc("SHA1", secret, strlen(secret), s, false))};
+                b->h[b->nh++] = (knock_header){"I-Twilio-Idempotency-Token", "idem-1"};
                 break;
         }
         case KNOCK_PROVIDER_PADDLE:
-                s = own(b, hmac_enc("SHA256", secret, strlen(secret), own(b, xfmt(TS ":%s", b->body)), true));
-                b->h[b->nh++] = (knock_header){ "Paddle-Signature", own(b, xfmt("ts=" TS ";h1=%s", s)) };
+                s = own(b, hmac_enc("SHA256", secret, strlen(secret),
+                                   own(b, xfmt(TS ":%s", b->body)), true));
+                b->h[b->nh++] =
+                        (knock_header){"Paddle-Signature", own(b, xfmt("ts=" TS ";h1=%s", s))};
                 break;
         case KNOCK_PROVIDER_LINEAR:
-                b->h[b->nh++] = (knock_header){ "Linear-Signature",
-                                                own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, true)) };
-                b->h[b->nh++] = (knock_header){ "Linear-Delivery", "dlv-1" };
+                b->h[b->nh++] = (knock_header){"Linear-Signature",
+                        own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, true))};
+                b->h[b->nh++] = (knock_header){"Linear-Delivery", "dlv-1"};
                 break;
         case KNOCK_PROVIDER_LEMONSQUEEZY:
-                b->h[b->nh++] = (knock_header){ "X-Signature",
-                                                own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, true)) };
-                b->h[b->nh++] = (knock_header){ "X-Event-Name", "order_created" };
+                b->h[b->nh++] = (knock_header){"X-Signature",
+                        own(b, hmac_enc("SHA256", secret, strlen(secret), b->body, true))};
+                b->h[b->nh++] = (knock_header){"X-Event-Name", "order_created"};
                 break;
         case KNOCK_PROVIDER_INTERCOM:
                 s = own(b, hmac_enc("SHA1", secret, strlen(secret), b->body, true));
-                b->h[b->nh++] = (knock_header){ "X-Hub-Signature", own(b, xfmt("sha1=%s", s)) };
+                b->h[b->nh++] = (knock_header){"X-Hub-Signature", own(b, xfmt("sha1=%s", s))};
                 break;
         case KNOCK_PROVIDER_ZENDESK:
-                b->h[b->nh++] = (knock_header){
-                        "X-Zendesk-Webhook-Signature",
+                b->h[b->nh++] = (knock_header){"X-Zendesk-Webhook-Signature",
                         own(b, hmac_enc("SHA256", secret, strlen(secret),
-                                        own(b, xfmt("2023-11-14T22:13:20Z%s", b->body)), false)) };
-                b->h[b->nh++] = (knock_header){ "X-Zendesk-Webhook-Signature-Timestamp", "2023-11-14T22:13:20Z" };
+                                       own(b, xfmt("2023-11-14T22:13:20Z%s", b->body)), false))};
+                b->h[b->nh++] = (knock_header){
+                        "X-Zendesk-Webhook-Signature-Timestamp", "2023-11-14T22:13:20Z"};
                 break;
         case KNOCK_PROVIDER_HUBSPOT:
                 free(b->body);
@@ -288,11 +302,12 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
                 b->body = (char *)realloc(b->body, strlen(b->body) + 2);
                 strcat(b->body, "]");
                 b->cfg.url = strdup("https://example.com/hubspot");
-                b->h[b->nh++] = (knock_header){
-                        "X-HubSpot-Signature-v3",
+                b->h[b->nh++] = (knock_header){"X-HubSpot-Signature-v3",
                         own(b, hmac_enc("SHA256", secret, strlen(secret),
-                                        own(b, xfmt("POSThttps://example.com/hubspot%s" TS_MS, b->body)), false)) };
-                b->h[b->nh++] = (knock_header){ "X-HubSpot-Request-Timestamp", TS_MS };
+                                       own(b, xfmt("POSThttps://example.com/hubspot%s" TS_MS,
+                                                      b->body)),
+                                       false))};
+                b->h[b->nh++] = (knock_header){"X-HubSpot-Request-Timestamp", TS_MS};
                 break;
         case KNOCK_PROVIDER_SENDGRID: {
                 unsigned char *der = NULL;
@@ -303,9 +318,9 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
                 b->body = json_body("[{\"sg_event_id\":\"sg-1\",\"event\":\"delivered\",");
                 b->body = (char *)realloc(b->body, strlen(b->body) + 2);
                 strcat(b->body, "]");
-                b->h[b->nh++] = (knock_header){ "X-Twilio-Email-Event-Webhook-Signature",
-                                                own(b, pkey_sign(ec, own(b, xfmt(TS "%s", b->body)), false)) };
-                b->h[b->nh++] = (knock_header){ "X-Twilio-Email-Event-Webhook-Timestamp", TS };
+                b->h[b->nh++] = (knock_header){"X-Twilio-Email-Event-Webhook-Signature",
+                        own(b, pkey_sign(ec, own(b, xfmt(TS "%s", b->body)), false))};
+                b->h[b->nh++] = (knock_header){"X-Twilio-Email-Event-Webhook-Timestamp", TS};
                 break;
         }
         case KNOCK_PROVIDER_DISCORD: {
@@ -313,14 +328,14 @@ static void setup(bcase *b, knock_provider p, EVP_PKEY *ed, EVP_PKEY *ec)
                 size_t pl = sizeof(pub);
                 EVP_PKEY_get_raw_public_key(ed, pub, &pl);
                 text = own(b, enc(pub, pl, true));
-                b->h[b->nh++] = (knock_header){ "X-Signature-Ed25519",
-                                                own(b, pkey_sign(ed, own(b, xfmt(TS "%s", b->body)), true)) };
-                b->h[b->nh++] = (knock_header){ "X-Signature-Timestamp", TS };
+                b->h[b->nh++] = (knock_header){"X-Signature-Ed25519",
+                        own(b, pkey_sign(ed, own(b, xfmt(TS "%s", b->body)), true))};
+                b->h[b->nh++] = (knock_header){"X-Signature-Timestamp", TS};
                 break;
         }
         case KNOCK_PROVIDER_GITLAB:
-                b->h[b->nh++] = (knock_header){ "X-Gitlab-Token", secret };
-                b->h[b->nh++] = (knock_header){ "X-Gitlab-Event-UUID", "uuid-1" };
+                b->h[b->nh++] = (knock_header){"X-Gitlab-Token", secret};
+                b->h[b->nh++] = (knock_header){"X-Gitlab-Event-UUID", "uuid-1"};
                 break;
         default:
                 abort();
@@ -359,7 +374,7 @@ int main(int argc, char *argv[])
                 qsort(h, 5, sizeof(double), dcmp);
                 printf("{\"bench\":\"verify\",\"provider\":\"%s\",\"body_bytes\":%zu,\"ops\":%.0f,"
                        "\"baseline\":\"hmac-sha256\",\"baseline_ops\":%.0f,\"ratio\":%.2f}\n",
-                       provider_to_string(p), strlen(b.body), v[2], h[2], v[2] / h[2]);
+                        provider_to_string(p), strlen(b.body), v[2], h[2], v[2] / h[2]);
                 fflush(stdout);
 
                 verify_config_clear(&b.cfg);

@@ -1193,10 +1193,7 @@ static int resolve_hook_secrets(parse_ctx *ctx)
                 r = verify_secret_from_text(KNOCK_PROVIDER_STANDARD, text, &key);
                 if (r >= 0 && key.kind != KNOCK_KEY_SHARED)
                         r = -EINVAL; /* a whpk_ public key cannot sign */
-                if (key.data) {
-                        explicit_bzero(key.data, key.len);
-                        free(key.data);
-                }
+                verify_secret_clear(&key);
                 if (r == -ENOMEM) {
                         secret_free(text);
                         return r;

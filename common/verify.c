@@ -17,8 +17,11 @@
  *    Providers whose own SDKs check only the past (stripe, paddle, hubspot)
  *    accept timestamps from the future, as those SDKs do;
  *  - metadata is read before any verification, from headers, the JSON body
- *    (parsed at most once, only when a rule needs it) or a form body; a body
- *    that is not JSON yields no id and no type, never an error;
+ *    (one validating scan for every value the request needs, only when a rule
+ *    needs one; see "JSON" below) or a form body (parsed once); a body that is
+ *    not JSON yields no id and no type, never an error;
+ *  - public keys (discord, sendgrid, standard v1a) are parsed once, when the
+ *    secret is read, and shared read-only by every request;
  *  - reasons name what was wrong ("missing Stripe-Signature header"), never a
  *    secret, a signature or a body byte.
  *
@@ -41,11 +44,11 @@
 
 #include "util.h"
 
-#define MAX_SIGS 16             /* signatures considered in one request */
-#define MAX_SIG_BYTES 160       /* decoded signature: HMAC ≤ 64, Ed25519 64, ECDSA DER ≤ 72 */
-#define MAX_META 512            /* longer ids/types are dropped, never truncated */
-#define JSON_MAX_PTRS 8         /* JSON values one request reads */
-#define MAX_CHALLENGE 2048      /* echoed handshake challenge */
+#define MAX_SIGS 16        /* signatures considered in one request */
+#define MAX_SIG_BYTES 160  /* decoded signature: HMAC ≤ 64, Ed25519 64, ECDSA DER ≤ 72 */
+#define MAX_META 512       /* longer ids/types are dropped, never truncated */
+#define JSON_MAX_PTRS 8    /* JSON values one request reads */
+#define MAX_CHALLENGE 2048 /* echoed handshake challenge */
 #define DEFAULT_TOKEN_HEADER "X-Knock-Token"
 
 /* ---- the provider table ------------------------------------------------------------------ */
@@ -78,25 +81,26 @@ typedef struct scheme {
         const char *sig_header;
         const char *sig_header_alt; /* another accepted name; both at once is a duplicate */
         const char *ts_header;
-        const char *prefix;        /* text before the signature in its header */
+        const char *prefix; /* text before the signature in its header */
         knock_hmac_alg alg;
         knock_encoding enc;
-        knock_key_kind key;        /* what verifies a signature */
+        knock_key_kind key; /* what verifies a signature */
         ts_kind ts;
-        int64_t tolerance_ms;      /* default; 0: no timestamp */
-        bool future;               /* reject timestamps too far ahead as well */
+        int64_t tolerance_ms; /* default; 0: no timestamp */
+        bool future;          /* reject timestamps too far ahead as well */
         msg_layout layout;
         const char *msg_pre, *msg_mid;
-        char list_sep;             /* FAM_TS_LIST */
+        char list_sep; /* FAM_TS_LIST */
         const char *list_ts, *list_sig;
-        const char *body_ts;       /* JSON pointer to a ms timestamp inside the body (linear) */
-        const char *dedupe[3];     /* "header:NAME" | "json:/ptr" | "form:NAME", first found wins */
+        const char *body_ts;   /* JSON pointer to a ms timestamp inside the body (linear) */
+        const char *dedupe[3]; /* "header:NAME" | "json:/ptr" | "form:NAME", first found wins */
         const char *type[3];
-        const char *type_suffix;   /* appended as ".value" when present */
+        const char *type_suffix; /* appended as ".value" when present */
 } scheme;
 
-#define S(x) ((int64_t)(x) * 1000)
+#define S(x) ((int64_t)(x)*1000)
 
+/* clang-format off */
 static const struct {
         const char *name;
         scheme s;
@@ -181,7 +185,8 @@ static const struct {
                 .family = FAM_SIMPLE, .sig_header = "X-Zendesk-Webhook-Signature",
                 .ts_header = "X-Zendesk-Webhook-Signature-Timestamp", .ts = TS_RFC3339,
                 .tolerance_ms = S(300), .future = true, .enc = KNOCK_ENC_BASE64,
-                .dedupe = { "header:X-Zendesk-Webhook-Invocation-Id" }, .type = { "json:/type" } } },
+                .dedupe = { "header:X-Zendesk-Webhook-Invocation-Id" },
+                .type = { "json:/type" } } },
         /* developers.hubspot.com "Validating requests" (v3): only the past is checked */
         [KNOCK_PROVIDER_HUBSPOT] = { "hubspot", {
                 .family = FAM_SIMPLE, .sig_header = "X-HubSpot-Signature-v3",
@@ -207,7 +212,7 @@ static const struct {
                 .family = FAM_TOKEN, .sig_header = "X-Gitlab-Token",
                 .dedupe = { "header:X-Gitlab-Event-UUID" }, .type = { "header:X-Gitlab-Event" } } },
 };
-
+/* clang-format on */
 knock_provider provider_from_string(const char *s)
 {
         if (!s)
@@ -241,7 +246,7 @@ static span span_trim(const char *p, size_t n)
                 p++, n--;
         while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
                 n--;
-        return (span){ p, n };
+        return (span){p, n};
 }
 
 static bool span_eq(span s, const char *lit)
@@ -282,7 +287,7 @@ static void hmac_fetch(void)
 
 /* HMAC over the concatenation of parts, without building the concatenation. */
 static int hmac_parts(knock_hmac_alg alg, const unsigned char *key, size_t key_len,
-                      const span *parts, size_t n_parts, unsigned char *out, size_t *out_len)
+        const span *parts, size_t n_parts, unsigned char *out, size_t *out_len)
 {
         OSSL_PARAM params[2];
         EVP_MAC_CTX *ctx;
@@ -294,14 +299,14 @@ static int hmac_parts(knock_hmac_alg alg, const unsigned char *key, size_t key_l
         ctx = EVP_MAC_CTX_new(hmac_impl);
         if (!ctx)
                 return -ENOMEM;
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                     (char *)hmac_digest_name(alg), 0);
+        params[0] = OSSL_PARAM_construct_utf8_string(
+                OSSL_MAC_PARAM_DIGEST, (char *)hmac_digest_name(alg), 0);
         params[1] = OSSL_PARAM_construct_end();
         if (EVP_MAC_init(ctx, key, key_len, params) != 1)
                 goto finish;
         for (size_t i = 0; i < n_parts; i++)
                 if (parts[i].n > 0 &&
-                    EVP_MAC_update(ctx, (const unsigned char *)parts[i].p, parts[i].n) != 1)
+                        EVP_MAC_update(ctx, (const unsigned char *)parts[i].p, parts[i].n) != 1)
                         goto finish;
         if (EVP_MAC_final(ctx, out, out_len, EVP_MAX_MD_SIZE) != 1)
                 goto finish;
@@ -311,10 +316,18 @@ finish:
         return r;
 }
 
+static EVP_PKEY *parse_pkey(knock_key_kind kind, const unsigned char *data, size_t len)
+{
+        if (kind == KNOCK_KEY_ED25519)
+                return len == 32 ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, data, len)
+                                 : NULL;
+        return d2i_PUBKEY(NULL, &data, (long)len);
+}
+
 /* Public-key signature check. Ed25519 signs the whole message (no streaming), so the
  * parts are joined; ECDSA P-256 is over SHA-256 of the same bytes, DER signature. */
 static int pkey_verify(const knock_secret *key, const span *parts, size_t n_parts,
-                       const unsigned char *sig, size_t sig_len)
+        const unsigned char *sig, size_t sig_len)
 {
         _cleanup_free_ unsigned char *msg = NULL;
         EVP_PKEY *pkey = NULL;
@@ -333,14 +346,16 @@ static int pkey_verify(const knock_secret *key, const span *parts, size_t n_part
                 o += parts[i].n;
         }
 
-        if (key->kind == KNOCK_KEY_ED25519) {
-                if (key->len != 32 || sig_len != 64)
-                        return 0;
-                pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key->data, key->len);
-        } else {
-                const unsigned char *p = key->data;
-                pkey = d2i_PUBKEY(NULL, &p, (long)key->len);
-        }
+        if (key->kind == KNOCK_KEY_ED25519 && sig_len != 64)
+                return 0;
+        /* Parsed once by verify_secret_from_text (the OpenSSL 3 decoders cost more than
+         * the verification itself); a hand-built secret is parsed here. */
+        if (key->pkey) {
+                pkey = key->pkey;
+                if (EVP_PKEY_up_ref(pkey) != 1)
+                        return -ENOMEM;
+        } else
+                pkey = parse_pkey(key->kind, key->data, key->len);
         if (!pkey)
                 return 0;
         md = EVP_MD_CTX_new();
@@ -349,7 +364,7 @@ static int pkey_verify(const knock_secret *key, const span *parts, size_t n_part
                 return -ENOMEM;
         }
         r = EVP_DigestVerifyInit(md, NULL, key->kind == KNOCK_KEY_ED25519 ? NULL : EVP_sha256(),
-                                 NULL, pkey) == 1 &&
+                    NULL, pkey) == 1 &&
             EVP_DigestVerify(md, sig, sig_len, msg, len) == 1;
         EVP_MD_CTX_free(md);
         EVP_PKEY_free(pkey);
@@ -416,15 +431,18 @@ static int hexval(char ch)
 
 typedef struct jscan {
         const char *p, *end;
-        size_t n;                        /* pointers resolved in this pass */
+        size_t n; /* pointers resolved in this pass */
         span found[JSON_MAX_PTRS];
         bool have[JSON_MAX_PTRS];
 } jscan;
 
 static void js_ws(jscan *s)
 {
-        while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-                s->p++;
+        const char *p = s->p;
+
+        while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+                p++;
+        s->p = p;
 }
 
 /* Bytes that need no attention inside a string: everything but '"', '\\' and controls. */
@@ -433,46 +451,58 @@ static inline bool js_plain(unsigned char ch)
         return ch >= 0x20 && ch != '"' && ch != '\\';
 }
 
-/* At '"'. Leaves s->p after the closing quote; *raw is the text between the quotes. */
+/* At '"'. Leaves s->p after the closing quote; *raw is the text between the quotes.
+ * The cursor is kept in locals: through s->p every byte load could alias it. */
 static bool js_string(jscan *s, span *raw, bool *escaped)
 {
-        const char *start = ++s->p;
+        const char *p = s->p + 1, *end = s->end, *start = p;
 
         *escaped = false;
-        while (s->p < s->end) {
+        for (;;) {
                 unsigned char ch;
 
-                /* The hot loop: most of a body is plain string bytes. */
-                while (s->p < s->end && js_plain((unsigned char)*s->p))
-                        s->p++;
-                if (s->p >= s->end)
-                        break;
-                ch = (unsigned char)*s->p;
-                if (ch == '"') {
-                        *raw = (span){ start, (size_t)(s->p - start) };
-                        s->p++;
-                        return true;
+                /* The hot loop: most of a body is plain string bytes. Eight at a time
+                 * while none is a control byte, '"' or '\\' (the classic "has a zero
+                 * byte" test, (x - 0x01..) & ~x & 0x80.., exact as a yes/no). */
+                while (end - p >= 8) {
+                        const uint64_t ones = 0x0101010101010101ULL, highs = ones << 7;
+                        uint64_t v, q, b;
+
+                        memcpy(&v, p, 8);
+                        q = v ^ (ones * '"');
+                        b = v ^ (ones * '\\');
+                        if ((((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) &
+                                highs)
+                                break;
+                        p += 8;
                 }
+                while (p < end && js_plain((unsigned char)*p))
+                        p++;
+                if (p >= end)
+                        return false;
+                ch = (unsigned char)*p;
+                if (ch == '"')
+                        break;
                 if (ch < 0x20)
                         return false;
-                if (ch == '\\') {
-                        *escaped = true;
-                        if (++s->p >= s->end)
+                /* a backslash */
+                *escaped = true;
+                if (++p >= end)
+                        return false;
+                if (*p == 'u') {
+                        if (end - p < 5)
                                 return false;
-                        ch = (unsigned char)*s->p;
-                        if (ch == 'u') {
-                                if (s->end - s->p < 5)
+                        for (int i = 1; i <= 4; i++)
+                                if (hexval(p[i]) < 0)
                                         return false;
-                                for (int i = 1; i <= 4; i++)
-                                        if (hexval(s->p[i]) < 0)
-                                                return false;
-                                s->p += 4;
-                        } else if (!strchr("\"\\/bfnrt", ch) || ch == 0)
-                                return false;
-                }
-                s->p++;
+                        p += 4;
+                } else if (!strchr("\"\\/bfnrt", *p) || *p == 0)
+                        return false;
+                p++;
         }
-        return false;
+        *raw = (span){start, (size_t)(p - start)};
+        s->p = p + 1;
+        return true;
 }
 
 static bool js_digits(jscan *s)
@@ -521,8 +551,8 @@ static const char *ptr_match_key(const char *tok, span key, bool escaped)
         if (escaped) {
                 json_t *j = json_loadb(key.p - 1, key.n + 2, JSON_DECODE_ANY, NULL);
                 if (json_is_string(j))
-                        r = ptr_match_key(tok, (span){ json_string_value(j), json_string_length(j) },
-                                          false);
+                        r = ptr_match_key(
+                                tok, (span){json_string_value(j), json_string_length(j)}, false);
                 json_decref(j);
                 return r;
         }
@@ -633,7 +663,7 @@ static bool js_value(jscan *s, const char *const *tok, bool on_path, int depth)
         }
         for (size_t i = 0; on_path && i < s->n; i++)
                 if (tok[i] && !*tok[i] && !s->have[i]) {
-                        s->found[i] = (span){ start, (size_t)(s->p - start) };
+                        s->found[i] = (span){start, (size_t)(s->p - start)};
                         s->have[i] = true;
                 }
         return true;
@@ -688,7 +718,7 @@ static bool body_lookup(vctx *c, const char *ptr, span *ret)
                 }
         /* Not registered before the scan: a pass of its own (there is always room). */
         {
-                const char *one[JSON_MAX_PTRS] = { ptr };
+                const char *one[JSON_MAX_PTRS] = {ptr};
                 jscan s = {
                         .p = (const char *)c->req->body,
                         .end = (const char *)c->req->body + c->req->body_len,
@@ -725,7 +755,7 @@ static int json_text(span v, char **ret)
                 return *ret ? 0 : -ENOMEM;
         }
         if (v.p[0] >= '0' && v.p[0] <= '9' && v.n <= 18 && !memchr(v.p, '.', v.n) &&
-            !memchr(v.p, 'e', v.n) && !memchr(v.p, 'E', v.n)) {
+                !memchr(v.p, 'e', v.n) && !memchr(v.p, 'E', v.n)) {
                 *ret = strndup(v.p, v.n);
                 return *ret ? 0 : -ENOMEM;
         }
@@ -851,7 +881,7 @@ static int body_form(vctx *c, form_param **ret, size_t *ret_n)
 {
         if (c->form_state == 0) {
                 int r = c->req->body ? form_parse((const char *)c->req->body, c->req->body_len,
-                                                  &c->form, &c->n_form)
+                                               &c->form, &c->n_form)
                                      : -EINVAL;
                 if (r == -ENOMEM)
                         return r;
@@ -867,9 +897,9 @@ static span request_query(const knock_request *req)
 {
         const char *q = req->uri ? strchr(req->uri, '?') : NULL;
         if (!q)
-                return (span){ "", 0 };
+                return (span){"", 0};
         q++;
-        return (span){ q, strcspn(q, "#") };
+        return (span){q, strcspn(q, "#")};
 }
 
 /* ---- metadata (rule 8: before verification) ------------------------------------------------ */
@@ -901,7 +931,7 @@ static int meta_source(vctx *c, const char *src, char **ret)
                         return r;
                 for (size_t i = 0; i < nf; i++)
                         if (streq(f[i].name, src + 5) && *f[i].value &&
-                            strlen(f[i].value) <= MAX_META) {
+                                strlen(f[i].value) <= MAX_META) {
                                 *ret = strdup(f[i].value);
                                 return *ret ? 0 : -ENOMEM;
                         }
@@ -911,8 +941,8 @@ static int meta_source(vctx *c, const char *src, char **ret)
 }
 
 /* An endpoint option replaces the provider's list entirely. */
-static int meta_first(vctx *c, const char *override, const char *const *defaults, size_t n,
-                      char **ret)
+static int meta_first(
+        vctx *c, const char *override, const char *const *defaults, size_t n, char **ret)
 {
         int r;
 
@@ -942,7 +972,7 @@ static int extract_metadata(vctx *c)
         int r;
 
         r = meta_first(c, c->cfg->dedupe, c->s->dedupe, ELEMENTSOF(c->s->dedupe),
-                       &c->res->provider_event_id);
+                &c->res->provider_event_id);
         if (r < 0)
                 return r;
         r = meta_first(c, c->cfg->type, c->s->type, ELEMENTSOF(c->s->type), &c->res->event_type);
@@ -995,13 +1025,13 @@ static int digits_at(const char *p, int n)
 /* "2021-07-25T10:00:00Z", optionally with fractional seconds: exactly that shape, UTC. */
 static int parse_rfc3339_ms(span s, int64_t *ret)
 {
-        static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
         const char *p = s.p, *end = s.p + s.n;
         int y, mo, d, h, mi, sec;
         int64_t frac = 0, scale = 100;
 
         if (s.n < 20 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't') ||
-            p[13] != ':' || p[16] != ':')
+                p[13] != ':' || p[16] != ':')
                 return -EINVAL;
         y = digits_at(p, 4);
         mo = digits_at(p + 5, 2);
@@ -1009,8 +1039,8 @@ static int parse_rfc3339_ms(span s, int64_t *ret)
         h = digits_at(p + 11, 2);
         mi = digits_at(p + 14, 2);
         sec = digits_at(p + 17, 2);
-        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 ||
-            mi < 0 || mi > 59 || sec < 0 || sec > 59)
+        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+                mi > 59 || sec < 0 || sec > 59)
                 return -EINVAL;
         if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
                 return -EINVAL;
@@ -1026,7 +1056,8 @@ static int parse_rfc3339_ms(span s, int64_t *ret)
         }
         if (p + 1 != end || (*p != 'Z' && *p != 'z'))
                 return -EINVAL;
-        *ret = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + frac;
+        *ret = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 +
+               frac;
         return 0;
 }
 
@@ -1063,7 +1094,8 @@ static int check_window(vctx *c, int64_t ts_ms)
         if (now > ts_ms && (uint64_t)now - (uint64_t)ts_ms > (uint64_t)tol)
                 return fail(c, KNOCK_VERIFY_E_EXPIRED, "timestamp outside tolerance (too old)");
         if (c->s->future && ts_ms > now && (uint64_t)ts_ms - (uint64_t)now > (uint64_t)tol)
-                return fail(c, KNOCK_VERIFY_E_FUTURE, "timestamp outside tolerance (in the future)");
+                return fail(
+                        c, KNOCK_VERIFY_E_FUTURE, "timestamp outside tolerance (in the future)");
         return 0;
 }
 
@@ -1121,8 +1153,8 @@ static int match_any(vctx *c, knock_hmac_alg alg, const span *parts, size_t n_pa
                                 continue;
                         }
                         if (!have_mac) {
-                                r = hmac_parts(alg, key->data, key->len, parts, n_parts, mac,
-                                               &mac_len);
+                                r = hmac_parts(
+                                        alg, key->data, key->len, parts, n_parts, mac, &mac_len);
                                 if (r < 0)
                                         return r;
                                 have_mac = true;
@@ -1155,7 +1187,7 @@ static int verify_simple(vctx *c)
 {
         const scheme *s = c->s;
         const char *hv, *tv = NULL;
-        span parts[5], sigtext, ts = { "", 0 };
+        span parts[5], sigtext, ts = {"", 0};
         size_t np = 0;
         int r;
 
@@ -1178,8 +1210,8 @@ static int verify_simple(vctx *c)
         if (s->prefix) {
                 size_t pl = strlen(s->prefix);
                 if (sigtext.n < pl || strncasecmp(sigtext.p, s->prefix, pl) != 0)
-                        return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed %s header",
-                                    s->sig_header);
+                        return fail(
+                                c, KNOCK_VERIFY_E_MALFORMED, "malformed %s header", s->sig_header);
                 sigtext.p += pl;
                 sigtext.n -= pl;
         }
@@ -1187,13 +1219,13 @@ static int verify_simple(vctx *c)
                 return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed %s header", s->sig_header);
 
         if (s->msg_pre)
-                parts[np++] = (span){ s->msg_pre, strlen(s->msg_pre) };
+                parts[np++] = (span){s->msg_pre, strlen(s->msg_pre)};
         if (s->ts_header) {
                 parts[np++] = ts;
                 if (s->msg_mid)
-                        parts[np++] = (span){ s->msg_mid, strlen(s->msg_mid) };
+                        parts[np++] = (span){s->msg_mid, strlen(s->msg_mid)};
         }
-        parts[np++] = (span){ (const char *)c->req->body, c->req->body_len };
+        parts[np++] = (span){(const char *)c->req->body, c->req->body_len};
 
         r = match_any(c, s->alg, parts, np);
         if (r < 0)
@@ -1221,7 +1253,7 @@ static int verify_ts_list(vctx *c)
 {
         const scheme *s = c->s;
         const char *hv, *p;
-        span ts = { NULL, 0 }, parts[3];
+        span ts = {NULL, 0}, parts[3];
         size_t n, n_sig_fields = 0;
         int r;
 
@@ -1240,7 +1272,7 @@ static int verify_ts_list(vctx *c)
                         if (span_eq(key, s->list_ts)) {
                                 if (ts.p)
                                         return fail(c, KNOCK_VERIFY_E_MALFORMED,
-                                                    "malformed %s header", s->sig_header);
+                                                "malformed %s header", s->sig_header);
                                 ts = val;
                         } else if (span_eq(key, s->list_sig)) {
                                 n_sig_fields++;
@@ -1259,8 +1291,8 @@ static int verify_ts_list(vctx *c)
                 return r;
 
         parts[0] = ts;
-        parts[1] = (span){ s->msg_mid, strlen(s->msg_mid) };
-        parts[2] = (span){ (const char *)c->req->body, c->req->body_len };
+        parts[1] = (span){s->msg_mid, strlen(s->msg_mid)};
+        parts[2] = (span){(const char *)c->req->body, c->req->body_len};
         r = match_any(c, KNOCK_HMAC_SHA256, parts, 3);
         if (r < 0)
                 return r;
@@ -1273,8 +1305,8 @@ static int verify_ts_list(vctx *c)
 static int verify_standard(vctx *c)
 {
         static const char *const fam[2][3] = {
-                { "webhook-id", "webhook-timestamp", "webhook-signature" },
-                { "svix-id", "svix-timestamp", "svix-signature" },
+                {"webhook-id", "webhook-timestamp", "webhook-signature"},
+                {"svix-id", "svix-timestamp", "svix-signature"},
         };
         const char *v[3];
         const char *const *names;
@@ -1308,8 +1340,8 @@ static int verify_standard(vctx *c)
                 const char *comma = memchr(p, ',', len);
 
                 if (comma) {
-                        span ver = { p, (size_t)(comma - p) };
-                        span val = { comma + 1, len - (size_t)(comma - p) - 1 };
+                        span ver = {p, (size_t)(comma - p)};
+                        span val = {comma + 1, len - (size_t)(comma - p) - 1};
                         if (span_eq(ver, "v1"))
                                 add_sig(c, val, KNOCK_ENC_BASE64, KNOCK_KEY_SHARED);
                         else if (span_eq(ver, "v1a"))
@@ -1324,10 +1356,10 @@ static int verify_standard(vctx *c)
                 return fail(c, KNOCK_VERIFY_E_MISMATCH, "no signature matches");
 
         parts[0] = id;
-        parts[1] = (span){ ".", 1 };
+        parts[1] = (span){".", 1};
         parts[2] = ts;
-        parts[3] = (span){ ".", 1 };
-        parts[4] = (span){ (const char *)c->req->body, c->req->body_len };
+        parts[3] = (span){".", 1};
+        parts[4] = (span){(const char *)c->req->body, c->req->body_len};
         r = match_any(c, KNOCK_HMAC_SHA256, parts, 5);
         if (r < 0)
                 return r;
@@ -1429,17 +1461,17 @@ static int verify_twilio(vctx *c)
         parts = calloc(1 + 2 * nf, sizeof(span));
         if (!parts)
                 return -ENOMEM;
-        parts[np++] = (span){ url, strlen(url) };
+        parts[np++] = (span){url, strlen(url)};
         for (size_t i = 0; i < nf; i++) {
-                parts[np++] = (span){ f[i].name, strlen(f[i].name) };
-                parts[np++] = (span){ f[i].value, strlen(f[i].value) };
+                parts[np++] = (span){f[i].name, strlen(f[i].name)};
+                parts[np++] = (span){f[i].value, strlen(f[i].value)};
         }
 
         r = match_any(c, KNOCK_HMAC_SHA1, parts, np);
         if (r == 0) {
                 r = url_port_variant(url, &alt);
                 if (r == 0 && alt) {
-                        parts[0] = (span){ alt, strlen(alt) };
+                        parts[0] = (span){alt, strlen(alt)};
                         r = match_any(c, KNOCK_HMAC_SHA1, parts, np);
                 }
         }
@@ -1453,7 +1485,7 @@ static int verify_twilio(vctx *c)
                 size_t wn;
 
                 if (hex_decode(body_sha, strlen(body_sha), want, sizeof(want), &wn) < 0 ||
-                    wn != sizeof(want))
+                        wn != sizeof(want))
                         return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed bodySHA256");
                 if (EVP_Digest(c->req->body, c->req->body_len, got, NULL, EVP_sha256(), NULL) != 1)
                         return -EIO;
@@ -1502,10 +1534,10 @@ static int verify_hubspot(vctx *c)
         }
         url[o] = 0;
 
-        parts[0] = (span){ c->req->method ? c->req->method : "POST",
-                           strlen(c->req->method ? c->req->method : "POST") };
-        parts[1] = (span){ url, o };
-        parts[2] = (span){ (const char *)c->req->body, c->req->body_len };
+        parts[0] = (span){c->req->method ? c->req->method : "POST",
+                strlen(c->req->method ? c->req->method : "POST")};
+        parts[1] = (span){url, o};
+        parts[2] = (span){(const char *)c->req->body, c->req->body_len};
         parts[3] = ts;
         r = match_any(c, KNOCK_HMAC_SHA256, parts, 4);
         if (r < 0)
@@ -1521,7 +1553,7 @@ static bool credential_matches(vctx *c, const unsigned char *cred, size_t n)
         for (size_t k = 0; k < c->cfg->n_secrets; k++) {
                 const knock_secret *key = &c->cfg->secrets[k];
                 if (key->kind == KNOCK_KEY_SHARED && key->len == n &&
-                    CRYPTO_memcmp(key->data, cred, n) == 0)
+                        CRYPTO_memcmp(key->data, cred, n) == 0)
                         found = true;
         }
         return found;
@@ -1536,7 +1568,8 @@ static int verify_credential(vctx *c)
 
         if (c->s->family == FAM_TOKEN)
                 name = c->s->sig_header ? c->s->sig_header
-                                        : cfg->header ? cfg->header : DEFAULT_TOKEN_HEADER;
+                       : cfg->header    ? cfg->header
+                                        : DEFAULT_TOKEN_HEADER;
         else
                 name = "Authorization";
         r = one_header(c, name, NULL, &hv);
@@ -1551,7 +1584,8 @@ static int verify_credential(vctx *c)
 
         const char *scheme_name = c->s->family == FAM_BASIC ? "Basic" : "Bearer";
         size_t sl = strlen(scheme_name);
-        if (v.n <= sl || strncasecmp(v.p, scheme_name, sl) != 0 || (v.p[sl] != ' ' && v.p[sl] != '\t'))
+        if (v.n <= sl || strncasecmp(v.p, scheme_name, sl) != 0 ||
+                (v.p[sl] != ' ' && v.p[sl] != '\t'))
                 return fail(c, KNOCK_VERIFY_E_MALFORMED, "Authorization is not %s", scheme_name);
         v = span_trim(v.p + sl, v.n - sl);
         if (c->s->family == FAM_BEARER)
@@ -1574,8 +1608,7 @@ static int verify_credential(vctx *c)
 
 /* ---- handshakes (rule 10: only after verification) ----------------------------------------- */
 
-static int set_handshake(knock_verify_result *res, int status, const char *ctype,
-                         const char *body)
+static int set_handshake(knock_verify_result *res, int status, const char *ctype, const char *body)
 {
         res->handshake_content_type = ctype ? strdup(ctype) : NULL;
         res->handshake_body = strdup(body);
@@ -1601,7 +1634,7 @@ static int detect_handshake(vctx *c, knock_provider p)
                 return 0;
         if (p == KNOCK_PROVIDER_SLACK) {
                 if (!span_eq(type, "\"url_verification\"") || !body_lookup(c, "/challenge", &v) ||
-                    v.p[0] != '"')
+                        v.p[0] != '"')
                         return 0;
                 r = json_text(v, &challenge);
                 if (r < 0)
@@ -1653,8 +1686,8 @@ static int verify_meta_get(vctx *c)
 
 /* ---- entry points -------------------------------------------------------------------------- */
 
-int verify_request(const knock_verify_config *cfg, const knock_request *req,
-                   knock_verify_result *result)
+int verify_request(
+        const knock_verify_config *cfg, const knock_request *req, knock_verify_result *result)
 {
         scheme hmac_scheme;
         vctx c = {
@@ -1712,9 +1745,9 @@ int verify_request(const knock_verify_config *cfg, const knock_request *req,
 
         switch (c.s->family) {
         case FAM_NONE:
-                r = cfg->allow_unverified
-                            ? 0
-                            : fail(&c, KNOCK_VERIFY_E_UNVERIFIED, "provider none without allow_unverified");
+                r = cfg->allow_unverified ? 0
+                                          : fail(&c, KNOCK_VERIFY_E_UNVERIFIED,
+                                                    "provider none without allow_unverified");
                 break;
         case FAM_SIMPLE:
                 r = c.s->layout == MSG_HUBSPOT ? verify_hubspot(&c) : verify_simple(&c);
@@ -1768,11 +1801,18 @@ void verify_result_clear(knock_verify_result *r)
 
 static void secret_wipe(knock_secret *s)
 {
+        EVP_PKEY_free(s->pkey);
         if (s->data) {
                 OPENSSL_cleanse(s->data, s->len);
                 free(s->data);
         }
         *s = (knock_secret){};
+}
+
+void verify_secret_clear(knock_secret *s)
+{
+        if (s)
+                secret_wipe(s);
 }
 
 void verify_config_clear(knock_verify_config *c)
@@ -1789,7 +1829,7 @@ void verify_config_clear(knock_verify_config *c)
         free(c->dedupe);
         free(c->type);
         secret_free(c->verify_token);
-        *c = (knock_verify_config){ .tolerance_ms = -1 };
+        *c = (knock_verify_config){.tolerance_ms = -1};
 }
 
 /* base64 text into a fresh buffer; whitespace (PEM-style line breaks) is skipped. */
@@ -1867,8 +1907,8 @@ static int sendgrid_key(const char *text, knock_secret *ret)
                 }
         }
         r = EVP_PKEY_is_a(pkey, "EC") &&
-            EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-                                            NULL) == 1 &&
+            EVP_PKEY_get_utf8_string_param(
+                    pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) == 1 &&
             streq(group, "prime256v1");
         EVP_PKEY_free(pkey);
         if (!r)
@@ -1879,7 +1919,7 @@ static int sendgrid_key(const char *text, knock_secret *ret)
         return 0;
 }
 
-int verify_secret_from_text(knock_provider p, const char *text, knock_secret *ret)
+static int secret_from_text(knock_provider p, const char *text, knock_secret *ret)
 {
         unsigned char *data = NULL;
         size_t n = 0;
@@ -1902,13 +1942,13 @@ int verify_secret_from_text(knock_provider p, const char *text, knock_secret *re
                                 free(data);
                                 return -EINVAL;
                         }
-                        *ret = (knock_secret){ data, n, KNOCK_KEY_ED25519 };
+                        *ret = (knock_secret){data, n, KNOCK_KEY_ED25519};
                         return 0;
                 }
                 r = b64_to_bytes(startswith(text, "whsec_") ? text + 6 : text, &data, &n);
                 if (r < 0)
                         return r;
-                *ret = (knock_secret){ data, n, KNOCK_KEY_SHARED };
+                *ret = (knock_secret){data, n, KNOCK_KEY_SHARED};
                 return 0;
         case KNOCK_PROVIDER_DISCORD:
                 data = malloc(32);
@@ -1918,7 +1958,7 @@ int verify_secret_from_text(knock_provider p, const char *text, knock_secret *re
                         free(data);
                         return -EINVAL;
                 }
-                *ret = (knock_secret){ data, n, KNOCK_KEY_ED25519 };
+                *ret = (knock_secret){data, n, KNOCK_KEY_ED25519};
                 return 0;
         case KNOCK_PROVIDER_SENDGRID:
                 return sendgrid_key(text, ret);
@@ -1931,19 +1971,43 @@ int verify_secret_from_text(knock_provider p, const char *text, knock_secret *re
                 if (!data)
                         return -ENOMEM;
                 memcpy(data, text, n);
-                *ret = (knock_secret){ data, n, KNOCK_KEY_SHARED };
+                *ret = (knock_secret){data, n, KNOCK_KEY_SHARED};
                 return 0;
         }
 }
 
+int verify_secret_from_text(knock_provider p, const char *text, knock_secret *ret)
+{
+        knock_secret k = {};
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        r = secret_from_text(p, text, &k);
+        if (r < 0)
+                return r;
+        if (k.kind != KNOCK_KEY_SHARED) {
+                k.pkey = parse_pkey(k.kind, k.data, k.len);
+                if (!k.pkey) {
+                        secret_wipe(&k);
+                        return -EINVAL;
+                }
+        }
+        *ret = k;
+        return 0;
+}
+
 int standard_sign(const knock_secret *key, const char *id, const char *ts,
-                  const unsigned char *body, size_t len, char *out, size_t out_len)
+        const unsigned char *body, size_t len, char *out, size_t out_len)
 {
         unsigned char mac[EVP_MAX_MD_SIZE];
         size_t mac_len = 0;
         span parts[5] = {
-                { id, strlen(id) }, { ".", 1 }, { ts, strlen(ts) }, { ".", 1 },
-                { (const char *)body, len },
+                {id, strlen(id)},
+                {".", 1},
+                {ts, strlen(ts)},
+                {".", 1},
+                {(const char *)body, len},
         };
         int r;
 

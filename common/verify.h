@@ -80,6 +80,8 @@ typedef struct knock_secret {
         unsigned char *data; /* the key bytes (already decoded where the scheme says so) */
         size_t len;
         knock_key_kind kind;
+        void *pkey;          /* public keys: the parsed EVP_PKEY, owned (freed by
+                              * verify_config_clear); NULL means parse per request */
 } knock_secret;
 
 typedef struct knock_verify_config {
@@ -156,6 +158,8 @@ const char *provider_to_string(knock_provider p);
  * caller wipes and frees ret->data (verify_config_clear does). */
 int verify_secret_from_text(knock_provider p, const char *text, knock_secret *ret);
 void verify_config_clear(knock_verify_config *c);
+/* Wipes and frees one secret's bytes and parsed key; leaves *s zeroed. */
+void verify_secret_clear(knock_secret *s);
 
 /* Case-insensitive header lookup. Returns the number of occurrences; *ret the first. */
 size_t request_header(const knock_request *req, const char *name, const char **ret);

@@ -511,10 +511,12 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
                 } else if (it->kind == INGEST_HANDSHAKE && req) {
                         const char *b = it->handshake_body ? it->handshake_body : "";
                         in->stats.handshakes++;
-                        reply(req, it->handshake_status, "OK",
-                              it->handshake_content_type ? it->handshake_content_type
-                                                         : "text/plain",
-                              b, strlen(b));
+                        if (it->handshake_status == 204 || !it->handshake_content_type)
+                                /* e.g. Discord's webhook-event PING: no body at all. */
+                                evhttp_send_reply(req, it->handshake_status, "No Content", NULL);
+                        else
+                                reply(req, it->handshake_status, "OK", it->handshake_content_type,
+                                      b, strlen(b));
                 }
                 ingest_item_free(it);
         }

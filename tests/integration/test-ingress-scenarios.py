@@ -9,6 +9,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import tempfile
 import time
 
 import knocktest as kt
@@ -18,12 +20,40 @@ STRIPE_SECRET = "whsec_stripe_test_secret"
 STD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
+META_TOKEN = "meta-verify-token-123"
+META_SECRET = "meta-app-secret"
+
+
+class Ed25519:
+    """A Discord-style key pair made with the openssl CLI (stdlib has no
+    Ed25519); signatures are computed by openssl, independently of knock."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="knock-ed25519-")
+        self.key = os.path.join(self.dir, "key.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.key], check=True)
+        der = subprocess.run(["openssl", "pkey", "-in", self.key, "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        self.public_hex = der[-32:].hex()
+
+    def sign(self, msg):
+        path = os.path.join(self.dir, "msg")
+        with open(path, "wb") as f:
+            f.write(msg)
+        return subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", self.key, "-rawin", "-in", path],
+                              check=True, capture_output=True).stdout.hex()
+
+
+ED = Ed25519()
+
 CONFIGS = {
     "github": "provider = github\nsecret = literal:%s\nmax_body = 4K\n" % GH_SECRET,
     "stripe": "provider = stripe\nsecret = literal:%s\n" % STRIPE_SECRET,
     "standard": "provider = standard\nsecret = literal:%s\n" % STD_SECRET,
     "slack": "provider = slack\nsecret = literal:%s\n" % SLACK_SECRET,
     "bearer": "provider = bearer\nsecret = literal:s3cr3t-token\n",
+    "discord": "provider = discord\nsecret = literal:%s\n" % ED.public_hex,
+    "meta": "provider = meta\nsecret = literal:%s\nverify_token = %s\n" % (META_SECRET, META_TOKEN),
 }
 
 
@@ -50,6 +80,13 @@ def build_request(r):
         base = b"v0:" + str(now).encode() + b":" + body
         headers.update({"X-Slack-Request-Timestamp": str(now),
                         "X-Slack-Signature": "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()})
+    elif sign == "discord":
+        ts = str(now + r.get("ts_offset", 0))
+        headers.update({"X-Signature-Timestamp": ts,
+                        "X-Signature-Ed25519": ED.sign(ts.encode() + body)})
+    elif sign == "meta":
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(META_SECRET.encode(), body,
+                                                              hashlib.sha256).hexdigest()
     for i in range(r.get("big_headers", 0)):
         headers["X-Filler-%03d" % i] = "v" * 600
     return r.get("method", "POST"), r.get("path", "/"), body, headers
