@@ -143,7 +143,9 @@ static ingest_conn *conn_get(ingress *in, struct evhttp_connection *evcon)
 
         if (in->conns[i])
                 return in->conns[i];
-        if (in->n_conns >= in->d.cfg->max_connections)
+        /* The table was sized for the limit at start; a reload may raise the
+         * limit but never past half the table, so probing always ends. */
+        if (in->n_conns >= MIN(in->d.cfg->max_connections, in->conns_cap / 2))
                 return NULL;
         c = calloc(1, sizeof(*c));
         if (!c)
@@ -651,10 +653,8 @@ static int setup_sockets(ingress *in)
         return 0;
 }
 
-static void configure_http(ingress *in, struct evhttp *http)
+static void configure_http(const knock_config *cfg, struct evhttp *http)
 {
-        const knock_config *cfg = in->d.cfg;
-
         evhttp_set_max_headers_size(http, HTTP_HEADER_LIMIT);
         evhttp_set_max_body_size(http, (ev_ssize_t)(cfg->max_body + BODY_SLACK));
         evhttp_set_timeout(http, (int)MAX(1, MAX(cfg->header_timeout_ms, cfg->body_timeout_ms) / 1000));
@@ -768,7 +768,7 @@ static int ingress_reload(knock_daemon *d, knock_config *n)
 {
         /* Limits and verification settings take effect for the next request;
          * listen addresses change only through the socket units. */
-        configure_http(the_ingress, the_ingress->http_public);
+        configure_http(n, the_ingress->http_public);
         the_ingress->admin.cfg = n;
         return 0;
 }
@@ -816,7 +816,7 @@ int main(int argc, char **argv)
                 r = log_error_errno(-ENOMEM, "Out of memory");
                 goto finish;
         }
-        configure_http(&in, in.http_public);
+        configure_http(in.d.cfg, in.http_public);
         evhttp_set_gencb(in.http_public, on_public_request, &in);
         evhttp_set_timeout(in.http_admin, 10);
         evhttp_set_gencb(in.http_admin, admin_handle, &in.admin);

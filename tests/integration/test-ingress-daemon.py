@@ -156,6 +156,30 @@ def test_drain(t):
         ep.cleanup()
 
 
+def test_reload(t):
+    ep = kt.Endpoint("demo")
+    try:
+        config(ep)
+        ep.start_ingress(activate=False)
+        nl = ep.notify["ingress"]
+        big = b'{"pad":"' + b"x" * 3000 + b'"}'
+        t.eq(post(ep, "rl-1", big)[0], 200, "reload: 3 KB body accepted with the default max_body")
+        config(ep, "max_body = 1K\n")
+        os.kill(ep.procs["ingress"].pid, signal.SIGHUP)
+        t.ok(kt.wait_for(lambda: any("reloaded" in s for s in nl.seen("STATUS")), 5),
+             "SIGHUP: RELOADING=1 then READY=1 with a reloaded STATUS", nl.messages[-3:])
+        t.ok(nl.seen("RELOADING"), "RELOADING=1 sent")
+        t.eq(post(ep, "rl-2", big)[0], 413, "reload: the new max_body applies")
+        ep.write_config("[endpoint]\nprovider = nosuch\n")
+        os.kill(ep.procs["ingress"].pid, signal.SIGHUP)
+        t.ok(kt.wait_for(lambda: any("reload failed" in s for s in nl.seen("STATUS")), 5),
+             "a broken configuration on reload is refused and STATUS says so", nl.seen("STATUS")[-2:])
+        t.eq(post(ep, "rl-3", b"{}")[0], 200, "the previous configuration keeps serving")
+        t.eq(ep.stop("ingress"), 0, "clean stop after reloads")
+    finally:
+        ep.cleanup()
+
+
 def journal_child():
     """Runs inside a private mount namespace with a private journald."""
     t = kt.Tap()
@@ -226,6 +250,7 @@ def main():
     test_oomfile(t)
     test_lock_timeout(t)
     test_drain(t)
+    test_reload(t)
     test_journal(t)
     t.done()
 
