@@ -1,0 +1,311 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# Runs INSIDE a booted Debian bookworm container with systemd as PID 1
+# (../shared/tools/systemd-vm/boot-and-run), after the knock .deb was installed.
+# Walks the path of a user: endpoint file, `systemctl start knock@demo`, a
+# signed webhook, handler, completion hook, journal, knockctl, watchdog,
+# timers and backup, stop, reinstall, purge.
+#
+# Prints one "ok - what" / "not ok - what" line per check (the host script
+# numbers them into TAP); a step that depends on an earlier one that failed
+# still runs and fails on its own, so every missing piece is visible.
+# Exit status: number of failed checks.
+set -u
+OUT=${KNOCK_TEST_OUT:-/knock-test/out}
+DEB=$(ls /knock-test/in/debs/knock_*.deb 2>/dev/null | head -1)
+fails=0
+CR=$(printf '\r')
+
+check() {
+        d=$1; shift
+        echo "== $d" >>"$OUT/inside-commands.log"
+        if "$@" >>"$OUT/inside-commands.log" 2>&1; then
+                echo "ok - $d"
+        else
+                echo "not ok - $d"
+                fails=$((fails + 1))
+        fi
+}
+note() { echo "# $*"; }
+# wait_for SECONDS CMD...: polls CMD every 0.2 s.
+wait_for() {
+        t=$(($1 * 5)); shift
+        while [ $t -gt 0 ]; do
+                "$@" >/dev/null 2>&1 && return 0
+                sleep 0.2; t=$((t - 1))
+        done
+        return 1
+}
+active() { [ "$(systemctl is-active "$1")" = active ]; }
+inactive() { ! systemctl is-active -q "$1"; }
+mainpid() { systemctl show -P MainPID "$1"; }
+
+note "systemd $(systemctl --version | head -1 | cut -d' ' -f2), $(systemctl is-system-running)"
+
+# ---- the package -------------------------------------------------------------
+check "package knock is installed" dpkg-query -W knock
+check "sysusers created user and group knock" sh -c 'getent passwd knock && getent group knock'
+check "tmpfiles created /var/lib/knock owned by knock, setgid" \
+        sh -c '[ "$(stat -c %U:%G:%a /var/lib/knock)" = knock:knock:2770 ]'
+check "catalog installed and indexed (journalctl --list-catalog)" \
+        sh -c 'journalctl --list-catalog | grep -q 372ae111199c4ecf89ce347293e5daf8'
+check "knock.service active after install" active knock.service
+check "no maintenance service ran at install" \
+        sh -c '! journalctl -b -u knock-prune.service -u knock-backup.service -u knock-retention.service | grep -qE "Starting|Finished"'
+
+# ---- an endpoint: secret, handler, hook receiver -------------------------------
+SECRET="It's a Secret to Everybody"
+HOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+install -d -m 0700 /etc/credstore
+printf '%s' "$SECRET" >/etc/credstore/demo-github
+printf '%s\n' "$HOOK_SECRET" >/etc/credstore/demo-hook
+chmod 0600 /etc/credstore/demo-*
+
+install -d /usr/local/lib/knock
+cat >/usr/local/lib/knock/on-demo <<'EOF'
+#!/bin/sh
+# Test handler: records that it ran, with the environment knock passes.
+body=$(cat)
+echo "$KNOCK_ENDPOINT $KNOCK_EVENT_ID $KNOCK_PROVIDER_EVENT_ID $KNOCK_EVENT_TYPE $KNOCK_ATTEMPT ${#body}" \
+        >>/var/lib/knock/demo-handler.log
+echo "handler saw event $KNOCK_EVENT_ID"
+EOF
+chmod 0755 /usr/local/lib/knock/on-demo
+
+# Completion-hook receiver: one socket-activated shell per connection stores
+# the request's headers and body under /var/tmp/hooks and answers 200.
+mkdir -p /var/tmp/hooks
+cat >/usr/local/bin/hook-recv <<'EOF'
+#!/bin/sh
+CR=$(printf '\r')
+n=$(date +%s%N)
+len=0
+while IFS= read -r line; do
+        line=${line%"$CR"}
+        [ -z "$line" ] && break
+        echo "$line" >>"/var/tmp/hooks/$n.headers"
+        case $line in [Cc]ontent-[Ll]ength:*) len=$(echo "${line#*:}" | tr -d ' ');; esac
+done
+head -c "$len" >"/var/tmp/hooks/$n.body"
+printf 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+EOF
+chmod 0755 /usr/local/bin/hook-recv
+cat >/etc/systemd/system/hook-recv.socket <<'EOF'
+[Socket]
+ListenStream=127.0.0.1:9099
+Accept=yes
+EOF
+cat >/etc/systemd/system/hook-recv@.service <<'EOF'
+[Service]
+ExecStart=/usr/local/bin/hook-recv
+StandardInput=socket
+StandardOutput=socket
+StandardError=journal
+EOF
+
+cat >/etc/knock/endpoints/demo.conf <<'EOF'
+[endpoint]
+provider = github
+secret   = credential:demo-github
+listen   = 127.0.0.1:8101
+
+[worker]
+handler = exec:/usr/local/lib/knock/on-demo
+
+[hook]
+url    = http://127.0.0.1:9099/hooks
+secret = credential:demo-hook
+on     = handled, dead
+EOF
+chown root:knock /etc/knock/endpoints/demo.conf
+chmod 0640 /etc/knock/endpoints/demo.conf
+
+# Test knobs only: a short watchdog for the SIGSTOP check, debug records.
+for d in ingress worker deliver; do
+        mkdir -p "/etc/systemd/system/knock-$d@demo.service.d"
+        printf '[Service]\nEnvironment=KNOCK_LOG_LEVEL=debug\n' \
+                >"/etc/systemd/system/knock-$d@demo.service.d/50-test.conf"
+done
+printf '[Service]\nWatchdogSec=3s\nTimeoutAbortSec=2s\n' \
+        >>/etc/systemd/system/knock-worker@demo.service.d/50-test.conf
+
+systemctl daemon-reload
+systemctl start hook-recv.socket
+
+check "knock-generator wrote the listen drop-in from demo.conf" \
+        grep -qx 'ListenStream=127.0.0.1:8101' /run/systemd/generator/knock-ingress@demo.socket.d/50-knock-listen.conf
+check "knock-generator wrote LoadCredential= for the endpoint's secrets" \
+        sh -c 'grep -qx LoadCredential=demo-github /run/systemd/generator/knock-ingress@demo.service.d/50-knock-credentials.conf &&
+               grep -qx LoadCredential=demo-hook /run/systemd/generator/knock-deliver@demo.service.d/50-knock-credentials.conf'
+
+# ---- start -------------------------------------------------------------------
+check "systemctl start knock@demo" systemctl start knock@demo
+systemctl status --no-pager 'knock*' >"$OUT/status-after-start.txt" 2>&1
+check "knock-ingress@demo.socket listening on 127.0.0.1:8101" \
+        sh -c 'ss -Hltn "sport = :8101" | grep -q 8101'
+check "admin listener /run/knock/demo.admin is a socket, group knock" \
+        sh -c '[ -S /run/knock/demo.admin ] && [ "$(stat -c %G /run/knock/demo.admin)" = knock ]'
+check "knock-ingress@demo.service not started before the first request" inactive knock-ingress@demo.service
+check "knock-worker@demo.service active (READY=1)" wait_for 10 active knock-worker@demo.service
+check "knock-deliver@demo.service active (READY=1)" wait_for 10 active knock-deliver@demo.service
+
+# ---- a signed webhook -----------------------------------------------------------
+BODY='{"action":"opened","zen":"Keep it logically awesome."}'
+SIG=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET" | sed 's/^.* //')
+code=$(curl -sS -o "$OUT/webhook-response.json" -w '%{http_code}' --max-time 10 \
+        -H 'Content-Type: application/json' -H "X-Hub-Signature-256: sha256=$SIG" \
+        -H 'X-GitHub-Delivery: 72d3162e-cc78-11e3-81ab-4c9367dc0958' -H 'X-GitHub-Event: issues' \
+        --data-binary "$BODY" http://127.0.0.1:8101/ 2>>"$OUT/inside-commands.log")
+check "signed webhook answered 200 (got $code)" [ "$code" = 200 ]
+check "the response names the delivery and the event" \
+        sh -c "grep -q delivery_id '$OUT/webhook-response.json' && grep -q event_id '$OUT/webhook-response.json'"
+check "knock-ingress@demo.service started by the first request" active knock-ingress@demo.service
+code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -H 'X-GitHub-Event: issues' \
+        -H 'X-Hub-Signature-256: sha256=00' -H 'X-GitHub-Delivery: forged-1' \
+        --data-binary "$BODY" http://127.0.0.1:8101/ 2>>"$OUT/inside-commands.log")
+check "badly signed webhook answered 401 (got $code)" [ "$code" = 401 ]
+check "ingress has no outbound network (IPAddressDeny=any in its unit)" \
+        sh -c '[ "$(systemctl show -P IPAddressDeny knock-ingress@demo.service)" != "" ]'
+
+check "the handler ran for the event" \
+        wait_for 15 grep -q '72d3162e-cc78-11e3-81ab-4c9367dc0958 issues' /var/lib/knock/demo-handler.log
+cp /var/lib/knock/demo-handler.log "$OUT/" 2>/dev/null
+
+check "the completion hook arrived (knock.event.handled)" \
+        wait_for 15 sh -c 'cat /var/tmp/hooks/*.body | grep -q knock.event.handled'
+hook=$(grep -l knock.event.handled /var/tmp/hooks/*.body 2>/dev/null | head -1)
+hook=${hook%.body}
+cp -r /var/tmp/hooks "$OUT/" 2>/dev/null
+# Standard Webhooks: v1,base64(HMAC-SHA256(base64dec(secret), id.ts.body)).
+hook_sig_ok() {
+        [ -n "$hook" ] || return 1
+        id=$(sed -n "s/^[Ww]ebhook-[Ii]d: *//p" "$hook.headers" | tr -d "$CR")
+        ts=$(sed -n "s/^[Ww]ebhook-[Tt]imestamp: *//p" "$hook.headers" | tr -d "$CR")
+        sig=$(sed -n "s/^[Ww]ebhook-[Ss]ignature: *//p" "$hook.headers" | tr -d "$CR")
+        key=$(printf '%s' "${HOOK_SECRET#whsec_}" | base64 -d | od -An -tx1 | tr -d ' \n')
+        want=$( (printf '%s.%s.' "$id" "$ts"; cat "$hook.body") |
+                openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" -binary | base64)
+        echo "hook id=$id ts=$ts sig=$sig want=v1,$want"
+        case " $sig " in *" v1,$want "*) return 0;; esac
+        return 1
+}
+check "the hook carries a valid Standard Webhooks signature" hook_sig_ok
+
+# ---- journal ---------------------------------------------------------------------
+journalctl -b -o json KNOCK_ENDPOINT=demo --no-pager >"$OUT/journal-demo.json" 2>/dev/null
+check "journalctl KNOCK_ENDPOINT=demo has a delivery record (KNOCK_DELIVERY_ID, KNOCK_REQUEST_ID)" \
+        sh -c "grep '\"KNOCK_DELIVERY_ID\"' '$OUT/journal-demo.json' | grep -q '\"KNOCK_REQUEST_ID\"'"
+check "journalctl KNOCK_ENDPOINT=demo has an event record (KNOCK_EVENT_ID, KNOCK_STATUS)" \
+        sh -c "grep '\"KNOCK_EVENT_ID\"' '$OUT/journal-demo.json' | grep -q '\"KNOCK_STATUS\"'"
+check "records carry KNOCK_DAEMON and the provider's event id" \
+        sh -c "grep '\"KNOCK_DAEMON\"' '$OUT/journal-demo.json' | grep -q 72d3162e-cc78-11e3-81ab-4c9367dc0958"
+check "the invalid delivery is logged with its MESSAGE_ID" \
+        grep -q '"MESSAGE_ID":"bd97c6782682488e81905c41ba637d6a"' "$OUT/journal-demo.json"
+
+# ---- knockctl for an admin in group knock ------------------------------------------
+useradd -m -G knock alice 2>>"$OUT/inside-commands.log"
+runuser -u alice -- knockctl -e demo --json events >"$OUT/knockctl-events.json" 2>"$OUT/knockctl-events.err"
+check "knockctl events works for alice (group knock)" \
+        grep -q 72d3162e-cc78-11e3-81ab-4c9367dc0958 "$OUT/knockctl-events.json"
+# Outside a unit there is no $CREDENTIALS_DIRECTORY: the secrets are in the
+# credstore, readable by root only, so the check is root's, as knock(7) says.
+check "knockctl check-config works for root outside the units (knock(7))" \
+        env CREDENTIALS_DIRECTORY=/etc/credstore knockctl -e demo check-config
+check "knockctl is refused to a user outside group knock" \
+        sh -c 'useradd -m mallory; ! runuser -u mallory -- knockctl -e demo events'
+
+# ---- watchdog and the OOM watchdog file ------------------------------------------------
+pid=$(mainpid knock-worker@demo.service)
+note "worker pid $pid, stopping it with SIGSTOP"
+[ "${pid:-0}" -gt 0 ] && kill -STOP "$pid"
+check "SIGSTOP'ed worker: systemd's watchdog restarts it" \
+        wait_for 20 sh -c '[ "$(systemctl show -P NRestarts knock-worker@demo.service)" -ge 1 ]'
+check "the journal says Watchdog timeout" \
+        sh -c 'journalctl -b -u knock-worker@demo.service | grep -q "Watchdog timeout"'
+check "restarted worker is a new process and active" \
+        wait_for 10 sh -c "systemctl is-active -q knock-worker@demo.service && [ \"\$(systemctl show -P MainPID knock-worker@demo.service)\" != '$pid' ]"
+check "previous-run-ended-unexpectedly record (MESSAGE_ID 372ae111…) for the worker" \
+        wait_for 10 sh -c 'journalctl -b -o json KNOCK_ENDPOINT=demo MESSAGE_ID=372ae111199c4ecf89ce347293e5daf8 | grep -q "\"KNOCK_DAEMON\":\"worker\""'
+knockctl -e demo --json status >"$OUT/knockctl-status.json" 2>&1
+check "knockctl status counts the suspected OOM kill" \
+        grep -Eq '"suspected_oom_kills": *[1-9]' "$OUT/knockctl-status.json"
+
+# ---- timers, backup ---------------------------------------------------------------------
+systemctl list-timers --all --no-pager >"$OUT/timers.txt" 2>&1
+check "timers listed: knock-prune, knock-backup, knock-retention" \
+        sh -c "grep -q knock-prune.timer '$OUT/timers.txt' && grep -q knock-backup.timer '$OUT/timers.txt' && grep -q knock-retention.timer '$OUT/timers.txt'"
+check "systemctl start knock-backup.service succeeds" systemctl start knock-backup.service
+b=$(ls /var/lib/knock/backups/demo/demo-*.db 2>/dev/null | tail -1)
+check "a backup was written (${b:-none})" [ -n "$b" ]
+check "the backup passes integrity_check" sh -c "[ -n '$b' ] && [ \"\$(sqlite3 '$b' 'PRAGMA integrity_check')\" = ok ]"
+check "the backup is logged with its MESSAGE_ID" \
+        sh -c 'journalctl -b -o json MESSAGE_ID=fef6cf5b65b74a5db009682a4e97c291 KNOCK_ENDPOINT=demo | grep -q fef6cf5b65b74a5db009682a4e97c291'
+check "systemctl start knock-prune.service succeeds" systemctl start knock-prune.service
+check "systemctl start knock-retention.service succeeds" systemctl start knock-retention.service
+
+# ---- static checks against the live system -----------------------------------------------
+# No man(1) in the container: Documentation= is checked by offline-check on the host.
+systemd-analyze verify --man=no knock.service knock@demo.service knock-ingress@demo.socket \
+        knock-ingress-admin@demo.socket knock-ingress@demo.service knock-worker@demo.service \
+        knock-deliver@demo.service knock-prune.timer knock-prune.service knock-backup.timer \
+        knock-backup.service knock-retention.timer knock-retention.service \
+        >"$OUT/verify-live.txt" 2>&1
+check "systemd-analyze verify (inside, with the generator's drop-ins) prints nothing" \
+        sh -c "[ ! -s '$OUT/verify-live.txt' ]"
+for u in knock-ingress@demo knock-worker@demo knock-deliver@demo; do
+        systemd-analyze security --no-pager "$u.service" >"$OUT/security-$u.txt" 2>&1
+        note "live $(tail -1 "$OUT/security-$u.txt")"
+done
+
+# ---- reload, reinstall -----------------------------------------------------------------------
+since=$(date '+%Y-%m-%d %H:%M:%S')
+systemctl reload knock.service
+check "systemctl reload knock.service reaches knock@demo" \
+        wait_for 10 sh -c "journalctl -b --since '$since' -u knock@demo.service | grep -q 'Reloaded knock@demo'"
+check "and the worker (RELOADING=1 ... READY=1)" \
+        wait_for 10 sh -c "journalctl -b --since '$since' -u knock-worker@demo.service | grep -q 'Reloaded knock-worker@demo'"
+wpid=$(mainpid knock-worker@demo.service)
+dpid=$(mainpid knock-deliver@demo.service)
+apt-get install -y -qq --reinstall "$DEB" >"$OUT/reinstall.log" 2>&1
+check "reinstalling the package succeeds" [ $? -eq 0 ]
+check "reinstall restarted the running endpoint's worker (new pid)" \
+        wait_for 10 sh -c "systemctl is-active -q knock-worker@demo.service &&
+                [ \"\$(systemctl show -P MainPID knock-worker@demo.service)\" != '$wpid' ]"
+check "reinstall restarted the running endpoint's deliverer (new pid)" \
+        wait_for 10 sh -c "systemctl is-active -q knock-deliver@demo.service &&
+                [ \"\$(systemctl show -P MainPID knock-deliver@demo.service)\" != '$dpid' ]"
+check "the endpoint answers again after the restart" \
+        sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'X-GitHub-Event: issues' \
+                -H 'X-Hub-Signature-256: sha256=$SIG' -H 'X-GitHub-Delivery: after-reinstall' \
+                --data-binary '$BODY' http://127.0.0.1:8101/)\" = 200 ]"
+
+# ---- stop --------------------------------------------------------------------------------------
+check "systemctl stop knock@demo" systemctl stop knock@demo
+for u in knock-ingress@demo.socket knock-ingress-admin@demo.socket knock-ingress@demo.service \
+         knock-worker@demo.service knock-deliver@demo.service; do
+        check "$u stopped with the endpoint" wait_for 10 inactive "$u"
+done
+check "port 8101 closed after stop" sh -c '! ss -Hltn "sport = :8101" | grep -q 8101'
+check "clean stop: no OOM watchdog file left" sh -c '! ls /var/lib/knock/demo.*.watchdog'
+
+# ---- a bad configuration ------------------------------------------------------------------------
+printf '[endpoint]\nprovider = nosuchprovider\nlisten = 127.0.0.1:8102\n' >/etc/knock/endpoints/bad.conf
+chgrp knock /etc/knock/endpoints/bad.conf; chmod 0640 /etc/knock/endpoints/bad.conf
+systemctl daemon-reload
+check "systemctl start knock@bad fails on a wrong configuration" sh -c '! systemctl start knock@bad'
+check "and starts none of its daemons" \
+        sh -c '! systemctl is-active -q knock-worker@bad.service && ! systemctl is-active -q knock-ingress@bad.socket'
+check "the validation message is in its journal" \
+        sh -c 'journalctl -b -u knock@bad.service | grep -q "bad.conf:[0-9]"'
+
+# ---- purge --------------------------------------------------------------------------------------
+apt-get purge -y -qq knock >"$OUT/purge.log" 2>&1
+check "purging the package succeeds" [ $? -eq 0 ]
+check "purge removed /etc/knock" [ ! -e /etc/knock ]
+check "purge kept /var/lib/knock and the database" [ -e /var/lib/knock/demo.db ]
+check "purge removed the units and timers" \
+        sh -c '! systemctl cat knock@.service && ! systemctl list-timers --all | grep -q knock-'
+
+note "$fails check(s) failed"
+exit "$fails"

@@ -1,0 +1,116 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# run.sh SOURCE_ROOT OUTDIR: the `system` suite. Builds the .deb and the .rpm
+# from the tree, checks them statically (lintian; systemd-analyze verify and
+# security through systemd-vm's offline-check; rpm and deb file lists), then
+# boots a real systemd (../shared/tools/systemd-vm/boot-and-run), installs the
+# .deb and runs inside.sh there. Prints TAP: one line per check, numbered
+# here; inside.sh's lines are renumbered into the same stream.
+#
+# Skips (1..0 # SKIP) when not root, or when systemd-nspawn or the systemd-vm
+# tools are missing. Results and logs stay in OUTDIR (vm/ holds the
+# container's journal.json, journal.txt and the inside logs).
+set -u
+SRC=$(cd "$1" && pwd)
+mkdir -p "$2"
+OUT=$(cd "$2" && pwd)
+VM=${KNOCK_VM_TOOLS:-$SRC/../shared/tools/systemd-vm}
+THRESHOLD=20          # systemd-analyze security: exposure 2.0 on its 0-100 scale
+
+skip() { echo "1..0 # SKIP $*"; exit 0; }
+[ "$(id -u)" = 0 ] || skip "needs root (systemd-nspawn, overlay mounts)"
+command -v systemd-nspawn >/dev/null || skip "systemd-nspawn missing (apt-get install systemd-container)"
+[ -x "$VM/boot-and-run" ] || skip "systemd-vm tools not found at $VM"
+[ -d /var/cache/knock-systemd-vm/rootfs ] || command -v debootstrap >/dev/null ||
+        skip "no cached rootfs and no debootstrap (apt-get install debootstrap)"
+
+n=0
+tap() { # tap ok|fail DESCRIPTION
+        n=$((n + 1))
+        if [ "$1" = ok ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
+}
+diag() { sed 's/^/# /'; }
+finish() { echo "1..$n"; exit 0; }
+
+# ---- packages --------------------------------------------------------------------
+if DEB=$("$SRC/packaging/build-deb.sh" "$OUT/deb" 2>"$OUT/build-deb.err" | tail -1) && [ -f "$DEB" ]; then
+        tap ok "the .deb builds with dpkg-buildpackage ($(basename "$DEB"))"
+else
+        tap fail "the .deb builds with dpkg-buildpackage"
+        tail -20 "$OUT/build-deb.err" | diag
+        finish
+fi
+
+if ! command -v lintian >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian \
+                >/dev/null 2>&1
+fi
+if command -v lintian >/dev/null; then
+        lintian --no-tag-display-limit "$DEB" >"$OUT/lintian.txt" 2>&1
+        bad=$(grep -Ec '^[EW]: ' "$OUT/lintian.txt")
+        [ "$bad" = 0 ] && tap ok "lintian: no error, no warning" ||
+                { tap fail "lintian: $bad error(s)/warning(s)"; grep -E '^[EW]: ' "$OUT/lintian.txt" | diag; }
+else
+        tap fail "lintian could not be installed"
+fi
+
+# offline-check overlays the package on the rootfs; the man pages that
+# Documentation= names are looked up by the host's man, so point it at the
+# package's own pages.
+rm -rf "$OUT/pkgroot"; dpkg-deb -x "$DEB" "$OUT/pkgroot"
+MANPATH="$OUT/pkgroot/usr/share/man:" "$VM/offline-check" --threshold $THRESHOLD "$DEB" \
+        >"$OUT/offline-check.txt" 2>&1
+grep -q '^== verify .*: clean$' "$OUT/offline-check.txt" &&
+        tap ok "systemd-analyze verify prints nothing for every unit" ||
+        { tap fail "systemd-analyze verify prints nothing for every unit";
+          sed -n '/^== verify/,/^== security/p' "$OUT/offline-check.txt" | grep -v '^== security' | diag; }
+nsec=0
+while IFS= read -r line; do
+        unit=${line#== security }; unit=${unit%%:*}
+        score=$(echo "$line" | sed -n 's/.*exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+        nsec=$((nsec + 1))
+        case $line in
+        *"threshold $THRESHOLD: ok)") tap ok "systemd-analyze security $unit: exposure $score <= 2.0" ;;
+        *) tap fail "systemd-analyze security $unit: exposure ${score:-?} <= 2.0"; echo "$line" | diag ;;
+        esac
+done <<EOF2
+$(grep '^== security ' "$OUT/offline-check.txt")
+EOF2
+[ $nsec -ge 8 ] && tap ok "security rated all $nsec services" || tap fail "security rated $nsec services, expected 8"
+
+if RPM=$("$SRC/packaging/build-rpm.sh" "$OUT/rpm" 2>"$OUT/build-rpm.err" | tail -1) && [ -f "$RPM" ]; then
+        tap ok "the .rpm builds with rpmbuild ($(basename "$RPM"))"
+        # Same files, directories aside; Debian adds its changelog and copyright;
+        # man page compression is each distribution's choice.
+        dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ {print $6}' | sed 's|^\.||' |
+                grep -v '^/usr/share/doc/knock/' | sed 's/\.gz$//' | sort >"$OUT/files-deb.txt"
+        rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$RPM" 2>/dev/null |
+                awk '$1 !~ /^d/ {print $2}' | grep -v '^/usr/share/doc/knock/' |
+                grep -v '^/usr/lib/.build-id' | sed 's/\.gz$//' | sort >"$OUT/files-rpm.txt"
+        diff -u "$OUT/files-deb.txt" "$OUT/files-rpm.txt" >"$OUT/files.diff" &&
+                tap ok "rpm -qlp lists the same files as the .deb ($(wc -l <"$OUT/files-rpm.txt") files)" ||
+                { tap fail "rpm -qlp lists the same files as the .deb"; diag <"$OUT/files.diff"; }
+else
+        tap fail "the .rpm builds with rpmbuild"
+        tail -20 "$OUT/build-rpm.err" | diag
+fi
+
+# ---- under a real systemd ----------------------------------------------------------------
+rm -rf "$OUT/vm"
+"$VM/boot-and-run" -t 600 -o "$OUT/vm" -d "$DEB" "$SRC/tests/system/inside.sh" \
+        >"$OUT/inside.txt" 2>"$OUT/boot-and-run.err"
+rc=$?
+while IFS= read -r line; do
+        case $line in
+        "ok - "*) tap ok "${line#ok - }" ;;
+        "not ok - "*) tap fail "${line#not ok - }" ;;
+        "#"*) echo "$line" ;;
+        esac
+done <"$OUT/inside.txt"
+case $rc in
+124) tap fail "boot-and-run timed out"; tail -5 "$OUT/boot-and-run.err" | diag ;;
+125) tap fail "boot-and-run infrastructure failure"; tail -20 "$OUT/boot-and-run.err" | diag ;;
+*) [ -s "$OUT/vm/failed-units.txt" ] && { echo "# failed units:"; diag <"$OUT/vm/failed-units.txt"; } ;;
+esac
+finish
