@@ -1082,13 +1082,28 @@ static int secret_text(parse_ctx *ctx, const secret_spec *s, char **ret, size_t 
                         return -EINVAL;
                 }
                 if (!dir || !*dir) {
-                        add_error(ctx, s->file, s->line,
-                                "secret credential:%s: $CREDENTIALS_DIRECTORY is not set "
-                                "(LoadCredential= missing?)",
-                                name);
-                        return -EINVAL;
-                }
-                if (asprintf(&path, "%s/%s", dir, name) < 0) {
+                        /* Outside a unit (knockctl check-config by hand), look
+                         * where LoadCredential= itself looks, in its order. */
+                        static const char *const credstores[] = {
+                                "/etc/credstore", "/run/credstore", "/usr/lib/credstore",
+                        };
+                        const char *root = getenv("KNOCK_CREDSTORE_ROOT"); /* tests */
+
+                        for (size_t i = 0; i < ELEMENTSOF(credstores) && !path; i++) {
+                                if (asprintf(&path, "%s%s/%s", root ? root : "", credstores[i],
+                                             name) < 0)
+                                        return -ENOMEM;
+                                if (access(path, F_OK) < 0)
+                                        path = mfree(path);
+                        }
+                        if (!path) {
+                                add_error(ctx, s->file, s->line,
+                                        "secret credential:%s: $CREDENTIALS_DIRECTORY is not set "
+                                        "(LoadCredential= missing?) and no credstore has it",
+                                        name);
+                                return -EINVAL;
+                        }
+                } else if (asprintf(&path, "%s/%s", dir, name) < 0) {
                         path = NULL;
                         return -ENOMEM;
                 }

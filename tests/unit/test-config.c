@@ -311,6 +311,8 @@ static void test_secret_sources(void)
         config_free(c);
 
         unsetenv("CREDENTIALS_DIRECTORY");
+        /* An empty root: no credstore has the credential. */
+        setenv("KNOCK_CREDSTORE_ROOT", credir, 1);
         r = load(NULL,
                 "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
                 "secret = credential:stripe\n",
@@ -318,10 +320,45 @@ static void test_secret_sources(void)
         ok(r == -EINVAL && e.n == 1 &&
                         has_error(&e, EP, 4,
                                 "secret credential:stripe: $CREDENTIALS_DIRECTORY is not set "
-                                "(LoadCredential= missing?)"),
-                "credential: without $CREDENTIALS_DIRECTORY is an error");
+                                "(LoadCredential= missing?) and no credstore has it"),
+                "credential: without $CREDENTIALS_DIRECTORY nor a credstore entry is an error");
         config_errors_clear(&e);
         config_free(c);
+
+        /* Outside a unit, systemd's credstore directories are searched in order. */
+        {
+                char *d1 = NULL, *d2 = NULL, *f = NULL;
+                FILE *fp;
+
+                if (asprintf(&d1, "%s/run", credir) < 0 || asprintf(&d2, "%s/run/credstore", credir) < 0 ||
+                    asprintf(&f, "%s/run/credstore/stripe", credir) < 0)
+                        exit(2);
+                mkdir(d1, 0700);
+                mkdir(d2, 0700);
+                fp = fopen(f, "w");
+                if (!fp)
+                        exit(2);
+                fputs("whsec_from_credstore\n", fp);
+                fclose(fp);
+                r = load(NULL,
+                        "[endpoint]\nprovider = stripe\nlisten = 127.0.0.1:8101\n"
+                        "secret = credential:stripe\n",
+                        &c, &e);
+                ok(r == 0 && c && c->verify.n_secrets == 1 &&
+                                c->verify.secrets[0].len == strlen("whsec_from_credstore") &&
+                                memcmp(c->verify.secrets[0].data, "whsec_from_credstore",
+                                       c->verify.secrets[0].len) == 0,
+                        "credential: found in /run/credstore when $CREDENTIALS_DIRECTORY is unset");
+                config_errors_clear(&e);
+                c = config_free(c);
+                unlink(f);
+                rmdir(d2);
+                rmdir(d1);
+                free(f);
+                free(d2);
+                free(d1);
+        }
+        unsetenv("KNOCK_CREDSTORE_ROOT");
 
         if (asprintf(&text,
                     "[endpoint]\nprovider = github\nlisten = 127.0.0.1:8101\n"
