@@ -1,0 +1,807 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * knock-deliver NAME — sends the completion hooks of endpoint NAME
+ * (contract §8, §11, §12; knock-deliver(8)).
+ *
+ * One event loop, shaped like the worker's. Everything that touches the
+ * database happens in pump(), a deferred callback that coalesces every
+ * reason to look at the queue (a wake-up datagram from the worker or from
+ * `knockctl redeliver-hook`, an attempt ending, a retry coming due):
+ *
+ *   1. flush and claim, in ONE write transaction: the attempts that ended
+ *      since the last pump are recorded (attempt rows and new hook states:
+ *      delivered, pending with the next attempt time, or failed), and the
+ *      free slots ([hook] concurrency − attempts on the wire) are refilled
+ *      with due hooks. One commit (one fsync) per batch is what bounds the
+ *      rate to a fast receiver. Only after the commit is a dead-letter
+ *      logged and are the new requests started; a hook is 'delivered' only
+ *      together with the attempt row holding its 2xx;
+ *   2. sleep: a timer is armed for the next due time (a retry, a foreign
+ *      lease running out), at most SAFETY_RESCAN_MS away. No polling.
+ *
+ * Leases: a claim holds a hook for [hook] timeout + LEASE_MARGIN_MS. An
+ * attempt cannot outlive [hook] timeout (send.c has a deadline), so the
+ * lease needs no renewal; the margin covers a slow commit. After kill -9 the
+ * lease runs out and the hook is taken again, with the lost attempt recorded
+ * (queue.c); at start, leases held by a deliverer that is provably gone are
+ * expired at once, so a restart resumes immediately. Hooks can thus be sent
+ * twice around a crash (same webhook-id, receivers deduplicate), never
+ * marked delivered without a 2xx, and never sent again once delivered.
+ *
+ * Stop: SIGTERM stops claiming; attempts on the wire get until the stop
+ * deadline (KNOCK_STOP_TIMEOUT, default 10 s, below TimeoutStopSec=), then
+ * they are cancelled and their claims released without counting an attempt.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "catalog-ids.h"
+#include "deliver.h"
+#include "knock-build.h"
+
+#define LEASE_MARGIN_MS 30000
+#define SAFETY_RESCAN_MS 30000
+#define FLUSH_RETRY_MS 200
+#define STOP_TIMEOUT_DEFAULT_MS 10000
+
+static knock_daemon daemon_;
+static deliverer deliverer_;
+
+static const char usage[] =
+        "Usage: knock-deliver [OPTIONS] NAME\n"
+        "\n"
+        "Sends the completion hooks of endpoint NAME, with retries.\n"
+        "\n"
+        "  -h --help      Show this help\n"
+        "  -V --version   Show the version\n"
+        "\n"
+        "See knock-deliver(8).\n";
+
+/* ---- lists -------------------------------------------------------------------------- */
+
+static void list_add(hook_send **head, hook_send *s)
+{
+        s->prev = NULL;
+        s->next = *head;
+        if (*head)
+                (*head)->prev = s;
+        *head = s;
+}
+
+static void list_remove(hook_send **head, hook_send *s)
+{
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                *head = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        s->prev = s->next = NULL;
+}
+
+static hook_send *send_free(hook_send *s)
+{
+        if (!s)
+                return NULL;
+        send_cleanup(s);
+        hook_claim_clear(&s->claim);
+        free(s);
+        return NULL;
+}
+
+static void arm_timer(struct event *ev, int64_t ms)
+{
+        struct timeval tv;
+
+        ms = MAX(ms, 0);
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+        evtimer_add(ev, &tv);
+}
+
+static uint64_t random_u64(void)
+{
+        static uint64_t fallback = 0x9e3779b97f4a7c15ULL;
+        uint64_t v;
+
+        if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+                return v;
+        /* Jitter needs spread, not secrecy. */
+        fallback ^= mono_us();
+        fallback ^= fallback << 13;
+        fallback ^= fallback >> 7;
+        fallback ^= fallback << 17;
+        return fallback;
+}
+
+/* ---- attempts ----------------------------------------------------------------------- */
+
+void send_complete(hook_send *s)
+{
+        deliverer *dl = s->dl;
+
+        s->duration_ms = (int64_t)((mono_us() - s->started_us) / 1000);
+        list_remove(&dl->running, s);
+        dl->n_running--;
+        list_add(&dl->done, s);
+        dl->n_done++;
+        event_active(dl->ev_pump, EV_TIMEOUT, 0);
+}
+
+static void log_dead_letter(deliverer *dl, const char *hook_id, const char *event_id,
+                            int64_t attempt, int status, int64_t duration_ms, const char *error)
+{
+        char a[24], st[16], dur[24];
+
+        snprintf(a, sizeof(a), "%lld", (long long)attempt);
+        snprintf(st, sizeof(st), "%d", status);
+        snprintf(dur, sizeof(dur), "%lld", (long long)duration_ms);
+        dl->n_failed++;
+        log_struct(LOG_ERR, MSGID_HOOK_FAILED,
+                   LOG_FIELDS(LF("KNOCK_HOOK_ID", hook_id), LF("KNOCK_EVENT_ID", event_id),
+                              LF("KNOCK_STATUS", "failed"), LF("KNOCK_ATTEMPT", a),
+                              LF("KNOCK_HTTP_STATUS", status > 0 ? st : NULL),
+                              LF("KNOCK_DURATION_MS", dur), LF("KNOCK_ERROR", error),
+                              LF("KNOCK_HOOK_URL", dl->target.url)),
+                   "Completion hook %s for event %s failed after %lld attempts, not retried: %s",
+                   hook_id, event_id ?: "-", (long long)attempt, error ?: "unknown error");
+}
+
+static void start_send(deliverer *dl, hook_claim *c)
+{
+        hook_send *s;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                /* The lease runs out and the hook is taken again. */
+                hook_claim_clear(c);
+                log_error_errno(-ENOMEM, "Out of memory starting a hook attempt");
+                return;
+        }
+        s->dl = dl;
+        s->claim = *c;
+        *c = (hook_claim){};
+        s->retry_after_ms = -1;
+        list_add(&dl->running, s);
+        dl->n_running++;
+        dl->n_claimed++;
+        log_full_errno(LOG_DEBUG, 0, NULL,
+                       LOG_FIELDS(LF("KNOCK_HOOK_ID", s->claim.id),
+                                  LF("KNOCK_EVENT_ID", s->claim.event_id)),
+                       "Sending hook %s, attempt %lld", s->claim.id, (long long)s->claim.attempt);
+
+        r = send_start(s);
+        if (r < 0) {
+                /* Counted as an attempt without a response: retried on the schedule. */
+                if (!s->started_us) {
+                        s->started_at = now_ms();
+                        s->started_us = mono_us();
+                }
+                free(s->error);
+                if (asprintf(&s->error, "cannot start the request: %s", strerror(-r)) < 0)
+                        s->error = NULL;
+                send_complete(s);
+        }
+}
+
+/* The hook's next state after this attempt, and when it is tried again. */
+static void decide(deliverer *dl, hook_send *s, int64_t now, hook_result *x)
+{
+        const knock_config *cfg = dl->d->cfg;
+        hook_verdict v = hook_classify(s->status);
+
+        if (v == HOOK_DELIVERED)
+                x->new_state = "delivered";
+        else if (v == HOOK_PERMANENT || s->claim.attempt >= s->claim.max_attempts)
+                x->new_state = "failed";
+        else {
+                bool slow = s->status == 429 || s->timed_out;
+                uint64_t wait = hook_next_wait_ms(cfg->hook_schedule_ms, cfg->n_hook_schedule,
+                                                  (uint64_t)s->claim.attempt + 1, random_u64(),
+                                                  slow, dl->min_slow_ms, s->retry_after_ms);
+
+                x->new_state = "pending";
+                x->next_attempt_at = now + (int64_t)MIN(wait, (uint64_t)INT64_MAX / 2);
+        }
+}
+
+static void log_result(deliverer *dl, hook_send *s, const hook_result *x)
+{
+        char a[24], st[16], dur[24], next[32];
+
+        snprintf(a, sizeof(a), "%lld", (long long)x->attempt);
+        snprintf(st, sizeof(st), "%d", x->status);
+        snprintf(dur, sizeof(dur), "%lld", (long long)x->duration_ms);
+#define FIELDS                                                                                     \
+        LOG_FIELDS(LF("KNOCK_HOOK_ID", x->id), LF("KNOCK_EVENT_ID", s->claim.event_id),             \
+                   LF("KNOCK_STATUS", x->new_state), LF("KNOCK_ATTEMPT", a),                       \
+                   LF("KNOCK_HTTP_STATUS", x->status > 0 ? st : NULL),                             \
+                   LF("KNOCK_DURATION_MS", dur), LF("KNOCK_ERROR", x->error))
+
+        if (!x->applied) {
+                dl->n_lost++;
+                log_full_errno(LOG_WARNING, 0, NULL, FIELDS,
+                               "Hook %s: lease was lost while attempt %lld ran; attempt "
+                               "recorded, state left to the new holder",
+                               x->id, (long long)x->attempt);
+        } else if (streq(x->new_state, "delivered")) {
+                dl->n_delivered++;
+                log_full_errno(LOG_DEBUG, 0, NULL, FIELDS,
+                               "Hook %s delivered (attempt %lld, HTTP %d, %lld ms)", x->id,
+                               (long long)x->attempt, x->status, (long long)x->duration_ms);
+        } else if (streq(x->new_state, "pending")) {
+                uint64_t suppressed = 0;
+
+                dl->n_retried++;
+                if (log_ratelimit_ok(&dl->retry_rl, &suppressed)) {
+                        if (suppressed > 0)
+                                log_warning("%llu hook retry messages suppressed",
+                                            (unsigned long long)suppressed);
+                        log_full_errno(LOG_WARNING, 0, NULL, FIELDS,
+                                       "Hook %s attempt %lld failed: %s; next attempt at %s",
+                                       x->id, (long long)x->attempt, x->error ?: "unknown error",
+                                       format_rfc3339(x->next_attempt_at, next, sizeof(next)));
+                }
+        } else
+                log_dead_letter(dl, x->id, s->claim.event_id, x->attempt, x->status,
+                                x->duration_ms, x->error);
+#undef FIELDS
+}
+
+/* Starts what was claimed; logs lost and dead-lettered claims. */
+static void start_claimed(deliverer *dl, hook_claim *claims, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                hook_claim *c = &claims[i];
+
+                if (c->lost_holder)
+                        log_full_errno(LOG_WARNING, 0, NULL,
+                                       LOG_FIELDS(LF("KNOCK_HOOK_ID", c->id),
+                                                  LF("KNOCK_EVENT_ID", c->event_id)),
+                                       "Hook %s: %s died during an attempt (lease expired); "
+                                       "attempt recorded as lost",
+                                       c->id, c->lost_holder);
+                if (c->dead) {
+                        log_dead_letter(dl, c->id, c->event_id, c->attempt - 1, 0, 0,
+                                        "the deliverer died during the last attempt");
+                        hook_claim_clear(c);
+                        continue;
+                }
+                start_send(dl, c);
+        }
+}
+
+/* Gives back the claims of attempts cut short by shutdown. */
+static int release_interrupted(deliverer *dl)
+{
+        _cleanup_free_ const char **rel = NULL;
+        size_t n = 0;
+        int r;
+
+        rel = calloc(dl->n_done + 1, sizeof(*rel));
+        if (!rel)
+                return -ENOMEM;
+        for (hook_send *s = dl->done; s; s = s->next)
+                if (s->interrupted)
+                        rel[n++] = s->claim.id;
+        if (n == 0)
+                return 0;
+        r = hookq_release(dl->d->store, dl->identity, rel, n, now_ms());
+        if (r < 0)
+                return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
+                                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(dl->d->store))),
+                                        "Cannot release %zu hook claims: %m", n);
+        dl->n_released += n;
+        log_notice("Released %zu hooks whose attempts were cut short by shutdown; they are "
+                   "sent again without counting an attempt",
+                   n);
+        for (hook_send *s = dl->done, *next; s; s = next) {
+                next = s->next;
+                if (s->interrupted) {
+                        list_remove(&dl->done, s);
+                        dl->n_done--;
+                        send_free(s);
+                }
+        }
+        return 0;
+}
+
+/*
+ * One write transaction per pump: the attempts that ended are recorded and
+ * the free slots refilled together, so a busy deliverer pays one commit
+ * (one fsync) per batch of completions, not two per hook. Returns the
+ * number of hooks claimed, or a negative errno when the transaction failed
+ * (nothing changed: the ended attempts stay in the done list).
+ */
+static int flush_and_claim(deliverer *dl, size_t want)
+{
+        const knock_config *cfg = dl->d->cfg;
+        _cleanup_free_ hook_result *res = NULL;
+        _cleanup_free_ hook_send **fin = NULL;
+        hook_claim *claims = NULL;
+        size_t n = 0, n_claims = 0;
+        int64_t now = now_ms();
+        int r;
+
+        if (dl->n_done > 0) {
+                res = calloc(dl->n_done, sizeof(*res));
+                fin = calloc(dl->n_done, sizeof(*fin));
+                if (!res || !fin)
+                        return -ENOMEM;
+        }
+        for (hook_send *s = dl->done; s; s = s->next) {
+                if (s->interrupted)
+                        continue;
+                fin[n] = s;
+                res[n] = (hook_result){
+                        .id = s->claim.id,
+                        .attempt = s->claim.attempt,
+                        .at = s->started_at,
+                        .duration_ms = s->duration_ms,
+                        .status = s->status,
+                        .error = s->error,
+                        .response = s->response,
+                        .response_len = s->response_len,
+                };
+                decide(dl, s, now, &res[n]);
+                n++;
+        }
+        if (n == 0 && want == 0)
+                return 0;
+
+        /* BEGIN IMMEDIATE: a deliverer overlapping a dying one serialises here. */
+        r = store_begin(dl->d->store);
+        if (r >= 0)
+                r = hookq_finish(dl->d->store, dl->identity, now, res, n);
+        if (r >= 0 && want > 0)
+                r = hookq_claim(dl->d->store, dl->identity, now,
+                                now + (int64_t)cfg->hook_timeout_ms + LEASE_MARGIN_MS, want,
+                                (int64_t)cfg->hook_max_attempts, &claims, &n_claims);
+        /* The attempt rows, the new states and the new claims commit
+         * together: after this a 'delivered' hook is never claimed again. */
+        if (r >= 0)
+                r = store_commit(dl->d->store);
+        if (r < 0) {
+                store_rollback(dl->d->store);
+                for (size_t i = 0; i < n_claims; i++)
+                        hook_claim_clear(&claims[i]);
+                free(claims);
+                return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
+                                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(dl->d->store))),
+                                        "Cannot record %zu hook attempts and claim hooks: %m", n);
+        }
+
+        /* Committed: now the journal may say so. */
+        for (size_t i = 0; i < n; i++) {
+                log_result(dl, fin[i], &res[i]);
+                list_remove(&dl->done, fin[i]);
+                dl->n_done--;
+                send_free(fin[i]);
+        }
+        start_claimed(dl, claims, n_claims);
+        free(claims);
+        return (int)MIN(n_claims, (size_t)INT32_MAX);
+}
+
+/* ---- the pump ----------------------------------------------------------------------- */
+
+static void on_pump(evutil_socket_t fd, short what, void *userdata)
+{
+        deliverer *dl = userdata;
+        const knock_config *cfg = dl->d->cfg;
+        size_t free_slots = 0;
+        int64_t now, due;
+        int r;
+
+        if (!dl->stopping && dl->target.url && cfg->hook_concurrency > dl->n_running)
+                free_slots = (size_t)(cfg->hook_concurrency - dl->n_running);
+        if (!dl->stopping && !dl->target.url && !dl->warned_no_url) {
+                log_notice("No [hook] url configured: pending hooks wait until one is");
+                dl->warned_no_url = true;
+        }
+
+        r = flush_and_claim(dl, free_slots);
+        if (r >= 0 && dl->stopping)
+                r = release_interrupted(dl);
+        if (r < 0) {
+                arm_timer(dl->ev_due, FLUSH_RETRY_MS);
+                return;
+        }
+        if (dl->stopping) {
+                if (dl->n_running == 0 && dl->n_done == 0)
+                        daemon_exit_loop(dl->d);
+                return;
+        }
+
+        /* Full: an ending attempt pumps again. Otherwise sleep until the next
+         * known due time, or the safety rescan. */
+        now = now_ms();
+        if ((size_t)r < free_slots) {
+                if (hookq_next_due(dl->d->store, dl->identity, now, &due) < 0)
+                        due = now + FLUSH_RETRY_MS;
+                due = MIN(due, now + SAFETY_RESCAN_MS);
+        } else
+                due = now + SAFETY_RESCAN_MS;
+        arm_timer(dl->ev_due, due - now);
+}
+
+static void on_due(evutil_socket_t fd, short what, void *userdata)
+{
+        deliverer *dl = userdata;
+
+        event_active(dl->ev_pump, EV_TIMEOUT, 0);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *userdata)
+{
+        deliverer *dl = userdata;
+        char buf[64];
+
+        /* Many datagrams, one pump. */
+        while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+                ;
+        event_active(dl->ev_pump, EV_TIMEOUT, 0);
+}
+
+/* ---- stop --------------------------------------------------------------------------- */
+
+static void cancel_all(deliverer *dl)
+{
+        hook_send *s = dl->running;
+
+        while (s) {
+                hook_send *next = s->next;
+
+                send_cancel(s); /* moves it to the done list */
+                s = next;
+        }
+}
+
+static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
+{
+        deliverer *dl = userdata;
+
+        log_notice("Stop deadline reached: cancelling %zu hook attempts and releasing their "
+                   "claims",
+                   dl->n_running);
+        cancel_all(dl);
+}
+
+static uint64_t stop_timeout_ms(void)
+{
+        const char *e = getenv("KNOCK_STOP_TIMEOUT");
+        uint64_t v;
+
+        if (e && parse_duration_ms(e, false, &v) >= 0)
+                return v;
+        return STOP_TIMEOUT_DEFAULT_MS;
+}
+
+static void op_stop(knock_daemon *d)
+{
+        deliverer *dl = d->userdata;
+
+        dl->stopping = true;
+        if (dl->ev_wake)
+                event_del(dl->ev_wake);
+        evtimer_del(dl->ev_due);
+        if (dl->n_running > 0) {
+                log_info("Waiting up to %llu ms for %zu hook attempts",
+                         (unsigned long long)stop_timeout_ms(), dl->n_running);
+                arm_timer(dl->ev_stop, (int64_t)stop_timeout_ms());
+        }
+        event_active(dl->ev_pump, EV_TIMEOUT, 0);
+}
+
+/* After the loop: a second SIGTERM may have broken it with attempts on the
+ * wire. Cancel them and give their claims back. */
+static void finish_remaining(deliverer *dl)
+{
+        cancel_all(dl);
+        dl->stopping = true;
+        if (flush_and_claim(dl, 0) >= 0)
+                (void)release_interrupted(dl);
+}
+
+/* ---- daemon ops --------------------------------------------------------------------- */
+
+static void op_status(knock_daemon *d, char *buf, size_t len)
+{
+        deliverer *dl = d->userdata;
+        int64_t pending = 0, due = 0;
+
+        if (hookq_pending(d->store, now_ms(), &pending, &due) < 0) {
+                snprintf(buf, len, "%zu hooks in flight; queue unknown", dl->n_running);
+                return;
+        }
+        snprintf(buf, len,
+                 "%s%zu hooks in flight; %lld pending (%lld due); delivered %llu, retried %llu, "
+                 "failed %llu since start",
+                 dl->stopping ? "stopping: " : "", dl->n_running, (long long)pending,
+                 (long long)due, (unsigned long long)dl->n_delivered,
+                 (unsigned long long)dl->n_retried, (unsigned long long)dl->n_failed);
+}
+
+static char *op_counters(knock_daemon *d)
+{
+        deliverer *dl = d->userdata;
+        char *s;
+
+        if (asprintf(&s,
+                     "{\"in_flight\":%zu,\"claimed\":%llu,\"delivered\":%llu,\"retried\":%llu,"
+                     "\"failed\":%llu,\"released\":%llu,\"lost\":%llu}",
+                     dl->n_running, (unsigned long long)dl->n_claimed,
+                     (unsigned long long)dl->n_delivered, (unsigned long long)dl->n_retried,
+                     (unsigned long long)dl->n_failed, (unsigned long long)dl->n_released,
+                     (unsigned long long)dl->n_lost) < 0)
+                return NULL;
+        return s;
+}
+
+static void keys_free(knock_secret *keys, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                if (keys[i].data) {
+                        explicit_bzero(keys[i].data, keys[i].len);
+                        free(keys[i].data);
+                }
+        }
+        free(keys);
+}
+
+/* [hook] url and secrets into a target and key bytes. */
+static int load_hook_config(const knock_config *cfg, hook_target *ret_target,
+                            knock_secret **ret_keys, size_t *ret_n)
+{
+        hook_target t = {};
+        knock_secret *keys = NULL;
+        int r;
+
+        if (cfg->hook_url && cfg->hook_url[0]) {
+                r = hook_target_parse(cfg->hook_url, &t);
+                if (r < 0)
+                        return log_error_errno(r, "[hook] url is not a usable http(s) URL");
+        }
+        keys = calloc(cfg->n_hook_secrets + 1, sizeof(*keys));
+        if (!keys) {
+                hook_target_clear(&t);
+                return log_error_errno(-ENOMEM, "Out of memory");
+        }
+        for (size_t i = 0; i < cfg->n_hook_secrets; i++) {
+                r = verify_secret_from_text(KNOCK_PROVIDER_STANDARD, cfg->hook_secrets[i],
+                                            &keys[i]);
+                if (r < 0) {
+                        keys_free(keys, cfg->n_hook_secrets);
+                        hook_target_clear(&t);
+                        return log_error_errno(r, "[hook] secret %zu is not a Standard Webhooks "
+                                                  "secret (whsec_...)",
+                                               i + 1);
+                }
+        }
+        *ret_target = t;
+        *ret_keys = keys;
+        *ret_n = cfg->n_hook_secrets;
+        return 0;
+}
+
+static int op_reload(knock_daemon *d, knock_config *new_cfg)
+{
+        deliverer *dl = d->userdata;
+        hook_target t;
+        knock_secret *keys;
+        size_t n;
+        int r;
+
+        r = load_hook_config(new_cfg, &t, &keys, &n);
+        if (r < 0)
+                return r;
+        /* Attempts on the wire keep their signed request; new ones use the
+         * new target (pooled connections are keyed by URL). */
+        hook_target_clear(&dl->target);
+        keys_free(dl->keys, dl->n_keys);
+        dl->target = t;
+        dl->keys = keys;
+        dl->n_keys = n;
+        dl->warned_no_url = false;
+        event_active(dl->ev_pump, EV_TIMEOUT, 0);
+        return 0;
+}
+
+static const knock_daemon_ops deliver_ops = {
+        .status = op_status,
+        .counters = op_counters,
+        .stop = op_stop,
+        .reload = op_reload,
+};
+
+/* ---- start -------------------------------------------------------------------------- */
+
+/* True when a claim holder "deliver:PID" is certainly gone. */
+static bool holder_gone(const char *holder)
+{
+        char path[64], comm[32] = "";
+        _cleanup_close_ int fd = -1;
+        uint64_t pid;
+        ssize_t k;
+
+        if (!startswith(holder, "deliver:") || parse_u64_strict(holder + 8, &pid) < 0 ||
+            pid == 0 || pid > INT32_MAX)
+                return false;
+        if ((pid_t)pid == getpid())
+                return true; /* our own PID, from a previous life */
+        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+                return true;
+        /* Alive: gone only if that PID is no longer a knock-deliver. */
+        snprintf(path, sizeof(path), "/proc/%llu/comm", (unsigned long long)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        k = read(fd, comm, sizeof(comm) - 1);
+        if (k <= 0)
+                return false;
+        comm[k] = 0;
+        comm[strcspn(comm, "\n")] = 0;
+        return !streq(comm, "knock-deliver");
+}
+
+static void take_over_dead_holders(deliverer *dl)
+{
+        char **holders = NULL;
+        size_t n = 0;
+        int r;
+
+        r = hookq_holders(dl->d->store, &holders, &n);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot list hook claim holders: %m");
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                size_t k = 0;
+
+                if (holder_gone(holders[i])) {
+                        r = hookq_expire(dl->d->store, holders[i], now_ms(), &k);
+                        if (r < 0)
+                                log_warning_errno(r, "Cannot expire hook claims of %s: %m",
+                                                  holders[i]);
+                        else if (k > 0)
+                                log_notice("%zu hooks were held by %s, which is gone; they are "
+                                           "sent again now",
+                                           k, holders[i]);
+                }
+        }
+        strv_free(holders, n);
+}
+
+static uint64_t min_slow_ms(void)
+{
+        const char *e = getenv("KNOCK_HOOK_MIN_BACKOFF_MS");
+        uint64_t v;
+
+        /* For tests only: production waits the contract's 60 s. */
+        if (e && parse_u64_strict(e, &v) >= 0)
+                return v;
+        return HOOK_MIN_SLOW_DOWN_MS;
+}
+
+static int deliverer_setup(deliverer *dl, knock_daemon *d)
+{
+        int r;
+
+        dl->d = d;
+        d->userdata = dl;
+        dl->wake_fd = -1;
+        dl->retry_rl = (log_ratelimit)LOG_RATELIMIT_INIT(10, 20);
+        snprintf(dl->identity, sizeof(dl->identity), "deliver:%d", (int)getpid());
+        dl->min_slow_ms = min_slow_ms();
+
+        r = load_hook_config(d->cfg, &dl->target, &dl->keys, &dl->n_keys);
+        if (r < 0)
+                return r;
+        r = send_tls_init(dl);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up TLS (trust store, KNOCK_HOOK_CA_FILE=%s)",
+                                       getenv("KNOCK_HOOK_CA_FILE") ?: "");
+
+        /* Names are resolved without blocking the loop; numeric hosts and
+         * /etc/hosts entries need no server. */
+        dl->dns = evdns_base_new(d->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                  EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (!dl->dns)
+                log_warning("Cannot set up the asynchronous resolver; using the system's "
+                            "blocking one");
+
+        dl->ev_pump = event_new(d->base, -1, 0, on_pump, dl);
+        dl->ev_due = evtimer_new(d->base, on_due, dl);
+        dl->ev_stop = evtimer_new(d->base, on_stop_deadline, dl);
+        if (!dl->ev_pump || !dl->ev_due || !dl->ev_stop)
+                return log_error_errno(-ENOMEM, "Cannot create events");
+
+        /* The worker and knockctl send a datagram here after committing hook
+         * rows; without it we still rescan on the due timer. */
+        dl->wake_fd = daemon_wake_socket(d->name, "deliver");
+        if (dl->wake_fd < 0)
+                log_warning_errno(dl->wake_fd,
+                                  "Cannot bind the wake-up socket, new hooks are picked up by "
+                                  "the periodic rescan only: %m");
+        else {
+                dl->ev_wake = event_new(d->base, dl->wake_fd, EV_READ | EV_PERSIST, on_wake, dl);
+                if (!dl->ev_wake)
+                        return log_error_errno(-ENOMEM, "Cannot create events");
+                event_add(dl->ev_wake, NULL);
+        }
+
+        take_over_dead_holders(dl);
+        /* First look at the queue right after READY=1. */
+        event_active(dl->ev_pump, EV_TIMEOUT, 0);
+        return 0;
+}
+
+static void deliverer_free(deliverer *dl)
+{
+        struct event **evs[] = {&dl->ev_wake, &dl->ev_pump, &dl->ev_due, &dl->ev_stop};
+
+        while (dl->done) {
+                hook_send *s = dl->done;
+
+                list_remove(&dl->done, s);
+                send_free(s);
+        }
+        while (dl->running) {
+                hook_send *s = dl->running;
+
+                list_remove(&dl->running, s);
+                send_free(s);
+        }
+        send_pool_free(dl);
+        if (dl->dns) {
+                evdns_base_free(dl->dns, 0);
+                dl->dns = NULL;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(evs); i++)
+                if (*evs[i]) {
+                        event_free(*evs[i]);
+                        *evs[i] = NULL;
+                }
+        if (dl->wake_fd >= 0) {
+                char path[4096];
+
+                snprintf(path, sizeof(path), "%s/%s.deliver.sock", knock_runtime_dir(),
+                         dl->d->name);
+                (void)unlink(path);
+                close(dl->wake_fd);
+        }
+        hook_target_clear(&dl->target);
+        keys_free(dl->keys, dl->n_keys);
+        dl->keys = NULL;
+}
+
+int main(int argc, char **argv)
+{
+        int r;
+
+        r = daemon_setup(&daemon_, "deliver", usage, argc, argv, &deliver_ops, 0);
+        if (r > 0)
+                return EXIT_SUCCESS;
+        if (r < 0) {
+                daemon_finish(&daemon_, false);
+                return EXIT_FAILURE;
+        }
+
+        r = deliverer_setup(&deliverer_, &daemon_);
+        if (r >= 0)
+                r = daemon_run(&daemon_);
+        if (deliverer_.d) {
+                finish_remaining(&deliverer_);
+                deliverer_free(&deliverer_);
+        }
+        daemon_finish(&daemon_, r >= 0);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
