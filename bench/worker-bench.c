@@ -7,7 +7,7 @@
  *     knock-worker (concurrency C); beside it, a bare loop that keeps C
  *     posix_spawn()s of /bin/true in flight, N times. ratio = worker/bare.
  *  2. http: N events forwarded to a local keep-alive sink (libevent evhttp,
- *     204, in a child process) with concurrency 64.
+ *     204, in a child process) with concurrency HTTP_CONCURRENCY (64).
  *  3. latency: events committed one at a time (as the ingress does: insert,
  *     COMMIT, wake datagram); receipt-to-handler-start = the attempt's
  *     started_at − the event's received_at, p50 and p99 over M events.
@@ -15,8 +15,8 @@
  * Drain rate = events / (last attempt end − first attempt start), read from
  * the attempts rows, so process start-up is not counted.
  *
- * Usage: worker-bench [KNOCK_WORKER] [N_EXEC] [N_HTTP]
- *        (default: ../daemons/worker/knock-worker next to this binary, 5000, 50000)
+ * Usage: worker-bench [KNOCK_WORKER] [N_EXEC] [N_HTTP] [HTTP_CONCURRENCY]
+ *        (default: ../daemons/worker/knock-worker next to this binary, 5000, 50000, 64)
  * Output: one JSON object per figure.
  */
 
@@ -76,12 +76,12 @@ static void endpoint(const char *worker_section)
         snprintf(path, sizeof(path), "%s/run", dir);
         mkdir(path, 0755);
         setenv("KNOCK_RUNTIME_DIR", path, 1);
-        setenv("KNOCK_LOG_LEVEL", "warning", 1);
+        setenv("KNOCK_LOG_LEVEL", getenv("WB_LOG") ?: "warning", 1);
         unsetenv("NOTIFY_SOCKET");
         snprintf(conf, sizeof(conf),
-                 "[endpoint]\nprovider = none\nallow_unverified = yes\nlisten = 127.0.0.1:1\n"
-                 "[worker]\n%s",
-                 worker_section);
+                "[endpoint]\nprovider = none\nallow_unverified = yes\nlisten = 127.0.0.1:1\n"
+                "[worker]\n%s",
+                worker_section);
         snprintf(path, sizeof(path), "%s/etc/endpoints/bench.conf", dir);
         write_text(path, conf);
 }
@@ -106,16 +106,16 @@ static void insert_events(knock_store *s, size_t n)
         _cleanup_stmt_ sqlite3_stmt *e = NULL, *d = NULL;
 
         if (store_begin(s) < 0 ||
-            store_prepare(s,
-                          "INSERT INTO events (id, provider_event_id, event_type, status, "
-                          "delivery_id, received_at, updated_at) VALUES (?, ?, 'invoice.paid', "
-                          "'received', ?, ?, ?)",
-                          &e) < 0 ||
-            store_prepare(s,
-                          "INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
-                          "http_status, content_type, body, body_bytes) VALUES (?, ?, ?, 1, "
-                          "200, 'application/json', ?, ?)",
-                          &d) < 0)
+                store_prepare(s,
+                        "INSERT INTO events (id, provider_event_id, event_type, status, "
+                        "delivery_id, received_at, updated_at) VALUES (?, ?, 'invoice.paid', "
+                        "'received', ?, ?, ?)",
+                        &e) < 0 ||
+                store_prepare(s,
+                        "INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
+                        "http_status, content_type, body, body_bytes) VALUES (?, ?, ?, 1, "
+                        "200, 'application/json', ?, ?)",
+                        &d) < 0)
                 die("prepare");
         for (size_t i = 0; i < n; i++) {
                 char eid[KNOCK_ID_MAX], did[KNOCK_ID_MAX];
@@ -173,7 +173,7 @@ static void wake(void)
         int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
         snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/bench.worker.sock",
-                 getenv("KNOCK_RUNTIME_DIR"));
+                getenv("KNOCK_RUNTIME_DIR"));
         (void)sendto(fd, "w", 1, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof(sa));
         close(fd);
 }
@@ -197,7 +197,7 @@ static double drain(size_t n)
         for (int i = 0; i < 120 * 50; i++) {
                 sleep_ms(20);
                 if (query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") ==
-                    (int64_t)n)
+                        (int64_t)n)
                         break;
         }
         stop_worker(pid);
@@ -246,7 +246,7 @@ static pid_t start_sink(int *port)
         pid_t pid;
 
         if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0 ||
-            getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+                getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
                 die("sink socket");
         *port = ntohs(sa.sin_port);
         pid = fork();
@@ -307,13 +307,13 @@ static void latency(size_t m)
         qsort(lat, m, sizeof(int64_t), cmp_i64);
         printf("{\"bench\":\"worker-latency\",\"what\":\"receipt-to-handler-start\",\"events\":%zu,"
                "\"p50_ms\":%lld,\"p99_ms\":%lld,\"max_ms\":%lld}\n",
-               m, (long long)lat[m / 2], (long long)lat[m * 99 / 100], (long long)lat[m - 1]);
+                m, (long long)lat[m / 2], (long long)lat[m * 99 / 100], (long long)lat[m - 1]);
 }
 
 int main(int argc, char *argv[])
 {
         static char def[4096];
-        size_t n_exec = 5000, n_http = 50000, conc = 8;
+        size_t n_exec = 5000, n_http = 50000, conc = 8, hconc = 64;
         double w, b;
         char section[512];
         int port;
@@ -331,6 +331,8 @@ int main(int argc, char *argv[])
                 n_exec = strtoul(argv[2], NULL, 10);
         if (argc > 3)
                 n_http = strtoul(argv[3], NULL, 10);
+        if (argc > 4)
+                hconc = strtoul(argv[4], NULL, 10);
         signal(SIGPIPE, SIG_IGN);
 
         /* 1. exec vs a bare posix_spawn loop, interleaved, same concurrency */
@@ -341,20 +343,20 @@ int main(int argc, char *argv[])
         printf("{\"bench\":\"worker-drain\",\"handler\":\"exec:/bin/true\",\"concurrency\":%zu,"
                "\"events\":%zu,\"events_per_s\":%.0f,\"baseline\":\"bare-posix_spawn\","
                "\"baseline_per_s\":%.0f,\"ratio\":%.2f}\n",
-               conc, n_exec, w, b, w / b);
+                conc, n_exec, w, b, w / b);
         fflush(stdout);
 
         /* 2. http forward to a keep-alive sink */
         sink = start_sink(&port);
         snprintf(section, sizeof(section),
-                 "handler = http://127.0.0.1:%d/sink\nconcurrency = 64\n", port);
+                "handler = http://127.0.0.1:%d/sink\nconcurrency = %zu\n", port, hconc);
         endpoint(section);
         w = drain(n_http);
         kill(sink, SIGTERM);
         (void)waitpid(sink, NULL, 0);
-        printf("{\"bench\":\"worker-drain\",\"handler\":\"http-forward\",\"concurrency\":64,"
+        printf("{\"bench\":\"worker-drain\",\"handler\":\"http-forward\",\"concurrency\":%zu,"
                "\"events\":%zu,\"events_per_s\":%.0f,\"target_per_s\":15000}\n",
-               n_http, w);
+                hconc, n_http, w);
         fflush(stdout);
 
         /* 3. pickup latency */

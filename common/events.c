@@ -92,10 +92,9 @@ uint64_t events_backoff_ms(uint64_t base, uint64_t cap, uint64_t attempt, uint64
         return base + rnd % (ceiling - base + 1);
 }
 
-int events_hook_payload(const char *endpoint, const char *event_id,
-                        const char *provider_event_id, const char *event_type,
-                        const char *status, int64_t attempts, int64_t finished_at,
-                        const char *last_error, char **ret)
+int events_hook_payload(const char *endpoint, const char *event_id, const char *provider_event_id,
+        const char *event_type, const char *status, int64_t attempts, int64_t finished_at,
+        const char *last_error, char **ret)
 {
         char when[32], type[64];
         json_t *o;
@@ -103,10 +102,10 @@ int events_hook_payload(const char *endpoint, const char *event_id,
 
         snprintf(type, sizeof(type), "knock.event.%s", status);
         format_rfc3339(finished_at, when, sizeof(when));
-        o = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s, s:I, s:s, s:s?}", "type", type,
-                      "endpoint", endpoint, "event_id", event_id, "provider_event_id",
-                      provider_event_id, "event_type", event_type, "status", status, "attempts",
-                      (json_int_t)attempts, "finished_at", when, "last_error", last_error);
+        o = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s, s:I, s:s, s:s?}", "type", type, "endpoint",
+                endpoint, "event_id", event_id, "provider_event_id", provider_event_id,
+                "event_type", event_type, "status", status, "attempts", (json_int_t)attempts,
+                "finished_at", when, "last_error", last_error);
         if (!o)
                 return -ENOMEM;
         text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -115,6 +114,79 @@ int events_hook_payload(const char *endpoint, const char *event_id,
                 return -ENOMEM;
         *ret = text;
         return 0;
+}
+
+/*
+ * Prepared statements are cached per connection: the worker runs the same
+ * handful of statements for every event, and parsing them again each time
+ * cost more than executing them. The cache is keyed by the SQL text's
+ * address (every statement here is a string literal) and the connection;
+ * it is single-threaded, like the worker's loop. events_cache_clear()
+ * finalizes everything before the connection is closed.
+ */
+#define STMT_CACHE_SIZE 32
+
+static struct {
+        sqlite3 *db;
+        const char *sql;
+        sqlite3_stmt *st;
+} stmt_cache[STMT_CACHE_SIZE];
+
+void events_cache_clear(void)
+{
+        for (size_t i = 0; i < STMT_CACHE_SIZE; i++) {
+                if (stmt_cache[i].st)
+                        sqlite3_finalize(stmt_cache[i].st);
+                stmt_cache[i].db = NULL;
+                stmt_cache[i].sql = NULL;
+                stmt_cache[i].st = NULL;
+        }
+}
+
+static int prepare_cached(knock_store *s, const char *sql, sqlite3_stmt **ret)
+{
+        size_t slot = STMT_CACHE_SIZE;
+        int rc;
+
+        for (size_t i = 0; i < STMT_CACHE_SIZE; i++) {
+                if (stmt_cache[i].sql == sql && stmt_cache[i].db == s->db) {
+                        sqlite3_reset(stmt_cache[i].st);
+                        sqlite3_clear_bindings(stmt_cache[i].st);
+                        *ret = stmt_cache[i].st;
+                        return 0;
+                }
+                if (slot == STMT_CACHE_SIZE && (!stmt_cache[i].st || stmt_cache[i].sql == sql))
+                        slot = i;
+        }
+        if (slot == STMT_CACHE_SIZE)
+                return store_prepare(s, sql, ret); /* full: uncached (never with this file) */
+        if (stmt_cache[slot].st)
+                sqlite3_finalize(stmt_cache[slot].st);
+        stmt_cache[slot].st = NULL;
+        rc = sqlite3_prepare_v3(
+                s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_cache[slot].st, NULL);
+        if (rc != SQLITE_OK) {
+                stmt_cache[slot].st = NULL;
+                return store_errno(rc) ?: -EIO;
+        }
+        stmt_cache[slot].db = s->db;
+        stmt_cache[slot].sql = sql;
+        *ret = stmt_cache[slot].st;
+        return 0;
+}
+
+static void cache_reset_all(void)
+{
+        for (size_t i = 0; i < STMT_CACHE_SIZE; i++)
+                if (stmt_cache[i].st)
+                        sqlite3_reset(stmt_cache[i].st);
+}
+
+/* Ends a cached statement's run (its read snapshot, its locks); keeps it. */
+static void stmt_resetp(sqlite3_stmt **st)
+{
+        if (*st)
+                sqlite3_reset(*st);
 }
 
 static int step_done(sqlite3_stmt *st)
@@ -128,10 +200,10 @@ static int step_done(sqlite3_stmt *st)
 
 /* Queues the completion hook for `status` when [hook] asks for it. */
 static int queue_hook(knock_store *s, const knock_config *cfg, int64_t now, const char *event_id,
-                      const char *provider_event_id, const char *event_type, const char *status,
-                      int64_t attempts, const char *last_error, bool *ret_queued)
+        const char *provider_event_id, const char *event_type, const char *status, int64_t attempts,
+        const char *last_error, bool *ret_queued)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         _cleanup_free_ char *payload = NULL;
         char id[KNOCK_ID_MAX], type[64];
         bool want;
@@ -144,15 +216,15 @@ static int queue_hook(knock_store *s, const knock_config *cfg, int64_t now, cons
                 return 0;
 
         r = events_hook_payload(cfg->name, event_id, provider_event_id, event_type, status,
-                                attempts, now, last_error, &payload);
+                attempts, now, last_error, &payload);
         if (r < 0)
                 return r;
 
-        r = store_prepare(s,
-                          "INSERT INTO hooks (id, event_id, type, payload, state, attempt_count, "
-                          "max_attempts, created_at, updated_at, next_attempt_at) "
-                          "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
-                          &st);
+        r = prepare_cached(s,
+                "INSERT INTO hooks (id, event_id, type, payload, state, attempt_count, "
+                "max_attempts, created_at, updated_at, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                &st);
         if (r < 0)
                 return r;
         id_new("hk", id);
@@ -229,10 +301,9 @@ static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
 }
 
 static int claim_one(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                     int64_t lease_ms, claim_candidate *cand, bool *ret_claimed,
-                     knock_claim_stats *stats)
+        int64_t lease_ms, claim_candidate *cand, bool *ret_claimed, knock_claim_stats *stats)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         knock_claim *c = &cand->c;
         const char *id = c->id;
         const char *handler;
@@ -243,11 +314,11 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         if (streq(cand->status, "processing")) {
                 /* The holder's lease ran out: it crashed or hung. Its attempt
                  * ends "lost" and counts; the event runs again. */
-                r = store_prepare(s,
-                                  "UPDATE attempts SET outcome = 'lost', ended_at = ?1, "
-                                  "error = 'lease expired before the attempt finished' "
-                                  "WHERE event_id = ?2 AND outcome = 'running'",
-                                  &st);
+                r = prepare_cached(s,
+                        "UPDATE attempts SET outcome = 'lost', ended_at = ?1, "
+                        "error = 'lease expired before the attempt finished' "
+                        "WHERE event_id = ?2 AND outcome = 'running'",
+                        &st);
                 if (r < 0)
                         return r;
                 stmt_bind_i64(st, 1, now);
@@ -255,15 +326,14 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                 r = step_done(st);
                 if (r < 0)
                         return r;
-                stmt_finalizep(&st);
+                stmt_resetp(&st);
                 stats->taken_over++;
 
                 if (cand->attempts >= (int64_t)cfg->max_attempts) {
                         const char *err = "lease expired on the last attempt";
                         bool q;
 
-                        r = store_prepare(
-                                s,
+                        r = prepare_cached(s,
                                 "UPDATE events SET status = 'dead', status_reason = "
                                 "'max_attempts', claimed_by = NULL, claim_until = NULL, "
                                 "next_attempt_at = NULL, last_error = ?1, updated_at = ?2, "
@@ -278,8 +348,8 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                         if (r < 0)
                                 return r;
                         stats->dead++;
-                        r = queue_hook(s, cfg, now, id, c->provider_event_id, c->event_type,
-                                       "dead", cand->attempts, err, &q);
+                        r = queue_hook(s, cfg, now, id, c->provider_event_id, c->event_type, "dead",
+                                cand->attempts, err, &q);
                         if (r < 0)
                                 return r;
                         stats->hooks += q;
@@ -289,12 +359,12 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
 
         handler = config_handler_for(cfg, c->event_type);
         if (!handler || !handler[0]) {
-                r = store_prepare(s,
-                                  "UPDATE events SET status = 'ignored', status_reason = "
-                                  "'no_handler', claimed_by = NULL, claim_until = NULL, "
-                                  "next_attempt_at = NULL, updated_at = ?1, finished_at = ?1 "
-                                  "WHERE id = ?2",
-                                  &st);
+                r = prepare_cached(s,
+                        "UPDATE events SET status = 'ignored', status_reason = "
+                        "'no_handler', claimed_by = NULL, claim_until = NULL, "
+                        "next_attempt_at = NULL, updated_at = ?1, finished_at = ?1 "
+                        "WHERE id = ?2",
+                        &st);
                 if (r < 0)
                         return r;
                 stmt_bind_i64(st, 1, now);
@@ -306,11 +376,11 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                 return 0;
         }
 
-        r = store_prepare(s,
-                          "UPDATE events SET status = 'processing', status_reason = NULL, "
-                          "claimed_by = ?1, claim_until = ?2, attempt_count = attempt_count + 1, "
-                          "updated_at = ?3 WHERE id = ?4",
-                          &st);
+        r = prepare_cached(s,
+                "UPDATE events SET status = 'processing', status_reason = NULL, "
+                "claimed_by = ?1, claim_until = ?2, attempt_count = attempt_count + 1, "
+                "updated_at = ?3 WHERE id = ?4",
+                &st);
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, worker);
@@ -320,7 +390,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         r = step_done(st);
         if (r < 0)
                 return r;
-        stmt_finalizep(&st);
+        stmt_resetp(&st);
 
         c->attempt = cand->attempts + 1;
         c->claimed_at = now;
@@ -329,10 +399,10 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         if (!c->handler)
                 return -ENOMEM;
 
-        r = store_prepare(s,
-                          "INSERT INTO attempts (id, event_id, delivery_id, attempt, worker, "
-                          "handler, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
-                          &st);
+        r = prepare_cached(s,
+                "INSERT INTO attempts (id, event_id, delivery_id, attempt, worker, "
+                "handler, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                &st);
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, c->attempt_id);
@@ -365,8 +435,7 @@ static void claims_free(knock_claim *v, size_t n)
 
 /* The claim loop, inside the caller's transaction; appends to v[*n] (room for max). */
 static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                       int64_t lease_ms, size_t max, knock_claim *v, size_t *n,
-                       knock_claim_stats *stats)
+        int64_t lease_ms, size_t max, knock_claim *v, size_t *n, knock_claim_stats *stats)
 {
         int r = 0;
 
@@ -374,14 +443,14 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
          * into ignored/dead leave room for more claims within `max`. */
         for (size_t q = 0; q < ELEMENTSOF(claim_queries) && *n < max; q++) {
                 for (;;) {
-                        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                        sqlite3_stmt *st = NULL;
                         claim_candidate *cands;
                         size_t seen = 0, before = *n, want = max - *n;
 
                         cands = calloc(want, sizeof(*cands));
                         if (!cands)
                                 return -ENOMEM;
-                        r = store_prepare(s, claim_queries[q], &st);
+                        r = prepare_cached(s, claim_queries[q], &st);
                         if (r < 0) {
                                 free(cands);
                                 return r;
@@ -401,13 +470,13 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                                 if (r < 0)
                                         break;
                         }
-                        stmt_finalizep(&st);
+                        stmt_resetp(&st);
 
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
                                 bool claimed;
 
-                                r = claim_one(s, cfg, worker, now, lease_ms, &cands[i], &claimed,
-                                              stats);
+                                r = claim_one(
+                                        s, cfg, worker, now, lease_ms, &cands[i], &claimed, stats);
                                 if (r >= 0 && claimed)
                                         v[(*n)++] = TAKE_CLAIM(cands[i].c);
                         }
@@ -426,17 +495,16 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
 }
 
 int events_claim(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                 int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n,
-                 knock_claim_stats *stats)
+        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
-        return events_finish_and_claim(s, cfg, worker, now, NULL, 0, NULL, lease_ms, max, ret,
-                                       ret_n, stats);
+        return events_finish_and_claim(
+                s, cfg, worker, now, NULL, 0, NULL, lease_ms, max, ret, ret_n, stats);
 }
 
-int events_renew(knock_store *s, const char *worker, const char *const *ids, size_t n,
-                 int64_t until)
+static int events_renew_impl(
+        knock_store *s, const char *worker, const char *const *ids, size_t n, int64_t until)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         int r;
 
         if (n == 0)
@@ -444,10 +512,10 @@ int events_renew(knock_store *s, const char *worker, const char *const *ids, siz
         r = store_begin(s);
         if (r < 0)
                 return r;
-        r = store_prepare(s,
-                          "UPDATE events SET claim_until = ?1 WHERE id = ?2 AND "
-                          "status = 'processing' AND claimed_by = ?3",
-                          &st);
+        r = prepare_cached(s,
+                "UPDATE events SET claim_until = ?1 WHERE id = ?2 AND "
+                "status = 'processing' AND claimed_by = ?3",
+                &st);
         if (r < 0)
                 goto fail;
         for (size_t i = 0; i < n; i++) {
@@ -459,18 +527,18 @@ int events_renew(knock_store *s, const char *worker, const char *const *ids, siz
                 if (r < 0)
                         goto fail;
         }
-        stmt_finalizep(&st);
+        stmt_resetp(&st);
         return store_commit(s);
 fail:
-        stmt_finalizep(&st);
+        stmt_resetp(&st);
         store_rollback(s);
         return r;
 }
 
 static int finish_one(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                      knock_attempt_result *res, bool *ret_hook)
+        knock_attempt_result *res, bool *ret_hook)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         _cleanup_free_ char *pid = NULL, *type = NULL;
         const char *status, *reason = NULL;
         int64_t next = -1;
@@ -481,10 +549,10 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         res->hook_queued = false;
 
         /* The attempt happened whatever became of the claim: record it. */
-        r = store_prepare(s,
-                          "UPDATE attempts SET ended_at = ?1, outcome = ?2, exit_code = ?3, "
-                          "signal = ?4, http_status = ?5, error = ?6, output = ?7 WHERE id = ?8",
-                          &st);
+        r = prepare_cached(s,
+                "UPDATE attempts SET ended_at = ?1, outcome = ?2, exit_code = ?3, "
+                "signal = ?4, http_status = ?5, error = ?6, output = ?7 WHERE id = ?8",
+                &st);
         if (r < 0)
                 return r;
         stmt_bind_i64(st, 1, res->ended_at > 0 ? res->ended_at : now);
@@ -501,7 +569,7 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         r = step_done(st);
         if (r < 0)
                 return r;
-        stmt_finalizep(&st);
+        stmt_resetp(&st);
 
         switch (res->outcome) {
         case EVENT_OUTCOME_SUCCESS:
@@ -518,20 +586,19 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
                 } else {
                         status = "failed";
                         next = now + (int64_t)events_backoff_ms(cfg->backoff_base_ms,
-                                                                cfg->backoff_cap_ms, res->attempt,
-                                                                jitter_random());
+                                             cfg->backoff_cap_ms, res->attempt, jitter_random());
                 }
                 break;
         }
 
-        r = store_prepare(s,
-                          "UPDATE events SET status = ?1, status_reason = ?2, claimed_by = NULL, "
-                          "claim_until = NULL, next_attempt_at = ?3, "
-                          "last_error = COALESCE(?4, last_error), updated_at = ?5, "
-                          "finished_at = CASE WHEN ?1 IN ('handled', 'dead') THEN ?5 END "
-                          "WHERE id = ?6 AND status = 'processing' AND claimed_by = ?7 "
-                          "RETURNING provider_event_id, event_type, last_error",
-                          &st);
+        r = prepare_cached(s,
+                "UPDATE events SET status = ?1, status_reason = ?2, claimed_by = NULL, "
+                "claim_until = NULL, next_attempt_at = ?3, "
+                "last_error = COALESCE(?4, last_error), updated_at = ?5, "
+                "finished_at = CASE WHEN ?1 IN ('handled', 'dead') THEN ?5 END "
+                "WHERE id = ?6 AND status = 'processing' AND claimed_by = ?7 "
+                "RETURNING provider_event_id, event_type, last_error",
+                &st);
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, status);
@@ -554,11 +621,11 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
                 r = step_done(st);
                 if (r < 0)
                         return r;
-                stmt_finalizep(&st);
+                stmt_resetp(&st);
                 res->new_status = status;
                 res->next_attempt_at = next;
                 r = queue_hook(s, cfg, now, res->event_id, pid, type, status, res->attempt, last,
-                               ret_hook);
+                        ret_hook);
                 if (r < 0)
                         return r;
         }
@@ -575,18 +642,17 @@ static void results_reset(knock_attempt_result *results, size_t n)
 }
 
 int events_finish(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                  knock_attempt_result *results, size_t n, size_t *ret_hooks)
+        knock_attempt_result *results, size_t n, size_t *ret_hooks)
 {
         size_t dummy;
 
-        return events_finish_and_claim(s, cfg, worker, now, results, n, ret_hooks, 0, 0, NULL,
-                                       &dummy, NULL);
+        return events_finish_and_claim(
+                s, cfg, worker, now, results, n, ret_hooks, 0, 0, NULL, &dummy, NULL);
 }
 
-int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
-                            int64_t now, knock_attempt_result *results, size_t n_results,
-                            size_t *ret_hooks, int64_t lease_ms, size_t max, knock_claim **ret,
-                            size_t *ret_n, knock_claim_stats *stats)
+static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg, const char *worker,
+        int64_t now, knock_attempt_result *results, size_t n_results, size_t *ret_hooks,
+        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
         knock_claim_stats dummy = {};
         knock_claim *v = NULL;
@@ -649,8 +715,8 @@ fail_nothing:
         return r;
 }
 
-int events_release(knock_store *s, const char *worker, const char *const *ids,
-                   const char *const *attempt_ids, size_t n, int64_t now)
+static int events_release_impl(knock_store *s, const char *worker, const char *const *ids,
+        const char *const *attempt_ids, size_t n, int64_t now)
 {
         int r;
 
@@ -660,13 +726,13 @@ int events_release(knock_store *s, const char *worker, const char *const *ids,
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
-                _cleanup_stmt_ sqlite3_stmt *a = NULL, *e = NULL;
+                sqlite3_stmt *a = NULL, *e = NULL;
 
-                r = store_prepare(s,
-                                  "UPDATE attempts SET outcome = 'interrupted', ended_at = ?1, "
-                                  "error = COALESCE(error, 'worker stopping: claim released') "
-                                  "WHERE id = ?2",
-                                  &a);
+                r = prepare_cached(s,
+                        "UPDATE attempts SET outcome = 'interrupted', ended_at = ?1, "
+                        "error = COALESCE(error, 'worker stopping: claim released') "
+                        "WHERE id = ?2",
+                        &a);
                 if (r < 0)
                         goto fail;
                 stmt_bind_i64(a, 1, now);
@@ -677,14 +743,14 @@ int events_release(knock_store *s, const char *worker, const char *const *ids,
 
                 /* Not counted: the worker chose to stop, the handler did not
                  * fail. Due at once, so the next worker picks it up first. */
-                r = store_prepare(s,
-                                  "UPDATE events SET status = CASE WHEN attempt_count <= 1 THEN "
-                                  "'received' ELSE 'failed' END, next_attempt_at = CASE WHEN "
-                                  "attempt_count <= 1 THEN NULL ELSE ?1 END, "
-                                  "attempt_count = MAX(attempt_count - 1, 0), claimed_by = NULL, "
-                                  "claim_until = NULL, updated_at = ?1 WHERE id = ?2 AND "
-                                  "status = 'processing' AND claimed_by = ?3",
-                                  &e);
+                r = prepare_cached(s,
+                        "UPDATE events SET status = CASE WHEN attempt_count <= 1 THEN "
+                        "'received' ELSE 'failed' END, next_attempt_at = CASE WHEN "
+                        "attempt_count <= 1 THEN NULL ELSE ?1 END, "
+                        "attempt_count = MAX(attempt_count - 1, 0), claimed_by = NULL, "
+                        "claim_until = NULL, updated_at = ?1 WHERE id = ?2 AND "
+                        "status = 'processing' AND claimed_by = ?3",
+                        &e);
                 if (r < 0)
                         goto fail;
                 stmt_bind_i64(e, 1, now);
@@ -700,15 +766,15 @@ fail:
         return r;
 }
 
-int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
+static int events_expire_claims_impl(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_prepare(s,
-                          "UPDATE events SET claim_until = ?1 WHERE status = 'processing' AND "
-                          "claimed_by = ?2 AND claim_until >= ?1",
-                          &st);
+        r = prepare_cached(s,
+                "UPDATE events SET claim_until = ?1 WHERE status = 'processing' AND "
+                "claimed_by = ?2 AND claim_until >= ?1",
+                &st);
         if (r < 0)
                 return r;
         /* One statement: autocommit is its own transaction. */
@@ -722,17 +788,17 @@ int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t
         return 0;
 }
 
-int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
+static int events_claim_holders_impl(knock_store *s, char ***ret, size_t *ret_n)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         char **v = NULL;
         size_t n = 0;
         int r;
 
-        r = store_prepare(s,
-                          "SELECT DISTINCT claimed_by FROM events WHERE status = 'processing' "
-                          "AND claimed_by IS NOT NULL",
-                          &st);
+        r = prepare_cached(s,
+                "SELECT DISTINCT claimed_by FROM events WHERE status = 'processing' "
+                "AND claimed_by IS NOT NULL",
+                &st);
         if (r < 0)
                 return r;
         for (;;) {
@@ -768,19 +834,19 @@ fail:
         return r;
 }
 
-int events_next_due(knock_store *s, const char *worker, int64_t *ret)
+static int events_next_due_impl(knock_store *s, const char *worker, int64_t *ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        sqlite3_stmt *st = NULL;
         int r, rc;
 
-        r = store_prepare(s,
-                          "SELECT MIN(t) FROM ("
-                          "SELECT CASE WHEN EXISTS (SELECT 1 FROM events WHERE "
-                          "status = 'received') THEN 0 END AS t "
-                          "UNION ALL SELECT MIN(next_attempt_at) FROM events WHERE "
-                          "status = 'failed' UNION ALL SELECT MIN(claim_until) + 1 FROM events "
-                          "WHERE status = 'processing' AND claimed_by IS NOT ?1)",
-                          &st);
+        r = prepare_cached(s,
+                "SELECT MIN(t) FROM ("
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM events WHERE "
+                "status = 'received') THEN 0 END AS t "
+                "UNION ALL SELECT MIN(next_attempt_at) FROM events WHERE "
+                "status = 'failed' UNION ALL SELECT MIN(claim_until) + 1 FROM events "
+                "WHERE status = 'processing' AND claimed_by IS NOT ?1)",
+                &st);
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, worker);
@@ -789,4 +855,59 @@ int events_next_due(knock_store *s, const char *worker, int64_t *ret)
                 return store_errno(rc) ?: -EIO;
         *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
         return 0;
+}
+
+/* Public entry points: no cached statement stays active (holding a read
+ * snapshot) once the call returns. */
+int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
+        int64_t now, knock_attempt_result *results, size_t n_results, size_t *ret_hooks,
+        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
+{
+        int r = events_finish_and_claim_impl(s, cfg, worker, now, results, n_results, ret_hooks,
+                lease_ms, max, ret, ret_n, stats);
+
+        cache_reset_all();
+        return r;
+}
+
+int events_renew(
+        knock_store *s, const char *worker, const char *const *ids, size_t n, int64_t until)
+{
+        int r = events_renew_impl(s, worker, ids, n, until);
+
+        cache_reset_all();
+        return r;
+}
+
+int events_release(knock_store *s, const char *worker, const char *const *ids,
+        const char *const *attempt_ids, size_t n, int64_t now)
+{
+        int r = events_release_impl(s, worker, ids, attempt_ids, n, now);
+
+        cache_reset_all();
+        return r;
+}
+
+int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
+{
+        int r = events_expire_claims_impl(s, holder, now, ret_n);
+
+        cache_reset_all();
+        return r;
+}
+
+int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
+{
+        int r = events_claim_holders_impl(s, ret, ret_n);
+
+        cache_reset_all();
+        return r;
+}
+
+int events_next_due(knock_store *s, const char *worker, int64_t *ret)
+{
+        int r = events_next_due_impl(s, worker, ret);
+
+        cache_reset_all();
+        return r;
 }

@@ -78,7 +78,7 @@ void knock_claim_clear(knock_claim *c);
 
 /* Counts of what a claim did besides handing out events. */
 typedef struct knock_claim_stats {
-        size_t ignored;  /* no handler → ignored */
+        size_t ignored;    /* no handler → ignored */
         size_t taken_over; /* expired leases taken over (attempt marked lost) */
         size_t dead;       /* taken over with no attempt left → dead */
         size_t hooks;      /* hooks rows queued */
@@ -90,12 +90,11 @@ typedef struct knock_claim_stats {
  * and frees the array). stats may be NULL.
  */
 int events_claim(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                 int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n,
-                 knock_claim_stats *stats);
+        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats);
 
 /* Extends the lease of the given events held by worker to `until`. */
-int events_renew(knock_store *s, const char *worker, const char *const *ids, size_t n,
-                 int64_t until);
+int events_renew(
+        knock_store *s, const char *worker, const char *const *ids, size_t n, int64_t until);
 
 /* The result of one attempt, filled by the runner. */
 typedef struct knock_attempt_result {
@@ -103,17 +102,17 @@ typedef struct knock_attempt_result {
         const char *attempt_id;
         int64_t attempt;
         event_outcome outcome;
-        int exit_code;   /* -1: none */
-        int signal;      /* 0: none */
-        int http_status; /* 0: none */
-        const char *error; /* NULL on success */
+        int exit_code;      /* -1: none */
+        int signal;         /* 0: none */
+        int http_status;    /* 0: none */
+        const char *error;  /* NULL on success */
         const char *output; /* captured output (already bounded), may be NULL */
         size_t output_len;
         int64_t ended_at;
 
         /* set by events_finish() */
-        const char *new_status;   /* "handled", "failed", "dead"; NULL when the claim was lost */
-        int64_t next_attempt_at;  /* for "failed" */
+        const char *new_status;  /* "handled", "failed", "dead"; NULL when the claim was lost */
+        int64_t next_attempt_at; /* for "failed" */
         bool hook_queued;
 } knock_attempt_result;
 
@@ -123,7 +122,7 @@ typedef struct knock_attempt_result {
  * wakes the deliverer after a commit that queued some.
  */
 int events_finish(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-                  knock_attempt_result *results, size_t n, size_t *ret_hooks);
+        knock_attempt_result *results, size_t n, size_t *ret_hooks);
 
 /*
  * Both of the above in ONE transaction: records n_results results, then
@@ -132,13 +131,12 @@ int events_finish(knock_store *s, const knock_config *cfg, const char *worker, i
  * nothing is written and no claim is returned. ret may be NULL when max is 0.
  */
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
-                            int64_t now, knock_attempt_result *results, size_t n_results,
-                            size_t *ret_hooks, int64_t lease_ms, size_t max, knock_claim **ret,
-                            size_t *ret_n, knock_claim_stats *stats);
+        int64_t now, knock_attempt_result *results, size_t n_results, size_t *ret_hooks,
+        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats);
 
 /* Gives back claims without counting the attempts (shutdown). */
 int events_release(knock_store *s, const char *worker, const char *const *ids,
-                   const char *const *attempt_ids, size_t n, int64_t now);
+        const char *const *attempt_ids, size_t n, int64_t now);
 
 /* Expires every lease held by `holder` (a worker known to be gone), so the
  * next claim takes its events over at once. *ret_n: events affected. */
@@ -160,8 +158,11 @@ int events_next_due(knock_store *s, const char *worker, int64_t *ret);
  */
 uint64_t events_backoff_ms(uint64_t base, uint64_t cap, uint64_t attempt, uint64_t rnd);
 
+/* Finalizes the cached prepared statements (call before closing the store
+ * the event functions ran on). */
+void events_cache_clear(void);
+
 /* Builds the contract §8 hook payload (malloc'd JSON text). */
-int events_hook_payload(const char *endpoint, const char *event_id,
-                        const char *provider_event_id, const char *event_type,
-                        const char *status, int64_t attempts, int64_t finished_at,
-                        const char *last_error, char **ret);
+int events_hook_payload(const char *endpoint, const char *event_id, const char *provider_event_id,
+        const char *event_type, const char *status, int64_t attempts, int64_t finished_at,
+        const char *last_error, char **ret);

@@ -151,8 +151,8 @@ static void on_input(evutil_socket_t fd, short what, void *userdata);
 static void write_input(job *j)
 {
         while (j->in_fd >= 0 && j->in_off < j->claim.body_len) {
-                ssize_t k = write(j->in_fd, j->claim.body + j->in_off,
-                                  j->claim.body_len - j->in_off);
+                ssize_t k =
+                        write(j->in_fd, j->claim.body + j->in_off, j->claim.body_len - j->in_off);
 
                 if (k > 0) {
                         j->in_off += (size_t)k;
@@ -162,8 +162,8 @@ static void write_input(job *j)
                         continue;
                 if (k < 0 && errno == EAGAIN) {
                         if (!j->ev_in) {
-                                j->ev_in = event_new(j->w->d->base, j->in_fd,
-                                                     EV_WRITE | EV_PERSIST, on_input, j);
+                                j->ev_in = event_new(j->w->d->base, j->in_fd, EV_WRITE | EV_PERSIST,
+                                        on_input, j);
                                 if (!j->ev_in || event_add(j->ev_in, NULL) < 0)
                                         break;
                         }
@@ -211,15 +211,15 @@ static void on_exit_(evutil_socket_t fd, short what, void *userdata)
                 else if (WIFEXITED(status))
                         j->exit_code = WEXITSTATUS(status);
                 (void)asprintf(&j->error, "timed out after %llu ms, process group killed",
-                               (unsigned long long)j->w->d->cfg->timeout_ms);
+                        (unsigned long long)j->w->d->cfg->timeout_ms);
         } else if (WIFEXITED(status)) {
                 j->exit_code = WEXITSTATUS(status);
                 if (j->exit_code == 0)
                         j->outcome = EVENT_OUTCOME_SUCCESS;
                 else if (j->exit_code == EXIT_DATAERR) {
                         j->outcome = EVENT_OUTCOME_PERMANENT;
-                        (void)asprintf(&j->error, "exit status %d (permanent failure)",
-                                       j->exit_code);
+                        (void)asprintf(
+                                &j->error, "exit status %d (permanent failure)", j->exit_code);
                 } else {
                         j->outcome = EVENT_OUTCOME_TEMPFAIL;
                         (void)asprintf(&j->error, "exit status %d", j->exit_code);
@@ -329,8 +329,8 @@ int exec_start(job *j)
         posix_spawnattr_setsigdefault(&attr, &all);
         posix_spawnattr_setsigmask(&attr, &none);
         posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                                POSIX_SPAWN_SETSIGMASK);
+        posix_spawnattr_setflags(
+                &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
         r = -posix_spawnp(&j->pid, argv[0], &fa, &attr, argv, envp);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);

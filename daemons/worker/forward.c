@@ -112,8 +112,8 @@ static SSL_CTX *ssl_ctx(worker *w)
         return ctx;
 }
 
-static int conn_new(worker *w, bool https, const char *host, int port, const char *key,
-                    fwd_conn **ret)
+static int conn_new(
+        worker *w, bool https, const char *host, int port, const char *key, fwd_conn **ret)
 {
         struct event_base *base = w->d->base;
         struct timeval tv;
@@ -144,16 +144,15 @@ static int conn_new(worker *w, bool https, const char *host, int port, const cha
                 SSL_set_tlsext_host_name(ssl, host);
                 SSL_set1_host(ssl, host);
                 bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                                                     BEV_OPT_CLOSE_ON_FREE |
-                                                             BEV_OPT_DEFER_CALLBACKS);
+                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
                 if (!bev) {
                         SSL_free(ssl);
                         conn_free(c);
                         return -ENOMEM;
                 }
                 bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-                c->evcon = evhttp_connection_base_bufferevent_new(base, NULL, bev, host,
-                                                                  (unsigned short)port);
+                c->evcon = evhttp_connection_base_bufferevent_new(
+                        base, NULL, bev, host, (unsigned short)port);
         } else
                 c->evcon = evhttp_connection_base_new(base, NULL, host, (unsigned short)port);
         if (!c->evcon) {
@@ -263,7 +262,7 @@ static void on_response(struct evhttp_request *req, void *userdata)
                 if (j->conn)
                         j->conn->broken = true;
                 (void)asprintf(&j->error, "%s: %s", j->claim.handler,
-                               j->http_error ?: "connection failed");
+                        j->http_error ?: "connection failed");
                 job_http_done(j);
                 return;
         }
@@ -287,8 +286,7 @@ static void on_response(struct evhttp_request *req, void *userdata)
                 j->outcome = EVENT_OUTCOME_PERMANENT;
         if (j->outcome != EVENT_OUTCOME_SUCCESS)
                 (void)asprintf(&j->error, "HTTP %d%s", code,
-                               j->outcome == EVENT_OUTCOME_PERMANENT ? " (permanent failure)"
-                                                                     : "");
+                        j->outcome == EVENT_OUTCOME_PERMANENT ? " (permanent failure)" : "");
         job_http_done(j);
 }
 
@@ -319,7 +317,7 @@ int forward_start(job *j)
         path = evhttp_uri_get_path(uri);
         query = evhttp_uri_get_query(uri);
         if (asprintf(&target, "%s%s%s", path && path[0] ? path : "/", query ? "?" : "",
-                     query ?: "") < 0) {
+                    query ?: "") < 0) {
                 evhttp_uri_free(uri);
                 return -ENOMEM;
         }
@@ -345,8 +343,8 @@ int forward_start(job *j)
         snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
         h = evhttp_request_get_output_headers(j->req);
         evhttp_add_header(h, "Host", hostport);
-        evhttp_add_header(h, "Content-Type",
-                          c->content_type ? c->content_type : "application/octet-stream");
+        evhttp_add_header(
+                h, "Content-Type", c->content_type ? c->content_type : "application/octet-stream");
         evhttp_add_header(h, "User-Agent", "knock/" KNOCK_VERSION);
         evhttp_add_header(h, "X-Knock-Endpoint", w->d->name);
         evhttp_add_header(h, "X-Knock-Event-Id", c->id);

@@ -58,15 +58,14 @@ extern char **environ;
 static knock_daemon daemon_;
 static worker worker_;
 
-static const char usage[] =
-        "Usage: knock-worker [OPTIONS] NAME\n"
-        "\n"
-        "Runs the handler of endpoint NAME for every stored event.\n"
-        "\n"
-        "  -h --help      Show this help\n"
-        "  -V --version   Show the version\n"
-        "\n"
-        "See knock-worker(8).\n";
+static const char usage[] = "Usage: knock-worker [OPTIONS] NAME\n"
+                            "\n"
+                            "Runs the handler of endpoint NAME for every stored event.\n"
+                            "\n"
+                            "  -h --help      Show this help\n"
+                            "  -V --version   Show the version\n"
+                            "\n"
+                            "See knock-worker(8).\n";
 
 /* ---- job lists ------------------------------------------------------------------ */
 
@@ -171,10 +170,10 @@ static void job_start(worker *w, knock_claim *c)
         w->n_claimed++;
 
         log_full_errno(LOG_DEBUG, 0, NULL,
-                       LOG_FIELDS(LF("KNOCK_EVENT_ID", j->claim.id),
-                                  LF("KNOCK_EVENT_TYPE", j->claim.event_type)),
-                       "Starting handler for event %s, attempt %lld", j->claim.id,
-                       (long long)j->claim.attempt);
+                LOG_FIELDS(LF("KNOCK_EVENT_ID", j->claim.id),
+                        LF("KNOCK_EVENT_TYPE", j->claim.event_type)),
+                "Starting handler for event %s, attempt %lld", j->claim.id,
+                (long long)j->claim.attempt);
 
         if (startswith(j->claim.handler, "exec:"))
                 r = exec_start(j);
@@ -208,36 +207,36 @@ static void log_result(worker *w, job *j, const knock_attempt_result *res)
                 format_rfc3339(res->next_attempt_at, next, sizeof(next));
 
 #define RESULT_FIELDS                                                                              \
-        LOG_FIELDS(LF("KNOCK_EVENT_ID", j->claim.id), LF("KNOCK_DELIVERY_ID", j->claim.delivery_id), \
-                   LF("KNOCK_PROVIDER_EVENT_ID", j->claim.provider_event_id),                      \
-                   LF("KNOCK_EVENT_TYPE", j->claim.event_type),                                    \
-                   LF("KNOCK_STATUS", res->new_status), LF("KNOCK_ATTEMPT", attempt),              \
-                   LF("KNOCK_DURATION_MS", duration),                                              \
-                   LF("KNOCK_HTTP_STATUS", res->http_status > 0 ? http : NULL),                    \
-                   LF("KNOCK_EXIT_STATUS", res->exit_code >= 0 ? exitc : NULL),                    \
-                   LF("KNOCK_ERROR", res->error), LF("KNOCK_HANDLER_OUTPUT", out))
+        LOG_FIELDS(LF("KNOCK_EVENT_ID", j->claim.id),                                              \
+                LF("KNOCK_DELIVERY_ID", j->claim.delivery_id),                                     \
+                LF("KNOCK_PROVIDER_EVENT_ID", j->claim.provider_event_id),                         \
+                LF("KNOCK_EVENT_TYPE", j->claim.event_type), LF("KNOCK_STATUS", res->new_status),  \
+                LF("KNOCK_ATTEMPT", attempt), LF("KNOCK_DURATION_MS", duration),                   \
+                LF("KNOCK_HTTP_STATUS", res->http_status > 0 ? http : NULL),                       \
+                LF("KNOCK_EXIT_STATUS", res->exit_code >= 0 ? exitc : NULL),                       \
+                LF("KNOCK_ERROR", res->error), LF("KNOCK_HANDLER_OUTPUT", out))
 
         if (!res->new_status) {
                 w->n_lost++;
                 log_full_errno(LOG_WARNING, 0, NULL, RESULT_FIELDS,
-                               "Event %s: claim was taken over while attempt %lld ran; "
-                               "attempt recorded, state left to the new holder",
-                               j->claim.id, (long long)res->attempt);
+                        "Event %s: claim was taken over while attempt %lld ran; "
+                        "attempt recorded, state left to the new holder",
+                        j->claim.id, (long long)res->attempt);
         } else if (streq(res->new_status, "handled")) {
                 w->n_handled++;
                 log_full_errno(LOG_DEBUG, 0, NULL, RESULT_FIELDS,
-                               "Event %s handled (attempt %lld, %llu ms)", j->claim.id,
-                               (long long)res->attempt, (unsigned long long)ms);
+                        "Event %s handled (attempt %lld, %llu ms)", j->claim.id,
+                        (long long)res->attempt, (unsigned long long)ms);
         } else if (streq(res->new_status, "failed")) {
                 w->n_failed++;
                 log_struct(LOG_WARNING, MSGID_EVENT_FAILED, RESULT_FIELDS,
-                           "Event %s attempt %lld failed: %s; next attempt at %s", j->claim.id,
-                           (long long)res->attempt, res->error ?: "unknown error", next);
+                        "Event %s attempt %lld failed: %s; next attempt at %s", j->claim.id,
+                        (long long)res->attempt, res->error ?: "unknown error", next);
         } else {
                 w->n_dead++;
                 log_struct(LOG_ERR, MSGID_EVENT_DEAD, RESULT_FIELDS,
-                           "Event %s is dead after attempt %lld: %s", j->claim.id,
-                           (long long)res->attempt, res->error ?: "unknown error");
+                        "Event %s is dead after attempt %lld: %s", j->claim.id,
+                        (long long)res->attempt, res->error ?: "unknown error");
         }
 #undef RESULT_FIELDS
 }
@@ -262,11 +261,11 @@ static void log_claim_stats(worker *w, const knock_claim_stats *stats)
         if (stats->taken_over > 0)
                 log_warning("Took over %zu events whose lease expired (a worker died or hung); "
                             "their attempts are marked lost",
-                            stats->taken_over);
+                        stats->taken_over);
         if (stats->dead > 0) {
                 w->n_dead += stats->dead;
                 log_struct(LOG_ERR, MSGID_EVENT_DEAD, LOG_NO_FIELDS,
-                           "%zu events dead: lease expired on their last attempt", stats->dead);
+                        "%zu events dead: lease expired on their last attempt", stats->dead);
         }
 }
 
@@ -323,11 +322,11 @@ static int pump(worker *w)
                 free_slots = (size_t)(w->d->cfg->concurrency - w->n_running);
 
         r = events_finish_and_claim(w->d->store, w->d->cfg, w->identity, now, res, n, &hooks,
-                                    LEASE_MS, free_slots, &claims, &n_claims, &stats);
+                LEASE_MS, free_slots, &claims, &n_claims, &stats);
         if (r < 0)
                 return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
-                                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
-                                        "Cannot record %zu attempt results and claim: %m", n);
+                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
+                        "Cannot record %zu attempt results and claim: %m", n);
         /* Committed: the deliverer may look at the new hooks now. */
         if (hooks + stats.hooks > 0)
                 daemon_wake_peer(w->d->name, "deliver");
@@ -344,8 +343,7 @@ static int pump(worker *w)
         if (n_rel > 0) {
                 r = events_release(w->d->store, w->identity, rel_ids, rel_att, n_rel, now);
                 if (r < 0)
-                        return log_struct_errno(
-                                LOG_ERR, r, MSGID_STORAGE_ERROR,
+                        return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
                                 LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
                                 "Cannot release %zu claims: %m", n_rel);
                 log_notice("Released %zu claims of handlers stopped by shutdown", n_rel);
@@ -430,8 +428,8 @@ static void on_renew(evutil_socket_t fd, short what, void *userdata)
         r = events_renew(w->d->store, w->identity, ids, n, now_ms() + LEASE_MS);
         if (r < 0)
                 log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
-                                 LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
-                                 "Cannot renew %zu leases: %m", n);
+                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
+                        "Cannot renew %zu leases: %m", n);
 }
 
 /* ---- stop ------------------------------------------------------------------------ */
@@ -458,7 +456,7 @@ static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
 
         log_notice("Stop deadline reached: killing %zu running handlers and releasing their "
                    "claims",
-                   w->n_running);
+                w->n_running);
         interrupt_all(w);
 }
 
@@ -482,7 +480,7 @@ static void op_stop(knock_daemon *d)
         evtimer_del(w->ev_due);
         if (w->n_running > 0) {
                 log_info("Waiting up to %llu ms for %zu running handlers",
-                         (unsigned long long)stop_timeout_ms(), w->n_running);
+                        (unsigned long long)stop_timeout_ms(), w->n_running);
                 arm_timer(w->ev_stop, (int64_t)stop_timeout_ms());
         }
         event_active(w->ev_pump, EV_TIMEOUT, 0);
@@ -526,11 +524,10 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
         }
         /* event_status_names: received processing failed dead ignored handled */
         snprintf(buf, len,
-                 "%s%zu handlers running; queue: %lld received, %lld processing, %lld failed "
-                 "(retrying), %lld dead; handled %llu since start",
-                 w->stopping ? "stopping: " : "", w->n_running, (long long)c[0],
-                 (long long)c[1], (long long)c[2], (long long)c[3],
-                 (unsigned long long)w->n_handled);
+                "%s%zu handlers running; queue: %lld received, %lld processing, %lld failed "
+                "(retrying), %lld dead; handled %llu since start",
+                w->stopping ? "stopping: " : "", w->n_running, (long long)c[0], (long long)c[1],
+                (long long)c[2], (long long)c[3], (unsigned long long)w->n_handled);
 }
 
 static char *op_counters(knock_daemon *d)
@@ -539,12 +536,12 @@ static char *op_counters(knock_daemon *d)
         char *s;
 
         if (asprintf(&s,
-                     "{\"in_flight\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
-                     "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu}",
-                     w->n_running, (unsigned long long)w->n_claimed,
-                     (unsigned long long)w->n_handled, (unsigned long long)w->n_failed,
-                     (unsigned long long)w->n_dead, (unsigned long long)w->n_ignored,
-                     (unsigned long long)w->n_lost) < 0)
+                    "{\"in_flight\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
+                    "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu}",
+                    w->n_running, (unsigned long long)w->n_claimed,
+                    (unsigned long long)w->n_handled, (unsigned long long)w->n_failed,
+                    (unsigned long long)w->n_dead, (unsigned long long)w->n_ignored,
+                    (unsigned long long)w->n_lost) < 0)
                 return NULL;
         return s;
 }
@@ -571,10 +568,19 @@ static const knock_daemon_ops worker_ops = {
 static bool env_hidden(const char *e)
 {
         static const char *const hidden[] = {
-                "NOTIFY_SOCKET=", "WATCHDOG_PID=", "WATCHDOG_USEC=", "LISTEN_PID=",
-                "LISTEN_FDS=", "LISTEN_FDNAMES=", "JOURNAL_STREAM=", "KNOCK_ENDPOINT=",
-                "KNOCK_EVENT_ID=", "KNOCK_EVENT_TYPE=", "KNOCK_PROVIDER_EVENT_ID=",
-                "KNOCK_DELIVERY_ID=", "KNOCK_ATTEMPT=",
+                "NOTIFY_SOCKET=",
+                "WATCHDOG_PID=",
+                "WATCHDOG_USEC=",
+                "LISTEN_PID=",
+                "LISTEN_FDS=",
+                "LISTEN_FDNAMES=",
+                "JOURNAL_STREAM=",
+                "KNOCK_ENDPOINT=",
+                "KNOCK_EVENT_ID=",
+                "KNOCK_EVENT_TYPE=",
+                "KNOCK_PROVIDER_EVENT_ID=",
+                "KNOCK_DELIVERY_ID=",
+                "KNOCK_ATTEMPT=",
         };
         for (size_t i = 0; i < ELEMENTSOF(hidden); i++)
                 if (startswith(e, hidden[i]))
@@ -605,8 +611,8 @@ static bool holder_gone(const char *holder)
         uint64_t pid;
         ssize_t k;
 
-        if (!startswith(holder, "worker:") || parse_u64_strict(holder + 7, &pid) < 0 ||
-            pid == 0 || pid > INT32_MAX)
+        if (!startswith(holder, "worker:") || parse_u64_strict(holder + 7, &pid) < 0 || pid == 0 ||
+                pid > INT32_MAX)
                 return false;
         if ((pid_t)pid == getpid())
                 return true; /* our own PID, from a previous life */
@@ -642,12 +648,11 @@ static void take_over_dead_holders(worker *w)
                 if (holder_gone(holders[i])) {
                         r = events_expire_claims(w->d->store, holders[i], now_ms(), &k);
                         if (r < 0)
-                                log_warning_errno(r, "Cannot expire claims of %s: %m",
-                                                  holders[i]);
+                                log_warning_errno(r, "Cannot expire claims of %s: %m", holders[i]);
                         else if (k > 0)
                                 log_notice("%zu events were held by %s, which is gone; "
                                            "they run again now",
-                                           k, holders[i]);
+                                        k, holders[i]);
                 }
                 free(holders[i]);
         }
@@ -682,8 +687,8 @@ static int worker_setup(worker *w, knock_daemon *d)
         w->wake_fd = daemon_wake_socket(d->name, "worker");
         if (w->wake_fd < 0)
                 log_warning_errno(w->wake_fd,
-                                  "Cannot bind the wake-up socket, new events are picked up "
-                                  "by the periodic rescan only: %m");
+                        "Cannot bind the wake-up socket, new events are picked up "
+                        "by the periodic rescan only: %m");
         else {
                 w->ev_wake = event_new(d->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
                 if (!w->ev_wake)
@@ -699,8 +704,8 @@ static int worker_setup(worker *w, knock_daemon *d)
 
 static void worker_free(worker *w)
 {
-        struct event **evs[] = {&w->ev_wake, &w->ev_pump, &w->ev_due, &w->ev_renew, &w->ev_stop,
-                                &w->ev_batch};
+        struct event **evs[] = {
+                &w->ev_wake, &w->ev_pump, &w->ev_due, &w->ev_renew, &w->ev_stop, &w->ev_batch};
 
         while (w->done) {
                 job *j = w->done;
@@ -709,6 +714,7 @@ static void worker_free(worker *w)
                 job_free(j);
         }
         forward_pool_free(w);
+        events_cache_clear();
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)
                 if (*evs[i]) {
                         event_free(*evs[i]);
@@ -717,8 +723,7 @@ static void worker_free(worker *w)
         if (w->wake_fd >= 0) {
                 char path[4096];
 
-                snprintf(path, sizeof(path), "%s/%s.worker.sock", knock_runtime_dir(),
-                         w->d->name);
+                snprintf(path, sizeof(path), "%s/%s.worker.sock", knock_runtime_dir(), w->d->name);
                 (void)unlink(path);
                 close(w->wake_fd);
         }

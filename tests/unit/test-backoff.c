@@ -32,7 +32,7 @@ int main(void)
         is_int(events_backoff_ms(base, cap, 20, cap - base), cap, "attempt 20 capped at cap");
         is_int(events_backoff_ms(base, cap, 200, cap - base), cap, "attempt 200: no overflow");
         is_int(events_backoff_ms(base, cap, UINT64_MAX, UINT64_MAX) <= cap, 1,
-               "attempt UINT64_MAX stays ≤ cap");
+                "attempt UINT64_MAX stays ≤ cap");
         /* cap below base: base wins */
         is_int(events_backoff_ms(500, 100, 5, 12345), 500, "cap < base → base");
         /* attempt 0 treated as 1 */
@@ -52,8 +52,8 @@ int main(void)
         is_int(lo, 10, "jitter reaches base");
         is_int(hi, 40, "jitter reaches the ceiling and not above");
 
-        r = events_hook_payload("demo", "evt_1", "pe_1", "invoice.paid", "dead", 3, 0,
-                                "exit status 65", &payload);
+        r = events_hook_payload(
+                "demo", "evt_1", "pe_1", "invoice.paid", "dead", 3, 0, "exit status 65", &payload);
         is_int(r, 0, "hook payload builds");
         o = json_loads(payload, 0, NULL);
         ok(o != NULL, "hook payload is JSON");
@@ -61,14 +61,13 @@ int main(void)
         is_str(json_string_value(json_object_get(o, "endpoint")), "demo", "endpoint");
         is_str(json_string_value(json_object_get(o, "event_id")), "evt_1", "event_id");
         is_str(json_string_value(json_object_get(o, "provider_event_id")), "pe_1",
-               "provider_event_id");
+                "provider_event_id");
         is_str(json_string_value(json_object_get(o, "event_type")), "invoice.paid", "event_type");
         is_str(json_string_value(json_object_get(o, "status")), "dead", "status");
         is_int(json_integer_value(json_object_get(o, "attempts")), 3, "attempts");
         is_str(json_string_value(json_object_get(o, "finished_at")), "1970-01-01T00:00:00.000Z",
-               "finished_at is RFC 3339");
-        is_str(json_string_value(json_object_get(o, "last_error")), "exit status 65",
-               "last_error");
+                "finished_at is RFC 3339");
+        is_str(json_string_value(json_object_get(o, "last_error")), "exit status 65", "last_error");
         json_decref(o);
         free(TAKE_PTR(payload));
 
@@ -77,7 +76,7 @@ int main(void)
         o = json_loads(payload, 0, NULL);
         ok(o && json_is_null(json_object_get(o, "last_error")), "absent last_error is null");
         ok(o && json_is_null(json_object_get(o, "provider_event_id")),
-           "absent provider_event_id is null");
+                "absent provider_event_id is null");
         json_decref(o);
 
         return tap_done();
