@@ -49,11 +49,15 @@ for conns in 64 1; do
         "$build/bench/ingest-load" -p $port -c $conns -d "$secs" -s bench-secret >>"$tmp/knock"
         kill $kpid; wait $kpid 2>/dev/null || true
     done
+    # The storage ceiling of this disk: the same rows, no HTTP, batches as
+    # large as the connections allow.
+    fl=$(for r in $(seq "$runs"); do rm -rf "$tmp/floor"; mkdir -p "$tmp/floor"
+        "$build/bench/store-floor" "$tmp/floor" $conns "$secs" | field rps; done | median)
     b=$(field rps <"$tmp/bare" | median)
     k=$(field rps <"$tmp/knock" | median)
     p50=$(field p50_ms <"$tmp/knock" | median)
     p99=$(field p99_ms <"$tmp/knock" | median)
     bp99=$(field p99_ms <"$tmp/bare" | median)
     ratio=$(awk -v k="$k" -v b="$b" 'BEGIN {printf "%.2f", k / b}')
-    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"fsync_ms\":$fsync_ms,\"runs\":$runs}"
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"runs\":$runs}"
 done

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * store-floor — the storage ceiling for bench/ingest: receipt-shaped rows
+ * (an event and a ~1.5 KB delivery, knock's real schema, indexes and
+ * pragmas, synchronous=FULL) inserted by one thread with no HTTP at all, in
+ * transactions of BATCH receipts. No ingress can store faster than this on
+ * the same disk, so run-ingest.sh prints it beside the ingress figures.
+ *
+ *   store-floor DIR BATCH SECONDS
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "util.h"
+
+int main(int argc, char **argv)
+{
+        _cleanup_(store_closep) knock_store *s = NULL;
+        sqlite3_stmt *ev = NULL, *dl = NULL;
+        char path[512], body[1500], pid[64];
+        uint64_t end, n = 0, seq = 0, t0;
+        int batch, secs;
+
+        if (argc != 4)
+                return 2;
+        batch = atoi(argv[2]);
+        secs = atoi(argv[3]);
+        snprintf(path, sizeof(path), "%s/floor.db", argv[1]);
+        if (store_open(path, STORE_CREATE | STORE_NO_AUTOCHECKPOINT, &s) < 0)
+                return 1;
+        memset(body, 'x', sizeof(body));
+        if (store_prepare(s, "INSERT INTO events(id,provider_event_id,event_type,status,delivery_id,"
+                             "attempt_count,received_at,updated_at,next_attempt_at)"
+                             " VALUES(?1,?2,'push','received',?3,0,?4,?4,?4)", &ev) < 0 ||
+            store_prepare(s, "INSERT INTO deliveries(id,event_id,received_at,signature_valid,"
+                             "http_status,provider_event_id,event_type,request_id,method,uri,"
+                             "headers,body,body_bytes) VALUES(?1,?2,?3,1,200,?4,'push','req',"
+                             "'POST','/','[]',?5,1500)", &dl) < 0)
+                return 1;
+        t0 = mono_us();
+        end = t0 + (uint64_t)secs * 1000000;
+        while (mono_us() < end) {
+                if (store_begin(s) < 0)
+                        return 1;
+                for (int i = 0; i < batch; i++) {
+                        char eid[KNOCK_ID_MAX], did[KNOCK_ID_MAX];
+                        int64_t now = now_ms();
+
+                        id_new("evt", eid);
+                        id_new("dlv", did);
+                        /* Provider ids arrive in no order, like real ones. */
+                        snprintf(pid, sizeof(pid), "%016llx-%llu-%llu",
+                                 (unsigned long long)(random() * 2654435761ULL),
+                                 (unsigned long long)t0, (unsigned long long)++seq);
+                        sqlite3_bind_text(ev, 1, eid, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(ev, 2, pid, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(ev, 3, did, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(ev, 4, now);
+                        sqlite3_bind_text(dl, 1, did, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(dl, 2, eid, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(dl, 3, now);
+                        sqlite3_bind_text(dl, 4, pid, -1, SQLITE_STATIC);
+                        sqlite3_bind_blob(dl, 5, body, sizeof(body), SQLITE_STATIC);
+                        if (sqlite3_step(ev) != SQLITE_DONE || sqlite3_step(dl) != SQLITE_DONE)
+                                return 1;
+                        sqlite3_reset(ev);
+                        sqlite3_reset(dl);
+                }
+                if (store_commit(s) < 0)
+                        return 1;
+                n += (uint64_t)batch;
+                /* Checkpoint like the ingress does, off the commit. */
+                if (n % 4096 < (uint64_t)batch)
+                        store_exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
+        }
+        printf("{\"batch\":%d,\"rps\":%.0f}\n", batch, (double)n * 1e6 / (double)(mono_us() - t0));
+        sqlite3_finalize(ev);
+        sqlite3_finalize(dl);
+        return 0;
+}
