@@ -21,20 +21,17 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "store.h"
-#include "util.h"
+#include "benchutil.h"
 
 extern char **environ;
 
@@ -44,103 +41,18 @@ static const char payload[] =
         "\"event_type\":\"invoice.paid\",\"status\":\"handled\",\"attempts\":1,"
         "\"finished_at\":\"2026-11-26T12:00:00.000Z\",\"last_error\":null}";
 
-static void die(const char *what)
-{
-        fprintf(stderr, "deliver-bench: %s: %s\n", what, strerror(errno));
-        exit(1);
-}
-
-static void write_text(const char *path, const char *text)
-{
-        FILE *f = fopen(path, "we");
-
-        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-                die(path);
-}
-
-static void sleep_ms(unsigned ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-        nanosleep(&ts, NULL);
-}
-
-/* ---- the receiver ------------------------------------------------------------------- */
-
-static void sink_cb(struct evhttp_request *req, void *arg)
-{
-        evhttp_send_reply(req, 204, "No Content", NULL);
-}
-
-static pid_t start_sink(int *port)
-{
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t len = sizeof(sa);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        pid_t pid;
-
-        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0 ||
-            getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-                die("sink socket");
-        *port = ntohs(sa.sin_port);
-        pid = fork();
-        if (pid < 0)
-                die("fork");
-        if (pid == 0) {
-                struct event_base *base = event_base_new();
-                struct evhttp *http = evhttp_new(base);
-
-                evutil_make_socket_nonblocking(fd);
-                evhttp_set_gencb(http, sink_cb, NULL);
-                evhttp_accept_socket(http, fd);
-                event_base_dispatch(base);
-                _exit(0);
-        }
-        close(fd);
-        return pid;
-}
-
-/* ---- knock-deliver ------------------------------------------------------------------ */
-
+/* [hook] to the sink at port, with concurrency conc. */
 static void endpoint(int port, size_t conc)
 {
-        char tmpl[] = "/tmp/knock-dbench-XXXXXX", path[512], conf[1024];
-        char *dir = mkdtemp(tmpl);
+        char conf[1024];
 
-        if (!dir)
-                die("mkdtemp");
-        snprintf(path, sizeof(path), "%s/etc", dir);
-        mkdir(path, 0755);
-        setenv("KNOCK_CONFIG_DIR", path, 1);
-        snprintf(path, sizeof(path), "%s/etc/endpoints", dir);
-        mkdir(path, 0755);
-        snprintf(path, sizeof(path), "%s/state", dir);
-        mkdir(path, 0755);
-        setenv("KNOCK_STATE_DIR", path, 1);
-        snprintf(path, sizeof(path), "%s/run", dir);
-        mkdir(path, 0755);
-        setenv("KNOCK_RUNTIME_DIR", path, 1);
-        setenv("KNOCK_LOG_LEVEL", "warning", 1);
-        unsetenv("NOTIFY_SOCKET");
         snprintf(conf, sizeof(conf),
                  "[endpoint]\nprovider = none\nallow_unverified = yes\nlisten = 127.0.0.1:1\n"
                  "[hook]\nurl = http://127.0.0.1:%d/hooks\n"
                  "secret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
                  "concurrency = %zu\n",
                  port, conc);
-        snprintf(path, sizeof(path), "%s/etc/endpoints/bench.conf", dir);
-        write_text(path, conf);
-}
-
-static knock_store *open_db(void)
-{
-        char path[512];
-        knock_store *s;
-
-        snprintf(path, sizeof(path), "%s/bench.db", getenv("KNOCK_STATE_DIR"));
-        if (store_open(path, STORE_CREATE, &s) < 0)
-                die("store_open");
-        return s;
+        bench_endpoint("dbench", conf);
 }
 
 static void insert_hooks(knock_store *s, size_t n)
@@ -157,7 +69,7 @@ static void insert_hooks(knock_store *s, size_t n)
                           "max_attempts, created_at, updated_at, next_attempt_at) VALUES "
                           "(?, ?, 'knock.event.handled', ?, 'pending', 0, 8, ?, ?, ?)",
                           &h) < 0)
-                die("prepare");
+                bench_die("prepare");
         for (size_t i = 0; i < n; i++) {
                 char eid[KNOCK_ID_MAX], hid[KNOCK_ID_MAX];
                 int64_t now = now_ms();
@@ -177,19 +89,10 @@ static void insert_hooks(knock_store *s, size_t n)
                 stmt_bind_i64(h, 5, now);
                 stmt_bind_i64(h, 6, now);
                 if (sqlite3_step(e) != SQLITE_DONE || sqlite3_step(h) != SQLITE_DONE)
-                        die("insert");
+                        bench_die("insert");
         }
         if (store_commit(s) < 0)
-                die("commit");
-}
-
-static int64_t query_i64(knock_store *s, const char *sql)
-{
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-        if (store_prepare(s, sql, &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
-                return -1;
-        return sqlite3_column_int64(st, 0);
+                bench_die("commit");
 }
 
 static double deliver(const char *bin, size_t n, int port, size_t conc, double *ret_wall)
@@ -201,14 +104,14 @@ static double deliver(const char *bin, size_t n, int port, size_t conc, double *
         pid_t pid;
 
         endpoint(port, conc);
-        s = open_db();
+        s = bench_open_db();
         insert_hooks(s, n);
         t0 = mono_us();
         if ((errno = posix_spawn(&pid, bin, NULL, NULL, argv, environ)) != 0)
-                die(bin);
+                bench_die(bin);
         for (int i = 0; i < 600 * 50 && delivered != (int64_t)n; i++) {
-                sleep_ms(20);
-                delivered = query_i64(s, "SELECT count(*) FROM hooks WHERE state = 'delivered'");
+                bench_sleep_ms(20);
+                delivered = bench_query_i64(s, "SELECT count(*) FROM hooks WHERE state = 'delivered'");
         }
         *ret_wall = (double)(mono_us() - t0) / 1e6;
         kill(pid, SIGTERM);
@@ -218,8 +121,8 @@ static double deliver(const char *bin, size_t n, int port, size_t conc, double *
                         (long long)delivered, n);
                 exit(1);
         }
-        first = query_i64(s, "SELECT MIN(at) FROM hook_attempts");
-        last = query_i64(s, "SELECT MAX(at + duration_ms) FROM hook_attempts");
+        first = bench_query_i64(s, "SELECT MIN(at) FROM hook_attempts");
+        last = bench_query_i64(s, "SELECT MAX(at + duration_ms) FROM hook_attempts");
         store_close(s);
         return (double)n / ((double)MAX(last - first, 1) / 1000.0);
 }
@@ -266,7 +169,7 @@ static void bare_send(bare_slot *sl)
                           "application/json");
         evbuffer_add(evhttp_request_get_output_buffer(req), payload, sizeof(payload) - 1);
         if (evhttp_make_request(sl->evcon, req, EVHTTP_REQ_POST, "/hooks") < 0)
-                die("evhttp_make_request");
+                bench_die("evhttp_make_request");
 }
 
 static double bare_client(size_t n, int port, size_t conc)
@@ -276,7 +179,7 @@ static double bare_client(size_t n, int port, size_t conc)
         uint64_t t0;
 
         if (!b.base || !slots)
-                die("bare");
+                bench_die("bare");
         for (size_t i = 0; i < conc; i++) {
                 slots[i].b = &b;
                 slots[i].evcon = evhttp_connection_base_new(b.base, NULL, "127.0.0.1",
@@ -302,26 +205,15 @@ int main(int argc, char *argv[])
         pid_t sink;
         int port;
 
-        if (argc > 1)
-                bin = argv[1];
-        else {
-                char self[2048];
-                ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-                if (k < 0)
-                        die("readlink");
-                self[k] = 0;
-                *strrchr(self, '/') = 0;
-                snprintf(def, sizeof(def), "%s/../daemons/deliver/knock-deliver", self);
-                bin = def;
-        }
+        bin = argc > 1 ? argv[1]
+                       : bench_sibling("../daemons/deliver/knock-deliver", def, sizeof(def));
         if (argc > 2)
                 n = strtoul(argv[2], NULL, 10);
         if (argc > 3)
                 conc = strtoul(argv[3], NULL, 10);
         signal(SIGPIPE, SIG_IGN);
 
-        sink = start_sink(&port);
+        sink = bench_start_sink(&port);
         b = bare_client(n, port, conc);
         d = deliver(bin, n, port, conc, &wall);
         printf("{\"bench\":\"deliver\",\"hooks\":%zu,\"concurrency\":%zu,"

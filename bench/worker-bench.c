@@ -21,80 +21,33 @@
  */
 
 #include <errno.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "store.h"
-#include "util.h"
+#include "benchutil.h"
 
 extern char **environ;
 
 static const char *arg_worker;
 
-static void die(const char *what)
-{
-        fprintf(stderr, "worker-bench: %s: %s\n", what, strerror(errno));
-        exit(1);
-}
-
-static void write_text(const char *path, const char *text)
-{
-        FILE *f = fopen(path, "we");
-
-        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-                die(path);
-}
-
-/* A fresh endpoint "bench" in a temporary directory, environment pointed at it. */
+/* A fresh endpoint "bench" with this [worker] section. */
 static void endpoint(const char *worker_section)
 {
-        char tmpl[] = "/tmp/knock-wbench-XXXXXX", path[512], conf[2048];
-        char *dir = mkdtemp(tmpl);
+        char conf[2048];
 
-        if (!dir)
-                die("mkdtemp");
-        snprintf(path, sizeof(path), "%s/etc", dir);
-        mkdir(path, 0755);
-        snprintf(path, sizeof(path), "%s/etc/endpoints", dir);
-        mkdir(path, 0755);
-        setenv("KNOCK_CONFIG_DIR", strcat(strcpy(path, dir), "/etc"), 1);
-        snprintf(path, sizeof(path), "%s/state", dir);
-        mkdir(path, 0755);
-        setenv("KNOCK_STATE_DIR", path, 1);
-        snprintf(path, sizeof(path), "%s/run", dir);
-        mkdir(path, 0755);
-        setenv("KNOCK_RUNTIME_DIR", path, 1);
-        setenv("KNOCK_LOG_LEVEL", getenv("WB_LOG") ?: "warning", 1);
-        unsetenv("NOTIFY_SOCKET");
         snprintf(conf, sizeof(conf),
                 "[endpoint]\nprovider = none\nallow_unverified = yes\nlisten = 127.0.0.1:1\n"
                 "[worker]\n%s",
                 worker_section);
-        snprintf(path, sizeof(path), "%s/etc/endpoints/bench.conf", dir);
-        write_text(path, conf);
-}
-
-static knock_store *open_db(void)
-{
-        char path[512];
-        knock_store *s;
-
-        snprintf(path, sizeof(path), "%s/bench.db", getenv("KNOCK_STATE_DIR"));
-        if (store_open(path, STORE_CREATE, &s) < 0)
-                die("store_open");
-        return s;
+        bench_endpoint("wbench", conf);
 }
 
 static void insert_events(knock_store *s, size_t n)
@@ -116,7 +69,7 @@ static void insert_events(knock_store *s, size_t n)
                         "http_status, content_type, body, body_bytes) VALUES (?, ?, ?, 1, "
                         "200, 'application/json', ?, ?)",
                         &d) < 0)
-                die("prepare");
+                bench_die("prepare");
         for (size_t i = 0; i < n; i++) {
                 char eid[KNOCK_ID_MAX], did[KNOCK_ID_MAX];
                 int64_t now = now_ms();
@@ -136,19 +89,10 @@ static void insert_events(knock_store *s, size_t n)
                 sqlite3_bind_blob(d, 4, body, sizeof(body) - 1, SQLITE_STATIC);
                 stmt_bind_i64(d, 5, sizeof(body) - 1);
                 if (sqlite3_step(e) != SQLITE_DONE || sqlite3_step(d) != SQLITE_DONE)
-                        die("insert");
+                        bench_die("insert");
         }
         if (store_commit(s) < 0)
-                die("commit");
-}
-
-static int64_t query_i64(knock_store *s, const char *sql)
-{
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-
-        if (store_prepare(s, sql, &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
-                return -1;
-        return sqlite3_column_int64(st, 0);
+                bench_die("commit");
 }
 
 static pid_t start_worker(void)
@@ -157,7 +101,7 @@ static pid_t start_worker(void)
         pid_t pid;
 
         if ((errno = posix_spawn(&pid, arg_worker, NULL, NULL, argv, environ)) != 0)
-                die(arg_worker);
+                bench_die(arg_worker);
         return pid;
 }
 
@@ -178,35 +122,28 @@ static void wake(void)
         close(fd);
 }
 
-static void sleep_ms(unsigned ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-        nanosleep(&ts, NULL);
-}
-
 /* Drains n pre-inserted events with the real worker; returns events/s. */
 static double drain(size_t n)
 {
-        knock_store *s = open_db();
+        knock_store *s = bench_open_db();
         int64_t first, last;
         pid_t pid;
 
         insert_events(s, n);
         pid = start_worker();
         for (int i = 0; i < 120 * 50; i++) {
-                sleep_ms(20);
-                if (query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") ==
+                bench_sleep_ms(20);
+                if (bench_query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") ==
                         (int64_t)n)
                         break;
         }
         stop_worker(pid);
-        if (query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") != (int64_t)n) {
+        if (bench_query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") != (int64_t)n) {
                 fprintf(stderr, "worker-bench: not every event was handled\n");
                 exit(1);
         }
-        first = query_i64(s, "SELECT MIN(started_at) FROM attempts");
-        last = query_i64(s, "SELECT MAX(ended_at) FROM attempts");
+        first = bench_query_i64(s, "SELECT MIN(started_at) FROM attempts");
+        last = bench_query_i64(s, "SELECT MAX(ended_at) FROM attempts");
         store_close(s);
         return (double)n / ((double)MAX(last - first, 1) / 1000.0);
 }
@@ -223,47 +160,13 @@ static double bare_spawn(size_t n, size_t c)
                         pid_t pid;
 
                         if ((errno = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ)) != 0)
-                                die("posix_spawn");
+                                bench_die("posix_spawn");
                         started++;
                 }
                 if (waitpid(-1, NULL, 0) > 0)
                         done++;
         }
         return (double)n / ((double)(mono_us() - t0) / 1e6);
-}
-
-static void sink_cb(struct evhttp_request *req, void *arg)
-{
-        evhttp_send_reply(req, 204, "No Content", NULL);
-}
-
-/* A keep-alive HTTP sink in a child process; returns its pid, port in *port. */
-static pid_t start_sink(int *port)
-{
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t len = sizeof(sa);
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        pid_t pid;
-
-        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0 ||
-                getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-                die("sink socket");
-        *port = ntohs(sa.sin_port);
-        pid = fork();
-        if (pid < 0)
-                die("fork");
-        if (pid == 0) {
-                struct event_base *base = event_base_new();
-                struct evhttp *http = evhttp_new(base);
-
-                evutil_make_socket_nonblocking(fd);
-                evhttp_set_gencb(http, sink_cb, NULL);
-                evhttp_accept_socket(http, fd);
-                event_base_dispatch(base);
-                _exit(0);
-        }
-        close(fd);
-        return pid;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -280,27 +183,27 @@ static void latency(size_t m)
         pid_t pid;
 
         if (!lat)
-                die("calloc");
+                bench_die("calloc");
         endpoint("handler = exec:/bin/true\nconcurrency = 4\n");
-        s = open_db();
+        s = bench_open_db();
         pid = start_worker();
-        sleep_ms(300);
+        bench_sleep_ms(300);
         for (size_t i = 0; i < m; i++) {
                 int64_t started = -1;
 
                 insert_events(s, 1); /* BEGIN IMMEDIATE … COMMIT (FULL), like the ingress */
                 wake();
                 for (int k = 0; k < 2000 && started < 0; k++) {
-                        started = query_i64(s, "SELECT a.started_at - e.received_at FROM "
+                        started = bench_query_i64(s, "SELECT a.started_at - e.received_at FROM "
                                                "attempts a JOIN events e ON e.id = a.event_id "
                                                "ORDER BY a.started_at DESC LIMIT 1");
-                        if (query_i64(s, "SELECT count(*) FROM attempts") != (int64_t)(i + 1))
+                        if (bench_query_i64(s, "SELECT count(*) FROM attempts") != (int64_t)(i + 1))
                                 started = -1;
                         if (started < 0)
                                 usleep(200);
                 }
                 lat[i] = started;
-                sleep_ms(2);
+                bench_sleep_ms(2);
         }
         stop_worker(pid);
         store_close(s);
@@ -319,14 +222,8 @@ int main(int argc, char *argv[])
         int port;
         pid_t sink;
 
-        if (argc > 1)
-                arg_worker = argv[1];
-        else {
-                snprintf(def, sizeof(def), "%s", argv[0]);
-                *strrchr(def, '/') = 0;
-                strcat(def, "/../daemons/worker/knock-worker");
-                arg_worker = def;
-        }
+        arg_worker = argc > 1 ? argv[1]
+                              : bench_sibling("../daemons/worker/knock-worker", def, sizeof(def));
         if (argc > 2)
                 n_exec = strtoul(argv[2], NULL, 10);
         if (argc > 3)
@@ -347,7 +244,7 @@ int main(int argc, char *argv[])
         fflush(stdout);
 
         /* 2. http forward to a keep-alive sink */
-        sink = start_sink(&port);
+        sink = bench_start_sink(&port);
         snprintf(section, sizeof(section),
                 "handler = http://127.0.0.1:%d/sink\nconcurrency = %zu\n", port, hconc);
         endpoint(section);

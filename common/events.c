@@ -120,13 +120,16 @@ int events_hook_payload(const char *endpoint, const char *event_id, const char *
  * Prepared statements are cached per connection: the worker runs the same
  * handful of statements for every event, and parsing them again each time
  * cost more than executing them. The cache is keyed by the SQL text's
- * address (every statement here is a string literal) and the connection;
- * it is single-threaded, like the worker's loop. events_cache_clear()
- * finalizes everything before the connection is closed.
+ * address (every statement here is a string literal) and the connection.
+ * The cache is per thread: a connection is used by one thread (the
+ * worker's writer runs these on its own connection while the main thread
+ * used the daemon's at start-up), and a statement must never be stepped by
+ * two threads. events_cache_clear() finalizes the calling thread's
+ * statements before that thread's connection is closed.
  */
 #define STMT_CACHE_SIZE 32
 
-static struct {
+static __thread struct {
         sqlite3 *db;
         const char *sql;
         sqlite3_stmt *st;
@@ -198,6 +201,14 @@ static int step_done(sqlite3_stmt *st)
         return store_errno(rc);
 }
 
+static bool hook_wanted(const knock_config *cfg, const char *status)
+{
+        if (!cfg->hook_url || !cfg->hook_url[0])
+                return false;
+        return (streq(status, "handled") && cfg->hook_on_handled) ||
+               (streq(status, "dead") && cfg->hook_on_dead);
+}
+
 /* Queues the completion hook for `status` when [hook] asks for it. */
 static int queue_hook(knock_store *s, const knock_config *cfg, int64_t now, const char *event_id,
         const char *provider_event_id, const char *event_type, const char *status, int64_t attempts,
@@ -206,13 +217,10 @@ static int queue_hook(knock_store *s, const knock_config *cfg, int64_t now, cons
         sqlite3_stmt *st = NULL;
         _cleanup_free_ char *payload = NULL;
         char id[KNOCK_ID_MAX], type[64];
-        bool want;
         int r;
 
         *ret_queued = false;
-        want = (streq(status, "handled") && cfg->hook_on_handled) ||
-               (streq(status, "dead") && cfg->hook_on_dead);
-        if (!want || !cfg->hook_url || !cfg->hook_url[0])
+        if (!hook_wanted(cfg, status))
                 return 0;
 
         r = events_hook_payload(cfg->name, event_id, provider_event_id, event_type, status,
@@ -591,13 +599,38 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
                 break;
         }
 
-        r = prepare_cached(s,
-                "UPDATE events SET status = ?1, status_reason = ?2, claimed_by = NULL, "
-                "claim_until = NULL, next_attempt_at = ?3, "
-                "last_error = COALESCE(?4, last_error), updated_at = ?5, "
-                "finished_at = CASE WHEN ?1 IN ('handled', 'dead') THEN ?5 END "
-                "WHERE id = ?6 AND status = 'processing' AND claimed_by = ?7 "
-                "RETURNING provider_event_id, event_type, last_error",
+#define FINISH_UPDATE                                                                              \
+        "UPDATE events SET status = ?1, status_reason = ?2, claimed_by = NULL, "                   \
+        "claim_until = NULL, next_attempt_at = ?3, "                                               \
+        "last_error = COALESCE(?4, last_error), updated_at = ?5, "                                 \
+        "finished_at = CASE WHEN ?1 IN ('handled', 'dead') THEN ?5 END "                           \
+        "WHERE id = ?6 AND status = 'processing' AND claimed_by = ?7"
+
+        /* RETURNING (an ephemeral table per statement) only when the hook
+         * payload needs the row; otherwise the change count tells whether
+         * the claim was still ours. */
+        if (!hook_wanted(cfg, status)) {
+                r = prepare_cached(s, FINISH_UPDATE, &st);
+                if (r < 0)
+                        return r;
+                stmt_bind_text(st, 1, status);
+                stmt_bind_text(st, 2, reason);
+                stmt_bind_i64_or_null(st, 3, next);
+                stmt_bind_text(st, 4, res->error);
+                stmt_bind_i64(st, 5, now);
+                stmt_bind_text(st, 6, res->event_id);
+                stmt_bind_text(st, 7, worker);
+                r = step_done(st);
+                if (r < 0)
+                        return r;
+                if (sqlite3_changes(s->db) == 0)
+                        return 0; /* the claim was lost: the new holder decides */
+                res->new_status = status;
+                res->next_attempt_at = next;
+                return 0;
+        }
+
+        r = prepare_cached(s, FINISH_UPDATE " RETURNING provider_event_id, event_type, last_error",
                 &st);
         if (r < 0)
                 return r;

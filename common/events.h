@@ -158,8 +158,9 @@ int events_next_due(knock_store *s, const char *worker, int64_t *ret);
  */
 uint64_t events_backoff_ms(uint64_t base, uint64_t cap, uint64_t attempt, uint64_t rnd);
 
-/* Finalizes the cached prepared statements (call before closing the store
- * the event functions ran on). */
+/* Finalizes the calling thread's cached prepared statements (call on that
+ * thread before closing the store the event functions ran on). The cache is
+ * per thread; each thread must use its own connection. */
 void events_cache_clear(void);
 
 /* Builds the contract §8 hook payload (malloc'd JSON text). */

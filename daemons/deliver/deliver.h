@@ -3,17 +3,18 @@
 
 /*
  * knock-deliver internals: the daemon (main.c), the hooks queue in the
- * endpoint database (queue.c) and the HTTP(S) client (send.c).
+ * endpoint database (queue.c) and one signed hook attempt (send.c) over the
+ * shared HTTP(S) client (common/httpclient.c).
  */
 
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "daemon.h"
+#include "httpclient.h"
 #include "log.h"
 #include "schedule.h"
 #include "verify.h"
@@ -23,7 +24,6 @@
 
 typedef struct deliverer deliverer;
 typedef struct hook_send hook_send;
-typedef struct hook_conn hook_conn;
 
 /* ---- queue.c: the hooks table ----------------------------------------------------- */
 
@@ -73,24 +73,6 @@ int hookq_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
 
 /* ---- send.c: one HTTP(S) attempt ---------------------------------------------------- */
 
-typedef struct hook_target {
-        char *url;
-        bool https;
-        char *host;     /* as in the URL, without brackets */
-        int port;
-        char *path;     /* path and query, "/" at least */
-        char *hostport; /* the Host header */
-        bool ip_literal;
-} hook_target;
-
-struct hook_conn {
-        struct evhttp_connection *evcon;
-        SSL *ssl;       /* owned by the bufferevent; kept to read the verify result */
-        char *key;      /* the target URL it was made for */
-        bool busy;
-        bool broken;
-};
-
 struct hook_send {
         deliverer *dl;
         hook_send *prev, *next;
@@ -100,7 +82,7 @@ struct hook_send {
         uint64_t started_us;
         int64_t duration_ms;
         struct evhttp_request *req;
-        hook_conn *conn;
+        http_conn *conn;
         struct event *ev_deadline;
 
         int status;
@@ -112,9 +94,6 @@ struct hook_send {
         size_t response_len;
 };
 
-int hook_target_parse(const char *url, hook_target *ret);
-void hook_target_clear(hook_target *t);
-
 /* Starts the attempt; on failure the send is untouched and the caller
  * completes it with the error. */
 int send_start(hook_send *s);
@@ -122,23 +101,19 @@ int send_start(hook_send *s);
 void send_cancel(hook_send *s);
 /* Frees the per-attempt state (request, timer, buffers). */
 void send_cleanup(hook_send *s);
-void send_pool_free(deliverer *dl);
-int send_tls_init(deliverer *dl);
 
 /* ---- main.c ------------------------------------------------------------------------- */
 
 struct deliverer {
         knock_daemon *d;
         char identity[48];      /* "deliver:PID", the claimed_by value */
-        hook_target target;
+        http_target target;     /* [hook] url; url NULL when none is configured */
         knock_secret *keys;     /* [hook] secrets as key bytes */
         size_t n_keys;
         uint64_t min_slow_ms;   /* wait after 429/timeout, 60 s unless tests shorten it */
 
         struct evdns_base *dns;
-        SSL_CTX *ssl_ctx;
-        hook_conn **conns;
-        size_t n_conns;
+        http_pool pool;         /* keyed by the target URL */
 
         hook_send *running, *done;
         size_t n_running, n_done;

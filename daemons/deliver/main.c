@@ -33,7 +33,6 @@
  * they are cancelled and their claims released without counting an attempt.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +44,7 @@
 #include "catalog-ids.h"
 #include "deliver.h"
 #include "knock-build.h"
+#include "lease.h"
 
 #define LEASE_MARGIN_MS 30000
 #define SAFETY_RESCAN_MS 30000
@@ -558,21 +558,21 @@ static void keys_free(knock_secret *keys, size_t n)
 }
 
 /* [hook] url and secrets into a target and key bytes. */
-static int load_hook_config(const knock_config *cfg, hook_target *ret_target,
+static int load_hook_config(const knock_config *cfg, http_target *ret_target,
                             knock_secret **ret_keys, size_t *ret_n)
 {
-        hook_target t = {};
+        http_target t = {};
         knock_secret *keys = NULL;
         int r;
 
         if (cfg->hook_url && cfg->hook_url[0]) {
-                r = hook_target_parse(cfg->hook_url, &t);
+                r = http_target_parse(cfg->hook_url, &t);
                 if (r < 0)
                         return log_error_errno(r, "[hook] url is not a usable http(s) URL");
         }
         keys = calloc(cfg->n_hook_secrets + 1, sizeof(*keys));
         if (!keys) {
-                hook_target_clear(&t);
+                http_target_clear(&t);
                 return log_error_errno(-ENOMEM, "Out of memory");
         }
         for (size_t i = 0; i < cfg->n_hook_secrets; i++) {
@@ -580,7 +580,7 @@ static int load_hook_config(const knock_config *cfg, hook_target *ret_target,
                                             &keys[i]);
                 if (r < 0) {
                         keys_free(keys, cfg->n_hook_secrets);
-                        hook_target_clear(&t);
+                        http_target_clear(&t);
                         return log_error_errno(r, "[hook] secret %zu is not a Standard Webhooks "
                                                   "secret (whsec_...)",
                                                i + 1);
@@ -595,7 +595,7 @@ static int load_hook_config(const knock_config *cfg, hook_target *ret_target,
 static int op_reload(knock_daemon *d, knock_config *new_cfg)
 {
         deliverer *dl = d->userdata;
-        hook_target t;
+        http_target t;
         knock_secret *keys;
         size_t n;
         int r;
@@ -605,7 +605,7 @@ static int op_reload(knock_daemon *d, knock_config *new_cfg)
                 return r;
         /* Attempts on the wire keep their signed request; new ones use the
          * new target (pooled connections are keyed by URL). */
-        hook_target_clear(&dl->target);
+        http_target_clear(&dl->target);
         keys_free(dl->keys, dl->n_keys);
         dl->target = t;
         dl->keys = keys;
@@ -624,60 +624,23 @@ static const knock_daemon_ops deliver_ops = {
 
 /* ---- start -------------------------------------------------------------------------- */
 
-/* True when a claim holder "deliver:PID" is certainly gone. */
-static bool holder_gone(const char *holder)
+static void report_taken_over(const char *holder, int r, size_t n, void *userdata)
 {
-        char path[64], comm[32] = "";
-        _cleanup_close_ int fd = -1;
-        uint64_t pid;
-        ssize_t k;
-
-        if (!startswith(holder, "deliver:") || parse_u64_strict(holder + 8, &pid) < 0 ||
-            pid == 0 || pid > INT32_MAX)
-                return false;
-        if ((pid_t)pid == getpid())
-                return true; /* our own PID, from a previous life */
-        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-                return true;
-        /* Alive: gone only if that PID is no longer a knock-deliver. */
-        snprintf(path, sizeof(path), "/proc/%llu/comm", (unsigned long long)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        k = read(fd, comm, sizeof(comm) - 1);
-        if (k <= 0)
-                return false;
-        comm[k] = 0;
-        comm[strcspn(comm, "\n")] = 0;
-        return !streq(comm, "knock-deliver");
+        if (r < 0)
+                log_warning_errno(r, "Cannot expire hook claims of %s: %m", holder);
+        else if (n > 0)
+                log_notice("%zu hooks were held by %s, which is gone; they are sent again now", n,
+                           holder);
 }
 
 static void take_over_dead_holders(deliverer *dl)
 {
-        char **holders = NULL;
-        size_t n = 0;
         int r;
 
-        r = hookq_holders(dl->d->store, &holders, &n);
-        if (r < 0) {
+        r = lease_take_over_gone(dl->d->store, "deliver", hookq_holders, hookq_expire, now_ms(),
+                                 report_taken_over, dl);
+        if (r < 0)
                 log_warning_errno(r, "Cannot list hook claim holders: %m");
-                return;
-        }
-        for (size_t i = 0; i < n; i++) {
-                size_t k = 0;
-
-                if (holder_gone(holders[i])) {
-                        r = hookq_expire(dl->d->store, holders[i], now_ms(), &k);
-                        if (r < 0)
-                                log_warning_errno(r, "Cannot expire hook claims of %s: %m",
-                                                  holders[i]);
-                        else if (k > 0)
-                                log_notice("%zu hooks were held by %s, which is gone; they are "
-                                           "sent again now",
-                                           k, holders[i]);
-                }
-        }
-        strv_free(holders, n);
 }
 
 static uint64_t min_slow_ms(void)
@@ -705,7 +668,7 @@ static int deliverer_setup(deliverer *dl, knock_daemon *d)
         r = load_hook_config(d->cfg, &dl->target, &dl->keys, &dl->n_keys);
         if (r < 0)
                 return r;
-        r = send_tls_init(dl);
+        r = http_tls_context(getenv("KNOCK_HOOK_CA_FILE"), &dl->pool.ssl_ctx);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up TLS (trust store, KNOCK_HOOK_CA_FILE=%s)",
                                        getenv("KNOCK_HOOK_CA_FILE") ?: "");
@@ -717,6 +680,8 @@ static int deliverer_setup(deliverer *dl, knock_daemon *d)
         if (!dl->dns)
                 log_warning("Cannot set up the asynchronous resolver; using the system's "
                             "blocking one");
+        /* Response headers are bounded: a hostile receiver cannot grow our memory. */
+        http_pool_init(&dl->pool, d->base, dl->dns, 64 * 1024);
 
         dl->ev_pump = event_new(d->base, -1, 0, on_pump, dl);
         dl->ev_due = evtimer_new(d->base, on_due, dl);
@@ -760,7 +725,7 @@ static void deliverer_free(deliverer *dl)
                 list_remove(&dl->running, s);
                 send_free(s);
         }
-        send_pool_free(dl);
+        http_pool_clear(&dl->pool);
         if (dl->dns) {
                 evdns_base_free(dl->dns, 0);
                 dl->dns = NULL;
@@ -778,7 +743,7 @@ static void deliverer_free(deliverer *dl)
                 (void)unlink(path);
                 close(dl->wake_fd);
         }
-        hook_target_clear(&dl->target);
+        http_target_clear(&dl->target);
         keys_free(dl->keys, dl->n_keys);
         dl->keys = NULL;
 }

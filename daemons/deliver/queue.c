@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "deliver.h"
+#include "lease.h"
 
 void hook_claim_clear(hook_claim *c)
 {
@@ -330,9 +331,7 @@ int hookq_pending(knock_store *s, int64_t now, int64_t *ret_pending, int64_t *re
 int hookq_holders(knock_store *s, char ***ret, size_t *ret_n)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        char **v = NULL;
-        size_t n = 0;
-        int r, rc;
+        int r;
 
         r = store_prepare(s,
                           "SELECT DISTINCT claimed_by FROM hooks"
@@ -340,24 +339,7 @@ int hookq_holders(knock_store *s, char ***ret, size_t *ret_n)
                           &st);
         if (r < 0)
                 return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                char **nv = realloc(v, (n + 1) * sizeof(*v));
-
-                if (!nv || !(nv[n] = stmt_strdup(st, 0))) {
-                        v = nv ? nv : v;
-                        strv_free(v, n);
-                        return -ENOMEM;
-                }
-                v = nv;
-                n++;
-        }
-        if (rc != SQLITE_DONE) {
-                strv_free(v, n);
-                return store_errno(rc);
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
+        return lease_holders_collect(st, ret, ret_n);
 }
 
 int hookq_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n)

@@ -19,11 +19,11 @@
  *    KNOCK_HOOK_CA_FILE when set, for tests) and the host name, or the IP
  *    address for a literal, and sends SNI for names; a failed check ends the
  *    attempt with the verifier's reason as its error;
- *  - connections are kept alive and pooled per target; one request at a
- *    time per connection, so the pool holds at most [hook] concurrency busy
- *    connections. One the peer closed, or that failed, is never reused.
+ *  - connections are kept alive and pooled per target URL
+ *    (common/httpclient.c); one request at a time per connection, so the
+ *    pool holds at most [hook] concurrency busy connections. One the peer
+ *    closed, or that failed, is never reused.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -37,235 +37,6 @@
 
 #include "deliver.h"
 #include "knock-build.h"
-
-/* ---- the target --------------------------------------------------------------------- */
-
-void hook_target_clear(hook_target *t)
-{
-        free(t->url);
-        free(t->host);
-        free(t->path);
-        free(t->hostport);
-        *t = (hook_target){};
-}
-
-int hook_target_parse(const char *url, hook_target *ret)
-{
-        struct evhttp_uri *uri = NULL;
-        const char *scheme, *host, *path, *query;
-        hook_target t = {};
-        unsigned char addr[16];
-        int port, r = -EINVAL;
-
-        uri = evhttp_uri_parse(url);
-        if (!uri)
-                return -EINVAL;
-        scheme = evhttp_uri_get_scheme(uri);
-        host = evhttp_uri_get_host(uri);
-        if (!scheme || !host || !host[0] ||
-            (!strcaseeq(scheme, "http") && !strcaseeq(scheme, "https")))
-                goto out;
-        t.https = strcaseeq(scheme, "https");
-        port = evhttp_uri_get_port(uri);
-        t.port = port > 0 ? port : t.https ? 443 : 80;
-        path = evhttp_uri_get_path(uri);
-        query = evhttp_uri_get_query(uri);
-        t.ip_literal = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-        r = -ENOMEM;
-        t.url = strdup(url);
-        t.host = strdup(host);
-        if (!t.url || !t.host ||
-            asprintf(&t.path, "%s%s%s", path && path[0] ? path : "/", query ? "?" : "",
-                     query ?: "") < 0) {
-                t.path = NULL;
-                goto out;
-        }
-        {
-                bool v6 = strchr(host, ':') != NULL;
-                bool dflt = t.port == (t.https ? 443 : 80);
-                char pbuf[16] = "";
-
-                if (!dflt)
-                        snprintf(pbuf, sizeof(pbuf), ":%d", t.port);
-                if (asprintf(&t.hostport, "%s%s%s%s", v6 ? "[" : "", host, v6 ? "]" : "",
-                             pbuf) < 0) {
-                        t.hostport = NULL;
-                        goto out;
-                }
-        }
-        *ret = t;
-        t = (hook_target){};
-        r = 0;
-out:
-        hook_target_clear(&t);
-        evhttp_uri_free(uri);
-        return r;
-}
-
-/* ---- TLS ---------------------------------------------------------------------------- */
-
-int send_tls_init(deliverer *dl)
-{
-        const char *extra = getenv("KNOCK_HOOK_CA_FILE");
-        SSL_CTX *ctx;
-
-        ctx = SSL_CTX_new(TLS_client_method());
-        if (!ctx)
-                return -ENOMEM;
-        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-        /* The system trust store; a missing store only means fewer roots. */
-        (void)SSL_CTX_set_default_verify_paths(ctx);
-        if (extra && extra[0] && SSL_CTX_load_verify_locations(ctx, extra, NULL) != 1) {
-                SSL_CTX_free(ctx);
-                return -ENOENT;
-        }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        dl->ssl_ctx = ctx;
-        return 0;
-}
-
-/* ---- the pool ----------------------------------------------------------------------- */
-
-static hook_conn *conn_free(hook_conn *c)
-{
-        if (!c)
-                return NULL;
-        if (c->evcon)
-                evhttp_connection_free(c->evcon); /* frees the bufferevent and its SSL */
-        free(c->key);
-        free(c);
-        return NULL;
-}
-
-void send_pool_free(deliverer *dl)
-{
-        for (size_t i = 0; i < dl->n_conns; i++)
-                conn_free(dl->conns[i]);
-        free(dl->conns);
-        dl->conns = NULL;
-        dl->n_conns = 0;
-        if (dl->ssl_ctx) {
-                SSL_CTX_free(dl->ssl_ctx);
-                dl->ssl_ctx = NULL;
-        }
-}
-
-/* Frees broken idle connections. Never called from an evhttp callback. */
-static void pool_sweep(deliverer *dl)
-{
-        size_t k = 0;
-
-        for (size_t i = 0; i < dl->n_conns; i++) {
-                hook_conn *c = dl->conns[i];
-
-                if (c->broken && !c->busy)
-                        conn_free(c);
-                else
-                        dl->conns[k++] = c;
-        }
-        dl->n_conns = k;
-}
-
-static void on_close(struct evhttp_connection *evcon, void *userdata)
-{
-        hook_conn *c = userdata;
-
-        c->broken = true;
-}
-
-static int conn_new(deliverer *dl, const hook_target *t, hook_conn **ret)
-{
-        uint64_t ms = dl->d->cfg->hook_timeout_ms;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
-        hook_conn *c, **nv;
-
-        nv = realloc(dl->conns, (dl->n_conns + 1) * sizeof(*nv));
-        if (!nv)
-                return -ENOMEM;
-        dl->conns = nv;
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        c->key = strdup(t->url);
-        if (!c->key) {
-                free(c);
-                return -ENOMEM;
-        }
-        if (t->https) {
-                struct bufferevent *bev;
-
-                if (!dl->ssl_ctx) {
-                        conn_free(c);
-                        return -EIO;
-                }
-                c->ssl = SSL_new(dl->ssl_ctx);
-                if (!c->ssl) {
-                        conn_free(c);
-                        return -ENOMEM;
-                }
-                /* SNI for names only (RFC 6066); SSL_set1_host() checks an IP
-                 * literal against the certificate's IP addresses instead. */
-                if (!t->ip_literal)
-                        SSL_set_tlsext_host_name(c->ssl, t->host);
-                if (SSL_set1_host(c->ssl, t->host) != 1) {
-                        SSL_free(c->ssl);
-                        conn_free(c);
-                        return -EINVAL;
-                }
-                bev = bufferevent_openssl_socket_new(dl->d->base, -1, c->ssl,
-                                                     BUFFEREVENT_SSL_CONNECTING,
-                                                     BEV_OPT_CLOSE_ON_FREE |
-                                                             BEV_OPT_DEFER_CALLBACKS);
-                if (!bev) {
-                        SSL_free(c->ssl);
-                        conn_free(c);
-                        return -ENOMEM;
-                }
-                bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-                c->evcon = evhttp_connection_base_bufferevent_new(dl->d->base, dl->dns, bev,
-                                                                  t->host,
-                                                                  (unsigned short)t->port);
-                if (!c->evcon)
-                        bufferevent_free(bev);
-        } else
-                c->evcon = evhttp_connection_base_new(dl->d->base, dl->dns, t->host,
-                                                      (unsigned short)t->port);
-        if (!c->evcon) {
-                conn_free(c);
-                return -ENOMEM;
-        }
-        evhttp_connection_set_timeout_tv(c->evcon, &tv);
-        evhttp_connection_set_retries(c->evcon, 0);
-        evhttp_connection_set_max_headers_size(c->evcon, 64 * 1024);
-        evhttp_connection_set_closecb(c->evcon, on_close, c);
-        dl->conns[dl->n_conns++] = c;
-        *ret = c;
-        return 0;
-}
-
-static int conn_get(deliverer *dl, const hook_target *t, hook_conn **ret)
-{
-        size_t idle_other = SIZE_MAX;
-
-        pool_sweep(dl);
-        for (size_t i = 0; i < dl->n_conns; i++) {
-                hook_conn *c = dl->conns[i];
-
-                if (c->busy || c->broken)
-                        continue;
-                if (streq(c->key, t->url)) {
-                        *ret = c;
-                        return 0;
-                }
-                idle_other = i;
-        }
-        /* An idle connection to a previous target (before a reload) makes room. */
-        if (dl->n_conns >= 2 * dl->d->cfg->hook_concurrency && idle_other != SIZE_MAX) {
-                conn_free(dl->conns[idle_other]);
-                dl->conns[idle_other] = dl->conns[--dl->n_conns];
-        }
-        return conn_new(dl, t, ret);
-}
 
 /* ---- one attempt -------------------------------------------------------------------- */
 
@@ -286,10 +57,7 @@ static void set_error(hook_send *s, const char *fmt, ...)
 /* The attempt is over: give the connection back, stop the timer, hand over. */
 static void finish(hook_send *s)
 {
-        if (s->conn) {
-                s->conn->busy = false;
-                s->conn = NULL;
-        }
+        http_conn_release(&s->conn, false);
         s->req = NULL;
         if (s->ev_deadline)
                 evtimer_del(s->ev_deadline);
@@ -322,26 +90,9 @@ static void on_error(enum evhttp_request_error err, void *userdata)
 
         if (!s->req)
                 return; /* cancelled by us: the canceller recorded why */
-        switch (err) {
-        case EVREQ_HTTP_TIMEOUT:
-                what = "timed out";
+        if (err == EVREQ_HTTP_TIMEOUT)
                 s->timed_out = true;
-                break;
-        case EVREQ_HTTP_EOF:
-                what = "connection closed before a response";
-                break;
-        case EVREQ_HTTP_INVALID_HEADER:
-                what = "invalid response header";
-                break;
-        case EVREQ_HTTP_BUFFER_ERROR:
-                what = "connection failed";
-                break;
-        case EVREQ_HTTP_DATA_TOO_LONG:
-                what = "response headers too long";
-                break;
-        default:
-                what = "request failed";
-        }
+        what = http_request_error_string(err);
         if (s->conn)
                 s->conn->broken = true;
         if (s->timed_out)
@@ -456,7 +207,7 @@ static int sign(hook_send *s, const char *ts, char **ret)
 int send_start(hook_send *s)
 {
         deliverer *dl = s->dl;
-        const hook_target *t = &dl->target;
+        const http_target *t = &dl->target;
         uint64_t ms = dl->d->cfg->hook_timeout_ms;
         struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000 * 1000)};
         _cleanup_free_ char *sig = NULL;
@@ -477,7 +228,8 @@ int send_start(hook_send *s)
         s->ev_deadline = evtimer_new(dl->d->base, on_deadline, s);
         if (!s->ev_deadline)
                 return -ENOMEM;
-        r = conn_get(dl, t, &s->conn);
+        r = http_pool_get(&dl->pool, t, t->url, dl->d->cfg->hook_timeout_ms,
+                          2 * dl->d->cfg->hook_concurrency, &s->conn);
         if (r < 0)
                 return r;
         s->req = evhttp_request_new(on_response, s);
@@ -498,14 +250,12 @@ int send_start(hook_send *s)
         evbuffer_add(evhttp_request_get_output_buffer(s->req), s->claim.payload,
                      strlen(s->claim.payload));
 
-        s->conn->busy = true;
-        if (evhttp_make_request(s->conn->evcon, s->req, EVHTTP_REQ_POST, t->path) < 0) {
+        r = http_conn_send(s->conn, s->req, EVHTTP_REQ_POST, t->path);
+        if (r < 0) {
                 /* libevent has freed the request already. */
                 s->req = NULL;
-                s->conn->busy = false;
-                s->conn->broken = true;
                 s->conn = NULL;
-                return -EIO;
+                return r;
         }
         evtimer_add(s->ev_deadline, &tv);
         return 0;
@@ -534,11 +284,7 @@ void send_cleanup(hook_send *s)
                 s->req = NULL;
                 evhttp_cancel_request(req);
         }
-        if (s->conn) {
-                s->conn->busy = false;
-                s->conn->broken = true;
-                s->conn = NULL;
-        }
+        http_conn_release(&s->conn, true);
         if (s->ev_deadline) {
                 event_free(s->ev_deadline);
                 s->ev_deadline = NULL;

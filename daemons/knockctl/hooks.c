@@ -51,24 +51,6 @@ static const field_spec hook_attempt_fields[] = {
         {"response", "response", F_TEXT},
 };
 
-static int query(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret)
-{
-        _cleanup_free_ char *cols = fields_select(f, n), *sql = NULL;
-        int r;
-
-        if (!cols || asprintf(&sql, "SELECT %s %s", cols, rest) < 0) {
-                sql = NULL;
-                return -ENOMEM;
-        }
-        r = store_prepare(c->store, sql, ret);
-        if (r < 0) {
-                ctl_error("query failed: %s", store_errmsg(c->store));
-                return KNOCKCTL_FAILED;
-        }
-        ctl_bind_common(c, *ret);
-        return 0;
-}
-
 static int verb_hooks(knockctl *c, int argc, char **argv)
 {
         static const struct option options[] = {
@@ -123,27 +105,20 @@ static int verb_hooks(knockctl *c, int argc, char **argv)
         if (r != 0)
                 return r;
         /* The list leaves out the payload: it is in `hook ID`. */
-        r = query(c, hook_fields, ELEMENTSOF(hook_fields) - 1,
+        r = ctl_select(c, hook_fields, ELEMENTSOF(hook_fields) - 1,
                 "FROM hooks h WHERE (:state IS NULL OR h.state = :state)"
                 " AND (:event IS NULL OR h.event_id = :event)"
                 " ORDER BY h.created_at DESC, h.id DESC LIMIT :limit",
                 &st);
         if (r != 0)
                 return r;
-        stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":state"), state);
-        stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":event"), event);
-        stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":limit"), limit > 0 ? limit : -1);
+        ctl_bind_text(st, ":state", state);
+        ctl_bind_text(st, ":event", event);
+        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
         r = fields_rows(st, hook_fields, ELEMENTSOF(hook_fields) - 1, &rows);
         if (r < 0)
                 return r;
-        if (c->json)
-                r = print_json(rows);
-        else {
-                print_table(rows, cols, ELEMENTSOF(cols));
-                if (limit > 0 && (int64_t)json_array_size(rows) == limit)
-                        fprintf(stderr, "(showing the newest %lld hooks; --limit 0 shows all)\n",
-                                (long long)limit);
-        }
+        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "hooks");
         json_decref(rows);
         return r;
 }
@@ -178,10 +153,10 @@ static int verb_hook(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, false);
         if (r != 0)
                 return r;
-        r = query(c, hook_fields, ELEMENTSOF(hook_fields), "FROM hooks h WHERE h.id = :id", &st);
+        r = ctl_select(c, hook_fields, ELEMENTSOF(hook_fields), "FROM hooks h WHERE h.id = :id", &st);
         if (r != 0)
                 return r;
-        stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":id"), argv[optind]);
+        ctl_bind_text(st, ":id", argv[optind]);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
                 ctl_error("no hook '%s' in endpoint %s", argv[optind], c->endpoint);
@@ -193,10 +168,10 @@ static int verb_hook(knockctl *c, int argc, char **argv)
         if (!hook)
                 return -ENOMEM;
 
-        r = query(c, hook_attempt_fields, ELEMENTSOF(hook_attempt_fields),
+        r = ctl_select(c, hook_attempt_fields, ELEMENTSOF(hook_attempt_fields),
                 "FROM hook_attempts WHERE hook_id = :id ORDER BY at, id", &at);
         if (r == 0) {
-                stmt_bind_text(at, sqlite3_bind_parameter_index(at, ":id"), argv[optind]);
+                ctl_bind_text(at, ":id", argv[optind]);
                 r = fields_rows(
                         at, hook_attempt_fields, ELEMENTSOF(hook_attempt_fields), &attempts);
         }
@@ -252,7 +227,7 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
                 {0},
         };
         _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
-        json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *filters = NULL, *counts = NULL, *v;
+        json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *filters = NULL, *v;
         bool failed = false, have_since = false, have_until = false;
         int64_t since = 0, until = 0;
         size_t i, problems = 0;
@@ -367,18 +342,8 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
                 r = KNOCKCTL_FAILED;
                 goto rollback;
         }
-        json_array_foreach(changed, i, v)
-        {
-                sqlite3_reset(upd);
-                stmt_bind_text(upd, sqlite3_bind_parameter_index(upd, ":id"), json_string_value(v));
-                ctl_bind_common(c, upd);
-                r = store_errno(sqlite3_step(upd));
-                if (r < 0)
-                        goto rollback;
-        }
-        counts = json_pack("{s:I, s:I}", "changed", (json_int_t)json_array_size(changed),
-                "unchanged", (json_int_t)0);
-        r = counts ? ctl_audit(c, "redeliver-hook", filters, counts, ids) : -ENOMEM;
+        /* unchanged stays empty: a hook is re-armed or refused. */
+        r = ctl_apply(c, "redeliver-hook", upd, changed, unchanged, filters, ids);
         if (r < 0)
                 goto rollback;
         r = ctl_commit(c);
@@ -400,7 +365,6 @@ out:
         json_decref(changed);
         json_decref(unchanged);
         json_decref(filters);
-        json_decref(counts);
         return r;
 }
 

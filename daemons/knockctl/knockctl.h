@@ -95,6 +95,9 @@ const knock_config *ctl_config(knockctl *c);
 void ctl_actor(char *buf, size_t len);
 /* Binds the named parameters every query may use: :endpoint, :now, :max_attempts. */
 void ctl_bind_common(knockctl *c, sqlite3_stmt *st);
+/* Binds a named parameter when the statement has it (NULL, or null: SQL NULL). */
+void ctl_bind_text(sqlite3_stmt *st, const char *name, const char *v);
+void ctl_bind_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null);
 /* Parses --limit N (0: no limit). Reports and returns KNOCKCTL_USAGE on junk. */
 int ctl_parse_limit(const char *s, int64_t *ret);
 /* Parses --since/--until ("2h", RFC 3339, "@unix"). Reports, returns KNOCKCTL_USAGE. */
@@ -104,6 +107,11 @@ int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret);
 
 /* Appends the audit row (actor = the invoking user) inside the caller's transaction. */
 int ctl_audit(knockctl *c, const char *action, json_t *filters, json_t *counts, json_t *ids);
+/* Runs upd once per id in changed (:id and the common parameters bound), then
+ * appends the audit row with counts {changed, unchanged}, inside the
+ * caller's transaction. A negative errno: the caller rolls back. */
+int ctl_apply(knockctl *c, const char *action, sqlite3_stmt *upd, json_t *changed,
+        json_t *unchanged, json_t *filters, json_t *ids);
 /* BEGIN IMMEDIATE / COMMIT with the operator-facing message; 0 or KNOCKCTL_FAILED. */
 int ctl_begin(knockctl *c);
 int ctl_commit(knockctl *c);
@@ -137,6 +145,12 @@ char *fields_select(const field_spec *f, size_t n);
 json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n);
 /* Runs st to completion, one object per row, into a new array. */
 int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret);
+/*
+ * Prepares "SELECT <fields> <rest>" and binds the common parameters. rest is
+ * a constant of the caller's; values are always bound. A failing prepare is
+ * reported and returns KNOCKCTL_FAILED.
+ */
+int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret);
 
 /* A JSON string from possibly non-UTF-8 bytes (invalid sequences become U+FFFD). */
 json_t *json_text(const char *s, size_t len);
@@ -149,6 +163,10 @@ typedef struct column {
 
 /* Human table of an array of objects. */
 void print_table(json_t *rows, const column *cols, size_t n);
+/* A listing: the --json document, or the table and, when it holds limit
+ * rows (limit > 0), a note on stderr that older `what` were left out. */
+int print_list(knockctl *c, json_t *rows, const column *cols, size_t n, int64_t limit,
+        const char *what);
 /* "key: value" lines of an object; keys NULL prints every member. */
 void print_object(json_t *obj, const char *const *keys);
 /* The one --json document on stdout. */

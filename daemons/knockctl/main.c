@@ -204,6 +204,26 @@ void ctl_bind_common(knockctl *c, sqlite3_stmt *st)
         }
 }
 
+void ctl_bind_text(sqlite3_stmt *st, const char *name, const char *v)
+{
+        int i = sqlite3_bind_parameter_index(st, name);
+
+        if (i > 0)
+                stmt_bind_text(st, i, v);
+}
+
+void ctl_bind_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null)
+{
+        int i = sqlite3_bind_parameter_index(st, name);
+
+        if (i <= 0)
+                return;
+        if (null)
+                sqlite3_bind_null(st, i);
+        else
+                stmt_bind_i64(st, i, v);
+}
+
 int ctl_parse_limit(const char *s, int64_t *ret)
 {
         uint64_t v;

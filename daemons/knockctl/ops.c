@@ -47,6 +47,29 @@ int ctl_audit(knockctl *c, const char *action, json_t *filters, json_t *counts, 
         return store_audit(c->store, actor, action, f, n, i);
 }
 
+int ctl_apply(knockctl *c, const char *action, sqlite3_stmt *upd, json_t *changed,
+        json_t *unchanged, json_t *filters, json_t *ids)
+{
+        json_t *counts, *v;
+        size_t i;
+        int r;
+
+        json_array_foreach(changed, i, v)
+        {
+                sqlite3_reset(upd);
+                ctl_bind_text(upd, ":id", json_string_value(v));
+                ctl_bind_common(c, upd);
+                r = store_errno(sqlite3_step(upd));
+                if (r < 0)
+                        return r;
+        }
+        counts = json_pack("{s:I, s:I}", "changed", (json_int_t)json_array_size(changed),
+                "unchanged", (json_int_t)json_array_size(unchanged));
+        r = counts ? ctl_audit(c, action, filters, counts, ids) : -ENOMEM;
+        json_decref(counts);
+        return r;
+}
+
 int ctl_begin(knockctl *c)
 {
         int r = store_begin(c->store);
@@ -226,7 +249,7 @@ static void reject(const char *verb, const char *id, const char *status, const c
 static int run_transition(knockctl *c, const transition *t, int argc, char **argv)
 {
         _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
-        json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *counts = NULL, *v;
+        json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *v;
         size_t i, problems = 0;
         int o, r;
 
@@ -299,18 +322,7 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
                 goto rollback;
         }
 
-        json_array_foreach(changed, i, v)
-        {
-                sqlite3_reset(upd);
-                stmt_bind_text(upd, sqlite3_bind_parameter_index(upd, ":id"), json_string_value(v));
-                ctl_bind_common(c, upd);
-                r = store_errno(sqlite3_step(upd));
-                if (r < 0)
-                        goto rollback;
-        }
-        counts = json_pack("{s:I, s:I}", "changed", (json_int_t)json_array_size(changed),
-                "unchanged", (json_int_t)json_array_size(unchanged));
-        r = counts ? ctl_audit(c, t->verb, NULL, counts, ids) : -ENOMEM;
+        r = ctl_apply(c, t->verb, upd, changed, unchanged, NULL, ids);
         if (r < 0)
                 goto rollback;
         r = ctl_commit(c);
@@ -333,7 +345,6 @@ out:
         json_decref(ids);
         json_decref(changed);
         json_decref(unchanged);
-        json_decref(counts);
         return r;
 }
 

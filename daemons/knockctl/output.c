@@ -16,6 +16,7 @@
  *    become U+FFFD;
  *  - table cells never contain a newline or a tab, so one row is one line.
  */
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -212,6 +213,25 @@ int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret)
         return 0;
 }
 
+int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret)
+{
+        _cleanup_free_ char *cols = fields_select(f, n);
+        _cleanup_free_ char *sql = NULL;
+        int r;
+
+        if (!cols || asprintf(&sql, "SELECT %s %s", cols, rest) < 0) {
+                sql = NULL;
+                return -ENOMEM;
+        }
+        r = store_prepare(c->store, sql, ret);
+        if (r < 0) {
+                ctl_error("query failed: %s", store_errmsg(c->store));
+                return KNOCKCTL_FAILED;
+        }
+        ctl_bind_common(c, *ret);
+        return 0;
+}
+
 char *value_to_text(json_t *v)
 {
         char *s = NULL;
@@ -311,6 +331,18 @@ void print_table(json_t *rows, const column *cols, size_t n)
         }
         for (size_t i = 0; i < n_rows * n; i++)
                 free(cells[i]);
+}
+
+int print_list(knockctl *c, json_t *rows, const column *cols, size_t n, int64_t limit,
+        const char *what)
+{
+        if (c->json)
+                return print_json(rows);
+        print_table(rows, cols, n);
+        if (limit > 0 && (int64_t)json_array_size(rows) == limit)
+                fprintf(stderr, "(showing the newest %" PRId64 " %s; --limit 0 shows all)\n", limit,
+                        what);
+        return 0;
 }
 
 void print_object(json_t *obj, const char *const *keys)

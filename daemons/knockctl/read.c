@@ -106,57 +106,6 @@ static const field_spec audit_fields[] = {
         {"ids", "ids", F_JSON},
 };
 
-/*
- * Prepares "SELECT <fields> <rest>", binds the common parameters. The rest
- * of the statement is a constant of the caller's; values are always bound.
- */
-static int select_prepare(
-        knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret)
-{
-        _cleanup_free_ char *cols = fields_select(f, n);
-        _cleanup_free_ char *sql = NULL;
-        int r;
-
-        if (!cols || asprintf(&sql, "SELECT %s %s", cols, rest) < 0) {
-                sql = NULL;
-                return -ENOMEM;
-        }
-        r = store_prepare(c->store, sql, ret);
-        if (r < 0) {
-                ctl_error("query failed: %s", store_errmsg(c->store));
-                return KNOCKCTL_FAILED;
-        }
-        ctl_bind_common(c, *ret);
-        return 0;
-}
-
-static void bind_named_text(sqlite3_stmt *st, const char *name, const char *v)
-{
-        int i = sqlite3_bind_parameter_index(st, name);
-
-        if (i > 0)
-                stmt_bind_text(st, i, v);
-}
-
-static void bind_named_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null)
-{
-        int i = sqlite3_bind_parameter_index(st, name);
-
-        if (i <= 0)
-                return;
-        if (null)
-                sqlite3_bind_null(st, i);
-        else
-                stmt_bind_i64(st, i, v);
-}
-
-static void note_limit(knockctl *c, json_t *rows, int64_t limit, const char *what)
-{
-        if (!c->json && limit > 0 && (int64_t)json_array_size(rows) == limit)
-                fprintf(stderr, "(showing the newest %" PRId64 " %s; --limit 0 shows all)\n", limit,
-                        what);
-}
-
 /* "received,failed" → every name must be an event status. */
 static int check_status_list(const char *list)
 {
@@ -238,7 +187,7 @@ static int verb_events(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, false);
         if (r != 0)
                 return r;
-        r = select_prepare(c, event_fields, ELEMENTSOF(event_fields),
+        r = ctl_select(c, event_fields, ELEMENTSOF(event_fields),
                 "FROM events e"
                 " WHERE (:status IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
                 "0)"
@@ -248,19 +197,14 @@ static int verb_events(knockctl *c, int argc, char **argv)
                 &st);
         if (r != 0)
                 return r;
-        bind_named_text(st, ":status", status);
-        bind_named_text(st, ":type", type);
-        bind_named_i64(st, ":since", since, !have_since);
-        bind_named_i64(st, ":limit", limit > 0 ? limit : -1, false);
+        ctl_bind_text(st, ":status", status);
+        ctl_bind_text(st, ":type", type);
+        ctl_bind_i64(st, ":since", since, !have_since);
+        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
         r = fields_rows(st, event_fields, ELEMENTSOF(event_fields), &rows);
         if (r < 0)
                 return r;
-        if (c->json)
-                r = print_json(rows);
-        else {
-                print_table(rows, cols, ELEMENTSOF(cols));
-                note_limit(c, rows, limit, "events");
-        }
+        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "events");
         json_decref(rows);
         return r;
 }
@@ -276,10 +220,10 @@ static int select_rows(
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = select_prepare(c, f, n, rest, &st);
+        r = ctl_select(c, f, n, rest, &st);
         if (r != 0)
                 return r;
-        bind_named_text(st, ":id", id);
+        ctl_bind_text(st, ":id", id);
         return fields_rows(st, f, n, ret);
 }
 
@@ -469,7 +413,7 @@ static int verb_deliveries(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, false);
         if (r != 0)
                 return r;
-        r = select_prepare(c, delivery_fields, ELEMENTSOF(delivery_fields),
+        r = ctl_select(c, delivery_fields, ELEMENTSOF(delivery_fields),
                 "FROM deliveries d"
                 " WHERE (:invalid = 0 OR d.signature_valid = 0)"
                 "   AND (:orphan = 0 OR d.event_id IS NULL)"
@@ -479,20 +423,15 @@ static int verb_deliveries(knockctl *c, int argc, char **argv)
                 &st);
         if (r != 0)
                 return r;
-        bind_named_i64(st, ":invalid", invalid, false);
-        bind_named_i64(st, ":orphan", orphan, false);
-        bind_named_text(st, ":pid", provider_id);
-        bind_named_i64(st, ":since", since, !have_since);
-        bind_named_i64(st, ":limit", limit > 0 ? limit : -1, false);
+        ctl_bind_i64(st, ":invalid", invalid, false);
+        ctl_bind_i64(st, ":orphan", orphan, false);
+        ctl_bind_text(st, ":pid", provider_id);
+        ctl_bind_i64(st, ":since", since, !have_since);
+        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
         r = fields_rows(st, delivery_fields, ELEMENTSOF(delivery_fields), &rows);
         if (r < 0)
                 return r;
-        if (c->json)
-                r = print_json(rows);
-        else {
-                print_table(rows, cols, ELEMENTSOF(cols));
-                note_limit(c, rows, limit, "deliveries");
-        }
+        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "deliveries");
         json_decref(rows);
         return r;
 }
@@ -651,23 +590,18 @@ static int verb_audit(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, false);
         if (r != 0)
                 return r;
-        r = select_prepare(c, audit_fields, ELEMENTSOF(audit_fields),
+        r = ctl_select(c, audit_fields, ELEMENTSOF(audit_fields),
                 "FROM audit WHERE (:action IS NULL OR action = :action)"
                 " ORDER BY at DESC, rowid DESC LIMIT :limit",
                 &st);
         if (r != 0)
                 return r;
-        bind_named_text(st, ":action", action);
-        bind_named_i64(st, ":limit", limit > 0 ? limit : -1, false);
+        ctl_bind_text(st, ":action", action);
+        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
         r = fields_rows(st, audit_fields, ELEMENTSOF(audit_fields), &rows);
         if (r < 0)
                 return r;
-        if (c->json)
-                r = print_json(rows);
-        else {
-                print_table(rows, cols, ELEMENTSOF(cols));
-                note_limit(c, rows, limit, "audit rows");
-        }
+        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "audit rows");
         json_decref(rows);
         return r;
 }

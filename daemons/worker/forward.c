@@ -4,8 +4,8 @@
  * the stored body to the handler URL.
  *
  * Promises:
- *  - keep-alive: connections are pooled per scheme://host:port and reused;
- *    libevent sends one request at a time per connection, so the pool grows
+ *  - keep-alive: connections are pooled per scheme://host:port and reused
+ *    (common/httpclient.c); libevent sends one request at a time per connection, so the pool grows
  *    to at most [worker] concurrency busy connections per target. A
  *    connection the peer closed is dropped from the pool, never reused;
  *  - the request carries the stored Content-Type (application/octet-stream
@@ -16,7 +16,7 @@
  *    connection errors and timeouts ([worker] timeout, for connect, write
  *    and read) retry; any other 4xx is permanent → dead;
  *  - https verifies the peer against the system trust store and the host
- *    name, with SNI;
+ *    name (or the IP address of a literal), with SNI for names;
  *  - the response body is captured up to [worker] max_output.
  *
  * Host names are resolved with the blocking resolver when a new connection
@@ -25,12 +25,8 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,176 +35,14 @@
 #include "log.h"
 #include "worker.h"
 
-struct fwd_conn {
-        struct evhttp_connection *evcon;
-        char *key;
-        bool busy;
-        bool broken; /* closed by the peer or failed: free when idle */
-};
-
-static fwd_conn *conn_free(fwd_conn *c)
-{
-        if (!c)
-                return NULL;
-        if (c->evcon)
-                evhttp_connection_free(c->evcon);
-        free(c->key);
-        free(c);
-        return NULL;
-}
-
 void forward_pool_free(worker *w)
 {
-        for (size_t i = 0; i < w->n_conns; i++)
-                conn_free(w->conns[i]);
-        free(w->conns);
-        w->conns = NULL;
-        w->n_conns = 0;
-        if (w->ssl_ctx) {
-                SSL_CTX_free(w->ssl_ctx);
-                w->ssl_ctx = NULL;
-        }
-}
-
-/* Drops broken idle connections, compacting the pool. */
-static void pool_sweep(worker *w)
-{
-        size_t k = 0;
-
-        for (size_t i = 0; i < w->n_conns; i++) {
-                fwd_conn *c = w->conns[i];
-
-                if (c->broken && !c->busy)
-                        conn_free(c);
-                else
-                        w->conns[k++] = c;
-        }
-        w->n_conns = k;
-}
-
-static void on_close(struct evhttp_connection *evcon, void *userdata)
-{
-        fwd_conn *c = userdata;
-
-        c->broken = true;
-}
-
-static SSL_CTX *ssl_ctx(worker *w)
-{
-        SSL_CTX *ctx;
-
-        if (w->ssl_ctx)
-                return w->ssl_ctx;
-        ctx = SSL_CTX_new(TLS_client_method());
-        if (!ctx)
-                return NULL;
-        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-        if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-                SSL_CTX_free(ctx);
-                return NULL;
-        }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-        w->ssl_ctx = ctx;
-        return ctx;
-}
-
-static int conn_new(
-        worker *w, bool https, const char *host, int port, const char *key, fwd_conn **ret)
-{
-        struct event_base *base = w->d->base;
-        struct timeval tv;
-        fwd_conn *c, **nv;
-
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        c->key = strdup(key);
-        if (!c->key) {
-                free(c);
-                return -ENOMEM;
-        }
-        if (https) {
-                struct bufferevent *bev;
-                SSL_CTX *ctx = ssl_ctx(w);
-                SSL *ssl;
-
-                if (!ctx) {
-                        conn_free(c);
-                        return -EIO;
-                }
-                ssl = SSL_new(ctx);
-                if (!ssl) {
-                        conn_free(c);
-                        return -ENOMEM;
-                }
-                SSL_set_tlsext_host_name(ssl, host);
-                SSL_set1_host(ssl, host);
-                bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-                        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-                if (!bev) {
-                        SSL_free(ssl);
-                        conn_free(c);
-                        return -ENOMEM;
-                }
-                bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-                c->evcon = evhttp_connection_base_bufferevent_new(
-                        base, NULL, bev, host, (unsigned short)port);
-        } else
-                c->evcon = evhttp_connection_base_new(base, NULL, host, (unsigned short)port);
-        if (!c->evcon) {
-                conn_free(c);
-                return -ENOMEM;
-        }
-        tv.tv_sec = (time_t)(w->d->cfg->timeout_ms / 1000);
-        tv.tv_usec = (suseconds_t)((w->d->cfg->timeout_ms % 1000) * 1000);
-        evhttp_connection_set_timeout_tv(c->evcon, &tv);
-        evhttp_connection_set_retries(c->evcon, 0);
-        evhttp_connection_set_closecb(c->evcon, on_close, c);
-
-        nv = realloc(w->conns, (w->n_conns + 1) * sizeof(*nv));
-        if (!nv) {
-                conn_free(c);
-                return -ENOMEM;
-        }
-        w->conns = nv;
-        w->conns[w->n_conns++] = c;
-        *ret = c;
-        return 0;
-}
-
-static int conn_get(worker *w, bool https, const char *host, int port, fwd_conn **ret)
-{
-        char key[512];
-        size_t idle_other = SIZE_MAX;
-
-        pool_sweep(w);
-        snprintf(key, sizeof(key), "%s://%s:%d", https ? "https" : "http", host, port);
-        for (size_t i = 0; i < w->n_conns; i++) {
-                fwd_conn *c = w->conns[i];
-
-                if (c->busy || c->broken)
-                        continue;
-                if (streq(c->key, key)) {
-                        *ret = c;
-                        return 0;
-                }
-                idle_other = i;
-        }
-        /* Bound the pool: an idle connection to another target (after a
-         * reload changed the handler) makes room. */
-        if (w->n_conns >= 2 * w->d->cfg->concurrency && idle_other != SIZE_MAX) {
-                conn_free(w->conns[idle_other]);
-                w->conns[idle_other] = w->conns[--w->n_conns];
-        }
-        return conn_new(w, https, host, port, key, ret);
+        http_pool_clear(&w->pool);
 }
 
 static void job_http_done(job *j)
 {
-        if (j->conn) {
-                j->conn->busy = false;
-                j->conn = NULL;
-        }
+        http_conn_release(&j->conn, false);
         j->req = NULL;
         job_complete(j);
 }
@@ -216,33 +50,11 @@ static void job_http_done(job *j)
 static void on_error(enum evhttp_request_error err, void *userdata)
 {
         job *j = userdata;
-        const char *what;
 
-        switch (err) {
-        case EVREQ_HTTP_TIMEOUT:
-                what = "timed out";
+        if (err == EVREQ_HTTP_TIMEOUT)
                 j->outcome = EVENT_OUTCOME_TIMEOUT;
-                break;
-        case EVREQ_HTTP_EOF:
-                what = "connection closed before a response";
-                break;
-        case EVREQ_HTTP_INVALID_HEADER:
-                what = "invalid response header";
-                break;
-        case EVREQ_HTTP_BUFFER_ERROR:
-                what = "connection failed";
-                break;
-        case EVREQ_HTTP_REQUEST_CANCEL:
-                what = "request cancelled";
-                break;
-        case EVREQ_HTTP_DATA_TOO_LONG:
-                what = "response too long";
-                break;
-        default:
-                what = "request failed";
-        }
         free(j->http_error);
-        j->http_error = strdup(what);
+        j->http_error = strdup(http_request_error_string(err));
         if (j->conn)
                 j->conn->broken = true;
 }
@@ -294,55 +106,31 @@ int forward_start(job *j)
 {
         worker *w = j->w;
         knock_claim *c = &j->claim;
-        struct evhttp_uri *uri;
+        _cleanup_(http_target_clear) http_target t = {};
         struct evkeyvalq *h;
-        const char *scheme, *host, *path, *query;
-        char hostport[300], attempt[24], *target = NULL;
-        bool https;
-        int port, r;
+        char attempt[24];
+        int r;
 
-        uri = evhttp_uri_parse(c->handler);
-        if (!uri)
-                return -EINVAL;
-        scheme = evhttp_uri_get_scheme(uri);
-        host = evhttp_uri_get_host(uri);
-        if (!scheme || !host || !host[0]) {
-                evhttp_uri_free(uri);
-                return -EINVAL;
-        }
-        https = strcaseeq(scheme, "https");
-        port = evhttp_uri_get_port(uri);
-        if (port < 0)
-                port = https ? 443 : 80;
-        path = evhttp_uri_get_path(uri);
-        query = evhttp_uri_get_query(uri);
-        if (asprintf(&target, "%s%s%s", path && path[0] ? path : "/", query ? "?" : "",
-                    query ?: "") < 0) {
-                evhttp_uri_free(uri);
-                return -ENOMEM;
-        }
-        if (port == (https ? 443 : 80))
-                snprintf(hostport, sizeof(hostport), "%s", host);
-        else
-                snprintf(hostport, sizeof(hostport), "%s:%d", host, port);
-
-        r = conn_get(w, https, host, port, &j->conn);
-        evhttp_uri_free(uri);
-        if (r < 0) {
-                free(target);
+        r = http_target_parse(c->handler, &t);
+        if (r < 0)
                 return r;
-        }
+        /* Made on first use: the blocking resolver, libevent's header limit. */
+        if (!w->pool.base)
+                http_pool_init(&w->pool, w->d->base, NULL, 0);
+        r = http_pool_get(&w->pool, &t, t.origin, w->d->cfg->timeout_ms,
+                          2 * w->d->cfg->concurrency, &j->conn);
+        if (r < 0)
+                return r;
 
         j->req = evhttp_request_new(on_response, j);
         if (!j->req) {
-                free(target);
                 j->conn = NULL;
                 return -ENOMEM;
         }
         evhttp_request_set_error_cb(j->req, on_error);
         snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
         h = evhttp_request_get_output_headers(j->req);
-        evhttp_add_header(h, "Host", hostport);
+        evhttp_add_header(h, "Host", t.hostport);
         evhttp_add_header(
                 h, "Content-Type", c->content_type ? c->content_type : "application/octet-stream");
         evhttp_add_header(h, "User-Agent", "knock/" KNOCK_VERSION);
@@ -358,17 +146,13 @@ int forward_start(job *j)
         if (c->body_len > 0)
                 evbuffer_add(evhttp_request_get_output_buffer(j->req), c->body, c->body_len);
 
-        j->conn->busy = true;
-        /* On failure libevent has freed the request already. */
-        if (evhttp_make_request(j->conn->evcon, j->req, EVHTTP_REQ_POST, target) < 0) {
+        r = http_conn_send(j->conn, j->req, EVHTTP_REQ_POST, t.path);
+        if (r < 0) {
+                /* libevent has freed the request already. */
                 j->req = NULL;
-                j->conn->busy = false;
-                j->conn->broken = true;
                 j->conn = NULL;
-                free(target);
-                return -EIO;
+                return r;
         }
-        free(target);
         return 0;
 }
 
@@ -386,10 +170,7 @@ void forward_cancel(job *j)
         j->outcome = EVENT_OUTCOME_INTERRUPTED;
         free(j->error);
         j->error = strdup("interrupted: worker stopping");
-        if (j->conn) {
-                j->conn->busy = false;
-                j->conn = NULL;
-        }
+        http_conn_release(&j->conn, false);
         job_complete(j);
 }
 
@@ -401,9 +182,5 @@ void forward_cleanup(job *j)
                 j->req = NULL;
                 evhttp_cancel_request(req);
         }
-        if (j->conn) {
-                j->conn->busy = false;
-                j->conn->broken = true;
-                j->conn = NULL;
-        }
+        http_conn_release(&j->conn, true);
 }

@@ -3,20 +3,27 @@
  * knock-worker NAME — claims stored events, runs their handler, records
  * every attempt (contract §7, §12; knock-worker(8)).
  *
- * One event loop. Everything that touches the database happens in pump(),
- * a deferred callback that coalesces every reason to look at the queue
- * (a wake-up datagram from the ingress, a job finishing, a retry coming
- * due, a reload):
+ * One event loop for the handlers, one writer thread (writer.c) for the
+ * database: the loop never waits for SQLite once it runs. Each writer
+ * cycle is ONE transaction (events_finish_and_claim):
  *
- *   1. flush: the results of all jobs that finished since the last pump are
- *      written in ONE transaction (events_finish: attempt rows, new status,
- *      hook outbox), then the deliverer is woken if hooks were queued;
- *   2. claim: free slots (concurrency − running) are filled by one claim
- *      transaction, and the handlers start at once;
+ *   1. flush: the results of the jobs handed over since the last cycle are
+ *      recorded (attempt rows, new status, hook outbox); the deliverer is
+ *      woken after the commit if hooks were queued;
+ *   2. claim: free slots (concurrency − claims held) are filled, and the
+ *      loop starts the handlers when the cycle comes back — never before the
+ *      claim is committed;
  *   3. sleep: when the queue had less than the free slots, a timer is armed
  *      for the next known due time (a retry, a foreign lease running out),
  *      at most SAFETY_RESCAN_MS away. There is no polling loop: an idle
  *      worker sleeps in epoll until a datagram or that timer.
+ *
+ * Pipelining: while a cycle commits, handlers keep running and finishing
+ * on the loop; their results wait for the next cycle, which starts as soon
+ * as this one ends. A wake-up datagram that arrives during a cycle sets the
+ * writer's scan flag, so rows committed after the cycle's claim read are
+ * seen by the next one. Lease renewals and the heartbeat (with the queue
+ * counts STATUS= shows) also go through the writer.
  *
  * Leases: a claim holds an event for LEASE_MS and a timer renews the leases
  * of every held event every LEASE_MS/3, so a slow handler never loses its
@@ -42,8 +49,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/thread.h>
+
 #include "catalog-ids.h"
 #include "knock-build.h"
+#include "lease.h"
 #include "log.h"
 #include "worker.h"
 
@@ -122,28 +132,36 @@ void job_output(job *j, const void *p, size_t n)
         j->out_dropped += n - take;
 }
 
-void job_complete(job *j)
+/*
+ * Group commit: finished jobs go to the writer in batches, and each writer
+ * cycle records them and refills their slots in ONE transaction. The cost
+ * of a cycle is mostly its COMMIT, whatever its size, so a batch should
+ * hold every handler that is about to end: handlers started by one claim
+ * tend to end together. Hand over at once when nothing else runs (a lone
+ * event never waits) or when stopping; otherwise let BATCH_US of further
+ * completions join.
+ */
+static void job_batch(worker *w)
 {
-        worker *w = j->w;
-        uint64_t conc = w->d->cfg->concurrency;
-
-        j->ended_at = now_ms();
-        list_remove(&w->running, j);
-        w->n_running--;
-        list_add(&w->done, j);
-        w->n_done++;
-
-        /* Group commit: results are written, and their slots refilled, in
-         * one transaction per pump. Pump at once when half the slots are
-         * free (or nothing else runs); otherwise let BATCH_US of further
-         * completions join the same COMMIT. */
-        if (w->stopping || w->n_running == 0 || (conc - w->n_running) * 2 >= conc)
+        if (w->stopping || w->n_running == 0)
                 event_active(w->ev_pump, EV_TIMEOUT, 0);
         else if (!evtimer_pending(w->ev_batch, NULL)) {
                 struct timeval tv = {0, BATCH_US};
 
                 evtimer_add(w->ev_batch, &tv);
         }
+}
+
+void job_complete(job *j)
+{
+        worker *w = j->w;
+
+        j->ended_at = now_ms();
+        list_remove(&w->running, j);
+        w->n_running--;
+        list_add(&w->done, j);
+        w->n_done++;
+        job_batch(w);
 }
 
 static void job_start(worker *w, knock_claim *c)
@@ -155,6 +173,7 @@ static void job_start(worker *w, knock_claim *c)
         if (!j) {
                 /* Leave the claim to expire: it will be retried. */
                 knock_claim_clear(c);
+                writer_submit(&w->wr, NULL, NULL, 1, false);
                 log_error_errno(-ENOMEM, "Out of memory starting a handler");
                 return;
         }
@@ -269,106 +288,165 @@ static void log_claim_stats(worker *w, const knock_claim_stats *stats)
         }
 }
 
-/*
- * One turn of the pump: the finished jobs' results and the claim that
- * refills their slots go into ONE transaction. Returns 0, or a negative
- * errno when it failed (nothing was written: the jobs stay in the done list
- * for the next turn, their leases still renewed).
- */
-static int pump(worker *w)
+/* ---- the writer's replies -------------------------------------------------------- */
+
+/* Moves every finished job to the writer: results, and claims to give back
+ * uncounted (handlers killed by the stop deadline). scan: also look for
+ * new events. */
+static void submit_done(worker *w, bool scan)
 {
-        _cleanup_free_ knock_attempt_result *res = NULL;
-        _cleanup_free_ const char **rel_ids = NULL, **rel_att = NULL;
-        _cleanup_free_ job **fin = NULL;
-        _cleanup_free_ knock_claim *claims = NULL;
-        knock_claim_stats stats = {};
-        size_t n = 0, n_rel = 0, hooks = 0, free_slots = 0, n_claims = 0;
-        int64_t now = now_ms(), due;
-        int r;
+        job *fin = NULL, **fin_tail = &fin, *rel = NULL, **rel_tail = &rel;
+        size_t slots = 0;
 
-        if (w->n_done > 0) {
-                res = calloc(w->n_done, sizeof(*res));
-                fin = calloc(w->n_done, sizeof(*fin));
-                rel_ids = calloc(w->n_done, sizeof(*rel_ids));
-                rel_att = calloc(w->n_done, sizeof(*rel_att));
-                if (!res || !fin || !rel_ids || !rel_att)
-                        return log_error_errno(-ENOMEM, "Out of memory");
-        }
-        for (job *j = w->done; j; j = j->next) {
-                /* Killed by the stop deadline: give the event back uncounted.
-                 * A handler that succeeded just before the kill still counts. */
-                if (j->interrupted && j->outcome != EVENT_OUTCOME_SUCCESS) {
-                        rel_ids[n_rel] = j->claim.id;
-                        rel_att[n_rel++] = j->claim.attempt_id;
-                        continue;
-                }
-                fin[n] = j;
-                res[n++] = (knock_attempt_result){
-                        .event_id = j->claim.id,
-                        .attempt_id = j->claim.attempt_id,
-                        .attempt = j->claim.attempt,
-                        .outcome = j->outcome,
-                        .exit_code = j->exit_code,
-                        .signal = j->signal,
-                        .http_status = j->http_status,
-                        .error = j->error,
-                        .output = j->out,
-                        .output_len = j->out_len,
-                        .ended_at = j->ended_at,
-                };
-        }
+        while (w->done) {
+                job *j = w->done;
 
-        if (!w->stopping && w->d->cfg->concurrency > w->n_running)
-                free_slots = (size_t)(w->d->cfg->concurrency - w->n_running);
-
-        r = events_finish_and_claim(w->d->store, w->d->cfg, w->identity, now, res, n, &hooks,
-                LEASE_MS, free_slots, &claims, &n_claims, &stats);
-        if (r < 0)
-                return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
-                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
-                        "Cannot record %zu attempt results and claim: %m", n);
-        /* Committed: the deliverer may look at the new hooks now. */
-        if (hooks + stats.hooks > 0)
-                daemon_wake_peer(w->d->name, "deliver");
-        for (size_t i = 0; i < n; i++) {
-                log_result(w, fin[i], &res[i]);
-                list_remove(&w->done, fin[i]);
+                list_remove(&w->done, j);
                 w->n_done--;
-                job_free(fin[i]);
-        }
-        log_claim_stats(w, &stats);
-        for (size_t i = 0; i < n_claims; i++)
-                job_start(w, &claims[i]);
-
-        if (n_rel > 0) {
-                r = events_release(w->d->store, w->identity, rel_ids, rel_att, n_rel, now);
-                if (r < 0)
-                        return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
-                                LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
-                                "Cannot release %zu claims: %m", n_rel);
-                log_notice("Released %zu claims of handlers stopped by shutdown", n_rel);
-                while (w->done) {
-                        job *j = w->done;
-
-                        list_remove(&w->done, j);
-                        w->n_done--;
-                        job_free(j);
+                list_add(&w->submitted, j);
+                w->n_submitted++;
+                /* A result handed over again after a failed cycle has
+                 * given its slot back already. */
+                if (!j->slot_returned) {
+                        j->slot_returned = true;
+                        slots++;
+                }
+                j->wnext = NULL;
+                /* A handler that succeeded just before the kill still counts. */
+                if (j->interrupted && j->outcome != EVENT_OUTCOME_SUCCESS) {
+                        *rel_tail = j;
+                        rel_tail = &j->wnext;
+                } else {
+                        *fin_tail = j;
+                        fin_tail = &j->wnext;
                 }
         }
-        if (w->stopping)
-                return 0;
+        if (fin || rel || slots > 0 || scan)
+                writer_submit(&w->wr, fin, rel, slots, scan);
+}
 
-        /* Full: a finishing job pumps again. Otherwise sleep until the next
-         * known due time, or the safety rescan. */
-        if (n_claims < free_slots) {
-                r = events_next_due(w->d->store, w->identity, &due);
-                if (r < 0)
-                        due = now + FLUSH_RETRY_MS;
-                due = MIN(due, now + SAFETY_RESCAN_MS);
-        } else
-                due = now + SAFETY_RESCAN_MS;
+static void maybe_exit(worker *w)
+{
+        if (w->stopping && w->n_running == 0 && w->n_done == 0 && w->n_submitted == 0 &&
+                writer_idle(&w->wr))
+                daemon_exit_loop(w->d);
+}
+
+/* Takes a job back from the writer: into the done list when its cycle
+ * failed (handed over again later), else freed. Returns true when kept. */
+static bool job_settle(worker *w, job *j, int r)
+{
+        list_remove(&w->submitted, j);
+        w->n_submitted--;
+        if (r < 0) {
+                list_add(&w->done, j);
+                w->n_done++;
+                return true;
+        }
+        return false;
+}
+
+/* A claim that arrives after SIGTERM is given back at once, uncounted. */
+static void claim_refuse(worker *w, knock_claim *c)
+{
+        job *j = calloc(1, sizeof(*j));
+
+        if (!j) {
+                /* Its lease runs out: it will be taken over. */
+                knock_claim_clear(c);
+                writer_submit(&w->wr, NULL, NULL, 1, false);
+                return;
+        }
+        j->w = w;
+        j->claim = *c;
+        *c = (knock_claim){};
+        j->pidfd = j->in_fd = j->out_fd = -1;
+        j->exit_code = -1;
+        j->interrupted = true;
+        j->outcome = EVENT_OUTCOME_INTERRUPTED;
+        j->ended_at = now_ms();
+        list_add(&w->done, j);
+        w->n_done++;
+}
+
+static void reply_settle(worker *w, writer_reply *rep)
+{
+        size_t n_fin = 0, n_rel = 0;
+        int64_t now, due;
+
+        for (job *j = rep->fin, *next; j; j = next) {
+                next = j->wnext;
+                n_fin++;
+                if (job_settle(w, j, rep->r))
+                        continue;
+                log_result(w, j,
+                        &(knock_attempt_result){
+                                .attempt = j->claim.attempt,
+                                .new_status = j->new_status,
+                                .next_attempt_at = j->next_attempt_at,
+                                .http_status = j->http_status,
+                                .exit_code = j->exit_code,
+                                .error = j->error,
+                        });
+                job_free(j);
+        }
+        for (job *j = rep->rel, *next; j; j = next) {
+                next = j->wnext;
+                n_rel++;
+                if (!job_settle(w, j, rep->r_rel))
+                        job_free(j);
+        }
+        if (rep->r < 0)
+                log_struct_errno(LOG_ERR, rep->r, MSGID_STORAGE_ERROR,
+                        LOG_FIELDS(LF("KNOCK_ERROR", rep->error)),
+                        "Cannot record %zu attempt results and claim: %m", n_fin);
+        if (rep->r_rel < 0)
+                log_struct_errno(LOG_ERR, rep->r_rel, MSGID_STORAGE_ERROR,
+                        LOG_FIELDS(LF("KNOCK_ERROR", rep->error)), "Cannot release %zu claims: %m",
+                        n_rel);
+        else if (n_rel > 0)
+                log_notice("Released %zu claims of handlers stopped by shutdown", n_rel);
+        if (rep->r_renew < 0)
+                log_struct_errno(LOG_ERR, rep->r_renew, MSGID_STORAGE_ERROR,
+                        LOG_FIELDS(LF("KNOCK_ERROR", rep->error)), "Cannot renew leases: %m");
+        if (rep->r < 0 || rep->r_rel < 0) {
+                /* Nothing of that transaction was written: try again soon. */
+                arm_timer(w->ev_due, FLUSH_RETRY_MS);
+                return;
+        }
+
+        log_claim_stats(w, &rep->stats);
+        for (size_t i = 0; i < rep->n_claims; i++)
+                if (w->stopping)
+                        claim_refuse(w, &rep->claims[i]);
+                else
+                        job_start(w, &rep->claims[i]);
+
+        /* Slots still free after a claim: sleep until the next known due
+         * time, or the safety rescan. Full: a finishing job claims again. */
+        if (w->stopping || rep->asked == 0)
+                return;
+        now = now_ms();
+        due = now + SAFETY_RESCAN_MS;
+        if (rep->n_claims < rep->asked)
+                due = MIN(due, rep->due);
         arm_timer(w->ev_due, due - now);
-        return 0;
+}
+
+static void on_reply(evutil_socket_t fd, short what, void *userdata)
+{
+        worker *w = userdata;
+        writer_reply *rep = writer_take_replies(&w->wr), *next;
+
+        for (; rep; rep = next) {
+                next = rep->next;
+                reply_settle(w, rep);
+                writer_reply_free(rep);
+        }
+        /* Results that waited for this cycle, or refused claims, go next. */
+        if (w->n_done > 0)
+                job_batch(w);
+        maybe_exit(w);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *userdata)
@@ -376,19 +454,15 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
         worker *w = userdata;
 
         evtimer_del(w->ev_batch);
-        if (pump(w) < 0) {
-                arm_timer(w->ev_due, FLUSH_RETRY_MS);
-                return;
-        }
-        if (w->stopping && w->n_running == 0 && w->n_done == 0)
-                daemon_exit_loop(w->d);
+        submit_done(w, false);
+        maybe_exit(w);
 }
 
 static void on_due(evutil_socket_t fd, short what, void *userdata)
 {
         worker *w = userdata;
 
-        event_active(w->ev_pump, EV_TIMEOUT, 0);
+        submit_done(w, !w->stopping);
 }
 
 static void on_batch(evutil_socket_t fd, short what, void *userdata)
@@ -403,33 +477,46 @@ static void on_wake(evutil_socket_t fd, short what, void *userdata)
         worker *w = userdata;
         char buf[64];
 
-        /* Many datagrams, one pump. */
+        /* Many datagrams, one scan. A cycle already running may have read
+         * the queue before the new rows: the scan flag makes the writer
+         * look again after it. */
         while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
                 ;
-        event_active(w->ev_pump, EV_TIMEOUT, 0);
+        if (!w->stopping)
+                writer_submit(&w->wr, NULL, NULL, 0, true);
 }
 
+static int ids_add(char **ids, size_t *n, job *list)
+{
+        for (job *j = list; j; j = j->next) {
+                ids[*n] = strdup(j->claim.id);
+                if (!ids[*n])
+                        return -ENOMEM;
+                (*n)++;
+        }
+        return 0;
+}
+
+/* Every held claim: running, finished but not yet recorded, or with the writer. */
 static void on_renew(evutil_socket_t fd, short what, void *userdata)
 {
         worker *w = userdata;
-        _cleanup_free_ const char **ids = NULL;
-        size_t n = 0;
-        int r;
+        size_t total = w->n_running + w->n_done + w->n_submitted, n = 0;
+        char **ids;
 
-        if (w->n_running + w->n_done == 0)
+        if (total == 0)
                 return;
-        ids = calloc(w->n_running + w->n_done, sizeof(*ids));
+        ids = calloc(total, sizeof(*ids));
         if (!ids)
                 return;
-        for (job *j = w->running; j; j = j->next)
-                ids[n++] = j->claim.id;
-        for (job *j = w->done; j; j = j->next)
-                ids[n++] = j->claim.id;
-        r = events_renew(w->d->store, w->identity, ids, n, now_ms() + LEASE_MS);
-        if (r < 0)
-                log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
-                        LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(w->d->store))),
-                        "Cannot renew %zu leases: %m", n);
+        if (ids_add(ids, &n, w->running) < 0 || ids_add(ids, &n, w->done) < 0 ||
+                ids_add(ids, &n, w->submitted) < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(ids[i]);
+                free(ids);
+                return;
+        }
+        writer_renew(&w->wr, ids, n);
 }
 
 /* ---- stop ------------------------------------------------------------------------ */
@@ -483,11 +570,14 @@ static void op_stop(knock_daemon *d)
                         (unsigned long long)stop_timeout_ms(), w->n_running);
                 arm_timer(w->ev_stop, (int64_t)stop_timeout_ms());
         }
+        /* No claim from now on; one already in flight comes back refused. */
+        writer_set_capacity(&w->wr, 0);
         event_active(w->ev_pump, EV_TIMEOUT, 0);
 }
 
 /* After the loop: a second SIGTERM may have broken it with handlers still
- * running. Kill and reap them synchronously, then release their claims. */
+ * running. Kill and reap them synchronously, then release their claims.
+ * The loop is gone, so here we may wait for the writer. */
 static void finish_remaining(worker *w)
 {
         for (job *j = w->running; j; j = j->next) {
@@ -508,7 +598,26 @@ static void finish_remaining(worker *w)
                 w->n_done++;
         }
         w->stopping = true;
-        (void)pump(w);
+        if (!w->wr.started)
+                return;
+        writer_set_capacity(&w->wr, 0);
+        /* A few rounds: results and releases, then the claims a cycle in
+         * flight brought back, refused. A failing disk gives up: those
+         * leases run out and the events are taken over. */
+        for (unsigned round = 0; round < 4; round++) {
+                writer_reply *rep, *next;
+
+                submit_done(w, false);
+                writer_wait_idle(&w->wr);
+                rep = writer_take_replies(&w->wr);
+                if (!rep && w->n_done == 0)
+                        break;
+                for (; rep; rep = next) {
+                        next = rep->next;
+                        reply_settle(w, rep);
+                        writer_reply_free(rep);
+                }
+        }
 }
 
 /* ---- daemon ops ------------------------------------------------------------------ */
@@ -518,7 +627,8 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
         worker *w = d->userdata;
         int64_t c[6] = {};
 
-        if (store_queue_counts(d->store, c) < 0) {
+        /* Counted by the writer with the last heartbeat: never a query on the loop. */
+        if (!writer_queue_counts(&w->wr, c)) {
                 snprintf(buf, len, "%zu handlers running; queue unknown", w->n_running);
                 return;
         }
@@ -533,32 +643,59 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
 static char *op_counters(knock_daemon *d)
 {
         worker *w = d->userdata;
+        uint64_t cycles, failures, us_total, us_max, batch_max;
         char *s;
 
+        writer_stats(&w->wr, &cycles, &failures, &us_total, &us_max, &batch_max);
         if (asprintf(&s,
                     "{\"in_flight\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
-                    "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu}",
+                    "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu,\"commits\":%llu,"
+                    "\"commit_failures\":%llu,\"commit_us_total\":%llu,"
+                    "\"commit_us_max\":%llu,\"batch_max\":%llu}",
                     w->n_running, (unsigned long long)w->n_claimed,
                     (unsigned long long)w->n_handled, (unsigned long long)w->n_failed,
                     (unsigned long long)w->n_dead, (unsigned long long)w->n_ignored,
-                    (unsigned long long)w->n_lost) < 0)
+                    (unsigned long long)w->n_lost, (unsigned long long)cycles,
+                    (unsigned long long)failures, (unsigned long long)us_total,
+                    (unsigned long long)us_max, (unsigned long long)batch_max) < 0)
                 return NULL;
         return s;
+}
+
+/* The heartbeat rides on the writer: the loop never waits for SQLite. The
+ * watchdog ping is withheld while the writer's last transaction failed or
+ * a cycle is stuck (op_health). */
+static int op_heartbeat(knock_daemon *d, const char *counters, const char *status)
+{
+        worker *w = d->userdata;
+
+        return writer_heartbeat(&w->wr, counters, status);
+}
+
+static int op_health(knock_daemon *d)
+{
+        worker *w = d->userdata;
+
+        return writer_health(&w->wr);
 }
 
 static int op_reload(knock_daemon *d, knock_config *new_cfg)
 {
         worker *w = d->userdata;
 
-        /* Running jobs keep their handler; new claims use the new config,
-         * swapped in by the skeleton after we return. */
+        /* Running jobs keep their handler; new claims use the new config.
+         * The skeleton frees the old one after we return, so the writer
+         * switches between two cycles (a short wait for the current one). */
+        writer_set_config(&w->wr, new_cfg, w->stopping ? 0 : (size_t)new_cfg->concurrency);
         event_active(w->ev_pump, EV_TIMEOUT, 0);
         return 0;
 }
 
 static const knock_daemon_ops worker_ops = {
+        .health = op_health,
         .status = op_status,
         .counters = op_counters,
+        .heartbeat = op_heartbeat,
         .stop = op_stop,
         .reload = op_reload,
 };
@@ -603,60 +740,24 @@ static int base_env_init(worker *w)
         return 0;
 }
 
-/* True when a claim holder "worker:PID" is certainly gone. */
-static bool holder_gone(const char *holder)
+static void report_taken_over(const char *holder, int r, size_t n, void *userdata)
 {
-        char path[64], comm[32] = "";
-        _cleanup_close_ int fd = -1;
-        uint64_t pid;
-        ssize_t k;
-
-        if (!startswith(holder, "worker:") || parse_u64_strict(holder + 7, &pid) < 0 || pid == 0 ||
-                pid > INT32_MAX)
-                return false;
-        if ((pid_t)pid == getpid())
-                return true; /* our own PID, from a previous life */
-        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-                return true;
-        /* Alive: gone only if that PID is no longer a knock-worker. */
-        snprintf(path, sizeof(path), "/proc/%llu/comm", (unsigned long long)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        k = read(fd, comm, sizeof(comm) - 1);
-        if (k <= 0)
-                return false;
-        comm[k] = 0;
-        comm[strcspn(comm, "\n")] = 0;
-        return !streq(comm, "knock-worker");
+        if (r < 0)
+                log_warning_errno(r, "Cannot expire claims of %s: %m", holder);
+        else if (n > 0)
+                log_notice("%zu events were held by %s, which is gone; they run again now", n,
+                        holder);
 }
 
+/* Claims of a worker that is provably gone (common/lease.c) are expired now. */
 static void take_over_dead_holders(worker *w)
 {
-        char **holders = NULL;
-        size_t n = 0;
         int r;
 
-        r = events_claim_holders(w->d->store, &holders, &n);
-        if (r < 0) {
+        r = lease_take_over_gone(w->d->store, "worker", events_claim_holders,
+                events_expire_claims, now_ms(), report_taken_over, w);
+        if (r < 0)
                 log_warning_errno(r, "Cannot list claim holders: %m");
-                return;
-        }
-        for (size_t i = 0; i < n; i++) {
-                size_t k = 0;
-
-                if (holder_gone(holders[i])) {
-                        r = events_expire_claims(w->d->store, holders[i], now_ms(), &k);
-                        if (r < 0)
-                                log_warning_errno(r, "Cannot expire claims of %s: %m", holders[i]);
-                        else if (k > 0)
-                                log_notice("%zu events were held by %s, which is gone; "
-                                           "they run again now",
-                                        k, holders[i]);
-                }
-                free(holders[i]);
-        }
-        free(holders);
 }
 
 static int worker_setup(worker *w, knock_daemon *d)
@@ -696,9 +797,15 @@ static int worker_setup(worker *w, knock_daemon *d)
                 event_add(w->ev_wake, NULL);
         }
 
+        /* Before the writer claims anything: a previous life's claims are
+         * taken over by the first claim. */
         take_over_dead_holders(w);
+        w->wr.lease_ms = LEASE_MS;
+        r = writer_start(&w->wr, w, on_reply);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the writer thread: %m");
         /* First look at the queue right after READY=1. */
-        event_active(w->ev_pump, EV_TIMEOUT, 0);
+        arm_timer(w->ev_due, 0);
         return 0;
 }
 
@@ -707,13 +814,22 @@ static void worker_free(worker *w)
         struct event **evs[] = {
                 &w->ev_wake, &w->ev_pump, &w->ev_due, &w->ev_renew, &w->ev_stop, &w->ev_batch};
 
+        /* Joins the thread: nothing of ours is in its hands afterwards. */
+        writer_stop(&w->wr);
         while (w->done) {
                 job *j = w->done;
 
                 list_remove(&w->done, j);
                 job_free(j);
         }
+        while (w->submitted) {
+                job *j = w->submitted;
+
+                list_remove(&w->submitted, j);
+                job_free(j);
+        }
         forward_pool_free(w);
+        /* The main thread's statement cache (the start-up take-over). */
         events_cache_clear();
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)
                 if (*evs[i]) {
@@ -734,6 +850,8 @@ int main(int argc, char **argv)
 {
         int r;
 
+        /* The writer thread activates an event on the loop's base. */
+        evthread_use_pthreads();
         r = daemon_setup(&daemon_, "worker", usage, argc, argv, &worker_ops, 0);
         if (r > 0)
                 return EXIT_SUCCESS;

@@ -5,11 +5,15 @@
  * knock-worker internals: one event loop, a bounded set of jobs (one per
  * claimed event), and two runners — exec (a child process) and forward
  * (an HTTP POST on a pooled keep-alive connection). A runner reports
- * through job_complete(); main.c batches the results into one transaction.
+ * through job_complete(); main.c batches the results and hands them to the
+ * writer (writer.c): a thread with its own SQLite connection that records
+ * results, claims refills, renews leases and writes the heartbeat, so the
+ * loop never waits for SQLite while handlers run.
  */
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,14 +21,15 @@
 
 #include "daemon.h"
 #include "events.h"
+#include "httpclient.h"
 
 typedef struct worker worker;
 typedef struct job job;
-typedef struct fwd_conn fwd_conn;
 
 struct job {
         worker *w;
-        job *prev, *next; /* in w->running or w->done */
+        job *prev, *next; /* in w->running, w->done or w->submitted (the loop's lists) */
+        job *wnext;       /* in a writer queue or reply: owned by whoever holds that list */
         knock_claim claim;
         uint64_t started_us;
         bool is_http;
@@ -38,7 +43,7 @@ struct job {
         bool timed_out, killed;
 
         /* forward */
-        fwd_conn *conn;
+        http_conn *conn;
         struct evhttp_request *req;
         char *http_error;
 
@@ -51,7 +56,93 @@ struct job {
         int exit_code, signal, http_status;
         char *error;
         int64_t ended_at;
+        bool slot_returned; /* its concurrency slot was given back to the writer */
+
+        /* set by the writer once the result is committed */
+        const char *new_status; /* NULL: the claim was lost */
+        int64_t next_attempt_at;
 };
+
+/* What one writer cycle did, handed back to the loop. */
+typedef struct writer_reply {
+        struct writer_reply *next;
+        job *fin;   /* results it recorded (r == 0) or could not record (r < 0), by wnext */
+        int r;      /* the finish-and-claim transaction */
+        size_t asked;  /* slots the claim tried to fill; 0: no claim this cycle */
+        knock_claim *claims;
+        size_t n_claims;
+        knock_claim_stats stats;
+        int64_t due;   /* asked and fewer claimed: when something is due next (INT64_MAX none) */
+        job *rel;      /* claims it released (r_rel == 0) or could not, by wnext */
+        int r_rel;
+        int r_renew;   /* 1: no renewal this cycle */
+        int r_heartbeat; /* 1: no heartbeat this cycle */
+        char error[256];
+} writer_reply;
+
+/*
+ * The writer. Everything below `lock` is shared with the loop and only
+ * touched under it; the thread owns its connection and the reply it builds.
+ */
+typedef struct worker_writer {
+        pthread_t thread;
+        bool started;
+        char *db_path;
+        const char *name;     /* endpoint: the deliverer's wake-up address */
+        const char *identity; /* "worker:PID" */
+        int64_t lease_ms;
+        struct event *ev_reply; /* activated on the loop's base after each cycle */
+
+        pthread_mutex_t lock;
+        pthread_cond_t cond; /* work queued, or stop */
+        pthread_cond_t idle; /* a cycle ended */
+        const knock_config *cfg; /* swapped only between cycles (writer_set_config) */
+        size_t capacity;         /* concurrency; 0 once stopping: no more claims */
+        size_t busy_slots;       /* claims handed out whose jobs are not submitted back */
+        bool scan;               /* look at the queue even without results */
+        job *fin_head, **fin_tail;
+        job *rel_head, **rel_tail;
+        char **renew_ids;
+        size_t n_renew;
+        char *hb_counters, *hb_status;
+        bool hb;
+        bool stop;
+        bool busy;
+        uint64_t busy_since_us;
+        bool healthy; /* the last transaction committed */
+        int64_t queue_counts[6];
+        bool counts_valid;
+        writer_reply *reply_head, **reply_tail;
+        uint64_t cycles, commit_failures, cycle_us_total, cycle_us_max, batch_max;
+} worker_writer;
+
+int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply);
+/* Hands results (fin) and claims to give back (rel), both linked by wnext,
+ * to the writer; n_slots slots are free again; scan asks for a claim even
+ * without results. Never blocks on SQLite. */
+void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool scan);
+/* Takes ownership of ids (renews those leases at the next cycle). */
+void writer_renew(worker_writer *wr, char **ids, size_t n);
+/* Queues the heartbeat row; <0 when the last transaction failed. */
+int writer_heartbeat(worker_writer *wr, const char *counters, const char *status);
+/* Returns the cycles finished so far (oldest first). */
+writer_reply *writer_take_replies(worker_writer *wr);
+writer_reply *writer_reply_free(writer_reply *r);
+/* Swaps the config between cycles (waits for the current one); capacity 0 stops claims. */
+void writer_set_config(worker_writer *wr, const knock_config *cfg, size_t capacity);
+void writer_set_capacity(worker_writer *wr, size_t capacity);
+/* Nothing queued, no cycle running, no reply waiting to be taken. */
+bool writer_idle(worker_writer *wr);
+/* Blocks until writer_idle() (only after the loop ended). */
+void writer_wait_idle(worker_writer *wr);
+/* 0, or -EIO when a cycle has been stuck for long (a wedged disk). */
+int writer_health(worker_writer *wr);
+/* The queue counts read with the last heartbeat; false when none yet. */
+bool writer_queue_counts(worker_writer *wr, int64_t counts[6]);
+void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,
+        uint64_t *us_max, uint64_t *batch_max);
+/* Finishes what is queued, then joins the thread. */
+void writer_stop(worker_writer *wr);
 
 struct worker {
         knock_daemon *d;
@@ -59,17 +150,16 @@ struct worker {
         char **base_env;   /* environ without systemd's per-process variables */
         size_t n_base_env;
 
-        job *running, *done;
-        size_t n_running, n_done;
+        job *running, *done, *submitted;
+        size_t n_running, n_done, n_submitted;
+        worker_writer wr;
 
         struct event *ev_wake, *ev_pump, *ev_due, *ev_renew, *ev_stop, *ev_batch;
         int wake_fd;
         bool stopping;
         int64_t next_due; /* armed due time, INT64_MAX when none */
 
-        fwd_conn **conns;
-        size_t n_conns;
-        void *ssl_ctx;
+        http_pool pool; /* forward's connections, keyed by origin */
 
         /* counters since start */
         uint64_t n_claimed, n_handled, n_failed, n_dead, n_ignored, n_lost;

@@ -12,12 +12,14 @@ import base64
 import hashlib
 import hmac
 import http.client
+import http.server
 import json
 import os
 import shutil
 import signal
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -354,3 +356,90 @@ def github_headers(secret, body, delivery, event="push"):
 def journal_namespace_available():
     return (os.geteuid() == 0 and shutil.which("unshare") is not None
             and os.path.exists("/lib/systemd/systemd-journald"))
+
+
+# ---- shared by several tests ------------------------------------------------------------
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A keep-alive (HTTP/1.1) request handler that does not log: the base of
+    every test receiver."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+def write_script(ep, name, body):
+    """An executable /bin/sh script in the endpoint's temporary directory."""
+    path = os.path.join(ep.tmp, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body)
+    os.chmod(path, stat.S_IRWXU)
+    return path
+
+
+def insert_event(ep, eid, etype, body=b"{}", content_type="application/json"):
+    """A received event and its delivery, as the ingress stores them."""
+    now = int(time.time() * 1000)
+    c = ep.db()
+    with c:
+        c.execute("INSERT INTO events (id, provider_event_id, event_type, status, delivery_id, "
+                  "received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?)",
+                  (eid, "pe-" + eid, etype, "dlv_" + eid, now, now))
+        c.execute("INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
+                  "http_status, provider_event_id, event_type, content_type, body, body_bytes) "
+                  "VALUES (?, ?, ?, 1, 200, ?, ?, ?, ?, ?)",
+                  ("dlv_" + eid, eid, now, "pe-" + eid, etype, content_type, body, len(body)))
+    c.close()
+
+
+def wake(ep, role="worker", ignore_errors=False):
+    """The wake-up datagram the ingress (role worker) or the worker (role
+    deliver) sends after a commit. A missing socket raises unless
+    ignore_errors (for a daemon that may not be up yet)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"w", os.path.join(ep.runtime_dir, "%s.%s.sock" % (ep.name, role)))
+    except OSError:
+        if not ignore_errors:
+            raise
+    finally:
+        s.close()
+
+
+def start_private_journald():
+    """Inside a private mount namespace (run_journal_child): tmpfs over the
+    journal directories and a private systemd-journald; returns its Popen."""
+    for d in ("/run/systemd/journal", "/var/log/journal", "/run/log/journal"):
+        os.makedirs(d, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
+    jd = subprocess.Popen(["/lib/systemd/systemd-journald"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.path.exists("/run/systemd/journal/socket"), 5)
+    return jd
+
+
+def journal_records(*matches):
+    """journalctl -o json for the matches ("FIELD=value"), as dicts."""
+    p = subprocess.run(["journalctl", "-o", "json", "--no-pager"] + list(matches),
+                       capture_output=True, text=True)
+    return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+
+def run_journal_child(t, script):
+    """Runs `script --journal-child` in a private mount namespace and relays
+    its ok/not ok lines into t, then checks that it exited 0. Skips (one ok
+    line) where journal_namespace_available() says it cannot run."""
+    if not journal_namespace_available():
+        t.ok(True, "journal: skipped (needs root, unshare, systemd-journald) # SKIP")
+        return
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                        os.path.abspath(script), "--journal-child"],
+                       capture_output=True, text=True, timeout=120)
+    for line in p.stdout.splitlines():
+        if line.startswith("ok ") or line.startswith("not ok "):
+            t.ok(line.startswith("ok "), line.split(" - ", 1)[1] if " - " in line else line)
+        elif line.startswith("#"):
+            print(line)
+    t.ok(p.returncode == 0, "journal child exits 0", p.stderr[-2000:])

@@ -19,7 +19,7 @@ import json
 import threading
 import time
 
-from knocktest import Endpoint, Tap, wait_for
+from knocktest import Endpoint, QuietHandler, Tap, wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -36,12 +36,7 @@ class Receiver:
         self.default_delay = 0.0
         recv = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 eid = json.loads(body).get("event_id", "")

@@ -84,12 +84,7 @@ class Receiver:
         self.sni = []
         recv = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(kt.QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:
@@ -199,13 +194,7 @@ def add_hook(ep, eid, status="handled", max_attempts=3, hid=None):
 
 
 def wake(ep):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.sendto(b"w", os.path.join(ep.runtime_dir, ep.name + ".deliver.sock"))
-    except OSError:
-        pass
-    finally:
-        s.close()
+    kt.wake(ep, "deliver", ignore_errors=True)
 
 
 def hook(ep, hid):
@@ -588,12 +577,7 @@ def test_chain(t):
 def journal_child():
     """Runs inside a private mount namespace with a private journald."""
     t = Tap()
-    for d in ("/run/systemd/journal", "/var/log/journal", "/run/log/journal"):
-        os.makedirs(d, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
-    jd = subprocess.Popen(["/lib/systemd/systemd-journald"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-    wait_for(lambda: os.path.exists("/run/systemd/journal/socket"), 5)
+    jd = kt.start_private_journald()
     rx = Receiver()
     rx.script["j-gone"] = [(410, {}, b"gone")]
     ep = make_endpoint("jdlv", "http://127.0.0.1:%d/" % rx.port)
@@ -605,9 +589,7 @@ def journal_child():
         ep.stop("deliver")
 
         def records():
-            p = subprocess.run(["journalctl", "-o", "json", "--no-pager", "MESSAGE_ID=" +
-                                MSGID_HOOK_FAILED], capture_output=True, text=True)
-            return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+            return kt.journal_records("MESSAGE_ID=" + MSGID_HOOK_FAILED)
         recs = wait_for(lambda: [r for r in records() if r.get("KNOCK_HOOK_ID") == hid], 5)
         t.ok(recs, "journal: dead-letter record with MESSAGE_ID=" + MSGID_HOOK_FAILED)
         if recs:
@@ -624,23 +606,11 @@ def journal_child():
         ep.cleanup()
         jd.terminate()
         jd.wait()
-    print("1..%d" % t.n)
-    sys.exit(1 if t.failed else 0)
+    t.done()
 
 
 def test_journal(t):
-    if not kt.journal_namespace_available():
-        t.ok(True, "journal: skipped (needs root, unshare, systemd-journald) # SKIP")
-        return
-    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
-                        os.path.abspath(__file__), "--journal-child"],
-                       capture_output=True, text=True, timeout=120)
-    for line in p.stdout.splitlines():
-        if line.startswith("ok ") or line.startswith("not ok "):
-            t.ok(line.startswith("ok "), line.split(" - ", 1)[1] if " - " in line else line)
-        elif line.startswith("#"):
-            print(line)
-    t.ok(p.returncode == 0, "journal child exits 0", p.stderr[-2000:])
+    kt.run_journal_child(t, __file__)
 
 
 def main():

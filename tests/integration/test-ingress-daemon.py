@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -183,12 +182,7 @@ def test_reload(t):
 def journal_child():
     """Runs inside a private mount namespace with a private journald."""
     t = kt.Tap()
-    for d in ("/run/systemd/journal", "/var/log/journal", "/run/log/journal"):
-        os.makedirs(d, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", d], check=True)
-    jd = subprocess.Popen(["/lib/systemd/systemd-journald"], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-    kt.wait_for(lambda: os.path.exists("/run/systemd/journal/socket"), 5)
+    jd = kt.start_private_journald()
     ep = kt.Endpoint("jdemo")
     ep.env["KNOCK_LOG"] = "journal"
     try:
@@ -200,9 +194,7 @@ def journal_child():
         ep.stop("ingress")
 
         def records():
-            p = subprocess.run(["journalctl", "-o", "json", "--no-pager", "KNOCK_ENDPOINT=jdemo"],
-                               capture_output=True, text=True)
-            return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+            return kt.journal_records("KNOCK_ENDPOINT=jdemo")
         recs = kt.wait_for(lambda: [r for r in records() if r.get("KNOCK_REQUEST_ID") == "rid-journal-1"], 5)
         t.ok(recs, "journalctl -o json KNOCK_ENDPOINT=jdemo finds the rejected delivery", records()[-3:])
         if recs:
@@ -221,24 +213,11 @@ def journal_child():
         ep.cleanup()
         jd.terminate()
         jd.wait()
-    print("1..%d" % t.n)
-    sys.exit(1 if t.failed else 0)
+    t.done()
 
 
 def test_journal(t):
-    if not kt.journal_namespace_available():
-        t.ok(True, "journal: skipped (needs root, unshare, systemd-journald) # SKIP")
-        return
-    p = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
-                        os.path.abspath(__file__), "--journal-child"],
-                       capture_output=True, text=True, timeout=120)
-    for line in p.stdout.splitlines():
-        if line.startswith("ok ") or line.startswith("not ok "):
-            cond = line.startswith("ok ")
-            t.ok(cond, line.split(" - ", 1)[1] if " - " in line else line)
-        elif line.startswith("#"):
-            print(line)
-    t.ok(p.returncode == 0, "journal child exits 0", p.stderr[-2000:])
+    kt.run_journal_child(t, __file__)
 
 
 def main():

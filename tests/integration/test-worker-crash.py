@@ -16,24 +16,14 @@
 import http.client
 import json
 import os
-import socket
-import stat
 import threading
 import time
 
 import knocktest as kt
-from knocktest import Endpoint, Tap, wait_for
+from knocktest import Endpoint, Tap, wait_for, write_script
 
 t = Tap()
 SECRET = "worker-crash-secret"
-
-
-def script(ep, name, body):
-    path = os.path.join(ep.tmp, name)
-    with open(path, "w") as f:
-        f.write("#!/bin/sh\n" + body)
-    os.chmod(path, stat.S_IRWXU)
-    return path
 
 
 def insert_event(ep, eid, etype="t", status="received", claimed_by=None, claim_until=None,
@@ -58,13 +48,7 @@ def insert_event(ep, eid, etype="t", status="received", claimed_by=None, claim_u
 
 
 def wake(ep):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.sendto(b"w", os.path.join(ep.runtime_dir, ep.name + ".worker.sock"))
-    except OSError:
-        pass
-    finally:
-        s.close()
+    kt.wake(ep, ignore_errors=True)
 
 
 def statuses(ep):
@@ -76,7 +60,7 @@ def statuses(ep):
 ep = Endpoint("crash")
 try:
     log = os.path.join(ep.tmp, "runs.log")
-    h = script(ep, "h.sh", 'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT start" >> "%s"\nsleep 1\n'
+    h = write_script(ep, "h.sh", 'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT start" >> "%s"\nsleep 1\n'
                'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT end" >> "%s"\nexit 0\n' % (log, log))
     ep.write_config("""[endpoint]
 provider = none
@@ -97,6 +81,16 @@ timeout = 30s
     t.ok(running, "4 handlers running (concurrency 4)")
     victims = {r["event_id"] for r in ep.query(
         "SELECT event_id FROM attempts WHERE outcome = 'running'")}
+
+    def started():
+        try:
+            with open(log) as f:
+                return sum(1 for l in f if l.strip().endswith("start"))
+        except OSError:
+            return 0
+    # A claim is committed before its handler is spawned: kill only once the
+    # four handlers really started, so "ran twice" below is what it says.
+    t.ok(wait_for(lambda: started() == 4, timeout=10), "the 4 claimed handlers started")
     ep.kill9("worker")
     t.ok(w.poll() is not None, "worker killed with SIGKILL")
     t.eq(len(ep.query("SELECT id FROM events WHERE status = 'processing'")), 4,
@@ -129,7 +123,7 @@ finally:
 
 ep = Endpoint("lease")
 try:
-    h = script(ep, "h.sh", "exit 0\n")
+    h = write_script(ep, "h.sh", "exit 0\n")
     ep.write_config("""[endpoint]
 provider = none
 allow_unverified = yes
@@ -196,7 +190,7 @@ if not os.path.exists(kt.binary("knock-ingress")):
 else:
     ep = Endpoint("both")
     try:
-        h = script(ep, "h.sh", "sleep 0.05\nexit 0\n")
+        h = write_script(ep, "h.sh", "sleep 0.05\nexit 0\n")
         ep.write_config("""[endpoint]
 provider = github
 secret = literal:%s

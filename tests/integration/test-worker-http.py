@@ -9,12 +9,10 @@ reused (keep-alive).
 """
 
 import http.server
-import os
-import socket
 import threading
 import time
 
-from knocktest import Endpoint, Tap, free_port, wait_for
+from knocktest import Endpoint, QuietHandler, Tap, free_port, insert_event, wait_for, wake
 
 t = Tap()
 
@@ -23,12 +21,7 @@ lock = threading.Lock()
 counts = {}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
+class Handler(QuietHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         typ = self.headers.get("X-Knock-Event-Type", "")
@@ -65,28 +58,6 @@ server.daemon_threads = True
 threading.Thread(target=server.serve_forever, daemon=True).start()
 port = server.server_address[1]
 closed_port = free_port()
-
-
-def insert_event(ep, eid, etype, body=b"{}", content_type="application/json"):
-    now = int(time.time() * 1000)
-    c = ep.db()
-    with c:
-        c.execute("INSERT INTO events (id, provider_event_id, event_type, status, delivery_id, "
-                  "received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?)",
-                  (eid, "pe-" + eid, etype, "dlv_" + eid, now, now))
-        c.execute("INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
-                  "http_status, provider_event_id, event_type, content_type, body, body_bytes) "
-                  "VALUES (?, ?, ?, 1, 200, ?, ?, ?, ?, ?)",
-                  ("dlv_" + eid, eid, now, "pe-" + eid, etype, content_type, body, len(body)))
-    c.close()
-
-
-def wake(ep):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.sendto(b"w", os.path.join(ep.runtime_dir, ep.name + ".worker.sock"))
-    finally:
-        s.close()
 
 
 def event(ep, eid):

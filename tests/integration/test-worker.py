@@ -15,43 +15,11 @@ the ingress does after a commit.
 import json
 import os
 import signal
-import socket
-import stat
 import time
 
-from knocktest import Endpoint, Tap, wait_for
+from knocktest import Endpoint, Tap, insert_event, wait_for, wake, write_script
 
 t = Tap()
-
-
-def script(ep, name, body):
-    path = os.path.join(ep.tmp, name)
-    with open(path, "w") as f:
-        f.write("#!/bin/sh\n" + body)
-    os.chmod(path, stat.S_IRWXU)
-    return path
-
-
-def insert_event(ep, eid, etype, body=b"{}", content_type="application/json"):
-    now = int(time.time() * 1000)
-    c = ep.db()
-    with c:
-        c.execute("INSERT INTO events (id, provider_event_id, event_type, status, delivery_id, "
-                  "received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?)",
-                  (eid, "pe-" + eid, etype, "dlv_" + eid, now, now))
-        c.execute("INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
-                  "http_status, provider_event_id, event_type, content_type, body, body_bytes) "
-                  "VALUES (?, ?, ?, 1, 200, ?, ?, ?, ?, ?)",
-                  ("dlv_" + eid, eid, now, "pe-" + eid, etype, content_type, body, len(body)))
-    c.close()
-
-
-def wake(ep):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        s.sendto(b"w", os.path.join(ep.runtime_dir, ep.name + ".worker.sock"))
-    finally:
-        s.close()
 
 
 def event(ep, eid):
@@ -94,23 +62,23 @@ ep = Endpoint("work")
 try:
     rec = os.path.join(ep.tmp, "records")
     os.makedirs(rec)
-    ok_sh = script(ep, "ok.sh",
+    ok_sh = write_script(ep, "ok.sh",
                    'env | grep ^KNOCK_ | sort > "%s/$KNOCK_EVENT_ID.env"\n'
                    'cat > "%s/$KNOCK_EVENT_ID.body"\n'
                    'echo "handled $KNOCK_EVENT_ID"\nexit 0\n' % (rec, rec))
-    flaky_sh = script(ep, "flaky.sh",
+    flaky_sh = write_script(ep, "flaky.sh",
                       'n=$(cat "%s/flaky.n" 2>/dev/null || echo 0)\n'
                       'echo $((n + 1)) > "%s/flaky.n"\n'
                       '[ "$n" -ge 2 ] && exit 0\n'
                       'echo "not yet ($n)" >&2\nexit 75\n' % (rec, rec))
-    bad_sh = script(ep, "bad.sh", 'echo "malformed payload" >&2\nexit 65\n')
-    fail_sh = script(ep, "fail.sh", 'echo "always failing"\nexit 1\n')
-    slow_sh = script(ep, "slow.sh",
+    bad_sh = write_script(ep, "bad.sh", 'echo "malformed payload" >&2\nexit 65\n')
+    fail_sh = write_script(ep, "fail.sh", 'echo "always failing"\nexit 1\n')
+    slow_sh = write_script(ep, "slow.sh",
                      'if [ "$KNOCK_ATTEMPT" = 1 ]; then\n'
                      '  sleep 60 &\n  echo $! > "%s/grandchild.pid"\n  sleep 60\nfi\n'
                      'exit 0\n' % rec)
-    loud_sh = script(ep, "loud.sh", 'head -c 10000 /dev/zero | tr "\\0" x\nexit 0\n')
-    sig_sh = script(ep, "sig.sh",
+    loud_sh = write_script(ep, "loud.sh", 'head -c 10000 /dev/zero | tr "\\0" x\nexit 0\n')
+    sig_sh = write_script(ep, "sig.sh",
                     'if [ "$KNOCK_ATTEMPT" = 1 ]; then kill -KILL $$; fi\nexit 0\n')
 
     ep.write_config("""[endpoint]
@@ -290,8 +258,8 @@ ep = Endpoint("stopper")
 try:
     rec = os.path.join(ep.tmp, "records")
     os.makedirs(rec)
-    sleeper = script(ep, "sleeper.sh", 'echo $$ > "%s/$KNOCK_EVENT_ID.pid"\nexec sleep 60\n' % rec)
-    quick = script(ep, "quick.sh", "sleep 0.3\nexit 0\n")
+    sleeper = write_script(ep, "sleeper.sh", 'echo $$ > "%s/$KNOCK_EVENT_ID.pid"\nexec sleep 60\n' % rec)
+    quick = write_script(ep, "quick.sh", "sleep 0.3\nexit 0\n")
     ep.write_config("""[endpoint]
 provider = none
 allow_unverified = yes

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * benchutil — shared set-up for the daemon benchmarks; see benchutil.h.
+ * Benchmarks only: nothing here is linked into a daemon or a test.
+ */
+#include "benchutil.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void bench_die(const char *what)
+{
+        fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, strerror(errno));
+        exit(1);
+}
+
+void bench_write_text(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "we");
+
+        if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+                bench_die(path);
+}
+
+void bench_sleep_ms(unsigned ms)
+{
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);
+}
+
+void bench_endpoint(const char *tag, const char *conf)
+{
+        char tmpl[256], path[512];
+        char *dir;
+
+        snprintf(tmpl, sizeof(tmpl), "/tmp/knock-%s-XXXXXX", tag);
+        dir = mkdtemp(tmpl);
+        if (!dir)
+                bench_die("mkdtemp");
+        snprintf(path, sizeof(path), "%s/etc", dir);
+        mkdir(path, 0755);
+        setenv("KNOCK_CONFIG_DIR", path, 1);
+        snprintf(path, sizeof(path), "%s/etc/endpoints", dir);
+        mkdir(path, 0755);
+        snprintf(path, sizeof(path), "%s/state", dir);
+        mkdir(path, 0755);
+        setenv("KNOCK_STATE_DIR", path, 1);
+        snprintf(path, sizeof(path), "%s/run", dir);
+        mkdir(path, 0755);
+        setenv("KNOCK_RUNTIME_DIR", path, 1);
+        setenv("KNOCK_LOG_LEVEL", getenv("WB_LOG") ?: "warning", 1);
+        unsetenv("NOTIFY_SOCKET");
+        snprintf(path, sizeof(path), "%s/etc/endpoints/bench.conf", dir);
+        bench_write_text(path, conf);
+}
+
+knock_store *bench_open_db(void)
+{
+        char path[512];
+        knock_store *s;
+
+        snprintf(path, sizeof(path), "%s/bench.db", getenv("KNOCK_STATE_DIR"));
+        if (store_open(path, STORE_CREATE, &s) < 0)
+                bench_die("store_open");
+        return s;
+}
+
+int64_t bench_query_i64(knock_store *s, const char *sql)
+{
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        if (store_prepare(s, sql, &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
+                return -1;
+        return sqlite3_column_int64(st, 0);
+}
+
+static void sink_cb(struct evhttp_request *req, void *arg)
+{
+        evhttp_send_reply(req, 204, "No Content", NULL);
+}
+
+pid_t bench_start_sink(int *port)
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        pid_t pid;
+
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+                bench_die("sink socket");
+        *port = ntohs(sa.sin_port);
+        pid = fork();
+        if (pid < 0)
+                bench_die("fork");
+        if (pid == 0) {
+                struct event_base *base = event_base_new();
+                struct evhttp *http = evhttp_new(base);
+
+                evutil_make_socket_nonblocking(fd);
+                evhttp_set_gencb(http, sink_cb, NULL);
+                evhttp_accept_socket(http, fd);
+                event_base_dispatch(base);
+                _exit(0);
+        }
+        close(fd);
+        return pid;
+}
+
+const char *bench_sibling(const char *rel, char *buf, size_t len)
+{
+        char self[2048];
+        ssize_t k = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+        if (k < 0)
+                bench_die("readlink");
+        self[k] = 0;
+        *strrchr(self, '/') = 0;
+        snprintf(buf, len, "%s/%s", self, rel);
+        return buf;
+}

@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * writer — the worker's storage thread: every transaction the worker makes
+ * while it runs happens here, on the thread's own SQLite connection, so the
+ * event loop never waits for a COMMIT (synchronous=FULL) or a busy lock.
+ *
+ * One cycle takes everything queued so far and runs, in this order:
+ *
+ *   1. finish and claim (events_finish_and_claim, ONE transaction): the
+ *      results handed over since the last cycle, then claims for the slots
+ *      that are free (capacity − busy_slots). The claims are committed —
+ *      attempt counted, attempts row "running" — before the loop sees them,
+ *      so no handler starts on an uncommitted claim. After a commit that
+ *      queued hooks, the deliverer is woken from here, never before;
+ *   2. release (events_release): claims given back uncounted (shutdown);
+ *   3. renew (events_renew): the lease ids the loop sent last;
+ *   4. heartbeat: the daemons row, and the queue counts for STATUS=.
+ *
+ * Then the cycle is handed back (a writer_reply on a list, an event made
+ * active on the loop's base) and the next one starts with whatever arrived
+ * meanwhile: while one COMMIT is in flight, the next batch of results grows
+ * on the loop. Any failure rolls its transaction back and is reported with
+ * its jobs, which the loop hands over again later; nothing is half-written.
+ *
+ * Slots: busy_slots counts claims handed to the loop whose jobs have not
+ * come back as results or releases. It grows here, under the lock, in the
+ * same critical section that publishes the claims, and shrinks when the
+ * loop submits a finished job, so a claim never asks for more than
+ * concurrency events in all, even while a cycle is in flight.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "worker.h"
+
+#define WRITER_STUCK_US (30 * 1000000ULL)
+#define WRITER_OOM_RETRY_MS 100
+
+writer_reply *writer_reply_free(writer_reply *r)
+{
+        if (!r)
+                return NULL;
+        for (size_t i = 0; i < r->n_claims; i++)
+                knock_claim_clear(&r->claims[i]);
+        free(r->claims);
+        free(r);
+        return NULL;
+}
+
+static void strv_freep_n(char **v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static bool has_work(worker_writer *wr)
+{
+        return wr->fin_head || wr->rel_head || wr->renew_ids || wr->hb ||
+               (wr->scan && wr->capacity > wr->busy_slots);
+}
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);
+}
+
+static size_t list_len(job *l)
+{
+        size_t n = 0;
+
+        for (; l; l = l->wnext)
+                n++;
+        return n;
+}
+
+/* Step 1: results and refills, one transaction. */
+static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_config *cfg,
+        writer_reply *rep, size_t free_slots)
+{
+        _cleanup_free_ knock_attempt_result *res = NULL;
+        size_t n = list_len(rep->fin), i = 0, hooks = 0;
+        int64_t now = now_ms();
+        int r;
+
+        if (n > 0) {
+                res = calloc(n, sizeof(*res));
+                if (!res) {
+                        rep->r = -ENOMEM;
+                        return;
+                }
+        }
+        for (job *j = rep->fin; j; j = j->wnext)
+                res[i++] = (knock_attempt_result){
+                        .event_id = j->claim.id,
+                        .attempt_id = j->claim.attempt_id,
+                        .attempt = j->claim.attempt,
+                        .outcome = j->outcome,
+                        .exit_code = j->exit_code,
+                        .signal = j->signal,
+                        .http_status = j->http_status,
+                        .error = j->error,
+                        .output = j->out,
+                        .output_len = j->out_len,
+                        .ended_at = j->ended_at,
+                };
+
+        rep->asked = free_slots;
+        r = events_finish_and_claim(st, cfg, wr->identity, now, res, n, &hooks, wr->lease_ms,
+                free_slots, &rep->claims, &rep->n_claims, &rep->stats);
+        rep->r = r;
+        if (r < 0) {
+                snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(st));
+                rep->asked = 0;
+                return;
+        }
+        /* Committed: the deliverer may look at the new hooks now. */
+        if (hooks + rep->stats.hooks > 0)
+                daemon_wake_peer(wr->name, "deliver");
+        i = 0;
+        for (job *j = rep->fin; j; j = j->wnext, i++) {
+                j->new_status = res[i].new_status;
+                j->next_attempt_at = res[i].next_attempt_at;
+        }
+        /* The queue ran dry: tell the loop when to look again. A failed
+         * query only means the loop's safety rescan decides. */
+        rep->due = INT64_MAX;
+        if (free_slots > 0 && rep->n_claims < free_slots &&
+                events_next_due(st, wr->identity, &rep->due) < 0)
+                rep->due = now + 200;
+}
+
+static void release(worker_writer *wr, knock_store *st, writer_reply *rep)
+{
+        _cleanup_free_ const char **ids = NULL, **att = NULL;
+        size_t n = list_len(rep->rel), i = 0;
+
+        ids = calloc(n, sizeof(*ids));
+        att = calloc(n, sizeof(*att));
+        if (!ids || !att) {
+                rep->r_rel = -ENOMEM;
+                return;
+        }
+        for (job *j = rep->rel; j; j = j->wnext, i++) {
+                ids[i] = j->claim.id;
+                att[i] = j->claim.attempt_id;
+        }
+        rep->r_rel = events_release(st, wr->identity, ids, att, n, now_ms());
+        if (rep->r_rel < 0 && !rep->error[0])
+                snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(st));
+}
+
+static void *writer_main(void *userdata)
+{
+        worker_writer *wr = userdata;
+        _cleanup_(store_closep) knock_store *st = NULL;
+
+        for (;;) {
+                const knock_config *cfg;
+                writer_reply *rep;
+                char **renew;
+                size_t n_renew, free_slots = 0, n_fin;
+                char *hb_counters, *hb_status;
+                bool hb, ok = true;
+                uint64_t t0, dt;
+                int r = 0;
+
+                rep = calloc(1, sizeof(*rep));
+                if (!rep) {
+                        sleep_ms(WRITER_OOM_RETRY_MS);
+                        continue;
+                }
+
+                pthread_mutex_lock(&wr->lock);
+                while (!has_work(wr) && !wr->stop)
+                        pthread_cond_wait(&wr->cond, &wr->lock);
+                if (!has_work(wr)) {
+                        pthread_mutex_unlock(&wr->lock);
+                        free(rep);
+                        break;
+                }
+                /* Everything queued so far joins this cycle. */
+                rep->fin = wr->fin_head;
+                rep->rel = wr->rel_head;
+                wr->fin_head = wr->rel_head = NULL;
+                wr->fin_tail = &wr->fin_head;
+                wr->rel_tail = &wr->rel_head;
+                renew = wr->renew_ids;
+                n_renew = wr->n_renew;
+                wr->renew_ids = NULL;
+                wr->n_renew = 0;
+                hb = wr->hb;
+                hb_counters = wr->hb_counters;
+                hb_status = wr->hb_status;
+                wr->hb = false;
+                wr->hb_counters = wr->hb_status = NULL;
+                /* Results free their slots: refill them. Otherwise claim only
+                 * when asked to look (a wake-up, a due time, start, reload). */
+                if ((rep->fin || wr->scan) && wr->capacity > wr->busy_slots)
+                        free_slots = wr->capacity - wr->busy_slots;
+                wr->scan = false;
+                cfg = wr->cfg;
+                wr->busy = true;
+                wr->busy_since_us = mono_us();
+                pthread_mutex_unlock(&wr->lock);
+
+                t0 = mono_us();
+                rep->r_renew = rep->r_heartbeat = 1;
+                if (!st) {
+                        r = store_open(wr->db_path, 0, &st);
+                        if (r < 0) {
+                                st = NULL;
+                                snprintf(rep->error, sizeof(rep->error),
+                                        "cannot open the database: %s", strerror(-r));
+                        }
+                }
+                n_fin = list_len(rep->fin);
+                if (!st) {
+                        rep->r = rep->fin || free_slots > 0 ? r : 0;
+                        rep->r_rel = rep->rel ? r : 0;
+                        rep->r_renew = renew ? r : 1;
+                        rep->r_heartbeat = hb ? r : 1;
+                } else {
+                        if (rep->fin || free_slots > 0)
+                                finish_and_claim(wr, st, cfg, rep, free_slots);
+                        if (rep->rel)
+                                release(wr, st, rep);
+                        if (renew) {
+                                rep->r_renew = events_renew(st, wr->identity,
+                                        (const char *const *)renew, n_renew,
+                                        now_ms() + wr->lease_ms);
+                                if (rep->r_renew < 0 && !rep->error[0])
+                                        snprintf(rep->error, sizeof(rep->error), "%s",
+                                                store_errmsg(st));
+                        }
+                        if (hb) {
+                                rep->r_heartbeat = store_daemon_heartbeat(
+                                        st, "worker", hb_counters, hb_status);
+                                if (rep->r_heartbeat >= 0 &&
+                                        store_queue_counts(st, wr->queue_counts) >= 0) {
+                                        pthread_mutex_lock(&wr->lock);
+                                        wr->counts_valid = true;
+                                        pthread_mutex_unlock(&wr->lock);
+                                }
+                        }
+                }
+                dt = mono_us() - t0;
+                strv_freep_n(renew, n_renew);
+                free(hb_counters);
+                free(hb_status);
+                ok = rep->r >= 0 && rep->r_rel >= 0 && rep->r_renew >= 0 && rep->r_heartbeat >= 0;
+
+                pthread_mutex_lock(&wr->lock);
+                /* Published with the claims: the next cycle counts them. */
+                wr->busy_slots += rep->n_claims;
+                wr->healthy = ok;
+                wr->cycles++;
+                wr->commit_failures += !ok;
+                wr->cycle_us_total += dt;
+                wr->cycle_us_max = MAX(wr->cycle_us_max, dt);
+                wr->batch_max = MAX(wr->batch_max, (uint64_t)MAX(n_fin, rep->n_claims));
+                *wr->reply_tail = rep;
+                wr->reply_tail = &rep->next;
+                wr->busy = false;
+                pthread_cond_broadcast(&wr->idle);
+                pthread_mutex_unlock(&wr->lock);
+                event_active(wr->ev_reply, EV_READ, 0);
+        }
+        /* Thread-local statement cache of this connection. */
+        events_cache_clear();
+        return NULL;
+}
+
+int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply)
+{
+        int r;
+
+        pthread_mutex_init(&wr->lock, NULL);
+        pthread_cond_init(&wr->cond, NULL);
+        pthread_cond_init(&wr->idle, NULL);
+        wr->fin_tail = &wr->fin_head;
+        wr->rel_tail = &wr->rel_head;
+        wr->reply_tail = &wr->reply_head;
+        wr->healthy = true;
+        wr->name = w->d->name;
+        wr->identity = w->identity;
+        wr->cfg = w->d->cfg;
+        wr->capacity = (size_t)w->d->cfg->concurrency;
+        wr->db_path = config_db_path(w->d->name);
+        if (!wr->db_path)
+                return -ENOMEM;
+        wr->ev_reply = event_new(w->d->base, -1, 0, on_reply, w);
+        if (!wr->ev_reply)
+                return -ENOMEM;
+        r = -pthread_create(&wr->thread, NULL, writer_main, wr);
+        if (r < 0)
+                return r;
+        wr->started = true;
+        return 0;
+}
+
+void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool scan)
+{
+        pthread_mutex_lock(&wr->lock);
+        for (job *j = fin; j; j = j->wnext) {
+                *wr->fin_tail = j;
+                wr->fin_tail = &j->wnext;
+        }
+        for (job *j = rel; j; j = j->wnext) {
+                *wr->rel_tail = j;
+                wr->rel_tail = &j->wnext;
+        }
+        wr->busy_slots -= MIN(n_slots, wr->busy_slots);
+        wr->scan = wr->scan || scan;
+        if (has_work(wr))
+                pthread_cond_signal(&wr->cond);
+        pthread_mutex_unlock(&wr->lock);
+}
+
+void writer_renew(worker_writer *wr, char **ids, size_t n)
+{
+        char **old;
+        size_t n_old;
+
+        pthread_mutex_lock(&wr->lock);
+        /* The newest list supersedes one not yet written. */
+        old = wr->renew_ids;
+        n_old = wr->n_renew;
+        wr->renew_ids = ids;
+        wr->n_renew = n;
+        pthread_cond_signal(&wr->cond);
+        pthread_mutex_unlock(&wr->lock);
+        strv_freep_n(old, n_old);
+}
+
+int writer_heartbeat(worker_writer *wr, const char *counters, const char *status)
+{
+        char *c = counters ? strdup(counters) : NULL, *s = status ? strdup(status) : NULL;
+        bool healthy;
+
+        if ((counters && !c) || (status && !s)) {
+                free(c);
+                free(s);
+                return -ENOMEM;
+        }
+        pthread_mutex_lock(&wr->lock);
+        free(wr->hb_counters);
+        free(wr->hb_status);
+        wr->hb_counters = c;
+        wr->hb_status = s;
+        wr->hb = true;
+        healthy = wr->healthy;
+        pthread_cond_signal(&wr->cond);
+        pthread_mutex_unlock(&wr->lock);
+        return healthy ? 0 : -EIO;
+}
+
+writer_reply *writer_take_replies(worker_writer *wr)
+{
+        writer_reply *l;
+
+        pthread_mutex_lock(&wr->lock);
+        l = wr->reply_head;
+        wr->reply_head = NULL;
+        wr->reply_tail = &wr->reply_head;
+        pthread_mutex_unlock(&wr->lock);
+        return l;
+}
+
+void writer_set_config(worker_writer *wr, const knock_config *cfg, size_t capacity)
+{
+        pthread_mutex_lock(&wr->lock);
+        /* The old config is freed when we return: no cycle may be using it. */
+        while (wr->busy)
+                pthread_cond_wait(&wr->idle, &wr->lock);
+        wr->cfg = cfg;
+        wr->capacity = capacity;
+        wr->scan = true;
+        pthread_cond_signal(&wr->cond);
+        pthread_mutex_unlock(&wr->lock);
+}
+
+void writer_set_capacity(worker_writer *wr, size_t capacity)
+{
+        pthread_mutex_lock(&wr->lock);
+        wr->capacity = capacity;
+        pthread_mutex_unlock(&wr->lock);
+}
+
+static bool idle_locked(worker_writer *wr)
+{
+        return !wr->busy && !wr->reply_head && !wr->fin_head && !wr->rel_head &&
+               !wr->renew_ids && !wr->hb && !(wr->scan && wr->capacity > wr->busy_slots);
+}
+
+bool writer_idle(worker_writer *wr)
+{
+        bool idle;
+
+        pthread_mutex_lock(&wr->lock);
+        idle = idle_locked(wr);
+        pthread_mutex_unlock(&wr->lock);
+        return idle;
+}
+
+void writer_wait_idle(worker_writer *wr)
+{
+        pthread_mutex_lock(&wr->lock);
+        while (wr->busy || (has_work(wr) && wr->started))
+                pthread_cond_wait(&wr->idle, &wr->lock);
+        pthread_mutex_unlock(&wr->lock);
+}
+
+int writer_health(worker_writer *wr)
+{
+        bool stuck;
+
+        /* A cycle that has not returned for 30 s means the disk is wedged:
+         * the watchdog ping stops and systemd restarts us. */
+        pthread_mutex_lock(&wr->lock);
+        stuck = wr->busy && mono_us() - wr->busy_since_us > WRITER_STUCK_US;
+        pthread_mutex_unlock(&wr->lock);
+        return stuck ? -EIO : 0;
+}
+
+bool writer_queue_counts(worker_writer *wr, int64_t counts[6])
+{
+        bool valid;
+
+        pthread_mutex_lock(&wr->lock);
+        valid = wr->counts_valid;
+        if (valid)
+                memcpy(counts, wr->queue_counts, sizeof(wr->queue_counts));
+        pthread_mutex_unlock(&wr->lock);
+        return valid;
+}
+
+void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,
+        uint64_t *us_max, uint64_t *batch_max)
+{
+        pthread_mutex_lock(&wr->lock);
+        *cycles = wr->cycles;
+        *failures = wr->commit_failures;
+        *us_total = wr->cycle_us_total;
+        *us_max = wr->cycle_us_max;
+        *batch_max = wr->batch_max;
+        pthread_mutex_unlock(&wr->lock);
+}
+
+void writer_stop(worker_writer *wr)
+{
+        if (wr->started) {
+                pthread_mutex_lock(&wr->lock);
+                wr->stop = true;
+                pthread_cond_signal(&wr->cond);
+                pthread_mutex_unlock(&wr->lock);
+                pthread_join(wr->thread, NULL);
+                wr->started = false;
+        }
+        /* The loop took and settled every reply before stopping us. */
+        for (writer_reply *r = wr->reply_head, *next; r; r = next) {
+                next = r->next;
+                writer_reply_free(r);
+        }
+        wr->reply_head = NULL;
+        if (wr->ev_reply)
+                event_free(wr->ev_reply);
+        wr->ev_reply = NULL;
+        strv_freep_n(wr->renew_ids, wr->n_renew);
+        wr->renew_ids = NULL;
+        free(wr->hb_counters);
+        free(wr->hb_status);
+        free(wr->db_path);
+        wr->hb_counters = wr->hb_status = wr->db_path = NULL;
+        pthread_mutex_destroy(&wr->lock);
+        pthread_cond_destroy(&wr->cond);
+        pthread_cond_destroy(&wr->idle);
+}
