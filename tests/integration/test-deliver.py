@@ -231,13 +231,15 @@ def test_http(t):
         "e-bad": [(400, {}, b"no such thing")],
         "e-gone": [(410, {}, b"gone")],
         "e-redirect": [(302, {"Location": "/elsewhere"}, b"")],
-        "e-hang": [("sleep", 3, 200), (200, {}, b"ok")],
+        "e-hang": [("sleep", 5, 200), (200, {}, b"ok")],
         "e-exhaust": [(500, {}, b"broken")],
         "e-big": [(500, {}, big), (204, {}, b"")],
     })
     url = "http://127.0.0.1:%d/hooks/in?src=knock" % rx.port
+    # A 2 s timeout: long enough that a loaded CI machine does not time out
+    # the quick receivers, short enough for the hanging one (5 s).
     ep = make_endpoint("dlv", url, """max_attempts = 3
-timeout = 1s
+timeout = 2s
 schedule = 0s, 1s, 1s
 concurrency = 8""")
     try:
@@ -345,10 +347,10 @@ concurrency = 8""")
         t.eq(hook(ep, hid).get("state"), "delivered", "hang: delivered on a later attempt")
         t.ok(len(rows) == 2 and rows[0]["status"] == 0 and "timed out" in (rows[0]["error"] or ""),
              "hang: first attempt recorded as status 0, timed out", rows)
-        t.ok(rows and 900 <= rows[0]["duration_ms"] < 2500,
-             "hang: the attempt ended at the 1 s timeout (%s ms)" % (rows[0]["duration_ms"] if rows else None))
+        t.ok(rows and 1900 <= rows[0]["duration_ms"] < 3500,
+             "hang: the attempt ended at the 2 s timeout (%s ms)" % (rows[0]["duration_ms"] if rows else None))
         g = gaps(rx.of("e-hang"))
-        t.ok(len(g) == 1 and g[0] >= 1.45 + 0.9,
+        t.ok(len(g) == 1 and g[0] >= 1.45 + 1.9,
              "hang: after a timeout the wait is at least the minimum (%s s incl. the timeout)" % g)
 
         # -- exhausted
