@@ -10,28 +10,16 @@ set -eu
 build=${1:-build}
 secs=${2:-5}
 runs=${3:-3}
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-export KNOCK_CONFIG_DIR=$tmp/etc KNOCK_STATE_DIR=$tmp/state KNOCK_RUNTIME_DIR=$tmp/run
-mkdir -p "$KNOCK_CONFIG_DIR/endpoints" "$KNOCK_STATE_DIR" "$KNOCK_RUNTIME_DIR"
 port=18431
 bport=18432
-cat >"$KNOCK_CONFIG_DIR/endpoints/bench.conf" <<C
-[endpoint]
-provider = github
-secret = literal:bench-secret
-listen = 127.0.0.1:$port
-max_connections = 1024
-C
+. "$(dirname "$0")/lib.sh"
+bench_endpoint bench $port "max_connections = 1024"
 
 # The disk's fsync latency, measured in the same run: at one connection every
 # receipt waits for one fsync, so this bounds the 1-connection figure.
 fsync_ms=$(dd if=/dev/zero of="$tmp/fsync-probe" bs=4k count=200 oflag=dsync 2>&1 |
     sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p' | awk '{printf "%.3f", $1 * 1000 / 200}')
 rm -f "$tmp/fsync-probe"
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
 for conns in 64 1; do
     : >"$tmp/bare" ; : >"$tmp/knock"

@@ -11,19 +11,9 @@ build=${1:-build}
 secs=${2:-5}
 runs=${3:-3}
 interval=${4:-1}
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
-export KNOCK_CONFIG_DIR=$tmp/etc KNOCK_STATE_DIR=$tmp/state KNOCK_RUNTIME_DIR=$tmp/run
-mkdir -p "$KNOCK_CONFIG_DIR/endpoints" "$KNOCK_STATE_DIR" "$KNOCK_RUNTIME_DIR"
 port=18451
-cat >"$KNOCK_CONFIG_DIR/endpoints/scrape.conf" <<C
-[endpoint]
-provider = github
-secret = literal:bench-secret
-listen = 127.0.0.1:$port
-C
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+. "$(dirname "$0")/lib.sh"
+bench_endpoint scrape $port
 
 : >"$tmp/plain"; : >"$tmp/scraped"; scrapes=0
 for r in $(seq "$runs"); do

@@ -26,6 +26,7 @@
 #include "catalog-ids.h"
 #include "knock-build.h"
 #include "log.h"
+#include "util.h"
 
 #define HEARTBEAT_DEFAULT_US (5 * 1000000ULL)
 
@@ -337,4 +338,83 @@ int daemon_wake_socket(const char *name, const char *role)
                 return r;
         }
         return fd;
+}
+
+void daemon_wake_close(const char *name, const char *role, int fd)
+{
+        struct sockaddr_un sa;
+        socklen_t len;
+
+        if (fd < 0)
+                return;
+        if (wake_addr(name, role, &sa, &len) >= 0)
+                (void)unlink(sa.sun_path);
+        close(fd);
+}
+
+void daemon_wake_drain(int fd)
+{
+        char buf[64];
+
+        while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
+                ;
+}
+
+int daemon_wake_listen(knock_daemon *d, const char *what, event_callback_fn cb, void *userdata,
+                       int *ret_fd, struct event **ret_ev)
+{
+        int fd;
+
+        *ret_ev = NULL;
+        fd = daemon_wake_socket(d->name, d->role);
+        *ret_fd = fd < 0 ? -1 : fd;
+        if (fd < 0) {
+                log_warning_errno(fd,
+                                  "Cannot bind the wake-up socket, new %s are picked up by the "
+                                  "periodic rescan only: %m",
+                                  what);
+                return 0;
+        }
+        *ret_ev = event_new(d->base, fd, EV_READ | EV_PERSIST, cb, userdata);
+        if (!*ret_ev)
+                return log_error_errno(-ENOMEM, "Cannot create events");
+        event_add(*ret_ev, NULL);
+        return 0;
+}
+
+void daemon_arm_timer(struct event *ev, int64_t ms)
+{
+        struct timeval tv;
+
+        if (ms < 0)
+                ms = 0;
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+        evtimer_add(ev, &tv);
+}
+
+uint64_t daemon_stop_timeout_ms(uint64_t default_ms)
+{
+        const char *e = getenv("KNOCK_STOP_TIMEOUT");
+        uint64_t v;
+
+        if (e && parse_duration_ms(e, false, &v) >= 0)
+                return v;
+        return default_ms;
+}
+
+void daemon_stop_work(struct event *ev_wake, struct event *ev_due, struct event *ev_stop,
+                      size_t n_running, const char *what, uint64_t default_ms)
+{
+        uint64_t timeout_ms;
+
+        if (ev_wake)
+                event_del(ev_wake);
+        evtimer_del(ev_due);
+        if (n_running == 0)
+                return;
+        timeout_ms = daemon_stop_timeout_ms(default_ms);
+        log_info("Waiting up to %llu ms for %zu %s", (unsigned long long)timeout_ms, n_running,
+                 what);
+        daemon_arm_timer(ev_stop, (int64_t)timeout_ms);
 }

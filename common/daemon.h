@@ -82,3 +82,27 @@ void daemon_wake_peer(const char *name, const char *role);
 /* Binds $KNOCK_RUNTIME_DIR/NAME.<role>.sock (unix datagram, non-blocking,
  * CLOEXEC) and returns the fd; the caller adds a read event and drains it. */
 int daemon_wake_socket(const char *name, const char *role);
+/* Unlinks the socket daemon_wake_socket() bound and closes fd (fd < 0: no-op). */
+void daemon_wake_close(const char *name, const char *role, int fd);
+/* Reads and discards every pending wake-up datagram on fd: many datagrams,
+ * one look at the queue. */
+void daemon_wake_drain(int fd);
+/* Binds the role's wake-up socket and adds a persistent read event calling
+ * cb(fd, what, userdata) to d->base. A bind failure is logged as a warning
+ * ("new <what> are picked up by the periodic rescan only") and leaves
+ * *ret_fd = -1, *ret_ev = NULL; returns 0 then. Returns -ENOMEM (logged)
+ * when the event cannot be created. */
+int daemon_wake_listen(knock_daemon *d, const char *what, event_callback_fn cb, void *userdata,
+                       int *ret_fd, struct event **ret_ev);
+
+/* Arms the one-shot timer ev to fire in ms milliseconds (negative: now). */
+void daemon_arm_timer(struct event *ev, int64_t ms);
+/* The drain deadline on stop: $KNOCK_STOP_TIMEOUT when it parses as a
+ * duration, otherwise default_ms. */
+uint64_t daemon_stop_timeout_ms(uint64_t default_ms);
+/* The common first half of a role's op_stop: the wake-up event (may be NULL)
+ * and the due timer are removed, and when n_running > 0 the stop deadline
+ * ev_stop is armed for daemon_stop_timeout_ms(default_ms) and logged as
+ * "Waiting up to N ms for <n_running> <what>". */
+void daemon_stop_work(struct event *ev_wake, struct event *ev_due, struct event *ev_stop,
+                      size_t n_running, const char *what, uint64_t default_ms);

@@ -27,6 +27,7 @@
 #include <sys/random.h>
 
 #include "events.h"
+#include "lease.h"
 
 static const char *const outcome_names[_EVENT_OUTCOME_MAX] = {
         [EVENT_OUTCOME_SUCCESS] = "success",
@@ -308,6 +309,30 @@ static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
         return 0;
 }
 
+/* An event a claim found it must not run ends now as status/reason, with
+ * err (when not NULL) as its last error. */
+static int end_unclaimed(knock_store *s, const char *id, const char *status, const char *reason,
+        const char *err, int64_t now)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare_cached(s,
+                "UPDATE events SET status = ?1, status_reason = ?2, claimed_by = NULL, "
+                "claim_until = NULL, next_attempt_at = NULL, "
+                "last_error = COALESCE(?3, last_error), updated_at = ?4, finished_at = ?4 "
+                "WHERE id = ?5",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, status);
+        stmt_bind_text(st, 2, reason);
+        stmt_bind_text(st, 3, err);
+        stmt_bind_i64(st, 4, now);
+        stmt_bind_text(st, 5, id);
+        return step_done(st);
+}
+
 static int claim_one(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
         int64_t lease_ms, claim_candidate *cand, bool *ret_claimed, knock_claim_stats *stats)
 {
@@ -341,18 +366,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                         const char *err = "lease expired on the last attempt";
                         bool q;
 
-                        r = prepare_cached(s,
-                                "UPDATE events SET status = 'dead', status_reason = "
-                                "'max_attempts', claimed_by = NULL, claim_until = NULL, "
-                                "next_attempt_at = NULL, last_error = ?1, updated_at = ?2, "
-                                "finished_at = ?2 WHERE id = ?3",
-                                &st);
-                        if (r < 0)
-                                return r;
-                        stmt_bind_text(st, 1, err);
-                        stmt_bind_i64(st, 2, now);
-                        stmt_bind_text(st, 3, id);
-                        r = step_done(st);
+                        r = end_unclaimed(s, id, "dead", "max_attempts", err, now);
                         if (r < 0)
                                 return r;
                         stats->dead++;
@@ -367,17 +381,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
 
         handler = config_handler_for(cfg, c->event_type);
         if (!handler || !handler[0]) {
-                r = prepare_cached(s,
-                        "UPDATE events SET status = 'ignored', status_reason = "
-                        "'no_handler', claimed_by = NULL, claim_until = NULL, "
-                        "next_attempt_at = NULL, updated_at = ?1, finished_at = ?1 "
-                        "WHERE id = ?2",
-                        &st);
-                if (r < 0)
-                        return r;
-                stmt_bind_i64(st, 1, now);
-                stmt_bind_text(st, 2, id);
-                r = step_done(st);
+                r = end_unclaimed(s, id, "ignored", "no_handler", NULL, now);
                 if (r < 0)
                         return r;
                 stats->ignored++;
@@ -549,6 +553,7 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         sqlite3_stmt *st = NULL;
         _cleanup_free_ char *pid = NULL, *type = NULL;
         const char *status, *reason = NULL;
+        bool want_hook;
         int64_t next = -1;
         int r;
 
@@ -609,28 +614,10 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         /* RETURNING (an ephemeral table per statement) only when the hook
          * payload needs the row; otherwise the change count tells whether
          * the claim was still ours. */
-        if (!hook_wanted(cfg, status)) {
-                r = prepare_cached(s, FINISH_UPDATE, &st);
-                if (r < 0)
-                        return r;
-                stmt_bind_text(st, 1, status);
-                stmt_bind_text(st, 2, reason);
-                stmt_bind_i64_or_null(st, 3, next);
-                stmt_bind_text(st, 4, res->error);
-                stmt_bind_i64(st, 5, now);
-                stmt_bind_text(st, 6, res->event_id);
-                stmt_bind_text(st, 7, worker);
-                r = step_done(st);
-                if (r < 0)
-                        return r;
-                if (sqlite3_changes(s->db) == 0)
-                        return 0; /* the claim was lost: the new holder decides */
-                res->new_status = status;
-                res->next_attempt_at = next;
-                return 0;
-        }
-
-        r = prepare_cached(s, FINISH_UPDATE " RETURNING provider_event_id, event_type, last_error",
+        want_hook = hook_wanted(cfg, status);
+        r = prepare_cached(s,
+                want_hook ? FINISH_UPDATE " RETURNING provider_event_id, event_type, last_error"
+                          : FINISH_UPDATE,
                 &st);
         if (r < 0)
                 return r;
@@ -641,6 +628,17 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         stmt_bind_i64(st, 5, now);
         stmt_bind_text(st, 6, res->event_id);
         stmt_bind_text(st, 7, worker);
+        if (!want_hook) {
+                r = step_done(st);
+                if (r < 0)
+                        return r;
+                if (sqlite3_changes(s->db) == 0)
+                        return 0; /* the claim was lost: the new holder decides */
+                res->new_status = status;
+                res->next_attempt_at = next;
+                return 0;
+        }
+
         r = sqlite3_step(st);
         if (r == SQLITE_DONE)
                 return 0; /* the claim was lost: the new holder decides */
@@ -824,8 +822,6 @@ static int events_expire_claims_impl(knock_store *s, const char *holder, int64_t
 static int events_claim_holders_impl(knock_store *s, char ***ret, size_t *ret_n)
 {
         sqlite3_stmt *st = NULL;
-        char **v = NULL;
-        size_t n = 0;
         int r;
 
         r = prepare_cached(s,
@@ -834,37 +830,7 @@ static int events_claim_holders_impl(knock_store *s, char ***ret, size_t *ret_n)
                 &st);
         if (r < 0)
                 return r;
-        for (;;) {
-                char **nv;
-                int rc = sqlite3_step(st);
-
-                if (rc == SQLITE_DONE)
-                        break;
-                if (rc != SQLITE_ROW) {
-                        r = store_errno(rc);
-                        goto fail;
-                }
-                nv = realloc(v, (n + 1) * sizeof(*v));
-                if (!nv) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                v = nv;
-                v[n] = stmt_strdup(st, 0);
-                if (!v[n]) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                n++;
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
-fail:
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-        return r;
+        return lease_holders_collect(st, ret, ret_n);
 }
 
 static int events_next_due_impl(knock_store *s, const char *worker, int64_t *ret)

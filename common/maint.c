@@ -628,6 +628,58 @@ static int meta_set_u64(knock_store *s, const char *key, uint64_t v)
         return store_meta_set(s, key, buf);
 }
 
+/* Opens a patient transaction and writes the audit row for action and meta
+ * at_key = at in it. On failure nothing stays open. */
+static int audit_begin(knock_store *s, const char *actor, const char *action, const char *filters,
+        const char *counts, const char *at_key, int64_t at)
+{
+        int r;
+
+        r = begin_patient(s);
+        if (r < 0)
+                return r;
+        r = store_audit(s, actor, action, filters, counts, NULL);
+        if (r >= 0)
+                r = meta_set_u64(s, at_key, (uint64_t)at);
+        if (r < 0)
+                store_rollback(s);
+        return r;
+}
+
+/* Ends audit_begin()'s transaction: COMMIT when r >= 0, else ROLLBACK and r. */
+static int audit_end(knock_store *s, int r)
+{
+        if (r < 0) {
+                store_rollback(s);
+                return r;
+        }
+        return store_commit(s);
+}
+
+/* One audit row for action with the JSON objects f and c (both consumed; NULL
+ * when their json_pack failed), and meta at_key = at (and extra_key =
+ * extra_value when extra_key is set), in one patient transaction. */
+static int audit_record(knock_store *s, const char *actor, const char *action, json_t *f,
+        json_t *c, const char *at_key, int64_t at, const char *extra_key, const char *extra_value)
+{
+        _cleanup_free_ char *filters = NULL, *counts = NULL;
+        int r;
+
+        filters = f ? json_dumps(f, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        counts = c ? json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(f);
+        json_decref(c);
+        if (!filters || !counts)
+                return -ENOMEM;
+
+        r = audit_begin(s, actor, action, filters, counts, at_key, at);
+        if (r < 0)
+                return r;
+        if (extra_key)
+                r = store_meta_set(s, extra_key, extra_value);
+        return audit_end(s, r);
+}
+
 int maint_prune_record(knock_store *s, const char *actor, const maint_prune_spec *spec,
         const maint_prune_counts *c, int error)
 {
@@ -644,21 +696,13 @@ int maint_prune_record(knock_store *s, const char *actor, const maint_prune_spec
         if (!filters || !counts)
                 return -ENOMEM;
 
-        r = begin_patient(s);
+        r = audit_begin(s, actor, "prune", filters, counts, "last_prune_at", now_ms());
         if (r < 0)
                 return r;
-        r = store_audit(s, actor, "prune", filters, counts, NULL);
-        if (r >= 0)
-                r = meta_set_u64(s, "last_prune_at", (uint64_t)now_ms());
-        if (r >= 0)
-                r = meta_set_u64(s, "last_prune_rows", counts_total(c));
+        r = meta_set_u64(s, "last_prune_rows", counts_total(c));
         if (r >= 0)
                 r = meta_add(s, "prune_rows_deleted_total", counts_total(c));
-        if (r < 0) {
-                store_rollback(s);
-                return r;
-        }
-        return store_commit(s);
+        return audit_end(s, r);
 }
 
 /* ---- integrity ------------------------------------------------------------------------- */
@@ -920,33 +964,13 @@ fail:
 
 int maint_backup_record(knock_store *s, const char *actor, const maint_backup_result *b)
 {
-        _cleanup_free_ char *filters = NULL, *counts = NULL;
         json_t *f, *c;
-        int r;
 
         f = json_pack("{s:s}", "to", b->path);
         c = json_pack("{s:I, s:i, s:I}", "bytes", (json_int_t)b->bytes, "pages", b->pages,
                 "duration_ms", (json_int_t)b->duration_ms);
-        filters = f ? json_dumps(f, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        counts = c ? json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        json_decref(f);
-        json_decref(c);
-        if (!filters || !counts)
-                return -ENOMEM;
-
-        r = begin_patient(s);
-        if (r < 0)
-                return r;
-        r = store_audit(s, actor, "backup", filters, counts, NULL);
-        if (r >= 0)
-                r = meta_set_u64(s, "last_backup_at", (uint64_t)b->at);
-        if (r >= 0)
-                r = store_meta_set(s, "last_backup_path", b->path);
-        if (r < 0) {
-                store_rollback(s);
-                return r;
-        }
-        return store_commit(s);
+        return audit_record(s, actor, "backup", f, c, "last_backup_at", b->at, "last_backup_path",
+                b->path);
 }
 
 /* Backup file names of name in its backup directory, newest first. */
@@ -1197,7 +1221,6 @@ static int restore_audit(
 {
         _cleanup_(store_closep) knock_store *s = NULL;
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        _cleanup_free_ char *filters = NULL, *counts = NULL;
         int64_t deliveries = 0;
         json_t *f, *c;
         int r;
@@ -1217,23 +1240,7 @@ static int restore_audit(
         f = json_pack("{s:s, s:s?}", "backup", backup, "previous", ret->previous);
         c = json_pack("{s:I, s:I}", "events", (json_int_t)ret->events, "deliveries",
                 (json_int_t)deliveries);
-        filters = f ? json_dumps(f, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        counts = c ? json_dumps(c, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-        json_decref(f);
-        json_decref(c);
-        if (!filters || !counts)
-                return -ENOMEM;
-        r = begin_patient(s);
-        if (r < 0)
-                return r;
-        r = store_audit(s, actor, "restore", filters, counts, NULL);
-        if (r >= 0)
-                r = meta_set_u64(s, "last_restore_at", (uint64_t)now_ms());
-        if (r < 0) {
-                store_rollback(s);
-                return r;
-        }
-        return store_commit(s);
+        return audit_record(s, actor, "restore", f, c, "last_restore_at", now_ms(), NULL, NULL);
 }
 
 int maint_restore(
@@ -1411,16 +1418,13 @@ int maint_prune_audit(knock_store *s, int64_t before, uint64_t *ret_deleted)
 
 int maint_checkpoint(knock_store *s, bool *ret_busy)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        int64_t busy;
+        int r;
 
-        r = store_prepare(s, "PRAGMA wal_checkpoint(TRUNCATE)", &st);
+        r = store_query_i64(s, "PRAGMA wal_checkpoint(TRUNCATE)", &busy);
         if (r < 0)
                 return r;
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        *ret_busy = sqlite3_column_int(st, 0) != 0;
+        *ret_busy = busy != 0;
         return 0;
 }
 

@@ -245,31 +245,39 @@ char *stmt_strdup(sqlite3_stmt *st, int col)
         return t ? strdup((const char *)t) : NULL;
 }
 
-int store_schema_version(knock_store *s, int *ret)
+int store_query_i64(knock_store *s, const char *sql, int64_t *ret)
 {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r, rc;
 
-        r = store_prepare(s,
-                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_migrations'",
-                &st);
+        r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
         rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
                 return store_errno(rc);
-        if (sqlite3_column_int(st, 0) == 0) {
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+int store_schema_version(knock_store *s, int *ret)
+{
+        int64_t v;
+        int r;
+
+        r = store_query_i64(s,
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_migrations'",
+                &v);
+        if (r < 0)
+                return r;
+        if (v == 0) {
                 *ret = 0;
                 return 0;
         }
-        stmt_finalizep(&st);
-        r = store_prepare(s, "SELECT coalesce(max(version),0) FROM schema_migrations", &st);
+        r = store_query_i64(s, "SELECT coalesce(max(version),0) FROM schema_migrations", &v);
         if (r < 0)
                 return r;
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        *ret = sqlite3_column_int(st, 0);
+        *ret = (int)v;
         return 0;
 }
 

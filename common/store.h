@@ -69,6 +69,9 @@ void store_closep(knock_store **s);
 
 /* Current schema version of the open database (0 when empty). */
 int store_schema_version(knock_store *s, int *ret);
+/* Runs sql (no parameters), which must yield a row, and returns its first
+ * column as an integer. */
+int store_query_i64(knock_store *s, const char *sql, int64_t *ret);
 
 int store_exec(knock_store *s, const char *sql);
 int store_begin(knock_store *s); /* BEGIN IMMEDIATE: take the write lock now */

@@ -96,16 +96,6 @@ static hook_send *send_free(hook_send *s)
         return NULL;
 }
 
-static void arm_timer(struct event *ev, int64_t ms)
-{
-        struct timeval tv;
-
-        ms = MAX(ms, 0);
-        tv.tv_sec = (time_t)(ms / 1000);
-        tv.tv_usec = (suseconds_t)(ms % 1000 * 1000);
-        evtimer_add(ev, &tv);
-}
-
 static uint64_t random_u64(void)
 {
         static uint64_t fallback = 0x9e3779b97f4a7c15ULL;
@@ -412,7 +402,7 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
         if (r >= 0 && dl->stopping)
                 r = release_interrupted(dl);
         if (r < 0) {
-                arm_timer(dl->ev_due, FLUSH_RETRY_MS);
+                daemon_arm_timer(dl->ev_due, FLUSH_RETRY_MS);
                 return;
         }
         if (dl->stopping) {
@@ -430,7 +420,7 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
                 due = MIN(due, now + SAFETY_RESCAN_MS);
         } else
                 due = now + SAFETY_RESCAN_MS;
-        arm_timer(dl->ev_due, due - now);
+        daemon_arm_timer(dl->ev_due, due - now);
 }
 
 static void on_due(evutil_socket_t fd, short what, void *userdata)
@@ -443,11 +433,8 @@ static void on_due(evutil_socket_t fd, short what, void *userdata)
 static void on_wake(evutil_socket_t fd, short what, void *userdata)
 {
         deliverer *dl = userdata;
-        char buf[64];
 
-        /* Many datagrams, one pump. */
-        while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
-                ;
+        daemon_wake_drain(fd);
         event_active(dl->ev_pump, EV_TIMEOUT, 0);
 }
 
@@ -475,29 +462,13 @@ static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
         cancel_all(dl);
 }
 
-static uint64_t stop_timeout_ms(void)
-{
-        const char *e = getenv("KNOCK_STOP_TIMEOUT");
-        uint64_t v;
-
-        if (e && parse_duration_ms(e, false, &v) >= 0)
-                return v;
-        return STOP_TIMEOUT_DEFAULT_MS;
-}
-
 static void op_stop(knock_daemon *d)
 {
         deliverer *dl = d->userdata;
 
         dl->stopping = true;
-        if (dl->ev_wake)
-                event_del(dl->ev_wake);
-        evtimer_del(dl->ev_due);
-        if (dl->n_running > 0) {
-                log_info("Waiting up to %llu ms for %zu hook attempts",
-                         (unsigned long long)stop_timeout_ms(), dl->n_running);
-                arm_timer(dl->ev_stop, (int64_t)stop_timeout_ms());
-        }
+        daemon_stop_work(dl->ev_wake, dl->ev_due, dl->ev_stop, dl->n_running, "hook attempts",
+                         STOP_TIMEOUT_DEFAULT_MS);
         event_active(dl->ev_pump, EV_TIMEOUT, 0);
 }
 
@@ -691,17 +662,9 @@ static int deliverer_setup(deliverer *dl, knock_daemon *d)
 
         /* The worker and knockctl send a datagram here after committing hook
          * rows; without it we still rescan on the due timer. */
-        dl->wake_fd = daemon_wake_socket(d->name, "deliver");
-        if (dl->wake_fd < 0)
-                log_warning_errno(dl->wake_fd,
-                                  "Cannot bind the wake-up socket, new hooks are picked up by "
-                                  "the periodic rescan only: %m");
-        else {
-                dl->ev_wake = event_new(d->base, dl->wake_fd, EV_READ | EV_PERSIST, on_wake, dl);
-                if (!dl->ev_wake)
-                        return log_error_errno(-ENOMEM, "Cannot create events");
-                event_add(dl->ev_wake, NULL);
-        }
+        r = daemon_wake_listen(d, "hooks", on_wake, dl, &dl->wake_fd, &dl->ev_wake);
+        if (r < 0)
+                return r;
 
         take_over_dead_holders(dl);
         /* First look at the queue right after READY=1. */
@@ -735,14 +698,8 @@ static void deliverer_free(deliverer *dl)
                         event_free(*evs[i]);
                         *evs[i] = NULL;
                 }
-        if (dl->wake_fd >= 0) {
-                char path[4096];
-
-                snprintf(path, sizeof(path), "%s/%s.deliver.sock", knock_runtime_dir(),
-                         dl->d->name);
-                (void)unlink(path);
-                close(dl->wake_fd);
-        }
+        daemon_wake_close(dl->d->name, "deliver", dl->wake_fd);
+        dl->wake_fd = -1;
         http_target_clear(&dl->target);
         keys_free(dl->keys, dl->n_keys);
         dl->keys = NULL;

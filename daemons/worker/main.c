@@ -260,17 +260,6 @@ static void log_result(worker *w, job *j, const knock_attempt_result *res)
 #undef RESULT_FIELDS
 }
 
-static void arm_timer(struct event *ev, int64_t ms)
-{
-        struct timeval tv;
-
-        if (ms < 0)
-                ms = 0;
-        tv.tv_sec = (time_t)(ms / 1000);
-        tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-        evtimer_add(ev, &tv);
-}
-
 static void log_claim_stats(worker *w, const knock_claim_stats *stats)
 {
         if (stats->ignored > 0) {
@@ -411,7 +400,7 @@ static void reply_settle(worker *w, writer_reply *rep)
                         LOG_FIELDS(LF("KNOCK_ERROR", rep->error)), "Cannot renew leases: %m");
         if (rep->r < 0 || rep->r_rel < 0) {
                 /* Nothing of that transaction was written: try again soon. */
-                arm_timer(w->ev_due, FLUSH_RETRY_MS);
+                daemon_arm_timer(w->ev_due, FLUSH_RETRY_MS);
                 return;
         }
 
@@ -430,7 +419,7 @@ static void reply_settle(worker *w, writer_reply *rep)
         due = now + SAFETY_RESCAN_MS;
         if (rep->n_claims < rep->asked)
                 due = MIN(due, rep->due);
-        arm_timer(w->ev_due, due - now);
+        daemon_arm_timer(w->ev_due, due - now);
 }
 
 static void on_reply(evutil_socket_t fd, short what, void *userdata)
@@ -475,13 +464,11 @@ static void on_batch(evutil_socket_t fd, short what, void *userdata)
 static void on_wake(evutil_socket_t fd, short what, void *userdata)
 {
         worker *w = userdata;
-        char buf[64];
 
         /* Many datagrams, one scan. A cycle already running may have read
          * the queue before the new rows: the scan flag makes the writer
          * look again after it. */
-        while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 0)
-                ;
+        daemon_wake_drain(fd);
         if (!w->stopping)
                 writer_submit(&w->wr, NULL, NULL, 0, true);
 }
@@ -547,29 +534,13 @@ static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
         interrupt_all(w);
 }
 
-static uint64_t stop_timeout_ms(void)
-{
-        const char *e = getenv("KNOCK_STOP_TIMEOUT");
-        uint64_t v;
-
-        if (e && parse_duration_ms(e, false, &v) >= 0)
-                return v;
-        return STOP_TIMEOUT_DEFAULT_MS;
-}
-
 static void op_stop(knock_daemon *d)
 {
         worker *w = d->userdata;
 
         w->stopping = true;
-        if (w->ev_wake)
-                event_del(w->ev_wake);
-        evtimer_del(w->ev_due);
-        if (w->n_running > 0) {
-                log_info("Waiting up to %llu ms for %zu running handlers",
-                        (unsigned long long)stop_timeout_ms(), w->n_running);
-                arm_timer(w->ev_stop, (int64_t)stop_timeout_ms());
-        }
+        daemon_stop_work(w->ev_wake, w->ev_due, w->ev_stop, w->n_running, "running handlers",
+                STOP_TIMEOUT_DEFAULT_MS);
         /* No claim from now on; one already in flight comes back refused. */
         writer_set_capacity(&w->wr, 0);
         event_active(w->ev_pump, EV_TIMEOUT, 0);
@@ -785,17 +756,9 @@ static int worker_setup(worker *w, knock_daemon *d)
 
         /* The ingress sends a datagram here after each commit that created
          * events; without it we still rescan on the due timer. */
-        w->wake_fd = daemon_wake_socket(d->name, "worker");
-        if (w->wake_fd < 0)
-                log_warning_errno(w->wake_fd,
-                        "Cannot bind the wake-up socket, new events are picked up "
-                        "by the periodic rescan only: %m");
-        else {
-                w->ev_wake = event_new(d->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
-                if (!w->ev_wake)
-                        return log_error_errno(-ENOMEM, "Cannot create events");
-                event_add(w->ev_wake, NULL);
-        }
+        r = daemon_wake_listen(d, "events", on_wake, w, &w->wake_fd, &w->ev_wake);
+        if (r < 0)
+                return r;
 
         /* Before the writer claims anything: a previous life's claims are
          * taken over by the first claim. */
@@ -805,7 +768,7 @@ static int worker_setup(worker *w, knock_daemon *d)
         if (r < 0)
                 return log_error_errno(r, "Cannot start the writer thread: %m");
         /* First look at the queue right after READY=1. */
-        arm_timer(w->ev_due, 0);
+        daemon_arm_timer(w->ev_due, 0);
         return 0;
 }
 
@@ -836,13 +799,8 @@ static void worker_free(worker *w)
                         event_free(*evs[i]);
                         *evs[i] = NULL;
                 }
-        if (w->wake_fd >= 0) {
-                char path[4096];
-
-                snprintf(path, sizeof(path), "%s/%s.worker.sock", knock_runtime_dir(), w->d->name);
-                (void)unlink(path);
-                close(w->wake_fd);
-        }
+        daemon_wake_close(w->d->name, "worker", w->wake_fd);
+        w->wake_fd = -1;
         free(w->base_env);
 }
 

@@ -427,6 +427,22 @@ def journal_records(*matches):
     return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
 
 
+def journal_child_main(child):
+    """When this script runs as `--journal-child` (run_journal_child): starts
+    a private journald, runs child(t) with a fresh Tap, stops the journald and
+    ends the plan (exits). Otherwise returns at once."""
+    if len(sys.argv) < 2 or sys.argv[1] != "--journal-child":
+        return
+    t = Tap()
+    jd = start_private_journald()
+    try:
+        child(t)
+    finally:
+        jd.terminate()
+        jd.wait()
+    t.done()
+
+
 def run_journal_child(t, script):
     """Runs `script --journal-child` in a private mount namespace and relays
     its ok/not ok lines into t, then checks that it exited 0. Skips (one ok

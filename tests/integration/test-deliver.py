@@ -576,10 +576,8 @@ def test_chain(t):
 
 # ---- journal ------------------------------------------------------------------------------
 
-def journal_child():
+def journal_child(t):
     """Runs inside a private mount namespace with a private journald."""
-    t = Tap()
-    jd = kt.start_private_journald()
     rx = Receiver()
     rx.script["j-gone"] = [(410, {}, b"gone")]
     ep = make_endpoint("jdlv", "http://127.0.0.1:%d/" % rx.port)
@@ -606,19 +604,10 @@ def journal_child():
             t.ok(SECRET_A[6:] not in json.dumps(records()), "journal: the secret never appears")
     finally:
         ep.cleanup()
-        jd.terminate()
-        jd.wait()
-    t.done()
-
-
-def test_journal(t):
-    kt.run_journal_child(t, __file__)
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--journal-child":
-        journal_child()
-        return
+    kt.journal_child_main(journal_child)
     t = Tap()
     if not os.path.exists(kt.binary("knock-deliver")):
         t.skip_all("knock-deliver not built")
@@ -626,7 +615,7 @@ def main():
     test_refused(t)
     test_https(t)
     test_chain(t)
-    test_journal(t)
+    kt.run_journal_child(t, __file__)
     t.done()
 
 

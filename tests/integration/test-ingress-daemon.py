@@ -179,10 +179,8 @@ def test_reload(t):
         ep.cleanup()
 
 
-def journal_child():
+def journal_child(t):
     """Runs inside a private mount namespace with a private journald."""
-    t = kt.Tap()
-    jd = kt.start_private_journald()
     ep = kt.Endpoint("jdemo")
     ep.env["KNOCK_LOG"] = "journal"
     try:
@@ -211,26 +209,17 @@ def journal_child():
         t.ok(started, "journal: start record")
     finally:
         ep.cleanup()
-        jd.terminate()
-        jd.wait()
-    t.done()
-
-
-def test_journal(t):
-    kt.run_journal_child(t, __file__)
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--journal-child":
-        journal_child()
-        return
+    kt.journal_child_main(journal_child)
     t = kt.Tap()
     test_notify(t)
     test_oomfile(t)
     test_lock_timeout(t)
     test_drain(t)
     test_reload(t)
-    test_journal(t)
+    kt.run_journal_child(t, __file__)
     t.done()
 
 
