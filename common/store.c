@@ -71,7 +71,9 @@ static const struct {
          ");"
          "CREATE INDEX deliveries_event ON deliveries(event_id);"
          "CREATE INDEX deliveries_received_at ON deliveries(received_at);"
-         "CREATE INDEX deliveries_provider_event_id ON deliveries(provider_event_id);"
+         /* Only orphans: a verified delivery is found through its event. */
+         "CREATE INDEX deliveries_orphan_provider_event_id ON deliveries(provider_event_id)"
+         "  WHERE event_id IS NULL;"
          "CREATE TABLE attempts ("
          "  id TEXT PRIMARY KEY,"
          "  event_id TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,"

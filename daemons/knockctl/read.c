@@ -413,19 +413,34 @@ static int verb_deliveries(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, false);
         if (r != 0)
                 return r;
+        /* By provider id, the deliveries are found through indexes only: a
+         * verified one through its event (events.provider_event_id is
+         * unique), an orphan through the partial index on orphans' ids. The
+         * ingress keeps no index on every delivery's provider id: random
+         * keys in a 16 KiB-page index cost it a fifth of its throughput. */
         r = ctl_select(c, delivery_fields, ELEMENTSOF(delivery_fields),
-                "FROM deliveries d"
-                " WHERE (:invalid = 0 OR d.signature_valid = 0)"
-                "   AND (:orphan = 0 OR d.event_id IS NULL)"
-                "   AND (:pid IS NULL OR d.provider_event_id = :pid)"
-                "   AND (:since IS NULL OR d.received_at >= :since)"
-                " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit",
+                provider_id
+                        ? "FROM deliveries d"
+                          " WHERE d.id IN (SELECT d2.id FROM events e JOIN deliveries d2"
+                          "                  ON d2.event_id = e.id WHERE e.provider_event_id = :pid"
+                          "                UNION ALL SELECT d3.id FROM deliveries d3"
+                          "                  WHERE d3.event_id IS NULL AND d3.provider_event_id = :pid)"
+                          "   AND (:invalid = 0 OR d.signature_valid = 0)"
+                          "   AND (:orphan = 0 OR d.event_id IS NULL)"
+                          "   AND (:since IS NULL OR d.received_at >= :since)"
+                          " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit"
+                        : "FROM deliveries d"
+                          " WHERE (:invalid = 0 OR d.signature_valid = 0)"
+                          "   AND (:orphan = 0 OR d.event_id IS NULL)"
+                          "   AND (:since IS NULL OR d.received_at >= :since)"
+                          " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit",
                 &st);
         if (r != 0)
                 return r;
         ctl_bind_i64(st, ":invalid", invalid, false);
         ctl_bind_i64(st, ":orphan", orphan, false);
-        ctl_bind_text(st, ":pid", provider_id);
+        if (provider_id)
+                ctl_bind_text(st, ":pid", provider_id);
         ctl_bind_i64(st, ":since", since, !have_since);
         ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
         r = fields_rows(st, delivery_fields, ELEMENTSOF(delivery_fields), &rows);
