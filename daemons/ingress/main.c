@@ -258,6 +258,49 @@ static char *peer_string(struct evhttp_request *req)
         return s;
 }
 
+/* The URI as stored: query parameters that carry a secret (Meta's
+ * hub.verify_token) are replaced by [redacted]. Verification still sees the
+ * URI as received. */
+static char *uri_for_storage(const char *uri)
+{
+        static const char *const secret_params[] = {"hub.verify_token="};
+        const char *q = strchr(uri, '?');
+        char *out;
+        size_t o = 0;
+
+        out = malloc(strlen(uri) * 2 + 16);
+        if (!out)
+                return NULL;
+        if (!q)
+                return strcpy(out, uri);
+        memcpy(out, uri, (size_t)(q - uri) + 1);
+        o = (size_t)(q - uri) + 1;
+        for (const char *p = q + 1; *p;) {
+                size_t seg = strcspn(p, "&");
+                bool secret = false;
+
+                for (size_t i = 0; i < ELEMENTSOF(secret_params); i++)
+                        if (strncmp(p, secret_params[i], strlen(secret_params[i])) == 0 &&
+                            strlen(secret_params[i]) <= seg) {
+                                size_t k = strlen(secret_params[i]);
+                                memcpy(out + o, p, k);
+                                o += k;
+                                memcpy(out + o, "[redacted]", 10);
+                                o += 10;
+                                secret = true;
+                        }
+                if (!secret) {
+                        memcpy(out + o, p, seg);
+                        o += seg;
+                }
+                p += seg;
+                if (*p == '&')
+                        out[o++] = *p++;
+        }
+        out[o] = 0;
+        return out;
+}
+
 static ingest_item *item_new(struct evhttp_request *req, const char *request_id)
 {
         ingest_item *it = calloc(1, sizeof(*it));
@@ -272,7 +315,7 @@ static ingest_item *item_new(struct evhttp_request *req, const char *request_id)
         id_new("evt", it->event_id);
         snprintf(it->request_id, sizeof(it->request_id), "%s", request_id);
         it->method = strdup(evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET" : "POST");
-        it->uri = strdup(evhttp_request_get_uri(req));
+        it->uri = uri_for_storage(evhttp_request_get_uri(req));
         it->remote = peer_string(req);
         ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
         it->content_type = ct ? strndup(ct, 255) : NULL;
@@ -403,7 +446,7 @@ static void on_public_request(struct evhttp_request *req, void *userdata)
 
         kr = (knock_request){
                 .method = it->method,
-                .uri = it->uri,
+                .uri = evhttp_request_get_uri(req),
                 .headers = hv,
                 .n_headers = n_headers,
                 .body = it->body,
