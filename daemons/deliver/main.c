@@ -139,7 +139,9 @@ static void log_dead_letter(deliverer *dl, const char *hook_id, const char *even
                               LF("KNOCK_STATUS", "failed"), LF("KNOCK_ATTEMPT", a),
                               LF("KNOCK_HTTP_STATUS", status > 0 ? st : NULL),
                               LF("KNOCK_DURATION_MS", dur), LF("KNOCK_ERROR", error),
-                              LF("KNOCK_HOOK_URL", dl->target.url)),
+                              /* Only scheme://host:port: a hook URL's path, query
+                               * or userinfo may carry a credential. */
+                              LF("KNOCK_HOOK_ORIGIN", dl->target.origin)),
                    "Completion hook %s for event %s failed after %lld attempts, not retried: %s",
                    hook_id, event_id ?: "-", (long long)attempt, error ?: "unknown error");
 }

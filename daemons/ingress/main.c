@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -263,7 +264,7 @@ static char *peer_string(struct evhttp_request *req)
  * URI as received. */
 static char *uri_for_storage(const char *uri)
 {
-        static const char *const secret_params[] = {"hub.verify_token="};
+        static const char *const secret_params[] = {"hub.verify_token"};
         const char *q = strchr(uri, '?');
         char *out;
         size_t o = 0;
@@ -279,12 +280,26 @@ static char *uri_for_storage(const char *uri)
                 size_t seg = strcspn(p, "&");
                 bool secret = false;
 
+                /* Compare the percent-decoded name: "hub%2Everify_token" is
+                 * the same parameter to the verifier. */
+                size_t nlen = strcspn(p, "=&");
+                char name[64];
+                size_t dn = 0;
+
+                for (size_t i = 0; i < nlen && dn < sizeof(name) - 1; i++) {
+                        if (p[i] == '%' && i + 2 < nlen && isxdigit((unsigned char)p[i + 1]) &&
+                            isxdigit((unsigned char)p[i + 2])) {
+                                char hex[3] = {p[i + 1], p[i + 2], 0};
+                                name[dn++] = (char)strtol(hex, NULL, 16);
+                                i += 2;
+                        } else
+                                name[dn++] = p[i] == '+' ? ' ' : p[i];
+                }
+                name[dn] = 0;
                 for (size_t i = 0; i < ELEMENTSOF(secret_params); i++)
-                        if (strncmp(p, secret_params[i], strlen(secret_params[i])) == 0 &&
-                            strlen(secret_params[i]) <= seg) {
-                                size_t k = strlen(secret_params[i]);
-                                memcpy(out + o, p, k);
-                                o += k;
+                        if (streq(name, secret_params[i]) && p[nlen] == '=') {
+                                memcpy(out + o, p, nlen + 1);
+                                o += nlen + 1;
                                 memcpy(out + o, "[redacted]", 10);
                                 o += 10;
                                 secret = true;
