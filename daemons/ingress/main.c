@@ -10,9 +10,11 @@
  * their delivery rows stored best effort: a non-2xx promises nothing.
  *
  * libevent serves one request per connection at a time (no pipelining), so
- * a connection has at most one item in flight; when a client disconnects
- * before its answer, the connection's close callback detaches the item so
- * the reply is dropped instead of touching a freed request.
+ * a connection has at most one item in flight. libevent 2.1 stops reading a
+ * connection once its request is dispatched, so a client that disconnects
+ * early is only noticed when its reply is written; should the close
+ * callback ever run first, it detaches the item so the reply is dropped
+ * instead of touching a freed request.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
