@@ -267,8 +267,12 @@ static const char *const claim_queries[] = {
         CLAIM_SELECT "WHERE e.status = 'received' ORDER BY e.next_attempt_at, e.rowid LIMIT ?2",
         CLAIM_SELECT "WHERE e.status = 'failed' AND e.next_attempt_at <= ?1 "
                      "ORDER BY e.next_attempt_at LIMIT ?2",
+        /* Never our own: a claim of ours whose renewal failed still has its
+         * handler running, and its result must finish that attempt, not a
+         * second one (claims a previous process with our PID left behind are
+         * taken over at start, see lease.h). */
         CLAIM_SELECT "WHERE e.status = 'processing' AND e.claim_until < ?1 "
-                     "ORDER BY e.claim_until LIMIT ?2",
+                     "AND e.claimed_by IS NOT ?3 ORDER BY e.claim_until LIMIT ?2",
 };
 
 /* A claimable row, read in full before any row is changed: SQLite leaves
@@ -469,6 +473,8 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                         }
                         stmt_bind_i64(st, 1, now);
                         stmt_bind_i64(st, 2, (int64_t)want);
+                        if (sqlite3_bind_parameter_count(st) >= 3)
+                                stmt_bind_text(st, 3, worker);
                         while (seen < want) {
                                 int rc = sqlite3_step(st);
 
