@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -63,9 +64,23 @@ static const char usage[] =
         "  -h --help     Show this help\n"
         "  -V --version  Show the version\n";
 
+/*
+ * Every accepted connection is tracked from its first byte, keyed by the
+ * bufferevent we create for it (evhttp_set_bevcb): libevent 2.1 has no
+ * callback for a new connection, nor a total deadline for a request, so this
+ * is how the connection limit counts slow clients too and how a client that
+ * drips its headers is cut off. We hold a reference on the bufferevent so
+ * the sweep may look at it after evhttp let go of it; the sweep then drops
+ * the reference, which closes the socket.
+ */
 struct ingest_conn {
-        struct evhttp_connection *evcon;
+        struct bufferevent *bev;
+        struct evhttp_connection *evcon; /* known from its first request */
         ingest_item *pending;
+        uint64_t deadline_us; /* no complete request by then: cut off */
+        bool closed;          /* evhttp's close callback ran */
+        bool refused;         /* over max_connections */
+        bool shut;            /* shutdown(2) done, evhttp will notice */
 };
 
 typedef struct ingress {
@@ -82,50 +97,115 @@ typedef struct ingress {
         log_ratelimit rl_invalid;
         log_ratelimit rl_storage;
 
-        /* Open addressing set of connections we have seen: evcon → conn. */
+        /* Open addressing table of accepted connections: bev → conn. */
         ingest_conn **conns;
         size_t conns_cap;
-        size_t n_conns;
+        size_t n_conns;       /* tracked, including closed ones not yet reaped */
+        size_t n_live;        /* tracked and not known to be closed */
+        struct event *ev_sweep;
 } ingress;
 
 static ingress *the_ingress;
 
 /* ---- connection tracking -------------------------------------------------------- */
 
-static size_t conn_slot(ingress *in, struct evhttp_connection *evcon)
+#define SWEEP_INTERVAL_MS 250
+
+static uint64_t conn_budget_us(const knock_config *cfg)
 {
-        size_t h = ((uintptr_t)evcon >> 4) * 0x9E3779B97F4A7C15ULL;
+        return (cfg->header_timeout_ms + cfg->body_timeout_ms) * 1000;
+}
+
+static size_t conn_slot(ingress *in, const struct bufferevent *bev)
+{
+        size_t h = ((uintptr_t)bev >> 4) * 0x9E3779B97F4A7C15ULL;
         size_t i = h & (in->conns_cap - 1);
 
-        while (in->conns[i] && in->conns[i]->evcon != evcon)
+        while (in->conns[i] && in->conns[i]->bev != bev)
                 i = (i + 1) & (in->conns_cap - 1);
         return i;
 }
 
-static void conn_remove(ingress *in, struct evhttp_connection *evcon)
+static ingest_conn *conn_find(ingress *in, struct evhttp_connection *evcon)
 {
-        size_t i = conn_slot(in, evcon), j;
+        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
 
-        if (!in->conns[i])
-                return;
-        free(in->conns[i]);
+        return bev ? in->conns[conn_slot(in, bev)] : NULL;
+}
+
+static void conn_reap(ingress *in, size_t i)
+{
+        ingest_conn *c = in->conns[i];
+        size_t j;
+
+        if (!c->closed)
+                in->n_live--;
+        /* Our reference was the last one once evhttp freed it: this closes
+         * the socket. */
+        bufferevent_decref(c->bev);
+        free(c);
         in->conns[i] = NULL;
         in->n_conns--;
         /* Re-insert the rest of the cluster (linear probing deletion). */
         for (j = (i + 1) & (in->conns_cap - 1); in->conns[j]; j = (j + 1) & (in->conns_cap - 1)) {
-                ingest_conn *c = in->conns[j];
+                ingest_conn *m = in->conns[j];
                 in->conns[j] = NULL;
-                in->conns[conn_slot(in, c->evcon)] = c;
+                in->conns[conn_slot(in, m->bev)] = m;
+        }
+}
+
+/* evhttp clears every callback of a bufferevent when it frees it, and keeps
+ * its error callback set for as long as it uses it. */
+static bool bev_released(struct bufferevent *bev)
+{
+        bufferevent_data_cb r, w;
+        bufferevent_event_cb e;
+        void *arg;
+
+        bufferevent_getcb(bev, &r, &w, &e, &arg);
+        return !r && !w && !e;
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *userdata)
+{
+        ingress *in = userdata;
+        uint64_t now = mono_us();
+        bool again = true;
+
+        /* Reaping moves entries around; start over until a pass reaps none. */
+        while (again) {
+                again = false;
+                for (size_t i = 0; i < in->conns_cap; i++) {
+                        ingest_conn *c = in->conns[i];
+
+                        if (!c)
+                                continue;
+                        if (c->closed || bev_released(c->bev)) {
+                                conn_reap(in, i);
+                                again = true;
+                                break;
+                        }
+                        if (c->shut || c->pending || !(c->refused || now > c->deadline_us))
+                                continue;
+                        /* Over the limit, or no complete request within
+                         * header_timeout + body_timeout: end it. evhttp reads
+                         * EOF and frees the connection itself. */
+                        if (bufferevent_getfd(c->bev) >= 0) {
+                                (void)shutdown(bufferevent_getfd(c->bev), SHUT_RDWR);
+                                c->shut = true;
+                                if (!c->refused)
+                                        in->stats.rejected_other++;
+                        }
+                }
         }
 }
 
 static void on_conn_close(struct evhttp_connection *evcon, void *userdata)
 {
         ingress *in = userdata;
-        size_t i = conn_slot(in, evcon);
-        ingest_conn *c = in->conns[i];
+        ingest_conn *c = conn_find(in, evcon);
 
-        if (!c)
+        if (!c || c->closed)
                 return;
         /* The request dies with its connection: detach it from the item
          * that may still be in the writer's hands. The item itself is
@@ -133,30 +213,59 @@ static void on_conn_close(struct evhttp_connection *evcon, void *userdata)
         if (c->pending) {
                 c->pending->req = NULL;
                 c->pending->conn = NULL;
+                c->pending = NULL;
         }
-        conn_remove(in, evcon);
+        c->closed = true;
+        in->n_live--;
+        /* Reap right after evhttp has freed it, not at the next tick. */
+        event_active(in->ev_sweep, EV_TIMEOUT, 0);
 }
 
-/* Returns the connection's tracker, creating it on first sight; NULL when
- * the connection limit is reached. */
-static ingest_conn *conn_get(ingress *in, struct evhttp_connection *evcon)
+/* evhttp's bevcb: a new connection was accepted. */
+static struct bufferevent *on_accept(struct event_base *base, void *userdata)
 {
-        size_t i = conn_slot(in, evcon);
+        ingress *in = userdata;
+        struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
         ingest_conn *c;
+        size_t i;
 
-        if (in->conns[i])
-                return in->conns[i];
-        /* The table was sized for the limit at start; a reload may raise the
-         * limit but never past half the table, so probing always ends. */
-        if (in->n_conns >= MIN(in->d.cfg->max_connections, in->conns_cap / 2))
+        if (!bev)
                 return NULL;
+        /* A full table (a flood far above the limit) leaves the rest
+         * untracked rather than refusing to serve. */
+        if (in->n_conns >= in->conns_cap / 2)
+                return bev;
         c = calloc(1, sizeof(*c));
         if (!c)
-                return NULL;
-        c->evcon = evcon;
+                return bev;
+        c->bev = bev;
+        bufferevent_incref(bev);
+        c->deadline_us = mono_us() + conn_budget_us(in->d.cfg);
+        i = conn_slot(in, bev);
         in->conns[i] = c;
         in->n_conns++;
-        evhttp_connection_set_closecb(evcon, on_conn_close, in);
+        in->n_live++;
+        if (in->n_live > in->d.cfg->max_connections) {
+                c->refused = true;
+                in->stats.rejected_other++;
+                event_active(in->ev_sweep, EV_TIMEOUT, 0);
+        }
+        return bev;
+}
+
+/* The tracker of a request's connection at its first complete request; its
+ * deadline starts again with every request. */
+static ingest_conn *conn_get(ingress *in, struct evhttp_connection *evcon)
+{
+        ingest_conn *c = conn_find(in, evcon);
+
+        if (!c)
+                return NULL;
+        if (!c->evcon) {
+                c->evcon = evcon;
+                evhttp_connection_set_closecb(evcon, on_conn_close, in);
+        }
+        c->deadline_us = mono_us() + conn_budget_us(in->d.cfg);
         return c;
 }
 
@@ -395,8 +504,7 @@ static void on_public_request(struct evhttp_request *req, void *userdata)
                 return;
         }
         conn = conn_get(in, evhttp_request_get_connection(req));
-        if (!conn) {
-                in->stats.rejected_other++;
+        if (conn && conn->refused) {
                 evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
                 reply_error(req, 503, "Service Unavailable", "too many connections");
                 return;
@@ -509,7 +617,8 @@ static void on_public_request(struct evhttp_request *req, void *userdata)
 
         /* Nothing is answered here: the reply waits for the commit. */
         it->conn = conn;
-        conn->pending = it;
+        if (conn)
+                conn->pending = it;
         writer_submit(&in->writer, it);
 }
 
@@ -542,8 +651,11 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
                 struct evhttp_request *req = it->req;
 
                 next = it->next;
-                if (it->conn)
+                if (it->conn) {
                         it->conn->pending = NULL;
+                        /* The idle budget starts when the answer goes out. */
+                        it->conn->deadline_us = mono_us() + conn_budget_us(in->d.cfg);
+                }
                 if (it->result < 0) {
                         uint64_t suppressed = 0;
 
@@ -866,18 +978,25 @@ int main(int argc, char **argv)
         }
         setup_done = true;
 
+        /* Room for the limit, the refused ones and those not reaped yet. */
         in.conns_cap = 1;
-        while (in.conns_cap < in.d.cfg->max_connections * 2)
+        while (in.conns_cap < in.d.cfg->max_connections * 8)
                 in.conns_cap <<= 1;
         in.conns = calloc(in.conns_cap, sizeof(*in.conns));
         in.http_public = evhttp_new(in.d.base);
         in.http_admin = evhttp_new(in.d.base);
-        if (!in.conns || !in.http_public || !in.http_admin) {
+        in.ev_sweep = event_new(in.d.base, -1, EV_PERSIST, on_sweep, &in);
+        if (!in.conns || !in.http_public || !in.http_admin || !in.ev_sweep) {
                 r = log_error_errno(-ENOMEM, "Out of memory");
                 goto finish;
         }
         configure_http(in.d.cfg, in.http_public);
         evhttp_set_gencb(in.http_public, on_public_request, &in);
+        evhttp_set_bevcb(in.http_public, on_accept, &in);
+        {
+                struct timeval tv = {0, SWEEP_INTERVAL_MS * 1000};
+                evtimer_add(in.ev_sweep, &tv);
+        }
         evhttp_set_timeout(in.http_admin, 10);
         evhttp_set_gencb(in.http_admin, admin_handle, &in.admin);
 
@@ -916,9 +1035,15 @@ finish:
                 evhttp_free(in.http_public);
         if (in.http_admin)
                 evhttp_free(in.http_admin);
+        /* evhttp freed every connection: drop our references. */
         for (size_t i = 0; in.conns && i < in.conns_cap; i++)
-                free(in.conns[i]);
+                if (in.conns[i]) {
+                        bufferevent_decref(in.conns[i]->bev);
+                        free(in.conns[i]);
+                }
         free(in.conns);
+        if (in.ev_sweep)
+                event_free(in.ev_sweep);
         if (setup_done)
                 daemon_finish(&in.d, r >= 0);
         return r < 0 ? 1 : 0;
