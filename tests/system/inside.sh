@@ -193,7 +193,14 @@ hook_sig_ok() {
 check "the hook carries a valid Standard Webhooks signature" hook_sig_ok
 
 # ---- journal ---------------------------------------------------------------------
-journalctl -b -o json KNOCK_ENDPOINT=demo --no-pager >"$OUT/journal-demo.json" 2>/dev/null
+# journald stores records a moment after they are sent: export again until the
+# event's records are in (at most 10 s), then check the export.
+export_journal() {
+        journalctl -b -o json KNOCK_ENDPOINT=demo --no-pager >"$OUT/journal-demo.json" 2>/dev/null
+        grep '"KNOCK_EVENT_ID"' "$OUT/journal-demo.json" | grep -q '"KNOCK_STATUS"' &&
+                grep '"KNOCK_DELIVERY_ID"' "$OUT/journal-demo.json" | grep -q '"KNOCK_REQUEST_ID"'
+}
+wait_for 10 export_journal
 check "journalctl KNOCK_ENDPOINT=demo has a delivery record (KNOCK_DELIVERY_ID, KNOCK_REQUEST_ID)" \
         sh -c "grep '\"KNOCK_DELIVERY_ID\"' '$OUT/journal-demo.json' | grep -q '\"KNOCK_REQUEST_ID\"'"
 check "journalctl KNOCK_ENDPOINT=demo has an event record (KNOCK_EVENT_ID, KNOCK_STATUS)" \
@@ -221,8 +228,9 @@ note "worker pid $pid, stopping it with SIGSTOP"
 [ "${pid:-0}" -gt 0 ] && kill -STOP "$pid"
 check "SIGSTOP'ed worker: systemd's watchdog restarts it" \
         wait_for 20 sh -c '[ "$(systemctl show -P NRestarts knock-worker@demo.service)" -ge 1 ]'
+# journald may receive systemd's record a moment after the restart is visible.
 check "the journal says Watchdog timeout" \
-        sh -c 'journalctl -b -u knock-worker@demo.service | grep -q "Watchdog timeout"'
+        wait_for 10 sh -c 'journalctl -b -u knock-worker@demo.service | grep -q "Watchdog timeout"'
 check "restarted worker is a new process and active" \
         wait_for 10 sh -c "systemctl is-active -q knock-worker@demo.service && [ \"\$(systemctl show -P MainPID knock-worker@demo.service)\" != '$pid' ]"
 check "previous-run-ended-unexpectedly record (MESSAGE_ID 372ae111…) for the worker" \
@@ -240,7 +248,7 @@ b=$(ls /var/lib/knock/backups/demo/demo-*.db 2>/dev/null | tail -1)
 check "a backup was written (${b:-none})" [ -n "$b" ]
 check "the backup passes integrity_check" sh -c "[ -n '$b' ] && [ \"\$(sqlite3 '$b' 'PRAGMA integrity_check')\" = ok ]"
 check "the backup is logged with its MESSAGE_ID" \
-        sh -c 'journalctl -b -o json MESSAGE_ID=fef6cf5b65b74a5db009682a4e97c291 KNOCK_ENDPOINT=demo | grep -q fef6cf5b65b74a5db009682a4e97c291'
+        wait_for 10 sh -c 'journalctl -b -o json MESSAGE_ID=fef6cf5b65b74a5db009682a4e97c291 KNOCK_ENDPOINT=demo | grep -q fef6cf5b65b74a5db009682a4e97c291'
 check "systemctl start knock-prune.service succeeds" systemctl start knock-prune.service
 check "systemctl start knock-retention.service succeeds" systemctl start knock-retention.service
 
