@@ -271,8 +271,8 @@ static admin_snapshot get_snapshot(admin *a)
 
 /* ---- HTTP (loop thread) ------------------------------------------------------------ */
 
-static void send_text(struct evhttp_request *req, int code, const char *reason,
-                      const char *content_type, struct evbuffer *body)
+void http_send(struct evhttp_request *req, int code, const char *reason,
+               const char *content_type, struct evbuffer *body)
 {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
@@ -349,7 +349,7 @@ static void handle_readyz(admin *a, struct evhttp_request *req)
         s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
         if (buf && s)
                 evbuffer_add_printf(buf, "%s\n", s);
-        send_text(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", buf);
+        http_send(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json", buf);
         free(s);
         json_decref(doc);
         if (buf)
@@ -479,7 +479,7 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
                                "# TYPE knock_last_backup_timestamp_seconds gauge\n"
                                "knock_last_backup_timestamp_seconds %.3f\n",
                             (double)snap.last_backup_at / 1000.0);
-        send_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
+        http_send(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
         evbuffer_free(b);
 }
 
@@ -499,7 +499,7 @@ void admin_handle(struct evhttp_request *req, void *userdata)
                 b = evbuffer_new();
                 if (b)
                         evbuffer_add(b, "ok\n", 3);
-                send_text(req, 200, "OK", "text/plain", b);
+                http_send(req, 200, "OK", "text/plain", b);
                 if (b)
                         evbuffer_free(b);
         } else if (path && streq(path, "/readyz"))

@@ -71,6 +71,10 @@ typedef struct admin {
 
 int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *stats);
 void admin_stop(admin *a);
+/* Every answer of both listeners: Content-Type, no caching, the body. */
+void http_send(struct evhttp_request *req, int code, const char *reason,
+               const char *content_type, struct evbuffer *body);
+
 /* The evhttp callback for the admin listener; userdata is the admin. */
 void admin_handle(struct evhttp_request *req, void *userdata);
 

@@ -274,14 +274,11 @@ static ingest_conn *conn_get(ingress *in, struct evhttp_connection *evcon)
 static void reply(struct evhttp_request *req, int code, const char *reason,
                   const char *content_type, const char *body, size_t len)
 {
-        struct evkeyvalq *out = evhttp_request_get_output_headers(req);
         struct evbuffer *buf = evbuffer_new();
 
-        evhttp_add_header(out, "Content-Type", content_type);
-        evhttp_add_header(out, "Cache-Control", "no-store");
         if (buf && body)
                 evbuffer_add(buf, body, len);
-        evhttp_send_reply(req, code, reason, buf);
+        http_send(req, code, reason, content_type, buf);
         if (buf)
                 evbuffer_free(buf);
 }
