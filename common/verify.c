@@ -275,45 +275,82 @@ static const char *hmac_digest_name(knock_hmac_alg alg)
         return alg == KNOCK_HMAC_SHA512 ? "SHA512" : alg == KNOCK_HMAC_SHA1 ? "SHA1" : "SHA256";
 }
 
-/* The HMAC implementation is fetched once; every computation gets its own context, so
- * verify_request() is safe to call from several threads. */
+/* The HMAC implementation is fetched once. Each thread keeps one context per digest,
+ * made on first use: setting the digest (a fetch by name) costs more than an HMAC of a
+ * small body, and EVP_MAC_init with a new key and no parameters reuses it. So
+ * verify_request() stays safe to call from several threads. */
+#define HMAC_ALGS (KNOCK_HMAC_SHA1 + 1)
+
 static EVP_MAC *hmac_impl;
+static pthread_key_t hmac_key;
+static bool hmac_key_ok;
 static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void hmac_ctxs_free(void *p)
+{
+        EVP_MAC_CTX **ctxs = p;
+
+        for (size_t i = 0; i < HMAC_ALGS; i++)
+                EVP_MAC_CTX_free(ctxs[i]);
+        free(ctxs);
+}
 
 static void hmac_fetch(void)
 {
         hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        hmac_key_ok = pthread_key_create(&hmac_key, hmac_ctxs_free) == 0;
+}
+
+/* This thread's context for alg, its digest set; NULL when out of memory. */
+static EVP_MAC_CTX *hmac_ctx(knock_hmac_alg alg)
+{
+        EVP_MAC_CTX **ctxs;
+        OSSL_PARAM params[2];
+
+        pthread_once(&hmac_once, hmac_fetch);
+        if (!hmac_impl || !hmac_key_ok || (unsigned)alg >= HMAC_ALGS)
+                return NULL;
+        ctxs = pthread_getspecific(hmac_key);
+        if (!ctxs) {
+                ctxs = calloc(HMAC_ALGS, sizeof(*ctxs));
+                if (!ctxs || pthread_setspecific(hmac_key, ctxs) != 0) {
+                        free(ctxs);
+                        return NULL;
+                }
+        }
+        if (!ctxs[alg]) {
+                EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_impl);
+
+                params[0] = OSSL_PARAM_construct_utf8_string(
+                        OSSL_MAC_PARAM_DIGEST, (char *)hmac_digest_name(alg), 0);
+                params[1] = OSSL_PARAM_construct_end();
+                if (!ctx || EVP_MAC_CTX_set_params(ctx, params) != 1) {
+                        EVP_MAC_CTX_free(ctx);
+                        return NULL;
+                }
+                ctxs[alg] = ctx;
+        }
+        return ctxs[alg];
 }
 
 /* HMAC over the concatenation of parts, without building the concatenation. */
 static int hmac_parts(knock_hmac_alg alg, const unsigned char *key, size_t key_len,
         const span *parts, size_t n_parts, unsigned char *out, size_t *out_len)
 {
-        OSSL_PARAM params[2];
-        EVP_MAC_CTX *ctx;
-        int r = -EIO;
+        EVP_MAC_CTX *ctx = hmac_ctx(alg);
 
-        pthread_once(&hmac_once, hmac_fetch);
-        if (!hmac_impl)
-                return -ENOSYS;
-        ctx = EVP_MAC_CTX_new(hmac_impl);
         if (!ctx)
-                return -ENOMEM;
-        params[0] = OSSL_PARAM_construct_utf8_string(
-                OSSL_MAC_PARAM_DIGEST, (char *)hmac_digest_name(alg), 0);
-        params[1] = OSSL_PARAM_construct_end();
-        if (EVP_MAC_init(ctx, key, key_len, params) != 1)
-                goto finish;
+                return hmac_impl ? -ENOMEM : -ENOSYS;
+        /* A zero-length key still (re)keys: OpenSSL takes NULL as "keep the old key". */
+        if (EVP_MAC_init(ctx, key_len ? key : (const unsigned char *)"", key_len, NULL) != 1)
+                return -EIO;
         for (size_t i = 0; i < n_parts; i++)
                 if (parts[i].n > 0 &&
                         EVP_MAC_update(ctx, (const unsigned char *)parts[i].p, parts[i].n) != 1)
-                        goto finish;
+                        return -EIO;
         if (EVP_MAC_final(ctx, out, out_len, EVP_MAX_MD_SIZE) != 1)
-                goto finish;
-        r = 0;
-finish:
-        EVP_MAC_CTX_free(ctx);
-        return r;
+                return -EIO;
+        return 0;
 }
 
 static EVP_PKEY *parse_pkey(knock_key_kind kind, const unsigned char *data, size_t len)
@@ -379,6 +416,18 @@ typedef struct sig {
         knock_key_kind kind;
 } sig;
 
+typedef struct form_param {
+        const char *name;
+        const char *value;
+} form_param;
+
+/* A parsed form: the pairs point into one buffer holding every decoded string. */
+typedef struct form {
+        form_param *p;
+        size_t n;
+        char *buf;
+} form;
+
 typedef struct vctx {
         const knock_verify_config *cfg;
         const knock_request *req;
@@ -392,8 +441,7 @@ typedef struct vctx {
         size_t n_jptr;
         bool json_scanned;
         /* the form body, parsed once (twilio) */
-        struct form_param *form;
-        size_t n_form;
+        form form;
         int form_state; /* 0 not parsed, 1 parsed, -1 not a form */
         sig sigs[MAX_SIGS];
         size_t n_sigs;
@@ -785,57 +833,59 @@ static int body_text(vctx *c, const char *ptr, char **ret)
         return body_lookup(c, ptr, &v) ? json_text(v, ret) : 0;
 }
 
-/* application/x-www-form-urlencoded decoding of one name or value: '+' is a space, %XX a
- * byte. %00 is refused so the result is a C string. */
-static int form_decode(const char *p, size_t n, char **ret)
+/* application/x-www-form-urlencoded decoding of one name or value into out (at most n
+ * bytes and a NUL): '+' is a space, %XX a byte. %00 is refused so the result is a C
+ * string. Runs without either byte (most of a form) are copied whole. */
+static int form_decode(const char *p, size_t n, char *out)
 {
-        _cleanup_free_ char *out = malloc(n + 1);
-        size_t o = 0;
+        const char *end = p + n;
 
-        if (!out)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                if (p[i] == '+')
-                        out[o++] = ' ';
-                else if (p[i] == '%') {
-                        int hi, lo;
-                        if (i + 2 >= n)
-                                return -EINVAL;
-                        hi = hexval(p[i + 1]);
-                        lo = hexval(p[i + 2]);
-                        if (hi < 0 || lo < 0 || (hi | lo) == 0)
-                                return -EINVAL;
-                        out[o++] = (char)(hi << 4 | lo);
-                        i += 2;
-                } else
-                        out[o++] = p[i];
+        while (p < end) {
+                const char *pct = memchr(p, '%', (size_t)(end - p));
+                const char *stop = pct ? pct : end;
+                size_t run = (size_t)(stop - p);
+                int hi, lo;
+
+                memcpy(out, p, run);
+                for (char *plus = memchr(out, '+', run); plus;
+                        plus = memchr(plus + 1, '+', run - (size_t)(plus + 1 - out)))
+                        *plus = ' ';
+                out += run;
+                if (!pct)
+                        break;
+                if (end - pct < 3)
+                        return -EINVAL;
+                hi = hexval(pct[1]);
+                lo = hexval(pct[2]);
+                if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                        return -EINVAL;
+                *out++ = (char)(hi << 4 | lo);
+                p = pct + 3;
         }
-        out[o] = 0;
-        *ret = TAKE_PTR(out);
+        *out = 0;
         return 0;
 }
 
-typedef struct form_param {
-        char *name;
-        char *value;
-} form_param;
-
-static void form_free(form_param *f, size_t n)
+static void form_free(form *f)
 {
-        for (size_t i = 0; i < n; i++) {
-                free(f[i].name);
-                free(f[i].value);
-        }
-        free(f);
+        free(f->p);
+        free(f->buf);
+        *f = (form){};
 }
 
-/* Splits "a=1&b=2" into decoded pairs. Empty segments are skipped. */
-static int form_parse(const char *p, size_t n, form_param **ret, size_t *ret_n)
+/* Splits "a=1&b=2" into decoded pairs. Empty segments are skipped; a name without '='
+ * has the value "". Decoding never lengthens a string, and each segment's '&' (or the
+ * one extra byte) holds its last NUL, so the buffer needs n + 1 bytes. */
+static int form_parse(const char *p, size_t n, form *ret)
 {
-        form_param *f = NULL;
-        size_t nf = 0, cap = 0;
+        form f = {};
+        size_t cap = 0;
+        char *o;
         int r;
 
+        f.buf = o = malloc(n + 1);
+        if (!o)
+                return -ENOMEM;
         while (n > 0) {
                 const char *amp = memchr(p, '&', n);
                 size_t seg = amp ? (size_t)(amp - p) : n;
@@ -843,24 +893,29 @@ static int form_parse(const char *p, size_t n, form_param **ret, size_t *ret_n)
                 size_t kn = eq ? (size_t)(eq - p) : seg;
 
                 if (seg > 0) {
-                        if (nf == cap) {
-                                form_param *nf_ = reallocarray(f, cap ? cap * 2 : 16, sizeof(*f));
-                                if (!nf_) {
+                        if (f.n == cap) {
+                                form_param *np = reallocarray(f.p, cap ? cap * 2 : 16, sizeof(*np));
+                                if (!np) {
                                         r = -ENOMEM;
                                         goto fail;
                                 }
-                                f = nf_;
+                                f.p = np;
                                 cap = cap ? cap * 2 : 16;
                         }
-                        f[nf] = (form_param){};
-                        r = form_decode(p, kn, &f[nf].name);
+                        r = form_decode(p, kn, o);
                         if (r < 0)
                                 goto fail;
-                        nf++;
-                        r = eq ? form_decode(eq + 1, seg - kn - 1, &f[nf - 1].value)
-                               : form_decode("", 0, &f[nf - 1].value);
-                        if (r < 0)
-                                goto fail;
+                        f.p[f.n].name = o;
+                        o += strlen(o) + 1;
+                        f.p[f.n].value = "";
+                        if (eq) {
+                                r = form_decode(eq + 1, seg - kn - 1, o);
+                                if (r < 0)
+                                        goto fail;
+                                f.p[f.n].value = o;
+                                o += strlen(o) + 1;
+                        }
+                        f.n++;
                 }
                 if (!amp)
                         break;
@@ -868,10 +923,9 @@ static int form_parse(const char *p, size_t n, form_param **ret, size_t *ret_n)
                 p = amp + 1;
         }
         *ret = f;
-        *ret_n = nf;
         return 0;
 fail:
-        form_free(f, nf);
+        form_free(&f);
         return r;
 }
 
@@ -881,14 +935,14 @@ static int body_form(vctx *c, form_param **ret, size_t *ret_n)
 {
         if (c->form_state == 0) {
                 int r = c->req->body ? form_parse((const char *)c->req->body, c->req->body_len,
-                                               &c->form, &c->n_form)
+                                               &c->form)
                                      : -EINVAL;
                 if (r == -ENOMEM)
                         return r;
                 c->form_state = r < 0 ? -1 : 1;
         }
-        *ret = c->form;
-        *ret_n = c->n_form;
+        *ret = c->form.p;
+        *ret_n = c->form.n;
         return c->form_state > 0;
 }
 
@@ -1426,8 +1480,9 @@ static int verify_twilio(vctx *c)
 {
         _cleanup_free_ char *url = NULL, *alt = NULL, *body_sha = NULL;
         _cleanup_free_ span *parts = NULL;
-        form_param *f = NULL, *q = NULL;
-        size_t nf = 0, nq = 0, np = 0;
+        form_param *f = NULL;
+        form q;
+        size_t nf = 0, np = 0;
         span query;
         const char *hv;
         int r;
@@ -1442,12 +1497,20 @@ static int verify_twilio(vctx *c)
                 return r;
 
         query = request_query(c->req);
-        if (form_parse(query.p, query.n, &q, &nq) < 0)
+        r = form_parse(query.p, query.n, &q);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
                 return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed query string");
-        for (size_t i = 0; i < nq; i++)
-                if (streq(q[i].name, "bodySHA256") && !body_sha)
-                        body_sha = strdup(q[i].value);
-        form_free(q, nq);
+        for (size_t i = 0; i < q.n && !body_sha; i++)
+                if (streq(q.p[i].name, "bodySHA256")) {
+                        body_sha = strdup(q.p[i].value);
+                        if (!body_sha) {
+                                form_free(&q);
+                                return -ENOMEM;
+                        }
+                }
+        form_free(&q);
 
         if (!body_sha && c->req->body_len > 0) {
                 r = body_form(c, &f, &nf);
@@ -1655,22 +1718,27 @@ static int detect_handshake(vctx *c, knock_provider p)
 static int verify_meta_get(vctx *c)
 {
         _cleanup_free_ char *mode = NULL, *token = NULL, *challenge = NULL;
-        form_param *q = NULL;
-        size_t nq = 0;
+        form q;
         span query = request_query(c->req);
         bool ok;
+        int r;
 
-        if (form_parse(query.p, query.n, &q, &nq) < 0)
+        r = form_parse(query.p, query.n, &q);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
                 return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed query string");
-        for (size_t i = 0; i < nq; i++) {
-                char **slot = streq(q[i].name, "hub.mode")           ? &mode
-                              : streq(q[i].name, "hub.verify_token") ? &token
-                              : streq(q[i].name, "hub.challenge")    ? &challenge
-                                                                     : NULL;
-                if (slot && !*slot)
-                        *slot = TAKE_PTR(q[i].value);
+        for (size_t i = 0; i < q.n; i++) {
+                char **slot = streq(q.p[i].name, "hub.mode")           ? &mode
+                              : streq(q.p[i].name, "hub.verify_token") ? &token
+                              : streq(q.p[i].name, "hub.challenge")    ? &challenge
+                                                                       : NULL;
+                if (slot && !*slot && !(*slot = strdup(q.p[i].value))) {
+                        form_free(&q);
+                        return -ENOMEM;
+                }
         }
-        form_free(q, nq);
+        form_free(&q);
         if (!mode || !token || !challenge)
                 return fail(c, KNOCK_VERIFY_E_MISSING, "missing hub.* parameters");
         if (!streq(mode, "subscribe") || strlen(challenge) > MAX_CHALLENGE)
@@ -1772,7 +1840,7 @@ int verify_request(
         if (r == 0)
                 r = detect_handshake(&c, cfg->provider);
 finish:
-        form_free(c.form, c.n_form);
+        form_free(&c.form);
         OPENSSL_cleanse(c.sigs, c.n_sigs * sizeof(c.sigs[0]));
         if (r == 0)
                 result->reason[0] = 0;

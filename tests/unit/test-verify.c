@@ -768,6 +768,17 @@ static void test_twilio(void)
         is_str(res.event_type, "failed", "twilio: rejected keeps the claimed status");
         is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", sig}), "a=%zz", NOW),
                 KNOCK_VERIFY_E_MALFORMED, "twilio: bad percent-encoding is malformed");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", sig}), "a=b%2", NOW),
+                KNOCK_VERIFY_E_MALFORMED, "twilio: truncated percent-encoding is malformed");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", sig}), "a=b%00c", NOW),
+                KNOCK_VERIFY_E_MALFORMED, "twilio: an escaped NUL byte is malformed");
+        /* Decoding: '+' is a space (also next to escapes), %XX a byte (UTF-8 kept), a
+         * name without '=' has an empty value, empty segments are skipped. */
+        const char *dec_body = "Body=Hi+there%21+%F0%9F%98%80++&&Flag&Name=a%2Bb%2b+&";
+        char *dec_sig = hmac_b64("SHA1", token, strlen(token),
+                "https://example.com/twilioBodyHi there! \xF0\x9F\x98\x80  FlagNamea+b+ ");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", dec_sig}), dec_body, NOW), 0,
+                "twilio: form decoding of '+', percent escapes, a bare name and empty segments");
         /* The default-port rule, both ways. */
         char *with_port = hmac_b64(
                 "SHA1", token, strlen(token), fmt("https://example.com:443/twilio%s", params));
