@@ -43,7 +43,7 @@ void bench_endpoint(const char *tag, const char *conf)
         char tmpl[256], path[512];
         char *dir;
 
-        snprintf(tmpl, sizeof(tmpl), "/tmp/knock-%s-XXXXXX", tag);
+        snprintf(tmpl, sizeof(tmpl), "%s/knock-%s-XXXXXX", getenv("TMPDIR") ?: "/tmp", tag);
         dir = mkdtemp(tmpl);
         if (!dir)
                 bench_die("mkdtemp");

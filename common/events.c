@@ -10,10 +10,12 @@
  * committed state changes.
  *
  * Ordering that matters:
- *  - claim: the attempts row ("running") and attempt_count + 1 are written
- *    with the claim and committed BEFORE the handler starts, so a handler
- *    that crashes the worker (or an OOM kill mid-handler) still counts, and a
- *    poison event eventually goes dead instead of looping forever;
+ *  - claim: the attempts row ("running", or "queued" when claimed ahead of a
+ *    free slot) and attempt_count + 1 are written with the claim and
+ *    committed BEFORE the handler starts, so a handler that crashes the
+ *    worker (or an OOM kill mid-handler) still counts, and a poison event
+ *    eventually goes dead instead of looping forever. A queued attempt turns
+ *    "running" with its real start time in a later transaction;
  *  - finish: the event update is guarded by (status, claimed_by); a worker
  *    whose lease was taken over records its attempt but leaves the event to
  *    the new holder.
@@ -337,8 +339,42 @@ static int end_unclaimed(knock_store *s, const char *id, const char *status, con
         return step_done(st);
 }
 
+/* Removes the "queued" attempts of event id (claimed ahead, never started) and takes
+ * them off its attempt_count; *attempts is that count, kept in step. */
+static int unqueue(knock_store *s, const char *id, int64_t *attempts)
+{
+        sqlite3_stmt *st = NULL;
+        int64_t n;
+        int r;
+
+        r = prepare_cached(s, "DELETE FROM attempts WHERE event_id = ?1 AND outcome = 'queued'",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, id);
+        r = step_done(st);
+        if (r < 0)
+                return r;
+        n = sqlite3_changes64(s->db);
+        if (n == 0)
+                return 0;
+        r = prepare_cached(s,
+                "UPDATE events SET attempt_count = MAX(attempt_count - ?1, 0) WHERE id = ?2",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_i64(st, 1, n);
+        stmt_bind_text(st, 2, id);
+        r = step_done(st);
+        if (r < 0)
+                return r;
+        *attempts = MAX(*attempts - n, 0);
+        return 0;
+}
+
 static int claim_one(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-        int64_t lease_ms, claim_candidate *cand, bool *ret_claimed, knock_claim_stats *stats)
+        int64_t lease_ms, bool queued, claim_candidate *cand, bool *ret_claimed,
+        knock_claim_stats *stats)
 {
         sqlite3_stmt *st = NULL;
         knock_claim *c = &cand->c;
@@ -349,8 +385,13 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         *ret_claimed = false;
 
         if (streq(cand->status, "processing")) {
-                /* The holder's lease ran out: it crashed or hung. Its attempt
-                 * ends "lost" and counts; the event runs again. */
+                /* The holder's lease ran out: it crashed or hung. A claim
+                 * it held ahead of a free slot never ran: uncounted, as if
+                 * never claimed. A running attempt ends "lost" and counts;
+                 * the event runs again. */
+                r = unqueue(s, id, &cand->attempts);
+                if (r < 0)
+                        return r;
                 r = prepare_cached(s,
                         "UPDATE attempts SET outcome = 'lost', ended_at = ?1, "
                         "error = 'lease expired before the attempt finished' "
@@ -410,6 +451,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
 
         c->attempt = cand->attempts + 1;
         c->claimed_at = now;
+        c->queued = queued;
         id_new("att", c->attempt_id);
         c->handler = strdup(handler);
         if (!c->handler)
@@ -417,7 +459,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
 
         r = prepare_cached(s,
                 "INSERT INTO attempts (id, event_id, delivery_id, attempt, worker, "
-                "handler, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                "handler, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 &st);
         if (r < 0)
                 return r;
@@ -428,6 +470,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         stmt_bind_text(st, 5, worker);
         stmt_bind_text(st, 6, handler);
         stmt_bind_i64(st, 7, now);
+        stmt_bind_text(st, 8, queued ? "queued" : "running");
         r = step_done(st);
         if (r < 0)
                 return r;
@@ -449,9 +492,11 @@ static void claims_free(knock_claim *v, size_t n)
         free(v);
 }
 
-/* The claim loop, inside the caller's transaction; appends to v[*n] (room for max). */
+/* The claim loop, inside the caller's transaction; appends to v[*n] (room for max).
+ * Claims from the n_now-th on are queued. */
 static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-        int64_t lease_ms, size_t max, knock_claim *v, size_t *n, knock_claim_stats *stats)
+        int64_t lease_ms, size_t max, size_t n_now, knock_claim *v, size_t *n,
+        knock_claim_stats *stats)
 {
         int r = 0;
 
@@ -493,8 +538,8 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
                                 bool claimed;
 
-                                r = claim_one(
-                                        s, cfg, worker, now, lease_ms, &cands[i], &claimed, stats);
+                                r = claim_one(s, cfg, worker, now, lease_ms, *n >= n_now,
+                                        &cands[i], &claimed, stats);
                                 if (r >= 0 && claimed)
                                         v[(*n)++] = TAKE_CLAIM(cands[i].c);
                         }
@@ -516,7 +561,7 @@ int events_claim(knock_store *s, const knock_config *cfg, const char *worker, in
         int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
         return events_finish_and_claim(
-                s, cfg, worker, now, NULL, 0, NULL, lease_ms, max, ret, ret_n, stats);
+                s, cfg, worker, now, NULL, 0, NULL, 0, NULL, lease_ms, max, max, ret, ret_n, stats);
 }
 
 static int events_renew_impl(
@@ -570,7 +615,8 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         /* The attempt happened whatever became of the claim: record it. */
         r = prepare_cached(s,
                 "UPDATE attempts SET ended_at = ?1, outcome = ?2, exit_code = ?3, "
-                "signal = ?4, http_status = ?5, error = ?6, output = ?7 WHERE id = ?8",
+                "signal = ?4, http_status = ?5, error = ?6, output = ?7, "
+                "started_at = COALESCE(?9, started_at) WHERE id = ?8",
                 &st);
         if (r < 0)
                 return r;
@@ -585,6 +631,8 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         if (res->output && res->output_len > 0)
                 sqlite3_bind_text(st, 7, res->output, (int)res->output_len, SQLITE_TRANSIENT);
         stmt_bind_text(st, 8, res->attempt_id);
+        if (res->started_at > 0)
+                stmt_bind_i64(st, 9, res->started_at);
         r = step_done(st);
         if (r < 0)
                 return r;
@@ -684,12 +732,36 @@ int events_finish(knock_store *s, const knock_config *cfg, const char *worker, i
         size_t dummy;
 
         return events_finish_and_claim(
-                s, cfg, worker, now, results, n, ret_hooks, 0, 0, NULL, &dummy, NULL);
+                s, cfg, worker, now, NULL, 0, results, n, ret_hooks, 0, 0, 0, NULL, &dummy, NULL);
+}
+
+/* Queued attempts whose handlers started: "running" from their real start time. A
+ * notice that comes after the result (or after a take-over) changes nothing. */
+static int mark_started(knock_store *s, const knock_started *started, size_t n)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                r = prepare_cached(s,
+                        "UPDATE attempts SET outcome = 'running', started_at = ?1 "
+                        "WHERE id = ?2 AND outcome = 'queued'",
+                        &st);
+                if (r < 0)
+                        return r;
+                stmt_bind_i64(st, 1, started[i].at);
+                stmt_bind_text(st, 2, started[i].attempt_id);
+                r = step_done(st);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg, const char *worker,
-        int64_t now, knock_attempt_result *results, size_t n_results, size_t *ret_hooks,
-        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
+        int64_t now, const knock_started *started, size_t n_started,
+        knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
+        size_t max, size_t n_now, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
         knock_claim_stats dummy = {};
         knock_claim *v = NULL;
@@ -704,7 +776,7 @@ static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg,
         if (ret)
                 *ret = NULL;
         *ret_n = 0;
-        if (n_results == 0 && max == 0)
+        if (n_started == 0 && n_results == 0 && max == 0)
                 return 0;
         if (max > 0) {
                 v = calloc(max, sizeof(*v));
@@ -716,6 +788,9 @@ static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg,
         if (r < 0)
                 goto fail_nothing;
 
+        r = mark_started(s, started, n_started);
+        if (r < 0)
+                goto fail;
         /* Results first: their slots are what the claim fills. */
         for (size_t i = 0; i < n_results; i++) {
                 bool h;
@@ -726,7 +801,7 @@ static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg,
                 hooks += h;
         }
         if (max > 0) {
-                r = claim_in_tx(s, cfg, worker, now, lease_ms, max, v, &n, stats);
+                r = claim_in_tx(s, cfg, worker, now, lease_ms, max, n_now, v, &n, stats);
                 if (r < 0)
                         goto fail;
         }
@@ -765,6 +840,15 @@ static int events_release_impl(knock_store *s, const char *worker, const char *c
         for (size_t i = 0; i < n; i++) {
                 sqlite3_stmt *a = NULL, *e = NULL;
 
+                /* A claim held ahead of a free slot never ran: no attempt. */
+                r = prepare_cached(s,
+                        "DELETE FROM attempts WHERE id = ?1 AND outcome = 'queued'", &a);
+                if (r < 0)
+                        goto fail;
+                stmt_bind_text(a, 1, attempt_ids ? attempt_ids[i] : NULL);
+                r = step_done(a);
+                if (r < 0)
+                        goto fail;
                 r = prepare_cached(s,
                         "UPDATE attempts SET outcome = 'interrupted', ended_at = ?1, "
                         "error = COALESCE(error, 'worker stopping: claim released') "
@@ -865,11 +949,12 @@ static int events_next_due_impl(knock_store *s, const char *worker, int64_t *ret
 /* Public entry points: no cached statement stays active (holding a read
  * snapshot) once the call returns. */
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
-        int64_t now, knock_attempt_result *results, size_t n_results, size_t *ret_hooks,
-        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
+        int64_t now, const knock_started *started, size_t n_started,
+        knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
+        size_t max, size_t n_now, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
-        int r = events_finish_and_claim_impl(s, cfg, worker, now, results, n_results, ret_hooks,
-                lease_ms, max, ret, ret_n, stats);
+        int r = events_finish_and_claim_impl(s, cfg, worker, now, started, n_started, results,
+                n_results, ret_hooks, lease_ms, max, n_now, ret, ret_n, stats);
 
         cache_reset_all();
         return r;

@@ -72,6 +72,7 @@ typedef struct knock_claim {
         int64_t attempt;     /* this attempt's number, 1-based */
         int64_t received_at; /* the event's receipt time */
         int64_t claimed_at;
+        bool queued;         /* claimed ahead: its attempt row says "queued" until it starts */
 } knock_claim;
 
 void knock_claim_clear(knock_claim *c);
@@ -108,6 +109,7 @@ typedef struct knock_attempt_result {
         const char *error;  /* NULL on success */
         const char *output; /* captured output (already bounded), may be NULL */
         size_t output_len;
+        int64_t started_at; /* when the handler started; 0: keep the claim's time */
         int64_t ended_at;
 
         /* set by events_finish() */
@@ -124,15 +126,25 @@ typedef struct knock_attempt_result {
 int events_finish(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
         knock_attempt_result *results, size_t n, size_t *ret_hooks);
 
+/* A claimed-ahead attempt whose handler has started. */
+typedef struct knock_started {
+        char attempt_id[KNOCK_ID_MAX];
+        int64_t at;
+} knock_started;
+
 /*
- * Both of the above in ONE transaction: records n_results results, then
- * claims up to max events (results first, so their slots can be refilled).
+ * Both of the above in ONE transaction: marks the started attempts
+ * "running", records n_results results, then claims up to max events
+ * (results first, so their slots can be refilled). The first n_now claims
+ * start at once: their attempts are "running"; the others are claimed ahead
+ * of a free slot and their attempts are "queued" until a started notice.
  * One COMMIT instead of two is what lets a busy worker keep up. On failure
  * nothing is written and no claim is returned. ret may be NULL when max is 0.
  */
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
-        int64_t now, knock_attempt_result *results, size_t n_results, size_t *ret_hooks,
-        int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats);
+        int64_t now, const knock_started *started, size_t n_started,
+        knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
+        size_t max, size_t n_now, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats);
 
 /* Gives back claims without counting the attempts (shutdown). */
 int events_release(knock_store *s, const char *worker, const char *const *ids,

@@ -10,9 +10,11 @@
  *   1. flush: the results of the jobs handed over since the last cycle are
  *      recorded (attempt rows, new status, hook outbox); the deliverer is
  *      woken after the commit if hooks were queued;
- *   2. claim: free slots (concurrency − claims held) are filled, and the
- *      loop starts the handlers when the cycle comes back — never before the
- *      claim is committed;
+ *   2. claim: free slots are filled, and the loop starts the handlers when
+ *      the cycle comes back — never before the claim is committed. The
+ *      writer also claims ahead of the slots (writer.c): those jobs wait in
+ *      the loop's ready list and start the moment a handler ends, instead
+ *      of one COMMIT later;
  *   3. sleep: when the queue had less than the free slots, a timer is armed
  *      for the next known due time (a retry, a foreign lease running out),
  *      at most SAFETY_RESCAN_MS away. There is no polling loop: an idle
@@ -161,32 +163,38 @@ void job_complete(job *j)
         w->n_running--;
         list_add(&w->done, j);
         w->n_done++;
+        /* Not from inside the runner's callback: the next loop turn. */
+        if (w->ready)
+                event_active(w->ev_ready, EV_TIMEOUT, 0);
         job_batch(w);
 }
 
-static void job_start(worker *w, knock_claim *c)
+static job *job_new(worker *w, knock_claim *c)
 {
-        job *j;
-        int r;
+        job *j = calloc(1, sizeof(*j));
 
-        j = calloc(1, sizeof(*j));
-        if (!j) {
-                /* Leave the claim to expire: it will be retried. */
-                knock_claim_clear(c);
-                writer_submit(&w->wr, NULL, NULL, 1, false);
-                log_error_errno(-ENOMEM, "Out of memory starting a handler");
-                return;
-        }
+        if (!j)
+                return NULL;
         j->w = w;
         j->claim = *c;
         *c = (knock_claim){};
-        j->pid = 0;
         j->pidfd = j->in_fd = j->out_fd = -1;
         j->exit_code = -1;
+        return j;
+}
+
+static void job_run(worker *w, job *j)
+{
+        int r;
+
         j->started_us = mono_us();
+        j->started_at = now_ms();
         list_add(&w->running, j);
         w->n_running++;
-        w->n_claimed++;
+        /* Claimed ahead: its attempt row says "queued" until the writer hears of this. */
+        if (j->claim.queued && writer_started(&w->wr, j->claim.attempt_id, j->started_at) < 0)
+                log_warning_errno(-ENOMEM, "Cannot record the start of attempt %s: %m",
+                        j->claim.attempt_id);
 
         log_full_errno(LOG_DEBUG, 0, NULL,
                 LOG_FIELDS(LF("KNOCK_EVENT_ID", j->claim.id),
@@ -207,6 +215,46 @@ static void job_start(worker *w, knock_claim *c)
                 (void)asprintf(&j->error, "cannot start handler: %s", strerror(-r));
                 job_complete(j);
         }
+}
+
+static size_t run_slots(worker *w)
+{
+        return (size_t)w->d->cfg->concurrency;
+}
+
+/* Starts claimed-ahead jobs, oldest first, while slots are free. */
+static void ready_drain(worker *w)
+{
+        while (w->ready && !w->stopping && w->n_running < run_slots(w)) {
+                job *j = w->ready;
+
+                w->ready = j->next;
+                if (!w->ready)
+                        w->ready_tail = &w->ready;
+                j->next = NULL;
+                w->n_ready--;
+                job_run(w, j);
+        }
+}
+
+static void job_start(worker *w, knock_claim *c)
+{
+        job *j = job_new(w, c);
+
+        if (!j) {
+                /* Leave the claim to expire: it will be retried. */
+                knock_claim_clear(c);
+                writer_submit(&w->wr, NULL, NULL, 1, false);
+                log_error_errno(-ENOMEM, "Out of memory starting a handler");
+                return;
+        }
+        w->n_claimed++;
+        /* In claim order: behind any job already waiting for a slot. */
+        j->prev = j->next = NULL;
+        *w->ready_tail = j;
+        w->ready_tail = &j->next;
+        w->n_ready++;
+        ready_drain(w);
 }
 
 /* ---- flushing results ------------------------------------------------------------ */
@@ -316,8 +364,8 @@ static void submit_done(worker *w, bool scan)
 
 static void maybe_exit(worker *w)
 {
-        if (w->stopping && w->n_running == 0 && w->n_done == 0 && w->n_submitted == 0 &&
-                writer_idle(&w->wr))
+        if (w->stopping && w->n_running == 0 && w->n_ready == 0 && w->n_done == 0 &&
+                w->n_submitted == 0 && writer_idle(&w->wr))
                 daemon_exit_loop(w->d);
 }
 
@@ -335,10 +383,20 @@ static bool job_settle(worker *w, job *j, int r)
         return false;
 }
 
+/* A job that will not run (stopping): given back at once, uncounted. */
+static void job_refuse(worker *w, job *j)
+{
+        j->interrupted = true;
+        j->outcome = EVENT_OUTCOME_INTERRUPTED;
+        j->ended_at = now_ms();
+        list_add(&w->done, j);
+        w->n_done++;
+}
+
 /* A claim that arrives after SIGTERM is given back at once, uncounted. */
 static void claim_refuse(worker *w, knock_claim *c)
 {
-        job *j = calloc(1, sizeof(*j));
+        job *j = job_new(w, c);
 
         if (!j) {
                 /* Its lease runs out: it will be taken over. */
@@ -346,16 +404,21 @@ static void claim_refuse(worker *w, knock_claim *c)
                 writer_submit(&w->wr, NULL, NULL, 1, false);
                 return;
         }
-        j->w = w;
-        j->claim = *c;
-        *c = (knock_claim){};
-        j->pidfd = j->in_fd = j->out_fd = -1;
-        j->exit_code = -1;
-        j->interrupted = true;
-        j->outcome = EVENT_OUTCOME_INTERRUPTED;
-        j->ended_at = now_ms();
-        list_add(&w->done, j);
-        w->n_done++;
+        job_refuse(w, j);
+}
+
+/* Stopping: the jobs still waiting for a slot are given back. */
+static void ready_refuse_all(worker *w)
+{
+        while (w->ready) {
+                job *j = w->ready;
+
+                w->ready = j->next;
+                j->next = NULL;
+                w->n_ready--;
+                job_refuse(w, j);
+        }
+        w->ready_tail = &w->ready;
 }
 
 static void reply_settle(worker *w, writer_reply *rep)
@@ -438,6 +501,11 @@ static void on_reply(evutil_socket_t fd, short what, void *userdata)
         maybe_exit(w);
 }
 
+static void on_ready(evutil_socket_t fd, short what, void *userdata)
+{
+        ready_drain(userdata);
+}
+
 static void on_pump(evutil_socket_t fd, short what, void *userdata)
 {
         worker *w = userdata;
@@ -484,11 +552,12 @@ static int ids_add(char **ids, size_t *n, job *list)
         return 0;
 }
 
-/* Every held claim: running, finished but not yet recorded, or with the writer. */
+/* Every held claim: waiting for a slot, running, finished but not yet recorded, or
+ * with the writer. */
 static void on_renew(evutil_socket_t fd, short what, void *userdata)
 {
         worker *w = userdata;
-        size_t total = w->n_running + w->n_done + w->n_submitted, n = 0;
+        size_t total = w->n_ready + w->n_running + w->n_done + w->n_submitted, n = 0;
         char **ids;
 
         if (total == 0)
@@ -496,8 +565,8 @@ static void on_renew(evutil_socket_t fd, short what, void *userdata)
         ids = calloc(total, sizeof(*ids));
         if (!ids)
                 return;
-        if (ids_add(ids, &n, w->running) < 0 || ids_add(ids, &n, w->done) < 0 ||
-                ids_add(ids, &n, w->submitted) < 0) {
+        if (ids_add(ids, &n, w->ready) < 0 || ids_add(ids, &n, w->running) < 0 ||
+                ids_add(ids, &n, w->done) < 0 || ids_add(ids, &n, w->submitted) < 0) {
                 for (size_t i = 0; i < n; i++)
                         free(ids[i]);
                 free(ids);
@@ -541,8 +610,10 @@ static void op_stop(knock_daemon *d)
         w->stopping = true;
         daemon_stop_work(w->ev_wake, w->ev_due, w->ev_stop, w->n_running, "running handlers",
                 STOP_TIMEOUT_DEFAULT_MS);
-        /* No claim from now on; one already in flight comes back refused. */
+        /* No claim from now on; one already in flight comes back refused, and so do
+         * the jobs still waiting for a slot. */
         writer_set_capacity(&w->wr, 0);
+        ready_refuse_all(w);
         event_active(w->ev_pump, EV_TIMEOUT, 0);
 }
 
@@ -569,6 +640,7 @@ static void finish_remaining(worker *w)
                 w->n_done++;
         }
         w->stopping = true;
+        ready_refuse_all(w);
         if (!w->wr.started)
                 return;
         writer_set_capacity(&w->wr, 0);
@@ -600,14 +672,16 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
 
         /* Counted by the writer with the last heartbeat: never a query on the loop. */
         if (!writer_queue_counts(&w->wr, c)) {
-                snprintf(buf, len, "%zu handlers running; queue unknown", w->n_running);
+                snprintf(buf, len, "%zu handlers running, %zu claimed ahead; queue unknown",
+                        w->n_running, w->n_ready);
                 return;
         }
         /* event_status_names: received processing failed dead ignored handled */
         snprintf(buf, len,
-                "%s%zu handlers running; queue: %lld received, %lld processing, %lld failed "
-                "(retrying), %lld dead; handled %llu since start",
-                w->stopping ? "stopping: " : "", w->n_running, (long long)c[0], (long long)c[1],
+                "%s%zu handlers running, %zu claimed ahead; queue: %lld received, %lld "
+                "processing, %lld failed (retrying), %lld dead; handled %llu since start",
+                w->stopping ? "stopping: " : "", w->n_running, w->n_ready, (long long)c[0],
+                (long long)c[1],
                 (long long)c[2], (long long)c[3], (unsigned long long)w->n_handled);
 }
 
@@ -619,11 +693,11 @@ static char *op_counters(knock_daemon *d)
 
         writer_stats(&w->wr, &cycles, &failures, &us_total, &us_max, &batch_max);
         if (asprintf(&s,
-                    "{\"in_flight\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
+                    "{\"in_flight\":%zu,\"claimed_ahead\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
                     "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu,\"commits\":%llu,"
                     "\"commit_failures\":%llu,\"commit_us_total\":%llu,"
                     "\"commit_us_max\":%llu,\"batch_max\":%llu}",
-                    w->n_running, (unsigned long long)w->n_claimed,
+                    w->n_running, w->n_ready, (unsigned long long)w->n_claimed,
                     (unsigned long long)w->n_handled, (unsigned long long)w->n_failed,
                     (unsigned long long)w->n_dead, (unsigned long long)w->n_ignored,
                     (unsigned long long)w->n_lost, (unsigned long long)cycles,
@@ -659,6 +733,8 @@ static int op_reload(knock_daemon *d, knock_config *new_cfg)
          * switches between two cycles (a short wait for the current one). */
         writer_set_config(&w->wr, new_cfg, w->stopping ? 0 : (size_t)new_cfg->concurrency);
         event_active(w->ev_pump, EV_TIMEOUT, 0);
+        /* More slots: jobs claimed ahead start now (op_reload runs before the swap). */
+        event_active(w->ev_ready, EV_TIMEOUT, 0);
         return 0;
 }
 
@@ -745,12 +821,15 @@ static int worker_setup(worker *w, knock_daemon *d)
         if (r < 0)
                 return log_error_errno(r, "Out of memory");
 
+        w->ready_tail = &w->ready;
         w->ev_pump = event_new(d->base, -1, 0, on_pump, w);
+        w->ev_ready = event_new(d->base, -1, 0, on_ready, w);
         w->ev_due = evtimer_new(d->base, on_due, w);
         w->ev_batch = evtimer_new(d->base, on_batch, w);
         w->ev_renew = event_new(d->base, -1, EV_PERSIST, on_renew, w);
         w->ev_stop = evtimer_new(d->base, on_stop_deadline, w);
-        if (!w->ev_pump || !w->ev_due || !w->ev_batch || !w->ev_renew || !w->ev_stop)
+        if (!w->ev_pump || !w->ev_ready || !w->ev_due || !w->ev_batch || !w->ev_renew ||
+                !w->ev_stop)
                 return log_error_errno(-ENOMEM, "Cannot create events");
         evtimer_add(w->ev_renew, &renew);
 
@@ -774,8 +853,8 @@ static int worker_setup(worker *w, knock_daemon *d)
 
 static void worker_free(worker *w)
 {
-        struct event **evs[] = {
-                &w->ev_wake, &w->ev_pump, &w->ev_due, &w->ev_renew, &w->ev_stop, &w->ev_batch};
+        struct event **evs[] = {&w->ev_wake, &w->ev_pump, &w->ev_ready, &w->ev_due,
+                &w->ev_renew, &w->ev_stop, &w->ev_batch};
 
         /* Joins the thread: nothing of ours is in its hands afterwards. */
         writer_stop(&w->wr);

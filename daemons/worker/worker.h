@@ -28,10 +28,11 @@ typedef struct job job;
 
 struct job {
         worker *w;
-        job *prev, *next; /* in w->running, w->done or w->submitted (the loop's lists) */
+        job *prev, *next; /* in w->ready, w->running, w->done or w->submitted (the loop's) */
         job *wnext;       /* in a writer queue or reply: owned by whoever holds that list */
         knock_claim claim;
         uint64_t started_us;
+        int64_t started_at; /* wall clock ms; 0 until it runs */
         bool is_http;
         bool interrupted; /* killed by the stop deadline: released, not counted */
 
@@ -97,13 +98,16 @@ typedef struct worker_writer {
         pthread_cond_t cond; /* work queued, or stop */
         pthread_cond_t idle; /* a cycle ended */
         const knock_config *cfg; /* swapped only between cycles (writer_set_config) */
-        size_t capacity;         /* concurrency; 0 once stopping: no more claims */
+        size_t run_slots;        /* concurrency; 0 once stopping: no more claims */
+        size_t capacity;         /* claims held at most (claimed ahead included) */
         size_t busy_slots;       /* claims handed out whose jobs are not submitted back */
         bool scan;               /* look at the queue even without results */
         job *fin_head, **fin_tail;
         job *rel_head, **rel_tail;
         char **renew_ids;
         size_t n_renew;
+        knock_started *started_v; /* started notices of queued attempts */
+        size_t n_started, cap_started;
         char *hb_counters, *hb_status;
         bool hb;
         bool stop;
@@ -121,6 +125,8 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply);
  * to the writer; n_slots slots are free again; scan asks for a claim even
  * without results. Never blocks on SQLite. */
 void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool scan);
+/* A queued attempt's handler started at `at`: its row turns "running" next cycle. */
+int writer_started(worker_writer *wr, const char *attempt_id, int64_t at);
 /* Takes ownership of ids (renews those leases at the next cycle). */
 void writer_renew(worker_writer *wr, char **ids, size_t n);
 /* Queues the heartbeat row; <0 when the last transaction failed. */
@@ -129,8 +135,8 @@ int writer_heartbeat(worker_writer *wr, const char *counters, const char *status
 writer_reply *writer_take_replies(worker_writer *wr);
 writer_reply *writer_reply_free(writer_reply *r);
 /* Swaps the config between cycles (waits for the current one); capacity 0 stops claims. */
-void writer_set_config(worker_writer *wr, const knock_config *cfg, size_t capacity);
-void writer_set_capacity(worker_writer *wr, size_t capacity);
+void writer_set_config(worker_writer *wr, const knock_config *cfg, size_t run_slots);
+void writer_set_capacity(worker_writer *wr, size_t run_slots);
 /* Nothing queued, no cycle running, no reply waiting to be taken. */
 bool writer_idle(worker_writer *wr);
 /* Blocks until writer_idle() (only after the loop ended). */
@@ -150,11 +156,12 @@ struct worker {
         char **base_env;   /* environ without systemd's per-process variables */
         size_t n_base_env;
 
+        job *ready, **ready_tail; /* claimed, waiting for a slot: FIFO by next */
         job *running, *done, *submitted;
-        size_t n_running, n_done, n_submitted;
+        size_t n_ready, n_running, n_done, n_submitted;
         worker_writer wr;
 
-        struct event *ev_wake, *ev_pump, *ev_due, *ev_renew, *ev_stop, *ev_batch;
+        struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_stop, *ev_batch;
         int wake_fd;
         bool stopping;
         int64_t next_due; /* armed due time, INT64_MAX when none */

@@ -9,8 +9,9 @@
  *   1. finish and claim (events_finish_and_claim, ONE transaction): the
  *      results handed over since the last cycle, then claims for the slots
  *      that are free (capacity − busy_slots). The claims are committed —
- *      attempt counted, attempts row "running" — before the loop sees them,
- *      so no handler starts on an uncommitted claim. After a commit that
+ *      attempt counted, attempts row "running" or "queued" — before the loop
+ *      sees them, so no handler starts on an uncommitted claim. Started
+ *      notices of queued attempts ride along in the same transaction. After a commit that
  *      queued hooks, the deliverer is woken from here, never before;
  *   2. release (events_release): claims given back uncounted (shutdown);
  *   3. renew (events_renew): the lease ids the loop sent last;
@@ -25,8 +26,15 @@
  * Slots: busy_slots counts claims handed to the loop whose jobs have not
  * come back as results or releases. It grows here, under the lock, in the
  * same critical section that publishes the claims, and shrinks when the
- * loop submits a finished job, so a claim never asks for more than
- * concurrency events in all, even while a cycle is in flight.
+ * loop submits a finished job. A claim holds at most capacity events in
+ * all, even while a cycle is in flight: twice the concurrency, so the next
+ * batch is committed while this one runs and a slot that frees up starts
+ * its next handler at once instead of after a COMMIT. The loop starts
+ * claims in order and never runs more than run_slots handlers, so the
+ * first run_slots − busy_slots claims of a cycle are sure to start as soon
+ * as the loop sees them: their attempts are written "running"; the rest
+ * "queued", turned "running" by the started notice the loop sends when
+ * their handler starts (applied in the next cycle, with its start time).
  */
 
 #include <errno.h>
@@ -39,6 +47,7 @@
 
 #define WRITER_STUCK_US (30 * 1000000ULL)
 #define WRITER_OOM_RETRY_MS 100
+#define CLAIM_AHEAD_MAX 512
 
 writer_reply *writer_reply_free(writer_reply *r)
 {
@@ -64,6 +73,17 @@ static bool has_work(worker_writer *wr)
                (wr->scan && wr->capacity > wr->busy_slots);
 }
 
+/* Claims the writer may hold for run_slots handlers: those running, and ahead of
+ * them twice what the last cycle recorded (what the loop may finish while the next
+ * cycle commits), at least run_slots, at most CLAIM_AHEAD_MAX. Slow handlers keep
+ * one batch ahead; fast ones as many as a COMMIT's time needs. */
+static size_t claim_capacity(size_t run_slots, size_t last_results)
+{
+        if (run_slots == 0)
+                return 0;
+        return run_slots + MIN(MAX(run_slots, 4 * last_results), CLAIM_AHEAD_MAX);
+}
+
 static void sleep_ms(unsigned ms)
 {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -82,7 +102,8 @@ static size_t list_len(job *l)
 
 /* Step 1: results and refills, one transaction. */
 static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_config *cfg,
-        writer_reply *rep, size_t free_slots)
+        writer_reply *rep, const knock_started *started, size_t n_started, size_t free_slots,
+        size_t n_now)
 {
         _cleanup_free_ knock_attempt_result *res = NULL;
         size_t n = list_len(rep->fin), i = 0, hooks = 0;
@@ -108,12 +129,14 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
                         .error = j->error,
                         .output = j->out,
                         .output_len = j->out_len,
+                        .started_at = j->started_at,
                         .ended_at = j->ended_at,
                 };
 
         rep->asked = free_slots;
-        r = events_finish_and_claim(st, cfg, wr->identity, now, res, n, &hooks, wr->lease_ms,
-                free_slots, &rep->claims, &rep->n_claims, &rep->stats);
+        r = events_finish_and_claim(st, cfg, wr->identity, now, started, n_started, res, n,
+                &hooks, wr->lease_ms, free_slots, n_now, &rep->claims, &rep->n_claims,
+                &rep->stats);
         rep->r = r;
         if (r < 0) {
                 snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(st));
@@ -165,7 +188,8 @@ static void *writer_main(void *userdata)
                 const knock_config *cfg;
                 writer_reply *rep;
                 char **renew;
-                size_t n_renew, free_slots = 0, n_fin;
+                _cleanup_free_ knock_started *started = NULL;
+                size_t n_renew, free_slots = 0, n_now = 0, n_fin, n_started;
                 char *hb_counters, *hb_status;
                 bool hb, ok = true;
                 uint64_t t0, dt;
@@ -200,10 +224,17 @@ static void *writer_main(void *userdata)
                 hb_status = wr->hb_status;
                 wr->hb = false;
                 wr->hb_counters = wr->hb_status = NULL;
+                started = wr->started_v;
+                n_started = wr->n_started;
+                wr->started_v = NULL;
+                wr->n_started = wr->cap_started = 0;
                 /* Results free their slots: refill them. Otherwise claim only
                  * when asked to look (a wake-up, a due time, start, reload). */
-                if ((rep->fin || wr->scan) && wr->capacity > wr->busy_slots)
+                if ((rep->fin || wr->scan) && wr->capacity > wr->busy_slots) {
                         free_slots = wr->capacity - wr->busy_slots;
+                        if (wr->run_slots > wr->busy_slots)
+                                n_now = MIN(free_slots, wr->run_slots - wr->busy_slots);
+                }
                 wr->scan = false;
                 cfg = wr->cfg;
                 wr->busy = true;
@@ -222,13 +253,14 @@ static void *writer_main(void *userdata)
                 }
                 n_fin = list_len(rep->fin);
                 if (!st) {
-                        rep->r = rep->fin || free_slots > 0 ? r : 0;
+                        rep->r = rep->fin || free_slots > 0 || n_started ? r : 0;
                         rep->r_rel = rep->rel ? r : 0;
                         rep->r_renew = renew ? r : 1;
                         rep->r_heartbeat = hb ? r : 1;
                 } else {
-                        if (rep->fin || free_slots > 0)
-                                finish_and_claim(wr, st, cfg, rep, free_slots);
+                        if (rep->fin || free_slots > 0 || n_started)
+                                finish_and_claim(wr, st, cfg, rep, started, n_started,
+                                        free_slots, n_now);
                         if (rep->rel)
                                 release(wr, st, rep);
                         if (renew) {
@@ -259,6 +291,7 @@ static void *writer_main(void *userdata)
                 pthread_mutex_lock(&wr->lock);
                 /* Published with the claims: the next cycle counts them. */
                 wr->busy_slots += rep->n_claims;
+                wr->capacity = claim_capacity(wr->run_slots, n_fin);
                 wr->healthy = ok;
                 wr->cycles++;
                 wr->commit_failures += !ok;
@@ -291,7 +324,8 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply)
         wr->name = w->d->name;
         wr->identity = w->identity;
         wr->cfg = w->d->cfg;
-        wr->capacity = (size_t)w->d->cfg->concurrency;
+        wr->run_slots = (size_t)w->d->cfg->concurrency;
+        wr->capacity = claim_capacity(wr->run_slots, 0);
         wr->db_path = config_db_path(w->d->name);
         if (!wr->db_path)
                 return -ENOMEM;
@@ -321,6 +355,30 @@ void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool s
         if (has_work(wr))
                 pthread_cond_signal(&wr->cond);
         pthread_mutex_unlock(&wr->lock);
+}
+
+int writer_started(worker_writer *wr, const char *attempt_id, int64_t at)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&wr->lock);
+        if (wr->n_started == wr->cap_started) {
+                size_t cap = wr->cap_started ? wr->cap_started * 2 : 16;
+                knock_started *v = reallocarray(wr->started_v, cap, sizeof(*v));
+
+                if (!v) {
+                        r = -ENOMEM;
+                        goto finish;
+                }
+                wr->started_v = v;
+                wr->cap_started = cap;
+        }
+        snprintf(wr->started_v[wr->n_started].attempt_id,
+                sizeof(wr->started_v[wr->n_started].attempt_id), "%s", attempt_id);
+        wr->started_v[wr->n_started++].at = at;
+finish:
+        pthread_mutex_unlock(&wr->lock);
+        return r;
 }
 
 void writer_renew(worker_writer *wr, char **ids, size_t n)
@@ -373,23 +431,25 @@ writer_reply *writer_take_replies(worker_writer *wr)
         return l;
 }
 
-void writer_set_config(worker_writer *wr, const knock_config *cfg, size_t capacity)
+void writer_set_config(worker_writer *wr, const knock_config *cfg, size_t run_slots)
 {
         pthread_mutex_lock(&wr->lock);
         /* The old config is freed when we return: no cycle may be using it. */
         while (wr->busy)
                 pthread_cond_wait(&wr->idle, &wr->lock);
         wr->cfg = cfg;
-        wr->capacity = capacity;
+        wr->run_slots = run_slots;
+        wr->capacity = claim_capacity(run_slots, 0);
         wr->scan = true;
         pthread_cond_signal(&wr->cond);
         pthread_mutex_unlock(&wr->lock);
 }
 
-void writer_set_capacity(worker_writer *wr, size_t capacity)
+void writer_set_capacity(worker_writer *wr, size_t run_slots)
 {
         pthread_mutex_lock(&wr->lock);
-        wr->capacity = capacity;
+        wr->run_slots = run_slots;
+        wr->capacity = claim_capacity(run_slots, 0);
         pthread_mutex_unlock(&wr->lock);
 }
 
@@ -474,6 +534,9 @@ void writer_stop(worker_writer *wr)
         wr->ev_reply = NULL;
         strv_freep_n(wr->renew_ids, wr->n_renew);
         wr->renew_ids = NULL;
+        free(wr->started_v);
+        wr->started_v = NULL;
+        wr->n_started = wr->cap_started = 0;
         free(wr->hb_counters);
         free(wr->hb_status);
         free(wr->db_path);
