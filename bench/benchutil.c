@@ -6,6 +6,7 @@
 #include "benchutil.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <netinet/in.h>
@@ -128,4 +129,76 @@ const char *bench_sibling(const char *rel, char *buf, size_t len)
         *strrchr(self, '/') = 0;
         snprintf(buf, len, "%s/%s", self, rel);
         return buf;
+}
+
+/* ---- the bare client baseline ------------------------------------------------------- */
+
+typedef struct bare {
+        struct event_base *base;
+        size_t started, done, n;
+        int port;
+        const char *body;
+        size_t body_len;
+} bare;
+
+typedef struct bare_slot {
+        bare *b;
+        struct evhttp_connection *evcon;
+} bare_slot;
+
+static void bare_send(bare_slot *sl);
+
+static void bare_done(struct evhttp_request *req, void *arg)
+{
+        bare_slot *sl = arg;
+
+        if (!req || evhttp_request_get_response_code(req) != 204) {
+                fprintf(stderr, "bench: bare request failed\n");
+                exit(1);
+        }
+        if (++sl->b->done == sl->b->n)
+                event_base_loopexit(sl->b->base, NULL);
+        else
+                bare_send(sl);
+}
+
+static void bare_send(bare_slot *sl)
+{
+        struct evhttp_request *req;
+
+        if (sl->b->started >= sl->b->n)
+                return;
+        sl->b->started++;
+        req = evhttp_request_new(bare_done, sl);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                          "application/json");
+        evbuffer_add(evhttp_request_get_output_buffer(req), sl->b->body, sl->b->body_len);
+        if (evhttp_make_request(sl->evcon, req, EVHTTP_REQ_POST, "/hooks") < 0)
+                bench_die("evhttp_make_request");
+}
+
+double bench_bare_client(size_t n, int port, size_t conc, const char *body, size_t body_len)
+{
+        bare b = {.base = event_base_new(), .n = n, .port = port, .body = body,
+                .body_len = body_len};
+        bare_slot *slots = calloc(conc, sizeof(*slots));
+        uint64_t t0;
+
+        if (!b.base || !slots)
+                bench_die("bare");
+        for (size_t i = 0; i < conc; i++) {
+                slots[i].b = &b;
+                slots[i].evcon = evhttp_connection_base_new(b.base, NULL, "127.0.0.1",
+                                                            (unsigned short)port);
+        }
+        t0 = mono_us();
+        for (size_t i = 0; i < conc; i++)
+                bare_send(&slots[i]);
+        event_base_dispatch(b.base);
+        for (size_t i = 0; i < conc; i++)
+                evhttp_connection_free(slots[i].evcon);
+        free(slots);
+        event_base_free(b.base);
+        return (double)n / ((double)(mono_us() - t0) / 1e6);
 }

@@ -35,5 +35,9 @@ int64_t bench_query_i64(knock_store *s, const char *sql);
  * returns its pid, the port in *port. */
 pid_t bench_start_sink(int *port);
 
+/* The bare baseline for an HTTP figure: an evhttp client keeping conc keep-alive
+ * connections busy, n POSTs of body in all (each must be answered 204); req/s. */
+double bench_bare_client(size_t n, int port, size_t conc, const char *body, size_t body_len);
+
 /* REL resolved against the directory of this executable (/proc/self/exe). */
 const char *bench_sibling(const char *rel, char *buf, size_t len);

@@ -127,75 +127,6 @@ static double deliver(const char *bin, size_t n, int port, size_t conc, double *
         return (double)n / ((double)MAX(last - first, 1) / 1000.0);
 }
 
-/* ---- the bare client baseline ------------------------------------------------------- */
-
-typedef struct bare {
-        struct event_base *base;
-        size_t started, done, n;
-        int port;
-} bare;
-
-typedef struct bare_slot {
-        bare *b;
-        struct evhttp_connection *evcon;
-} bare_slot;
-
-static void bare_send(bare_slot *sl);
-
-static void bare_done(struct evhttp_request *req, void *arg)
-{
-        bare_slot *sl = arg;
-
-        if (!req || evhttp_request_get_response_code(req) != 204) {
-                fprintf(stderr, "deliver-bench: bare request failed\n");
-                exit(1);
-        }
-        if (++sl->b->done == sl->b->n)
-                event_base_loopexit(sl->b->base, NULL);
-        else
-                bare_send(sl);
-}
-
-static void bare_send(bare_slot *sl)
-{
-        struct evhttp_request *req;
-
-        if (sl->b->started >= sl->b->n)
-                return;
-        sl->b->started++;
-        req = evhttp_request_new(bare_done, sl);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                          "application/json");
-        evbuffer_add(evhttp_request_get_output_buffer(req), payload, sizeof(payload) - 1);
-        if (evhttp_make_request(sl->evcon, req, EVHTTP_REQ_POST, "/hooks") < 0)
-                bench_die("evhttp_make_request");
-}
-
-static double bare_client(size_t n, int port, size_t conc)
-{
-        bare b = {.base = event_base_new(), .n = n, .port = port};
-        bare_slot *slots = calloc(conc, sizeof(*slots));
-        uint64_t t0;
-
-        if (!b.base || !slots)
-                bench_die("bare");
-        for (size_t i = 0; i < conc; i++) {
-                slots[i].b = &b;
-                slots[i].evcon = evhttp_connection_base_new(b.base, NULL, "127.0.0.1",
-                                                            (unsigned short)port);
-        }
-        t0 = mono_us();
-        for (size_t i = 0; i < conc; i++)
-                bare_send(&slots[i]);
-        event_base_dispatch(b.base);
-        for (size_t i = 0; i < conc; i++)
-                evhttp_connection_free(slots[i].evcon);
-        free(slots);
-        event_base_free(b.base);
-        return (double)n / ((double)(mono_us() - t0) / 1e6);
-}
-
 int main(int argc, char *argv[])
 {
         static char def[4096];
@@ -214,7 +145,7 @@ int main(int argc, char *argv[])
         signal(SIGPIPE, SIG_IGN);
 
         sink = bench_start_sink(&port);
-        b = bare_client(n, port, conc);
+        b = bench_bare_client(n, port, conc, payload, sizeof(payload) - 1);
         d = deliver(bin, n, port, conc, &wall);
         printf("{\"bench\":\"deliver\",\"hooks\":%zu,\"concurrency\":%zu,"
                "\"hooks_per_s\":%.0f,\"wall_s_incl_startup\":%.2f,\"bare_client_per_s\":%.0f,"

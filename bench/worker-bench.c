@@ -7,7 +7,9 @@
  *     knock-worker (concurrency C); beside it, a bare loop that keeps C
  *     posix_spawn()s of /bin/true in flight, N times. ratio = worker/bare.
  *  2. http: N events forwarded to a local keep-alive sink (libevent evhttp,
- *     204, in a child process) with concurrency HTTP_CONCURRENCY (64).
+ *     204, in a child process) with concurrency HTTP_CONCURRENCY (64);
+ *     beside it, a bare evhttp client posting the same body N times over as
+ *     many keep-alive connections to the same sink. ratio = worker/bare.
  *  3. latency: events committed one at a time (as the ingress does: insert,
  *     COMMIT, wake datagram); receipt-to-handler-start = the attempt's
  *     started_at − the event's received_at, p50 and p99 over M events.
@@ -50,12 +52,14 @@ static void endpoint(const char *worker_section)
         bench_endpoint("wbench", conf);
 }
 
+/* Every event's body; the bare client posts the same. */
+static const char event_body[] = "{\"id\":\"evt\",\"type\":\"invoice.paid\",\"data\":{\"object\":"
+                                 "{\"amount\":4200,\"currency\":\"eur\",\"customer\":"
+                                 "\"cus_0123456789\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}}";
+
 static void insert_events(knock_store *s, size_t n)
 {
-        static const char body[] = "{\"id\":\"evt\",\"type\":\"invoice.paid\",\"data\":{\"object\":"
-                                   "{\"amount\":4200,\"currency\":\"eur\",\"customer\":"
-                                   "\"cus_0123456789\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                   "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}}";
         _cleanup_stmt_ sqlite3_stmt *e = NULL, *d = NULL;
 
         if (store_begin(s) < 0 ||
@@ -86,8 +90,8 @@ static void insert_events(knock_store *s, size_t n)
                 stmt_bind_text(d, 1, did);
                 stmt_bind_text(d, 2, eid);
                 stmt_bind_i64(d, 3, now);
-                sqlite3_bind_blob(d, 4, body, sizeof(body) - 1, SQLITE_STATIC);
-                stmt_bind_i64(d, 5, sizeof(body) - 1);
+                sqlite3_bind_blob(d, 4, event_body, sizeof(event_body) - 1, SQLITE_STATIC);
+                stmt_bind_i64(d, 5, sizeof(event_body) - 1);
                 if (sqlite3_step(e) != SQLITE_DONE || sqlite3_step(d) != SQLITE_DONE)
                         bench_die("insert");
         }
@@ -249,11 +253,13 @@ int main(int argc, char *argv[])
                 "handler = http://127.0.0.1:%d/sink\nconcurrency = %zu\n", port, hconc);
         endpoint(section);
         w = drain(n_http);
+        b = bench_bare_client(n_http, port, hconc, event_body, sizeof(event_body) - 1);
         kill(sink, SIGTERM);
         (void)waitpid(sink, NULL, 0);
         printf("{\"bench\":\"worker-drain\",\"handler\":\"http-forward\",\"concurrency\":%zu,"
-               "\"events\":%zu,\"events_per_s\":%.0f,\"target_per_s\":15000}\n",
-                hconc, n_http, w);
+               "\"events\":%zu,\"events_per_s\":%.0f,\"target_per_s\":15000,"
+               "\"baseline\":\"bare-evhttp-client\",\"baseline_per_s\":%.0f,\"ratio\":%.2f}\n",
+                hconc, n_http, w, b, w / b);
         fflush(stdout);
 
         /* 3. pickup latency */
