@@ -493,11 +493,13 @@ static void claims_free(knock_claim *v, size_t n)
 }
 
 /* The claim loop, inside the caller's transaction; appends to v[*n] (room for max).
- * Claims from the n_now-th on are queued. */
+ * Claims from the n_now-th on are queued, and taken only while their bodies fit in
+ * ahead_bytes (claiming ahead must not hold hundreds of large bodies in memory). */
 static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-        int64_t lease_ms, size_t max, size_t n_now, knock_claim *v, size_t *n,
-        knock_claim_stats *stats)
+        int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, knock_claim *v,
+        size_t *n, knock_claim_stats *stats)
 {
+        bool full = false;
         int r = 0;
 
         /* Each query is re-run while it yields rows, because rows turned
@@ -536,10 +538,17 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                         stmt_resetp(&st);
 
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
-                                bool claimed;
+                                bool claimed, queued = *n >= n_now;
 
-                                r = claim_one(s, cfg, worker, now, lease_ms, *n >= n_now,
-                                        &cands[i], &claimed, stats);
+                                if (queued) {
+                                        ahead_bytes -= (int64_t)cands[i].c.body_len;
+                                        if (ahead_bytes < 0) {
+                                                full = true;
+                                                break;
+                                        }
+                                }
+                                r = claim_one(s, cfg, worker, now, lease_ms, queued, &cands[i],
+                                        &claimed, stats);
                                 if (r >= 0 && claimed)
                                         v[(*n)++] = TAKE_CLAIM(cands[i].c);
                         }
@@ -550,9 +559,11 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                                 return r;
                         /* Stop when this kind is exhausted, or every row seen
                          * was claimed (the limit was the bound). */
-                        if (seen == 0 || *n >= max || *n - before == seen)
+                        if (full || seen == 0 || *n >= max || *n - before == seen)
                                 break;
                 }
+                if (full)
+                        break;
         }
         return 0;
 }
@@ -561,7 +572,8 @@ int events_claim(knock_store *s, const knock_config *cfg, const char *worker, in
         int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
         return events_finish_and_claim(
-                s, cfg, worker, now, NULL, 0, NULL, 0, NULL, lease_ms, max, max, ret, ret_n, stats);
+                s, cfg, worker, now, NULL, 0, NULL, 0, NULL, lease_ms, max, max, 0, ret, ret_n,
+                stats);
 }
 
 static int events_renew_impl(
@@ -732,7 +744,7 @@ int events_finish(knock_store *s, const knock_config *cfg, const char *worker, i
         size_t dummy;
 
         return events_finish_and_claim(
-                s, cfg, worker, now, NULL, 0, results, n, ret_hooks, 0, 0, 0, NULL, &dummy, NULL);
+                s, cfg, worker, now, NULL, 0, results, n, ret_hooks, 0, 0, 0, 0, NULL, &dummy, NULL);
 }
 
 /* Queued attempts whose handlers started: "running" from their real start time. A
@@ -761,7 +773,8 @@ static int mark_started(knock_store *s, const knock_started *started, size_t n)
 static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg, const char *worker,
         int64_t now, const knock_started *started, size_t n_started,
         knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
-        size_t max, size_t n_now, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
+        size_t max, size_t n_now, int64_t ahead_bytes, knock_claim **ret, size_t *ret_n,
+        knock_claim_stats *stats)
 {
         knock_claim_stats dummy = {};
         knock_claim *v = NULL;
@@ -801,7 +814,8 @@ static int events_finish_and_claim_impl(knock_store *s, const knock_config *cfg,
                 hooks += h;
         }
         if (max > 0) {
-                r = claim_in_tx(s, cfg, worker, now, lease_ms, max, n_now, v, &n, stats);
+                r = claim_in_tx(
+                        s, cfg, worker, now, lease_ms, max, n_now, ahead_bytes, v, &n, stats);
                 if (r < 0)
                         goto fail;
         }
@@ -951,10 +965,11 @@ static int events_next_due_impl(knock_store *s, const char *worker, int64_t *ret
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
         int64_t now, const knock_started *started, size_t n_started,
         knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
-        size_t max, size_t n_now, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
+        size_t max, size_t n_now, int64_t ahead_bytes, knock_claim **ret, size_t *ret_n,
+        knock_claim_stats *stats)
 {
         int r = events_finish_and_claim_impl(s, cfg, worker, now, started, n_started, results,
-                n_results, ret_hooks, lease_ms, max, n_now, ret, ret_n, stats);
+                n_results, ret_hooks, lease_ms, max, n_now, ahead_bytes, ret, ret_n, stats);
 
         cache_reset_all();
         return r;

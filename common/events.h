@@ -138,13 +138,15 @@ typedef struct knock_started {
  * (results first, so their slots can be refilled). The first n_now claims
  * start at once: their attempts are "running"; the others are claimed ahead
  * of a free slot and their attempts are "queued" until a started notice.
+ * Queued claims are taken only while their bodies fit in ahead_bytes.
  * One COMMIT instead of two is what lets a busy worker keep up. On failure
  * nothing is written and no claim is returned. ret may be NULL when max is 0.
  */
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
         int64_t now, const knock_started *started, size_t n_started,
         knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
-        size_t max, size_t n_now, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats);
+        size_t max, size_t n_now, int64_t ahead_bytes, knock_claim **ret, size_t *ret_n,
+        knock_claim_stats *stats);
 
 /* Gives back claims without counting the attempts (shutdown). */
 int events_release(knock_store *s, const char *worker, const char *const *ids,

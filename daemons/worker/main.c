@@ -169,6 +169,16 @@ void job_complete(job *j)
         job_batch(w);
 }
 
+/* A claim no job could be made for: its slot (and body) go back to the writer, its
+ * lease runs out and the event is taken over later. */
+static void claim_drop(worker *w, knock_claim *c)
+{
+        size_t bytes = c->body_len;
+
+        knock_claim_clear(c);
+        writer_submit(&w->wr, NULL, NULL, 1, bytes, false);
+}
+
 static job *job_new(worker *w, knock_claim *c)
 {
         job *j = calloc(1, sizeof(*j));
@@ -242,9 +252,7 @@ static void job_start(worker *w, knock_claim *c)
         job *j = job_new(w, c);
 
         if (!j) {
-                /* Leave the claim to expire: it will be retried. */
-                knock_claim_clear(c);
-                writer_submit(&w->wr, NULL, NULL, 1, false);
+                claim_drop(w, c);
                 log_error_errno(-ENOMEM, "Out of memory starting a handler");
                 return;
         }
@@ -333,7 +341,7 @@ static void log_claim_stats(worker *w, const knock_claim_stats *stats)
 static void submit_done(worker *w, bool scan)
 {
         job *fin = NULL, **fin_tail = &fin, *rel = NULL, **rel_tail = &rel;
-        size_t slots = 0;
+        size_t slots = 0, bytes = 0;
 
         while (w->done) {
                 job *j = w->done;
@@ -347,6 +355,7 @@ static void submit_done(worker *w, bool scan)
                 if (!j->slot_returned) {
                         j->slot_returned = true;
                         slots++;
+                        bytes += j->claim.body_len;
                 }
                 j->wnext = NULL;
                 /* A handler that succeeded just before the kill still counts. */
@@ -359,7 +368,7 @@ static void submit_done(worker *w, bool scan)
                 }
         }
         if (fin || rel || slots > 0 || scan)
-                writer_submit(&w->wr, fin, rel, slots, scan);
+                writer_submit(&w->wr, fin, rel, slots, bytes, scan);
 }
 
 static void maybe_exit(worker *w)
@@ -399,9 +408,7 @@ static void claim_refuse(worker *w, knock_claim *c)
         job *j = job_new(w, c);
 
         if (!j) {
-                /* Its lease runs out: it will be taken over. */
-                knock_claim_clear(c);
-                writer_submit(&w->wr, NULL, NULL, 1, false);
+                claim_drop(w, c);
                 return;
         }
         job_refuse(w, j);
@@ -538,7 +545,7 @@ static void on_wake(evutil_socket_t fd, short what, void *userdata)
          * look again after it. */
         daemon_wake_drain(fd);
         if (!w->stopping)
-                writer_submit(&w->wr, NULL, NULL, 0, true);
+                writer_submit(&w->wr, NULL, NULL, 0, 0, true);
 }
 
 static int ids_add(char **ids, size_t *n, job *list)

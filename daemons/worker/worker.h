@@ -101,6 +101,8 @@ typedef struct worker_writer {
         size_t run_slots;        /* concurrency; 0 once stopping: no more claims */
         size_t capacity;         /* claims held at most (claimed ahead included) */
         size_t busy_slots;       /* claims handed out whose jobs are not submitted back */
+        size_t busy_bytes;       /* their bodies' bytes */
+        uint64_t ahead_bytes_max; /* no claim ahead while busy_bytes is above this */
         bool scan;               /* look at the queue even without results */
         job *fin_head, **fin_tail;
         job *rel_head, **rel_tail;
@@ -124,7 +126,8 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply);
 /* Hands results (fin) and claims to give back (rel), both linked by wnext,
  * to the writer; n_slots slots are free again; scan asks for a claim even
  * without results. Never blocks on SQLite. */
-void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool scan);
+void writer_submit(
+        worker_writer *wr, job *fin, job *rel, size_t n_slots, size_t n_bytes, bool scan);
 /* A queued attempt's handler started at `at`: its row turns "running" next cycle. */
 int writer_started(worker_writer *wr, const char *attempt_id, int64_t at);
 /* Takes ownership of ids (renews those leases at the next cycle). */

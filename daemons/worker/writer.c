@@ -43,11 +43,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "worker.h"
 
 #define WRITER_STUCK_US (30 * 1000000ULL)
 #define WRITER_OOM_RETRY_MS 100
 #define CLAIM_AHEAD_MAX 512
+/* Bodies held in memory by claims, beyond which nothing more is claimed ahead
+ * (KNOCK_CLAIM_AHEAD_BYTES overrides). */
+#define CLAIM_AHEAD_BYTES_DEFAULT (64 * 1024 * 1024)
 
 writer_reply *writer_reply_free(writer_reply *r)
 {
@@ -103,7 +107,7 @@ static size_t list_len(job *l)
 /* Step 1: results and refills, one transaction. */
 static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_config *cfg,
         writer_reply *rep, const knock_started *started, size_t n_started, size_t free_slots,
-        size_t n_now)
+        size_t n_now, int64_t ahead_bytes)
 {
         _cleanup_free_ knock_attempt_result *res = NULL;
         size_t n = list_len(rep->fin), i = 0, hooks = 0;
@@ -135,8 +139,8 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
 
         rep->asked = free_slots;
         r = events_finish_and_claim(st, cfg, wr->identity, now, started, n_started, res, n,
-                &hooks, wr->lease_ms, free_slots, n_now, &rep->claims, &rep->n_claims,
-                &rep->stats);
+                &hooks, wr->lease_ms, free_slots, n_now, ahead_bytes, &rep->claims,
+                &rep->n_claims, &rep->stats);
         rep->r = r;
         if (r < 0) {
                 snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(st));
@@ -189,7 +193,8 @@ static void *writer_main(void *userdata)
                 writer_reply *rep;
                 char **renew;
                 _cleanup_free_ knock_started *started = NULL;
-                size_t n_renew, free_slots = 0, n_now = 0, n_fin, n_started;
+                size_t n_renew, free_slots = 0, n_now = 0, n_fin, n_started, claimed_bytes = 0;
+                int64_t ahead_bytes = 0;
                 char *hb_counters, *hb_status;
                 bool hb, ok = true;
                 uint64_t t0, dt;
@@ -234,6 +239,10 @@ static void *writer_main(void *userdata)
                         free_slots = wr->capacity - wr->busy_slots;
                         if (wr->run_slots > wr->busy_slots)
                                 n_now = MIN(free_slots, wr->run_slots - wr->busy_slots);
+                        /* Held bodies over the budget: claim only what starts at once. */
+                        ahead_bytes = (int64_t)wr->ahead_bytes_max - (int64_t)wr->busy_bytes;
+                        if (ahead_bytes <= 0)
+                                free_slots = n_now;
                 }
                 wr->scan = false;
                 cfg = wr->cfg;
@@ -260,7 +269,7 @@ static void *writer_main(void *userdata)
                 } else {
                         if (rep->fin || free_slots > 0 || n_started)
                                 finish_and_claim(wr, st, cfg, rep, started, n_started,
-                                        free_slots, n_now);
+                                        free_slots, n_now, ahead_bytes);
                         if (rep->rel)
                                 release(wr, st, rep);
                         if (renew) {
@@ -290,7 +299,10 @@ static void *writer_main(void *userdata)
 
                 pthread_mutex_lock(&wr->lock);
                 /* Published with the claims: the next cycle counts them. */
+                for (size_t i = 0; i < rep->n_claims; i++)
+                        claimed_bytes += rep->claims[i].body_len;
                 wr->busy_slots += rep->n_claims;
+                wr->busy_bytes += claimed_bytes;
                 wr->capacity = claim_capacity(wr->run_slots, n_fin);
                 wr->healthy = ok;
                 wr->cycles++;
@@ -312,6 +324,8 @@ static void *writer_main(void *userdata)
 
 int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply)
 {
+        const char *e;
+        uint64_t v;
         int r;
 
         pthread_mutex_init(&wr->lock, NULL);
@@ -324,6 +338,12 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply)
         wr->name = w->d->name;
         wr->identity = w->identity;
         wr->cfg = w->d->cfg;
+        wr->ahead_bytes_max = CLAIM_AHEAD_BYTES_DEFAULT;
+        e = getenv("KNOCK_CLAIM_AHEAD_BYTES");
+        if (e && (parse_size(e, &v) < 0 || v > INT64_MAX / 2))
+                log_warning("Ignoring KNOCK_CLAIM_AHEAD_BYTES=%s: not a size", e);
+        else if (e)
+                wr->ahead_bytes_max = v;
         wr->run_slots = (size_t)w->d->cfg->concurrency;
         wr->capacity = claim_capacity(wr->run_slots, 0);
         wr->db_path = config_db_path(w->d->name);
@@ -339,7 +359,8 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply)
         return 0;
 }
 
-void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool scan)
+void writer_submit(
+        worker_writer *wr, job *fin, job *rel, size_t n_slots, size_t n_bytes, bool scan)
 {
         pthread_mutex_lock(&wr->lock);
         for (job *j = fin; j; j = j->wnext) {
@@ -351,6 +372,7 @@ void writer_submit(worker_writer *wr, job *fin, job *rel, size_t n_slots, bool s
                 wr->rel_tail = &j->wnext;
         }
         wr->busy_slots -= MIN(n_slots, wr->busy_slots);
+        wr->busy_bytes -= MIN(n_bytes, wr->busy_bytes);
         wr->scan = wr->scan || scan;
         if (has_work(wr))
                 pthread_cond_signal(&wr->cond);

@@ -79,6 +79,22 @@ def main():
         t.ok(kt.wait_for(lambda: {r["status"] for r in ep.query("SELECT status FROM events")}
                          == {"handled"}, timeout=20), "after a restart every event is handled")
         t.eq(ep.stop("worker"), 0, "clean stop")
+
+        # The bodies held by claims are bounded: over KNOCK_CLAIM_AHEAD_BYTES,
+        # nothing is claimed ahead (only what starts at once).
+        w = ep.start("knock-worker", extra_env={"KNOCK_CLAIM_AHEAD_BYTES": "100"})
+        for i in range(6, 9):
+            kt.insert_event(ep, "evt_%d" % i, "t", body=b"x" * 200)
+        kt.wake(ep)
+        t.ok(kt.wait_for(lambda: len(ep.query(
+            "SELECT 1 FROM attempts WHERE outcome = 'running'")) == 1, timeout=10),
+             "a handler runs")
+        time.sleep(0.3)
+        t.eq(len(ep.query("SELECT 1 FROM attempts WHERE outcome = 'queued'")), 0,
+             "no claim ahead while the claims' bodies exceed KNOCK_CLAIM_AHEAD_BYTES")
+        t.ok(kt.wait_for(lambda: {r["status"] for r in ep.query("SELECT status FROM events")}
+                         == {"handled"}, timeout=20), "still every event is handled")
+        t.eq(ep.stop("worker"), 0, "clean stop")
     finally:
         ep.cleanup()
     t.done()
