@@ -232,19 +232,26 @@ static size_t run_slots(worker *w)
         return (size_t)w->d->cfg->concurrency;
 }
 
+/* The oldest job waiting for a slot, taken off the list; NULL when none. */
+static job *ready_pop(worker *w)
+{
+        job *j = w->ready;
+
+        if (!j)
+                return NULL;
+        w->ready = j->next;
+        if (!w->ready)
+                w->ready_tail = &w->ready;
+        j->next = NULL;
+        w->n_ready--;
+        return j;
+}
+
 /* Starts claimed-ahead jobs, oldest first, while slots are free. */
 static void ready_drain(worker *w)
 {
-        while (w->ready && !w->stopping && w->n_running < run_slots(w)) {
-                job *j = w->ready;
-
-                w->ready = j->next;
-                if (!w->ready)
-                        w->ready_tail = &w->ready;
-                j->next = NULL;
-                w->n_ready--;
-                job_run(w, j);
-        }
+        while (w->ready && !w->stopping && w->n_running < run_slots(w))
+                job_run(w, ready_pop(w));
 }
 
 static void job_start(worker *w, knock_claim *c)
@@ -417,15 +424,8 @@ static void claim_refuse(worker *w, knock_claim *c)
 /* Stopping: the jobs still waiting for a slot are given back. */
 static void ready_refuse_all(worker *w)
 {
-        while (w->ready) {
-                job *j = w->ready;
-
-                w->ready = j->next;
-                j->next = NULL;
-                w->n_ready--;
+        for (job *j; (j = ready_pop(w));)
                 job_refuse(w, j);
-        }
-        w->ready_tail = &w->ready;
 }
 
 static void reply_settle(worker *w, writer_reply *rep)

@@ -11,8 +11,9 @@
  *      that are free (capacity − busy_slots). The claims are committed —
  *      attempt counted, attempts row "running" or "queued" — before the loop
  *      sees them, so no handler starts on an uncommitted claim. Started
- *      notices of queued attempts ride along in the same transaction. After a commit that
- *      queued hooks, the deliverer is woken from here, never before;
+ *      notices of queued attempts ride along in the same transaction. After
+ *      a commit that queued hooks, the deliverer is woken from here, never
+ *      before;
  *   2. release (events_release): claims given back uncounted (shutdown);
  *   3. renew (events_renew): the lease ids the loop sent last;
  *   4. heartbeat: the daemons row, and the queue counts for STATUS=.
@@ -26,10 +27,11 @@
  * Slots: busy_slots counts claims handed to the loop whose jobs have not
  * come back as results or releases. It grows here, under the lock, in the
  * same critical section that publishes the claims, and shrinks when the
- * loop submits a finished job. A claim holds at most capacity events in
- * all, even while a cycle is in flight: twice the concurrency, so the next
- * batch is committed while this one runs and a slot that frees up starts
- * its next handler at once instead of after a COMMIT. The loop starts
+ * loop submits a finished job. The claims held never exceed capacity, even
+ * while a cycle is in flight: the concurrency plus claims ahead of it
+ * (claim_capacity), so the next batch is committed while this one runs and
+ * a slot that frees up starts its next handler at once instead of after a
+ * COMMIT; busy_bytes bounds the bodies those claims keep in memory. The loop starts
  * claims in order and never runs more than run_slots handlers, so the
  * first run_slots − busy_slots claims of a cycle are sure to start as soon
  * as the loop sees them: their attempts are written "running"; the rest
@@ -78,9 +80,9 @@ static bool has_work(worker_writer *wr)
 }
 
 /* Claims the writer may hold for run_slots handlers: those running, and ahead of
- * them twice what the last cycle recorded (what the loop may finish while the next
- * cycle commits), at least run_slots, at most CLAIM_AHEAD_MAX. Slow handlers keep
- * one batch ahead; fast ones as many as a COMMIT's time needs. */
+ * them four times what the last cycle recorded (what the loop may finish while the
+ * next cycles commit), at least run_slots, at most CLAIM_AHEAD_MAX. Slow handlers
+ * keep one batch ahead; fast ones as many as a COMMIT's time needs. */
 static size_t claim_capacity(size_t run_slots, size_t last_results)
 {
         if (run_slots == 0)
