@@ -22,12 +22,14 @@
  * Output: one JSON object per figure.
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -126,8 +128,42 @@ static void wake(void)
         close(fd);
 }
 
-/* Drains n pre-inserted events with the real worker; returns events/s. */
-static double drain(size_t n)
+/* CPU time used so far by every thread of process pid (not its children), in
+ * microseconds, from /proc/PID/task/TID/schedstat (nanoseconds on CPU). */
+static uint64_t proc_cpu_us(pid_t pid)
+{
+        char path[64];
+        uint64_t ns = 0;
+        struct dirent *de;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+        d = opendir(path);
+        if (!d)
+                bench_die(path);
+        while ((de = readdir(d))) {
+                unsigned long long v;
+                char p[512];
+                FILE *f;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(p, sizeof(p), "%s/%s/schedstat", path, de->d_name);
+                f = fopen(p, "re");
+                if (!f)
+                        continue; /* the thread ended meanwhile */
+                if (fscanf(f, "%llu", &v) == 1)
+                        ns += v;
+                fclose(f);
+        }
+        closedir(d);
+        return ns / 1000;
+}
+
+/* Drains n pre-inserted events with the real worker; returns events/s, and
+ * the worker's own CPU time per event (all its threads, not the handlers) in
+ * *cpu_us. */
+static double drain(size_t n, double *cpu_us)
 {
         knock_store *s = bench_open_db();
         int64_t first, last;
@@ -141,23 +177,36 @@ static double drain(size_t n)
                         (int64_t)n)
                         break;
         }
+        *cpu_us = (double)proc_cpu_us(pid) / (double)n;
         stop_worker(pid);
         if (bench_query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") != (int64_t)n) {
                 fprintf(stderr, "worker-bench: not every event was handled\n");
                 exit(1);
         }
+        fprintf(stderr, "commits=%lld\n", (long long)bench_query_i64(s, "SELECT json_extract(counters,'$.commits') FROM daemons WHERE daemon='worker'"));
         first = bench_query_i64(s, "SELECT MIN(started_at) FROM attempts");
         last = bench_query_i64(s, "SELECT MAX(ended_at) FROM attempts");
         store_close(s);
         return (double)n / ((double)MAX(last - first, 1) / 1000.0);
 }
 
-/* The baseline: c spawns of /bin/true in flight, n in all; spawns/s. */
-static double bare_spawn(size_t n, size_t c)
+static uint64_t self_cpu_us(void)
+{
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_SELF, &ru) < 0)
+                bench_die("getrusage");
+        return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+               (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* The baseline: c spawns of /bin/true in flight, n in all; spawns/s, and the
+ * loop's own CPU time per spawn (not the children's) in *cpu_us. */
+static double bare_spawn(size_t n, size_t c, double *cpu_us)
 {
         char *argv[] = {(char *)"/bin/true", NULL};
         size_t started = 0, done = 0;
-        uint64_t t0 = mono_us();
+        uint64_t t0 = mono_us(), c0 = self_cpu_us();
 
         while (done < n) {
                 while (started < n && started - done < c) {
@@ -170,6 +219,7 @@ static double bare_spawn(size_t n, size_t c)
                 if (waitpid(-1, NULL, 0) > 0)
                         done++;
         }
+        *cpu_us = (double)(self_cpu_us() - c0) / (double)n;
         return (double)n / ((double)(mono_us() - t0) / 1e6);
 }
 
@@ -221,7 +271,7 @@ int main(int argc, char *argv[])
 {
         static char def[4096];
         size_t n_exec = 5000, n_http = 50000, conc = 8, hconc = 64;
-        double w, b;
+        double w, b, wcpu, bcpu;
         char section[512];
         int port;
         pid_t sink;
@@ -239,12 +289,13 @@ int main(int argc, char *argv[])
         /* 1. exec vs a bare posix_spawn loop, interleaved, same concurrency */
         snprintf(section, sizeof(section), "handler = exec:/bin/true\nconcurrency = %zu\n", conc);
         endpoint(section);
-        w = drain(n_exec);
-        b = bare_spawn(n_exec, conc);
+        w = drain(n_exec, &wcpu);
+        b = bare_spawn(n_exec, conc, &bcpu);
         printf("{\"bench\":\"worker-drain\",\"handler\":\"exec:/bin/true\",\"concurrency\":%zu,"
-               "\"events\":%zu,\"events_per_s\":%.0f,\"baseline\":\"bare-posix_spawn\","
-               "\"baseline_per_s\":%.0f,\"ratio\":%.2f}\n",
-                conc, n_exec, w, b, w / b);
+               "\"events\":%zu,\"events_per_s\":%.0f,\"cpu_us_per_event\":%.0f,"
+               "\"baseline\":\"bare-posix_spawn\",\"baseline_per_s\":%.0f,"
+               "\"baseline_cpu_us_per_event\":%.0f,\"ratio\":%.2f}\n",
+                conc, n_exec, w, wcpu, b, bcpu, w / b);
         fflush(stdout);
 
         /* 2. http forward to a keep-alive sink */
@@ -252,14 +303,17 @@ int main(int argc, char *argv[])
         snprintf(section, sizeof(section),
                 "handler = http://127.0.0.1:%d/sink\nconcurrency = %zu\n", port, hconc);
         endpoint(section);
-        w = drain(n_http);
+        w = drain(n_http, &wcpu);
+        bcpu = (double)self_cpu_us();
         b = bench_bare_client(n_http, port, hconc, event_body, sizeof(event_body) - 1);
+        bcpu = ((double)self_cpu_us() - bcpu) / (double)n_http;
         kill(sink, SIGTERM);
         (void)waitpid(sink, NULL, 0);
         printf("{\"bench\":\"worker-drain\",\"handler\":\"http-forward\",\"concurrency\":%zu,"
-               "\"events\":%zu,\"events_per_s\":%.0f,\"target_per_s\":15000,"
-               "\"baseline\":\"bare-evhttp-client\",\"baseline_per_s\":%.0f,\"ratio\":%.2f}\n",
-                hconc, n_http, w, b, w / b);
+               "\"events\":%zu,\"events_per_s\":%.0f,\"cpu_us_per_event\":%.0f,"
+               "\"target_per_s\":15000,\"baseline\":\"bare-evhttp-client\","
+               "\"baseline_per_s\":%.0f,\"baseline_cpu_us_per_event\":%.0f,\"ratio\":%.2f}\n",
+                hconc, n_http, w, wcpu, b, bcpu, w / b);
         fflush(stdout);
 
         /* 3. pickup latency */

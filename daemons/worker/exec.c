@@ -12,9 +12,15 @@
  *    non-blocking pipe (a handler that does not read it is fine: EPIPE
  *    just ends the write), stdout and stderr share one pipe and are captured
  *    up to [worker] max_output, the rest drained and counted;
- *  - exit is seen through a pidfd on the event loop (no SIGCHLD races, no
- *    polling); the job completes when the child is reaped, after the output
- *    pipe has been drained of what the child wrote;
+ *  - exit is seen through ONE signalfd for SIGCHLD on the event loop
+ *    (exec_setup blocks SIGCHLD in every thread of the worker; the handler
+ *    gets an empty mask): each wake-up reaps every exited child with
+ *    waitpid(-1, WNOHANG) and finds its job by pid, so a child costs no
+ *    descriptor or epoll registration of its own, and no exit is missed
+ *    when several signals coalesce. The job completes when the child is
+ *    reaped, after the output pipe has been drained of what it wrote. A pid
+ *    is signalled only while its zombie is not reaped yet, so it cannot have
+ *    been reused;
  *  - on timeout the whole process group gets SIGTERM, then SIGKILL after
  *    KILL_GRACE_MS, so grandchildren do not outlive the attempt.
  *
@@ -29,7 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,11 +46,6 @@
 
 #define EXIT_TEMPFAIL 75
 #define EXIT_DATAERR 65
-
-static int pidfd_open_compat(pid_t pid)
-{
-        return (int)syscall(SYS_pidfd_open, pid, 0);
-}
 
 static void close_fd(int *fd)
 {
@@ -64,11 +65,9 @@ static void event_freep_(struct event **e)
 
 void exec_cleanup(job *j)
 {
-        event_freep_(&j->ev_pid);
         event_freep_(&j->ev_in);
         event_freep_(&j->ev_out);
         event_freep_(&j->ev_timeout);
-        close_fd(&j->pidfd);
         close_fd(&j->in_fd);
         close_fd(&j->out_fd);
 }
@@ -181,18 +180,9 @@ static void on_input(evutil_socket_t fd, short what, void *userdata)
         write_input(userdata);
 }
 
-static void on_exit_(evutil_socket_t fd, short what, void *userdata)
+/* The child of j was reaped with this wait status. */
+static void exec_reaped(job *j, int status)
 {
-        job *j = userdata;
-        int status;
-        pid_t p;
-
-        p = waitpid(j->pid, &status, WNOHANG);
-        if (p == 0)
-                return; /* spurious */
-        if (p < 0 && errno == EINTR)
-                return;
-
         /* What the child wrote is in the pipe already; grandchildren that
          * keep it open are not waited for. */
         drain_output(j);
@@ -201,10 +191,7 @@ static void on_exit_(evutil_socket_t fd, short what, void *userdata)
 
         j->exit_code = -1;
         j->signal = 0;
-        if (p < 0) {
-                j->outcome = EVENT_OUTCOME_TEMPFAIL;
-                (void)asprintf(&j->error, "waitpid failed: %s", strerror(errno));
-        } else if (j->timed_out) {
+        if (j->timed_out) {
                 j->outcome = EVENT_OUTCOME_TIMEOUT;
                 if (WIFSIGNALED(status))
                         j->signal = WTERMSIG(status);
@@ -235,6 +222,64 @@ static void on_exit_(evutil_socket_t fd, short what, void *userdata)
         j->pid = 0;
         exec_cleanup(j);
         job_complete(j);
+}
+
+static job *running_child(worker *w, pid_t pid)
+{
+        for (job *j = w->running; j; j = j->next)
+                if (!j->is_http && j->pid == pid)
+                        return j;
+        return NULL;
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *userdata)
+{
+        struct signalfd_siginfo si[16];
+        worker *w = userdata;
+
+        /* Coalesced signals: the signalfd only says "some child changed". */
+        while (read(fd, si, sizeof(si)) > 0)
+                ;
+        for (;;) {
+                int status;
+                pid_t p = waitpid(-1, &status, WNOHANG);
+                job *j;
+
+                if (p < 0 && errno == EINTR)
+                        continue;
+                if (p <= 0)
+                        break; /* none exited (0) or no children left (ECHILD) */
+                j = running_child(w, p);
+                if (j)
+                        exec_reaped(j, status);
+        }
+}
+
+int exec_setup(worker *w)
+{
+        sigset_t chld;
+        int r;
+
+        w->chld_fd = -1;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        /* Before the writer thread starts: it inherits the mask. */
+        r = -pthread_sigmask(SIG_BLOCK, &chld, NULL);
+        if (r < 0)
+                return r;
+        w->chld_fd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (w->chld_fd < 0)
+                return -errno;
+        w->ev_chld = event_new(w->d->base, w->chld_fd, EV_READ | EV_PERSIST, on_sigchld, w);
+        if (!w->ev_chld || event_add(w->ev_chld, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+void exec_teardown(worker *w)
+{
+        event_freep_(&w->ev_chld);
+        close_fd(&w->chld_fd);
 }
 
 static void on_kill(evutil_socket_t fd, short what, void *userdata)
@@ -278,7 +323,7 @@ int exec_start(job *j)
         int r;
 
         j->pid = 0;
-        j->pidfd = j->in_fd = j->out_fd = -1;
+        j->in_fd = j->out_fd = -1;
 
         r = split_command(c->handler, &cmd, &argv);
         if (r < 0)
@@ -345,25 +390,15 @@ int exec_start(job *j)
         j->in_fd = in[1];
         j->out_fd = out[0];
 
-        j->pidfd = pidfd_open_compat(j->pid);
-        if (j->pidfd < 0) {
-                r = -errno;
-                exec_kill(j, SIGKILL);
-                (void)waitpid(j->pid, NULL, 0);
-                j->pid = 0;
-                goto finish_started;
-        }
-        j->ev_pid = event_new(w->d->base, j->pidfd, EV_READ | EV_PERSIST, on_exit_, j);
         j->ev_out = event_new(w->d->base, j->out_fd, EV_READ | EV_PERSIST, on_output, j);
         j->ev_timeout = evtimer_new(w->d->base, on_timeout, j);
-        if (!j->ev_pid || !j->ev_out || !j->ev_timeout) {
+        if (!j->ev_out || !j->ev_timeout) {
                 r = -ENOMEM;
                 exec_kill(j, SIGKILL);
                 (void)waitpid(j->pid, NULL, 0);
                 j->pid = 0;
                 goto finish_started;
         }
-        event_add(j->ev_pid, NULL);
         event_add(j->ev_out, NULL);
         tv.tv_sec = (time_t)(w->d->cfg->timeout_ms / 1000);
         tv.tv_usec = (suseconds_t)((w->d->cfg->timeout_ms % 1000) * 1000);

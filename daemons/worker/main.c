@@ -188,7 +188,7 @@ static job *job_new(worker *w, knock_claim *c)
         j->w = w;
         j->claim = *c;
         *c = (knock_claim){};
-        j->pidfd = j->in_fd = j->out_fd = -1;
+        j->in_fd = j->out_fd = -1;
         j->exit_code = -1;
         return j;
 }
@@ -202,7 +202,7 @@ static void job_run(worker *w, job *j)
         list_add(&w->running, j);
         w->n_running++;
         /* Claimed ahead: its attempt row says "queued" until the writer hears of this. */
-        if (j->claim.queued && writer_started(&w->wr, j->claim.attempt_id, j->started_at) < 0)
+        if (j->claim.queued && writer_started(&w->wr, j) < 0)
                 log_warning_errno(-ENOMEM, "Cannot record the start of attempt %s: %m",
                         j->claim.attempt_id);
 
@@ -822,6 +822,7 @@ static int worker_setup(worker *w, knock_daemon *d)
         w->d = d;
         d->userdata = w;
         w->wake_fd = -1;
+        w->chld_fd = -1;
         snprintf(w->identity, sizeof(w->identity), "worker:%d", (int)getpid());
 
         r = base_env_init(w);
@@ -845,6 +846,10 @@ static int worker_setup(worker *w, knock_daemon *d)
         r = daemon_wake_listen(d, "events", on_wake, w, &w->wake_fd, &w->ev_wake);
         if (r < 0)
                 return r;
+
+        r = exec_setup(w);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch for exiting handlers: %m");
 
         /* Before the writer claims anything: a previous life's claims are
          * taken over by the first claim. */
@@ -878,6 +883,7 @@ static void worker_free(worker *w)
                 job_free(j);
         }
         forward_pool_free(w);
+        exec_teardown(w);
         /* The main thread's statement cache (the start-up take-over). */
         events_cache_clear();
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)

@@ -37,10 +37,10 @@ struct job {
         bool interrupted; /* killed by the stop deadline: released, not counted */
 
         /* exec */
-        pid_t pid;
-        int pidfd, in_fd, out_fd;
+        pid_t pid; /* 0 once reaped */
+        int in_fd, out_fd;
         size_t in_off;
-        struct event *ev_pid, *ev_in, *ev_out, *ev_timeout;
+        struct event *ev_in, *ev_out, *ev_timeout;
         bool timed_out, killed;
 
         /* forward */
@@ -58,6 +58,7 @@ struct job {
         char *error;
         int64_t ended_at;
         bool slot_returned; /* its concurrency slot was given back to the writer */
+        uint64_t writer_mark; /* the writer's: the cycle that recorded its result */
 
         /* set by the writer once the result is committed */
         const char *new_status; /* NULL: the claim was lost */
@@ -108,7 +109,7 @@ typedef struct worker_writer {
         job *rel_head, **rel_tail;
         char **renew_ids;
         size_t n_renew;
-        knock_started *started_v; /* started notices of queued attempts */
+        job **started_v; /* jobs of queued attempts that started: their notices */
         size_t n_started, cap_started;
         char *hb_counters, *hb_status;
         bool hb;
@@ -120,6 +121,7 @@ typedef struct worker_writer {
         bool counts_valid;
         writer_reply *reply_head, **reply_tail;
         uint64_t cycles, commit_failures, cycle_us_total, cycle_us_max, batch_max;
+        uint64_t cycle_mark; /* the writer thread's own: numbers the cycles that record results */
 } worker_writer;
 
 int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply);
@@ -128,8 +130,9 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply);
  * without results. Never blocks on SQLite. */
 void writer_submit(
         worker_writer *wr, job *fin, job *rel, size_t n_slots, size_t n_bytes, bool scan);
-/* A queued attempt's handler started at `at`: its row turns "running" next cycle. */
-int writer_started(worker_writer *wr, const char *attempt_id, int64_t at);
+/* j's queued attempt started (at j->started_at): its row turns "running" in the next
+ * cycle, unless that cycle records j's result, which carries the start itself. */
+int writer_started(worker_writer *wr, job *j);
 /* Takes ownership of ids (renews those leases at the next cycle). */
 void writer_renew(worker_writer *wr, char **ids, size_t n);
 /* Queues the heartbeat row; <0 when the last transaction failed. */
@@ -166,6 +169,8 @@ struct worker {
 
         struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_stop, *ev_batch;
         int wake_fd;
+        int chld_fd; /* signalfd for SIGCHLD: exec handlers are reaped from it */
+        struct event *ev_chld;
         bool stopping;
         int64_t next_due; /* armed due time, INT64_MAX when none */
 
@@ -177,6 +182,10 @@ struct worker {
 
 /* Runners: start returns 0 (the job completes later via job_complete) or a
  * negative errno (nothing started; the caller completes the job). */
+/* SIGCHLD blocked in every thread and read from a signalfd on the loop;
+ * before the writer thread starts. */
+int exec_setup(worker *w);
+void exec_teardown(worker *w);
 int exec_start(job *j);
 void exec_kill(job *j, int sig);
 void exec_cleanup(job *j);

@@ -11,7 +11,8 @@
  *      that are free (capacity − busy_slots). The claims are committed —
  *      attempt counted, attempts row "running" or "queued" — before the loop
  *      sees them, so no handler starts on an uncommitted claim. Started
- *      notices of queued attempts ride along in the same transaction. After
+ *      notices of queued attempts ride along in the same transaction (none
+ *      for a job whose result it records: the result has the start time). After
  *      a commit that queued hooks, the deliverer is woken from here, never
  *      before;
  *   2. release (events_release): claims given back uncounted (shutdown);
@@ -106,13 +107,16 @@ static size_t list_len(job *l)
         return n;
 }
 
-/* Step 1: results and refills, one transaction. */
+/* Step 1: results and refills, one transaction. started: the jobs whose queued
+ * attempt started since the last cycle; a job whose result is in this cycle needs no
+ * notice (its result records the start), the others get one. */
 static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_config *cfg,
-        writer_reply *rep, const knock_started *started, size_t n_started, size_t free_slots,
+        writer_reply *rep, job *const *started, size_t n_started, size_t free_slots,
         size_t n_now, int64_t ahead_bytes)
 {
         _cleanup_free_ knock_attempt_result *res = NULL;
-        size_t n = list_len(rep->fin), i = 0, hooks = 0;
+        _cleanup_free_ knock_started *notices = NULL;
+        size_t n = list_len(rep->fin), i = 0, hooks = 0, n_notices = 0;
         int64_t now = now_ms();
         int r;
 
@@ -123,7 +127,16 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
                         return;
                 }
         }
-        for (job *j = rep->fin; j; j = j->wnext)
+        if (n_started > 0) {
+                notices = calloc(n_started, sizeof(*notices));
+                if (!notices) {
+                        rep->r = -ENOMEM;
+                        return;
+                }
+        }
+        wr->cycle_mark++;
+        for (job *j = rep->fin; j; j = j->wnext) {
+                j->writer_mark = wr->cycle_mark;
                 res[i++] = (knock_attempt_result){
                         .event_id = j->claim.id,
                         .attempt_id = j->claim.attempt_id,
@@ -138,9 +151,19 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
                         .started_at = j->started_at,
                         .ended_at = j->ended_at,
                 };
+        }
+        /* A started job is alive until its result's cycle, which is this one or a later one;
+         * writer_mark is only ever touched here. */
+        for (i = 0; i < n_started; i++) {
+                if (started[i]->writer_mark == wr->cycle_mark)
+                        continue;
+                snprintf(notices[n_notices].attempt_id, sizeof(notices[n_notices].attempt_id),
+                        "%s", started[i]->claim.attempt_id);
+                notices[n_notices++].at = started[i]->started_at;
+        }
 
         rep->asked = free_slots;
-        r = events_finish_and_claim(st, cfg, wr->identity, now, started, n_started, res, n,
+        r = events_finish_and_claim(st, cfg, wr->identity, now, notices, n_notices, res, n,
                 &hooks, wr->lease_ms, free_slots, n_now, ahead_bytes, &rep->claims,
                 &rep->n_claims, &rep->stats);
         rep->r = r;
@@ -194,7 +217,7 @@ static void *writer_main(void *userdata)
                 const knock_config *cfg;
                 writer_reply *rep;
                 char **renew;
-                _cleanup_free_ knock_started *started = NULL;
+                _cleanup_free_ job **started = NULL;
                 size_t n_renew, free_slots = 0, n_now = 0, n_fin, n_started, claimed_bytes = 0;
                 int64_t ahead_bytes = 0;
                 char *hb_counters, *hb_status;
@@ -381,14 +404,14 @@ void writer_submit(
         pthread_mutex_unlock(&wr->lock);
 }
 
-int writer_started(worker_writer *wr, const char *attempt_id, int64_t at)
+int writer_started(worker_writer *wr, job *j)
 {
         int r = 0;
 
         pthread_mutex_lock(&wr->lock);
         if (wr->n_started == wr->cap_started) {
                 size_t cap = wr->cap_started ? wr->cap_started * 2 : 16;
-                knock_started *v = reallocarray(wr->started_v, cap, sizeof(*v));
+                job **v = reallocarray(wr->started_v, cap, sizeof(*v));
 
                 if (!v) {
                         r = -ENOMEM;
@@ -397,9 +420,7 @@ int writer_started(worker_writer *wr, const char *attempt_id, int64_t at)
                 wr->started_v = v;
                 wr->cap_started = cap;
         }
-        snprintf(wr->started_v[wr->n_started].attempt_id,
-                sizeof(wr->started_v[wr->n_started].attempt_id), "%s", attempt_id);
-        wr->started_v[wr->n_started++].at = at;
+        wr->started_v[wr->n_started++] = j;
 finish:
         pthread_mutex_unlock(&wr->lock);
         return r;
@@ -539,6 +560,7 @@ void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint6
 
 void writer_stop(worker_writer *wr)
 {
+        if (getenv("WB_TRACE")) fprintf(stderr, "TRACE cycles=%llu us_total=%llu batch_max=%llu\n", (unsigned long long)wr->cycles, (unsigned long long)wr->cycle_us_total, (unsigned long long)wr->batch_max);
         if (wr->started) {
                 pthread_mutex_lock(&wr->lock);
                 wr->stop = true;
