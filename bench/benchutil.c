@@ -6,6 +6,7 @@
 #include "benchutil.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -39,6 +40,25 @@ void bench_sleep_ms(unsigned ms)
         nanosleep(&ts, NULL);
 }
 
+/* Every directory bench_endpoint made, removed at exit unless $WB_KEEP is set. */
+static char *bench_dirs[64];
+static size_t n_bench_dirs;
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        (void)remove(path);
+        return 0;
+}
+
+static void remove_dirs(void)
+{
+        for (size_t i = 0; i < n_bench_dirs; i++) {
+                (void)nftw(bench_dirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+                free(bench_dirs[i]);
+        }
+        n_bench_dirs = 0;
+}
+
 void bench_endpoint(const char *tag, const char *conf)
 {
         char tmpl[256], path[512];
@@ -48,6 +68,13 @@ void bench_endpoint(const char *tag, const char *conf)
         dir = mkdtemp(tmpl);
         if (!dir)
                 bench_die("mkdtemp");
+        if (!getenv("WB_KEEP") && n_bench_dirs < ELEMENTSOF(bench_dirs)) {
+                if (n_bench_dirs == 0)
+                        atexit(remove_dirs);
+                bench_dirs[n_bench_dirs] = strdup(dir);
+                if (bench_dirs[n_bench_dirs])
+                        n_bench_dirs++;
+        }
         snprintf(path, sizeof(path), "%s/etc", dir);
         mkdir(path, 0755);
         setenv("KNOCK_CONFIG_DIR", path, 1);
@@ -105,8 +132,12 @@ pid_t bench_start_sink(int *port)
         if (pid < 0)
                 bench_die("fork");
         if (pid == 0) {
-                struct event_base *base = event_base_new();
-                struct evhttp *http = evhttp_new(base);
+                struct event_base *base;
+                struct evhttp *http;
+
+                n_bench_dirs = 0; /* the parent's to remove, not ours */
+                base = event_base_new();
+                http = evhttp_new(base);
 
                 evutil_make_socket_nonblocking(fd);
                 evhttp_set_gencb(http, sink_cb, NULL);

@@ -5,7 +5,11 @@
  *
  *  1. exec: N events with handler exec:/bin/true are drained by the real
  *     knock-worker (concurrency C); beside it, a bare loop that keeps C
- *     posix_spawn()s of /bin/true in flight, N times. ratio = worker/bare.
+ *     posix_spawn()s of /bin/true in flight, N times. ratio = worker/bare,
+ *     the median of ROUNDS rounds of the two back to back (min and max
+ *     beside it). Also the worker's own CPU time per event (its threads, not
+ *     the handlers; /proc/PID/task/x/schedstat), the bare loop's per spawn,
+ *     and how busy the machine's CPUs were during each (/proc/stat).
  *  2. http: N events forwarded to a local keep-alive sink (libevent evhttp,
  *     204, in a child process) with concurrency HTTP_CONCURRENCY (64);
  *     beside it, a bare evhttp client posting the same body N times over as
@@ -17,8 +21,8 @@
  * Drain rate = events / (last attempt end − first attempt start), read from
  * the attempts rows, so process start-up is not counted.
  *
- * Usage: worker-bench [KNOCK_WORKER] [N_EXEC] [N_HTTP] [HTTP_CONCURRENCY]
- *        (default: ../daemons/worker/knock-worker next to this binary, 5000, 50000, 64)
+ * Usage: worker-bench [KNOCK_WORKER] [N_EXEC] [N_HTTP] [HTTP_CONCURRENCY] [ROUNDS]
+ *        (default: ../daemons/worker/knock-worker next to this binary, 5000, 50000, 64, 3)
  * Output: one JSON object per figure.
  */
 
@@ -160,16 +164,40 @@ static uint64_t proc_cpu_us(pid_t pid)
         return ns / 1000;
 }
 
-/* Drains n pre-inserted events with the real worker; returns events/s, and
- * the worker's own CPU time per event (all its threads, not the handlers) in
- * *cpu_us. */
-static double drain(size_t n, double *cpu_us)
+/* Busy and total jiffies of every CPU so far, from /proc/stat. */
+static void cpu_jiffies(uint64_t *busy, uint64_t *total)
 {
+        unsigned long long v[8] = {};
+        FILE *f = fopen("/proc/stat", "re");
+
+        if (!f || fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                          &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+                bench_die("/proc/stat");
+        fclose(f);
+        *total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+        *busy = *total - v[3] - v[4]; /* idle, iowait */
+}
+
+static double busy_since(uint64_t b0, uint64_t t0)
+{
+        uint64_t b, t;
+
+        cpu_jiffies(&b, &t);
+        return t > t0 ? (double)(b - b0) / (double)(t - t0) : 0;
+}
+
+/* Drains n pre-inserted events with the real worker; returns events/s, the
+ * worker's own CPU time per event (all its threads, not the handlers) in
+ * *cpu_us, and how busy the machine's CPUs were meanwhile (0..1) in *busy. */
+static double drain(size_t n, double *cpu_us, double *busy)
+{
+        uint64_t b0, t0;
         knock_store *s = bench_open_db();
         int64_t first, last;
         pid_t pid;
 
         insert_events(s, n);
+        cpu_jiffies(&b0, &t0);
         pid = start_worker();
         for (int i = 0; i < 120 * 50; i++) {
                 bench_sleep_ms(20);
@@ -178,12 +206,12 @@ static double drain(size_t n, double *cpu_us)
                         break;
         }
         *cpu_us = (double)proc_cpu_us(pid) / (double)n;
+        *busy = busy_since(b0, t0);
         stop_worker(pid);
         if (bench_query_i64(s, "SELECT count(*) FROM events WHERE status = 'handled'") != (int64_t)n) {
                 fprintf(stderr, "worker-bench: not every event was handled\n");
                 exit(1);
         }
-        fprintf(stderr, "commits=%lld\n", (long long)bench_query_i64(s, "SELECT json_extract(counters,'$.commits') FROM daemons WHERE daemon='worker'"));
         first = bench_query_i64(s, "SELECT MIN(started_at) FROM attempts");
         last = bench_query_i64(s, "SELECT MAX(ended_at) FROM attempts");
         store_close(s);
@@ -202,12 +230,13 @@ static uint64_t self_cpu_us(void)
 
 /* The baseline: c spawns of /bin/true in flight, n in all; spawns/s, and the
  * loop's own CPU time per spawn (not the children's) in *cpu_us. */
-static double bare_spawn(size_t n, size_t c, double *cpu_us)
+static double bare_spawn(size_t n, size_t c, double *cpu_us, double *busy)
 {
         char *argv[] = {(char *)"/bin/true", NULL};
         size_t started = 0, done = 0;
-        uint64_t t0 = mono_us(), c0 = self_cpu_us();
+        uint64_t t0 = mono_us(), c0 = self_cpu_us(), jb, jt;
 
+        cpu_jiffies(&jb, &jt);
         while (done < n) {
                 while (started < n && started - done < c) {
                         pid_t pid;
@@ -220,7 +249,44 @@ static double bare_spawn(size_t n, size_t c, double *cpu_us)
                         done++;
         }
         *cpu_us = (double)(self_cpu_us() - c0) / (double)n;
+        *busy = busy_since(jb, jt);
         return (double)n / ((double)(mono_us() - t0) / 1e6);
+}
+
+#define ROUNDS_MAX 15
+
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, size_t n)
+{
+        double s[ROUNDS_MAX];
+
+        memcpy(s, v, n * sizeof(*v));
+        qsort(s, n, sizeof(*s), cmp_double);
+        return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static double minimum(const double *v, size_t n)
+{
+        double m = v[0];
+
+        for (size_t i = 1; i < n; i++)
+                m = MIN(m, v[i]);
+        return m;
+}
+
+static double maximum(const double *v, size_t n)
+{
+        double m = v[0];
+
+        for (size_t i = 1; i < n; i++)
+                m = MAX(m, v[i]);
+        return m;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -271,7 +337,10 @@ int main(int argc, char *argv[])
 {
         static char def[4096];
         size_t n_exec = 5000, n_http = 50000, conc = 8, hconc = 64;
-        double w, b, wcpu, bcpu;
+        double w, b, wcpu, bcpu, wbusy;
+        double rw[ROUNDS_MAX], rb[ROUNDS_MAX], rr[ROUNDS_MAX], rwcpu[ROUNDS_MAX],
+                rbcpu[ROUNDS_MAX], rwbusy[ROUNDS_MAX], rbbusy[ROUNDS_MAX];
+        size_t rounds = 3;
         char section[512];
         int port;
         pid_t sink;
@@ -284,18 +353,34 @@ int main(int argc, char *argv[])
                 n_http = strtoul(argv[3], NULL, 10);
         if (argc > 4)
                 hconc = strtoul(argv[4], NULL, 10);
+        if (argc > 5)
+                rounds = strtoul(argv[5], NULL, 10);
+        if (rounds < 1 || rounds > ROUNDS_MAX)
+                bench_die("ROUNDS must be 1..15");
         signal(SIGPIPE, SIG_IGN);
 
-        /* 1. exec vs a bare posix_spawn loop, interleaved, same concurrency */
+        /* 1. exec vs a bare posix_spawn loop, interleaved, same concurrency, ROUNDS
+         *    times: this machine's spawn rate drifts by a third within minutes, so
+         *    each round's ratio is taken from a worker drain and a bare loop run
+         *    back to back, and the median round is reported. */
         snprintf(section, sizeof(section), "handler = exec:/bin/true\nconcurrency = %zu\n", conc);
-        endpoint(section);
-        w = drain(n_exec, &wcpu);
-        b = bare_spawn(n_exec, conc, &bcpu);
+        for (size_t i = 0; i < rounds; i++) {
+                endpoint(section);
+                rw[i] = drain(n_exec, &rwcpu[i], &rwbusy[i]);
+                rb[i] = bare_spawn(n_exec, conc, &rbcpu[i], &rbbusy[i]);
+                rr[i] = rw[i] / rb[i];
+                fprintf(stderr, "worker-bench: exec round %zu: %.0f/s vs bare %.0f/s (%.2f)\n",
+                        i + 1, rw[i], rb[i], rr[i]);
+        }
         printf("{\"bench\":\"worker-drain\",\"handler\":\"exec:/bin/true\",\"concurrency\":%zu,"
-               "\"events\":%zu,\"events_per_s\":%.0f,\"cpu_us_per_event\":%.0f,"
-               "\"baseline\":\"bare-posix_spawn\",\"baseline_per_s\":%.0f,"
-               "\"baseline_cpu_us_per_event\":%.0f,\"ratio\":%.2f}\n",
-                conc, n_exec, w, wcpu, b, bcpu, w / b);
+               "\"events\":%zu,\"rounds\":%zu,\"events_per_s\":%.0f,\"cpu_us_per_event\":%.0f,"
+               "\"cpus_busy\":%.2f,\"baseline\":\"bare-posix_spawn\",\"baseline_per_s\":%.0f,"
+               "\"baseline_cpu_us_per_event\":%.0f,\"baseline_cpus_busy\":%.2f,"
+               "\"ratio\":%.2f,\"ratio_min\":%.2f,\"ratio_max\":%.2f}\n",
+                conc, n_exec, rounds, median(rw, rounds), median(rwcpu, rounds),
+                median(rwbusy, rounds), median(rb, rounds), median(rbcpu, rounds),
+                median(rbbusy, rounds), median(rr, rounds), minimum(rr, rounds),
+                maximum(rr, rounds));
         fflush(stdout);
 
         /* 2. http forward to a keep-alive sink */
@@ -303,7 +388,7 @@ int main(int argc, char *argv[])
         snprintf(section, sizeof(section),
                 "handler = http://127.0.0.1:%d/sink\nconcurrency = %zu\n", port, hconc);
         endpoint(section);
-        w = drain(n_http, &wcpu);
+        w = drain(n_http, &wcpu, &wbusy);
         bcpu = (double)self_cpu_us();
         b = bench_bare_client(n_http, port, hconc, event_body, sizeof(event_body) - 1);
         bcpu = ((double)self_cpu_us() - bcpu) / (double)n_http;

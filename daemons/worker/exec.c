@@ -3,6 +3,10 @@
  * exec — runs an `exec:` handler for one job.
  *
  * Promises:
+ *  - the loop never waits for a spawn: exec_start prepares the pipes, argv and
+ *    environment and hands the job to a spawner thread (one per CPU, at most
+ *    SPAWNER_THREADS_MAX, at most concurrency), which calls posix_spawnp and
+ *    hands it back; exec_spawned then watches it on the loop;
  *  - no shell: the command line after "exec:" is split on whitespace into
  *    argv, argv[0] is the program (absolute path, or looked up in PATH);
  *  - posix_spawn in a new process group, signals reset to default and an
@@ -43,6 +47,7 @@
 #include "worker.h"
 
 #define KILL_GRACE_MS 5000
+#define SPAWNER_THREADS_MAX 4
 
 #define EXIT_TEMPFAIL 75
 #define EXIT_DATAERR 65
@@ -224,6 +229,353 @@ static void exec_reaped(job *j, int status)
         job_complete(j);
 }
 
+static void on_kill(evutil_socket_t fd, short what, void *userdata)
+{
+        job *j = userdata;
+
+        exec_kill(j, SIGKILL);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *userdata)
+{
+        job *j = userdata;
+        struct timeval tv = {KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000};
+
+        /* SIGTERM to the group first, SIGKILL after the grace period. */
+        j->timed_out = true;
+        exec_kill(j, SIGTERM);
+        event_freep_(&j->ev_timeout);
+        j->ev_timeout = evtimer_new(j->w->d->base, on_kill, j);
+        if (j->ev_timeout)
+                evtimer_add(j->ev_timeout, &tv);
+        else
+                exec_kill(j, SIGKILL);
+}
+
+/* ---- spawning off the loop ----------------------------------------------------------- */
+
+/* Everything posix_spawnp needs for one job, made on the loop, used by the spawner
+ * thread, freed on the loop when the job comes back. */
+struct exec_spawn {
+        char *cmd;   /* the strings argv points into */
+        char **argv; /* NULL-terminated */
+        char **envp; /* the base environment, then extra[] */
+        char *extra[6];
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        int child_in, child_out; /* the child's pipe ends: closed once it runs */
+        /* set by the spawner thread */
+        pid_t pid;
+        int r;
+};
+
+static void spawn_free(struct exec_spawn *sp)
+{
+        if (!sp)
+                return;
+        posix_spawn_file_actions_destroy(&sp->fa);
+        posix_spawnattr_destroy(&sp->attr);
+        close_fd(&sp->child_in);
+        close_fd(&sp->child_out);
+        for (size_t i = 0; i < ELEMENTSOF(sp->extra); i++)
+                free(sp->extra[i]);
+        free(sp->envp);
+        free(sp->argv);
+        free(sp->cmd);
+        free(sp);
+}
+
+static int spawn_env(struct exec_spawn *sp, worker *w, const knock_claim *c)
+{
+        char attempt[32];
+        size_t ne = 0;
+
+        snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
+        sp->extra[0] = env_pair("KNOCK_ENDPOINT", w->d->name);
+        sp->extra[1] = env_pair("KNOCK_EVENT_ID", c->id);
+        sp->extra[2] = env_pair("KNOCK_EVENT_TYPE", c->event_type);
+        sp->extra[3] = env_pair("KNOCK_PROVIDER_EVENT_ID", c->provider_event_id);
+        sp->extra[4] = env_pair("KNOCK_DELIVERY_ID", c->delivery_id);
+        sp->extra[5] = env_pair("KNOCK_ATTEMPT", attempt);
+        sp->envp = calloc(w->n_base_env + ELEMENTSOF(sp->extra) + 1, sizeof(char *));
+        if (!sp->envp)
+                return -ENOMEM;
+        for (size_t i = 0; i < w->n_base_env; i++)
+                sp->envp[ne++] = w->base_env[i];
+        for (size_t i = 0; i < ELEMENTSOF(sp->extra); i++) {
+                if (!sp->extra[i])
+                        return -ENOMEM;
+                sp->envp[ne++] = sp->extra[i];
+        }
+        sp->envp[ne] = NULL;
+        return 0;
+}
+
+/* The job's pipes (our ends non-blocking in j, the child's in sp) and the spawn
+ * attributes: stdin, stdout+stderr, a new process group, default signals, empty mask. */
+static int spawn_io(struct exec_spawn *sp, job *j)
+{
+        int in[2], out[2];
+        sigset_t all, none;
+
+        if (pipe2(in, O_CLOEXEC) < 0)
+                return -errno;
+        j->in_fd = in[1];
+        sp->child_in = in[0];
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        j->out_fd = out[0];
+        sp->child_out = out[1];
+        /* Only our ends are non-blocking; the child gets ordinary pipes. */
+        if (fcntl(j->in_fd, F_SETFL, O_NONBLOCK) < 0 || fcntl(j->out_fd, F_SETFL, O_NONBLOCK) < 0)
+                return -errno;
+
+        posix_spawn_file_actions_adddup2(&sp->fa, sp->child_in, STDIN_FILENO);
+        posix_spawn_file_actions_adddup2(&sp->fa, sp->child_out, STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&sp->fa, sp->child_out, STDERR_FILENO);
+        sigfillset(&all);
+        sigdelset(&all, SIGKILL);
+        sigdelset(&all, SIGSTOP);
+        sigemptyset(&none);
+        posix_spawnattr_setsigdefault(&sp->attr, &all);
+        posix_spawnattr_setsigmask(&sp->attr, &none);
+        posix_spawnattr_setpgroup(&sp->attr, 0);
+        posix_spawnattr_setflags(&sp->attr,
+                POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+        return 0;
+}
+
+int exec_start(job *j)
+{
+        exec_spawner *spr = &j->w->spawner;
+        struct exec_spawn *sp;
+        int r;
+
+        j->pid = 0;
+        j->in_fd = j->out_fd = -1;
+        sp = calloc(1, sizeof(*sp));
+        if (!sp)
+                return -ENOMEM;
+        sp->child_in = sp->child_out = -1;
+        posix_spawn_file_actions_init(&sp->fa);
+        posix_spawnattr_init(&sp->attr);
+
+        r = split_command(j->claim.handler, &sp->cmd, &sp->argv);
+        if (r >= 0)
+                r = spawn_env(sp, j->w, &j->claim);
+        if (r >= 0)
+                r = spawn_io(sp, j);
+        if (r < 0) {
+                spawn_free(sp);
+                exec_cleanup(j);
+                return r;
+        }
+
+        /* The spawner thread runs it; exec_spawned() takes it back on the loop. */
+        j->spawn = sp;
+        j->snext = NULL;
+        pthread_mutex_lock(&spr->lock);
+        *spr->todo_tail = j;
+        spr->todo_tail = &j->snext;
+        pthread_cond_signal(&spr->cond);
+        pthread_mutex_unlock(&spr->lock);
+        return 0;
+}
+
+/*
+ * The spawner thread: posix_spawnp() returns only once the child has called execve
+ * (glibc's CLONE_VFORK), hundreds of microseconds for a small program on a busy
+ * machine, and the calling thread waits all that time. Here it is this thread that
+ * waits, not the loop, which meanwhile reaps, records and forwards. It touches only
+ * j->spawn (and j->snext under the lock) of the jobs it is handed.
+ */
+static void *spawner_main(void *userdata)
+{
+        exec_spawner *spr = userdata;
+
+        pthread_mutex_lock(&spr->lock);
+        for (;;) {
+                struct exec_spawn *sp;
+                job *j;
+
+                while (!spr->todo && !spr->stop)
+                        pthread_cond_wait(&spr->cond, &spr->lock);
+                if (spr->stop)
+                        break; /* what is left is cancelled by exec_teardown_spawner */
+                j = spr->todo;
+                spr->todo = j->snext;
+                if (!spr->todo)
+                        spr->todo_tail = &spr->todo;
+                pthread_mutex_unlock(&spr->lock);
+
+                sp = j->spawn;
+                sp->r = -posix_spawnp(&sp->pid, sp->argv[0], &sp->fa, &sp->attr, sp->argv,
+                        sp->envp);
+
+                pthread_mutex_lock(&spr->lock);
+                j->snext = NULL;
+                *spr->done_tail = j;
+                spr->done_tail = &j->snext;
+                event_active(spr->ev_done, EV_READ, 0);
+        }
+        pthread_mutex_unlock(&spr->lock);
+        return NULL;
+}
+
+/* An exit the reaper saw before the spawner's answer: held for exec_spawned. */
+static int orphan_add(worker *w, pid_t pid, int status)
+{
+        if (w->n_orphans == w->cap_orphans) {
+                size_t cap = w->cap_orphans ? w->cap_orphans * 2 : 8;
+                exec_exit *v = reallocarray(w->orphans, cap, sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                w->orphans = v;
+                w->cap_orphans = cap;
+        }
+        w->orphans[w->n_orphans++] = (exec_exit){.pid = pid, .status = status};
+        return 0;
+}
+
+static bool orphan_take(worker *w, pid_t pid, int *status)
+{
+        for (size_t i = 0; i < w->n_orphans; i++)
+                if (w->orphans[i].pid == pid) {
+                        *status = w->orphans[i].status;
+                        w->orphans[i] = w->orphans[--w->n_orphans];
+                        return true;
+                }
+        return false;
+}
+
+/* Back on the loop: the child runs (or could not be started). */
+static void exec_spawned(job *j)
+{
+        worker *w = j->w;
+        struct exec_spawn *sp = TAKE_PTR(j->spawn);
+        struct timeval tv;
+        int r = sp->r, status;
+        bool exited;
+
+        j->pid = r < 0 ? 0 : sp->pid;
+        spawn_free(sp); /* closes the child's pipe ends: EOF comes when it exits */
+        if (r < 0) {
+                exec_cleanup(j);
+                job_start_failed(j, r);
+                return;
+        }
+        exited = orphan_take(w, j->pid, &status);
+        if (exited)
+                log_debug("Handler %d of event %s ended before its start was reported", (int)j->pid,
+                        j->claim.id);
+
+        j->ev_out = event_new(w->d->base, j->out_fd, EV_READ | EV_PERSIST, on_output, j);
+        j->ev_timeout = evtimer_new(w->d->base, on_timeout, j);
+        if (!j->ev_out || !j->ev_timeout) {
+                if (!exited) {
+                        exec_kill(j, SIGKILL);
+                        (void)waitpid(j->pid, NULL, 0);
+                }
+                j->pid = 0;
+                exec_cleanup(j);
+                job_start_failed(j, -ENOMEM);
+                return;
+        }
+        event_add(j->ev_out, NULL);
+        tv.tv_sec = (time_t)(w->d->cfg->timeout_ms / 1000);
+        tv.tv_usec = (suseconds_t)((w->d->cfg->timeout_ms % 1000) * 1000);
+        evtimer_add(j->ev_timeout, &tv);
+        write_input(j);
+
+        if (exited)
+                exec_reaped(j, status);
+        else if (j->interrupted)
+                exec_kill(j, SIGKILL); /* the stop deadline passed while it was spawned */
+}
+
+static void on_spawned(evutil_socket_t fd, short what, void *userdata)
+{
+        worker *w = userdata;
+        exec_spawner *spr = &w->spawner;
+        job *l;
+
+        pthread_mutex_lock(&spr->lock);
+        l = spr->done;
+        spr->done = NULL;
+        spr->done_tail = &spr->done;
+        pthread_mutex_unlock(&spr->lock);
+        for (job *j = l, *next; j; j = next) {
+                next = j->snext;
+                j->snext = NULL;
+                exec_spawned(j);
+        }
+}
+
+/* Spawns waiting for one another would cap exec handlers at one spawn latency each
+ * (a few hundred microseconds under load): one thread per CPU, at most
+ * SPAWNER_THREADS_MAX, never more than the handlers that may run. */
+static size_t spawner_threads(worker *w)
+{
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t n = cpus > 0 ? (size_t)cpus : 1;
+
+        n = MIN(n, (size_t)SPAWNER_THREADS_MAX);
+        n = MIN(n, (size_t)MAX(w->d->cfg->concurrency, 1));
+        return MAX(n, (size_t)1);
+}
+
+static int spawner_start(worker *w)
+{
+        exec_spawner *spr = &w->spawner;
+        int r;
+
+        pthread_mutex_init(&spr->lock, NULL);
+        pthread_cond_init(&spr->cond, NULL);
+        spr->todo_tail = &spr->todo;
+        spr->done_tail = &spr->done;
+        spr->ev_done = event_new(w->d->base, -1, 0, on_spawned, w);
+        if (!spr->ev_done)
+                return -ENOMEM;
+        spr->n_threads = spawner_threads(w);
+        for (size_t i = 0; i < spr->n_threads; i++) {
+                r = -pthread_create(&spr->threads[i], NULL, spawner_main, spr);
+                if (r < 0) {
+                        spr->n_threads = i;
+                        break;
+                }
+        }
+        spr->started = spr->n_threads > 0;
+        return spr->started ? 0 : r;
+}
+
+void exec_stop_spawner(worker *w)
+{
+        exec_spawner *spr = &w->spawner;
+
+        if (!spr->started)
+                return;
+        pthread_mutex_lock(&spr->lock);
+        spr->stop = true;
+        pthread_cond_broadcast(&spr->cond);
+        pthread_mutex_unlock(&spr->lock);
+        for (size_t i = 0; i < spr->n_threads; i++)
+                pthread_join(spr->threads[i], NULL);
+        spr->started = false;
+        /* Spawned: settled as usual. Never spawned: cancelled, the job fails to start. */
+        on_spawned(-1, 0, w);
+        for (job *j = spr->todo, *next; j; j = next) {
+                next = j->snext;
+                j->snext = NULL;
+                j->spawn->r = -ECANCELED;
+                exec_spawned(j);
+        }
+        spr->todo = NULL;
+        spr->todo_tail = &spr->todo;
+}
+
+/* ---- reaping -------------------------------------------------------------------------- */
+
 static job *running_child(worker *w, pid_t pid)
 {
         for (job *j = w->running; j; j = j->next)
@@ -252,6 +604,10 @@ static void on_sigchld(evutil_socket_t fd, short what, void *userdata)
                 j = running_child(w, p);
                 if (j)
                         exec_reaped(j, status);
+                else if (orphan_add(w, p, status) < 0)
+                        /* Its job would wait for its timeout, then for ever. */
+                        log_error_errno(-ENOMEM, "Cannot keep the exit status of handler %d: %m",
+                                (int)p);
         }
 }
 
@@ -273,151 +629,21 @@ int exec_setup(worker *w)
         w->ev_chld = event_new(w->d->base, w->chld_fd, EV_READ | EV_PERSIST, on_sigchld, w);
         if (!w->ev_chld || event_add(w->ev_chld, NULL) < 0)
                 return -ENOMEM;
-        return 0;
+        return spawner_start(w);
 }
 
 void exec_teardown(worker *w)
 {
+        exec_stop_spawner(w);
+        if (w->spawner.ev_done) {
+                event_free(w->spawner.ev_done);
+                w->spawner.ev_done = NULL;
+                pthread_mutex_destroy(&w->spawner.lock);
+                pthread_cond_destroy(&w->spawner.cond);
+        }
         event_freep_(&w->ev_chld);
         close_fd(&w->chld_fd);
-}
-
-static void on_kill(evutil_socket_t fd, short what, void *userdata)
-{
-        job *j = userdata;
-
-        exec_kill(j, SIGKILL);
-}
-
-static void on_timeout(evutil_socket_t fd, short what, void *userdata)
-{
-        job *j = userdata;
-        struct timeval tv = {KILL_GRACE_MS / 1000, (KILL_GRACE_MS % 1000) * 1000};
-
-        /* SIGTERM to the group first, SIGKILL after the grace period. */
-        j->timed_out = true;
-        exec_kill(j, SIGTERM);
-        event_freep_(&j->ev_timeout);
-        j->ev_timeout = evtimer_new(j->w->d->base, on_kill, j);
-        if (j->ev_timeout)
-                evtimer_add(j->ev_timeout, &tv);
-        else
-                exec_kill(j, SIGKILL);
-}
-
-int exec_start(job *j)
-{
-        worker *w = j->w;
-        knock_claim *c = &j->claim;
-        _cleanup_free_ char *cmd = NULL;
-        _cleanup_free_ char **argv = NULL;
-        _cleanup_free_ char **envp = NULL;
-        char *extra[6] = {};
-        char attempt[32];
-        int in[2] = {-1, -1}, out[2] = {-1, -1};
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t all, none;
-        struct timeval tv;
-        size_t ne = 0;
-        int r;
-
-        j->pid = 0;
-        j->in_fd = j->out_fd = -1;
-
-        r = split_command(c->handler, &cmd, &argv);
-        if (r < 0)
-                return r;
-
-        snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
-        extra[0] = env_pair("KNOCK_ENDPOINT", w->d->name);
-        extra[1] = env_pair("KNOCK_EVENT_ID", c->id);
-        extra[2] = env_pair("KNOCK_EVENT_TYPE", c->event_type);
-        extra[3] = env_pair("KNOCK_PROVIDER_EVENT_ID", c->provider_event_id);
-        extra[4] = env_pair("KNOCK_DELIVERY_ID", c->delivery_id);
-        extra[5] = env_pair("KNOCK_ATTEMPT", attempt);
-        envp = calloc(w->n_base_env + ELEMENTSOF(extra) + 1, sizeof(char *));
-        if (!envp) {
-                r = -ENOMEM;
-                goto finish_env;
-        }
-        for (size_t i = 0; i < w->n_base_env; i++)
-                envp[ne++] = w->base_env[i];
-        for (size_t i = 0; i < ELEMENTSOF(extra); i++) {
-                if (!extra[i]) {
-                        r = -ENOMEM;
-                        goto finish_env;
-                }
-                envp[ne++] = extra[i];
-        }
-        envp[ne] = NULL;
-
-        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
-                r = -errno;
-                goto finish_pipes;
-        }
-        /* Only our ends are non-blocking; the child gets ordinary pipes. */
-        if (fcntl(in[1], F_SETFL, O_NONBLOCK) < 0 || fcntl(out[0], F_SETFL, O_NONBLOCK) < 0) {
-                r = -errno;
-                goto finish_pipes;
-        }
-
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, in[0], STDIN_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-        posix_spawn_file_actions_adddup2(&fa, out[1], STDERR_FILENO);
-        posix_spawnattr_init(&attr);
-        sigfillset(&all);
-        sigdelset(&all, SIGKILL);
-        sigdelset(&all, SIGSTOP);
-        sigemptyset(&none);
-        posix_spawnattr_setsigdefault(&attr, &all);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(
-                &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-        r = -posix_spawnp(&j->pid, argv[0], &fa, &attr, argv, envp);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r < 0) {
-                j->pid = 0;
-                goto finish_pipes;
-        }
-
-        close(in[0]);
-        close(out[1]);
-        in[0] = out[1] = -1;
-        j->in_fd = in[1];
-        j->out_fd = out[0];
-
-        j->ev_out = event_new(w->d->base, j->out_fd, EV_READ | EV_PERSIST, on_output, j);
-        j->ev_timeout = evtimer_new(w->d->base, on_timeout, j);
-        if (!j->ev_out || !j->ev_timeout) {
-                r = -ENOMEM;
-                exec_kill(j, SIGKILL);
-                (void)waitpid(j->pid, NULL, 0);
-                j->pid = 0;
-                goto finish_started;
-        }
-        event_add(j->ev_out, NULL);
-        tv.tv_sec = (time_t)(w->d->cfg->timeout_ms / 1000);
-        tv.tv_usec = (suseconds_t)((w->d->cfg->timeout_ms % 1000) * 1000);
-        evtimer_add(j->ev_timeout, &tv);
-
-        write_input(j);
-        r = 0;
-        goto finish_env;
-
-finish_started:
-        exec_cleanup(j);
-        goto finish_env;
-finish_pipes:
-        for (size_t i = 0; i < 2; i++) {
-                close_fd(&in[i]);
-                close_fd(&out[i]);
-        }
-finish_env:
-        for (size_t i = 0; i < ELEMENTSOF(extra); i++)
-                free(extra[i]);
-        return r;
+        free(w->orphans);
+        w->orphans = NULL;
+        w->n_orphans = w->cap_orphans = 0;
 }

@@ -64,6 +64,7 @@
 #define FLUSH_RETRY_MS 200
 #define STOP_TIMEOUT_DEFAULT_MS 45000
 #define BATCH_US 1000
+#define BATCH_DEEP_US 5000
 
 extern char **environ;
 
@@ -141,14 +142,17 @@ void job_output(job *j, const void *p, size_t n)
  * hold every handler that is about to end: handlers started by one claim
  * tend to end together. Hand over at once when nothing else runs (a lone
  * event never waits) or when stopping; otherwise let BATCH_US of further
- * completions join.
+ * completions join, or BATCH_DEEP_US while a whole round of handlers is
+ * claimed ahead: no slot waits for that cycle's claims then, and a cycle
+ * of a fast drain costs about the same COMMIT with five times the results.
  */
+static size_t run_slots(worker *w);
 static void job_batch(worker *w)
 {
         if (w->stopping || w->n_running == 0)
                 event_active(w->ev_pump, EV_TIMEOUT, 0);
         else if (!evtimer_pending(w->ev_batch, NULL)) {
-                struct timeval tv = {0, BATCH_US};
+                struct timeval tv = {0, w->n_ready >= run_slots(w) ? BATCH_DEEP_US : BATCH_US};
 
                 evtimer_add(w->ev_batch, &tv);
         }
@@ -177,6 +181,13 @@ static void claim_drop(worker *w, knock_claim *c)
 
         knock_claim_clear(c);
         writer_submit(&w->wr, NULL, NULL, 1, bytes, false);
+}
+
+void job_start_failed(job *j, int r)
+{
+        j->outcome = EVENT_OUTCOME_TEMPFAIL;
+        (void)asprintf(&j->error, "cannot start handler: %s", strerror(-r));
+        job_complete(j);
 }
 
 static job *job_new(worker *w, knock_claim *c)
@@ -220,11 +231,8 @@ static void job_run(worker *w, job *j)
                 r = forward_start(j);
         } else
                 r = -EPROTONOSUPPORT;
-        if (r < 0) {
-                j->outcome = EVENT_OUTCOME_TEMPFAIL;
-                (void)asprintf(&j->error, "cannot start handler: %s", strerror(-r));
-                job_complete(j);
-        }
+        if (r < 0)
+                job_start_failed(j, r);
 }
 
 static size_t run_slots(worker *w)
@@ -629,8 +637,11 @@ static void op_stop(knock_daemon *d)
  * The loop is gone, so here we may wait for the writer. */
 static void finish_remaining(worker *w)
 {
-        for (job *j = w->running; j; j = j->next) {
+        for (job *j = w->running; j; j = j->next)
                 j->interrupted = true;
+        /* Handlers being spawned get their pid (and are killed below) or never start. */
+        exec_stop_spawner(w);
+        for (job *j = w->running; j; j = j->next) {
                 if (!j->is_http && j->pid > 0) {
                         exec_kill(j, SIGKILL);
                         (void)waitpid(j->pid, NULL, 0);

@@ -25,6 +25,7 @@
 
 typedef struct worker worker;
 typedef struct job job;
+struct exec_spawn;
 
 struct job {
         worker *w;
@@ -37,7 +38,9 @@ struct job {
         bool interrupted; /* killed by the stop deadline: released, not counted */
 
         /* exec */
-        pid_t pid; /* 0 once reaped */
+        pid_t pid; /* 0 until spawned, and once reaped */
+        struct exec_spawn *spawn; /* with the spawner thread until it comes back */
+        job *snext;               /* in the spawner's lists, under its lock */
         int in_fd, out_fd;
         size_t in_off;
         struct event *ev_in, *ev_out, *ev_timeout;
@@ -156,6 +159,24 @@ void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint6
 /* Finishes what is queued, then joins the thread. */
 void writer_stop(worker_writer *wr);
 
+/* exec's spawner thread (exec.c): jobs to spawn and spawned ones, by snext. */
+typedef struct exec_spawner {
+        pthread_t threads[4];
+        size_t n_threads;
+        bool started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool stop;
+        job *todo, **todo_tail;
+        job *done, **done_tail;
+        struct event *ev_done; /* activated on the loop's base for each spawn */
+} exec_spawner;
+
+typedef struct exec_exit {
+        pid_t pid;
+        int status;
+} exec_exit;
+
 struct worker {
         knock_daemon *d;
         char identity[32]; /* "worker:PID" */
@@ -171,6 +192,9 @@ struct worker {
         int wake_fd;
         int chld_fd; /* signalfd for SIGCHLD: exec handlers are reaped from it */
         struct event *ev_chld;
+        exec_spawner spawner;
+        exec_exit *orphans; /* reaped before the spawner said whose they are */
+        size_t n_orphans, cap_orphans;
         bool stopping;
         int64_t next_due; /* armed due time, INT64_MAX when none */
 
@@ -182,9 +206,11 @@ struct worker {
 
 /* Runners: start returns 0 (the job completes later via job_complete) or a
  * negative errno (nothing started; the caller completes the job). */
-/* SIGCHLD blocked in every thread and read from a signalfd on the loop;
- * before the writer thread starts. */
+/* SIGCHLD blocked in every thread and read from a signalfd on the loop, and the
+ * spawner thread; before the writer thread starts. */
 int exec_setup(worker *w);
+/* Joins the spawner; what it had not spawned yet fails to start (ECANCELED). */
+void exec_stop_spawner(worker *w);
 void exec_teardown(worker *w);
 int exec_start(job *j);
 void exec_kill(job *j, int sig);
@@ -195,5 +221,7 @@ void forward_cleanup(job *j);
 void forward_pool_free(worker *w);
 
 void job_complete(job *j);
+/* The handler could not be started (r < 0): a failed attempt, completed now. */
+void job_start_failed(job *j, int r);
 /* Appends to the bounded output buffer, counting what is dropped. */
 void job_output(job *j, const void *p, size_t n);

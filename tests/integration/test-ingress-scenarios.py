@@ -4,9 +4,11 @@
 with systemd-socket-activate, fresh state per scenario) and checks the HTTP
 answers and the rows stored. A regression test is a new data file."""
 
+import atexit
 import glob
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -30,6 +32,7 @@ class Ed25519:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="knock-ed25519-")
+        atexit.register(shutil.rmtree, self.dir, True)
         self.key = os.path.join(self.dir, "key.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.key], check=True)
         der = subprocess.run(["openssl", "pkey", "-in", self.key, "-pubout", "-outform", "DER"],
