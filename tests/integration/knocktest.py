@@ -379,14 +379,18 @@ def write_script(ep, name, body):
     return path
 
 
-def insert_event(ep, eid, etype, body=b"{}", content_type="application/json"):
-    """A received event and its delivery, as the ingress stores them."""
+def insert_event(ep, eid, etype, body=b"{}", content_type="application/json", **columns):
+    """A received event and its delivery, as the ingress stores them; columns
+    (status='processing', claimed_by=..., ...) override the event's, in the
+    same transaction, so a running worker never sees it otherwise."""
     now = int(time.time() * 1000)
+    row = {"id": eid, "provider_event_id": "pe-" + eid, "event_type": etype, "status": "received",
+           "delivery_id": "dlv_" + eid, "received_at": now, "updated_at": now}
+    row.update(columns)
     c = ep.db()
     with c:
-        c.execute("INSERT INTO events (id, provider_event_id, event_type, status, delivery_id, "
-                  "received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?)",
-                  (eid, "pe-" + eid, etype, "dlv_" + eid, now, now))
+        c.execute("INSERT INTO events (%s) VALUES (%s)" % (", ".join(row), ", ".join("?" * len(row))),
+                  tuple(row.values()))
         c.execute("INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
                   "http_status, provider_event_id, event_type, content_type, body, body_bytes) "
                   "VALUES (?, ?, ?, 1, 200, ?, ?, ?, ?, ?)",

@@ -20,16 +20,12 @@ def main():
         t.ok(w.poll() is None, "worker running")
         own = "worker:%d" % w.pid
         past = int(time.time() * 1000) - 60000
-        kt.insert_event(ep, "evt_own", "t")
-        kt.insert_event(ep, "evt_foreign", "t")
-        c = ep.db()
-        with c:
-            # Both claims expired a minute ago; one is the running worker's own.
-            c.execute("UPDATE events SET status='processing', attempt_count=1, claimed_by=?, "
-                      "claim_until=? WHERE id='evt_own'", (own, past))
-            c.execute("UPDATE events SET status='processing', attempt_count=1, claimed_by=?, "
-                      "claim_until=? WHERE id='evt_foreign'", ("worker:1", past))
-        c.close()
+        # Both claims expired a minute ago; one is the running worker's own. Inserted
+        # so, never "received" (the worker would claim it at once).
+        kt.insert_event(ep, "evt_own", "t", status="processing", attempt_count=1, claimed_by=own,
+                        claim_until=past)
+        kt.insert_event(ep, "evt_foreign", "t", status="processing", attempt_count=1,
+                        claimed_by="worker:1", claim_until=past)
         kt.wake(ep)
         handled = kt.wait_for(lambda: ep.query("SELECT status FROM events WHERE id='evt_foreign'")[0]
                               ["status"] == "handled", timeout=10)
