@@ -189,14 +189,29 @@ int store_exec(knock_store *s, const char *sql)
         return store_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
+/* Runs one of the connection's own statements, prepared on first use. */
+static int step_own(knock_store *s, sqlite3_stmt **st, const char *sql)
+{
+        int rc;
+
+        if (!*st) {
+                rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+                if (rc != SQLITE_OK)
+                        return store_errno(rc);
+        }
+        rc = sqlite3_step(*st);
+        sqlite3_reset(*st);
+        return store_errno(rc);
+}
+
 int store_begin(knock_store *s)
 {
-        return store_exec(s, "BEGIN IMMEDIATE");
+        return step_own(s, &s->begin, "BEGIN IMMEDIATE");
 }
 
 int store_commit(knock_store *s)
 {
-        int r = store_exec(s, "COMMIT");
+        int r = step_own(s, &s->commit, "COMMIT");
         /* A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY);
          * roll back so the connection is usable and nothing half-done stays. */
         if (r < 0)
@@ -413,6 +428,8 @@ knock_store *store_close(knock_store *s)
 {
         if (!s)
                 return NULL;
+        sqlite3_finalize(s->begin);
+        sqlite3_finalize(s->commit);
         if (s->db)
                 sqlite3_close_v2(s->db);
         free(s->path);

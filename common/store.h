@@ -60,6 +60,7 @@ enum {
 typedef struct knock_store {
         sqlite3 *db;
         char *path;
+        sqlite3_stmt *begin, *commit; /* prepared once: every transaction uses them */
 } knock_store;
 
 /* Opens (and with STORE_CREATE creates/migrates) the database at path. */
