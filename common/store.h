@@ -49,7 +49,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 enum {
         STORE_CREATE = 1 << 0,   /* create the file and run migrations */

@@ -237,14 +237,14 @@ def test_database_lifecycle(env):
     rc, out, err = env.run("requeue", "evt_x")
     check(rc == 1 and not os.path.exists(dbpath), "mutating verb does not create it either", err)
     rc, out, err = env.run("migrate")
-    check(rc == 0 and os.path.exists(dbpath) and b"0 \xe2\x86\x92 1" in out,
-          "migrate creates the database (schema 0 → 1)", (out, err))
+    check(rc == 0 and os.path.exists(dbpath) and b"0 \xe2\x86\x92 2" in out,
+          "migrate creates the database (schema 0 → 2)", (out, err))
     rc, doc, _ = env.json("migrate")
-    check(rc == 0 and doc["schema"] == {"from": 1, "to": 1, "created": False},
+    check(rc == 0 and doc["schema"] == {"from": 2, "to": 2, "created": False},
           "migrate again: current, --json", doc)
     rows = audit_rows(env, "migrate")
     check(len(rows) == 2 and rows[0]["actor"] == ACTOR
-          and json.loads(rows[0]["counts"]) == {"from": 0, "to": 1, "created": True},
+          and json.loads(rows[0]["counts"]) == {"from": 0, "to": 2, "created": True},
           "migrate writes an audit row each time (actor user(uid))",
           [dict(r) for r in rows])
 

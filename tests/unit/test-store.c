@@ -34,6 +34,57 @@ static char *pragma_text(knock_store *s, const char *sql)
         return v;
 }
 
+/* Whether the program SQLite compiles for sql opens a temporary b-tree. */
+static int uses_ephemeral(knock_store *s, const char *sql)
+{
+        char explain[512];
+        sqlite3_stmt *st = NULL;
+        int found = 0;
+
+        snprintf(explain, sizeof(explain), "EXPLAIN %s", sql);
+        if (store_prepare(s, explain, &st) < 0)
+                return -1;
+        while (sqlite3_step(st) == SQLITE_ROW)
+                if (streq((const char *)sqlite3_column_text(st, 1), "OpenEphemeral"))
+                        found = 1;
+        sqlite3_finalize(st);
+        return found;
+}
+
+static int insert_event_status(knock_store *s, const char *id, const char *status)
+{
+        char sql[256];
+
+        snprintf(sql, sizeof(sql),
+                "INSERT INTO events(id,status,delivery_id,received_at,updated_at) "
+                "VALUES('%s','%s','dlv_%s',1,1)",
+                id, status, id);
+        return store_exec(s, sql);
+}
+
+/* Migration 2 rewrote the CHECK constraints without IN lists, and they still hold. */
+static void check_constraints(knock_store *s, const char *when)
+{
+        is_int(pragma_int(s, "SELECT instr(sql, 'status IN') FROM sqlite_master WHERE name='events'"),
+                0, "%s: events.status CHECK has no IN list", when);
+        is_int(pragma_int(s, "SELECT instr(sql, 'state IN') FROM sqlite_master WHERE name='hooks'"), 0,
+                "%s: hooks.state CHECK has no IN list", when);
+        is_int(uses_ephemeral(s, "UPDATE events SET status = 'handled' WHERE id = 'x'"), 0,
+                "%s: updating an event's status builds no temporary index", when);
+        is_int(uses_ephemeral(s, "INSERT INTO events(id,status,delivery_id,received_at,updated_at) "
+                                 "VALUES('x','received','d',1,1)"),
+                0, "%s: inserting an event builds no temporary index", when);
+        is_int(insert_event_status(s, "evt_bad", "bogus"), -EEXIST, "%s: an unknown status is refused", when);
+        is_int(insert_event_status(s, "evt_c1", "received") | insert_event_status(s, "evt_c2", "processing") |
+                        insert_event_status(s, "evt_c3", "failed") | insert_event_status(s, "evt_c4", "dead") |
+                        insert_event_status(s, "evt_c5", "ignored") | insert_event_status(s, "evt_c6", "handled"),
+                0, "%s: every known status is accepted", when);
+        is_int(store_exec(s, "INSERT INTO hooks(id,type,payload,state,created_at,updated_at) "
+                             "VALUES('hk_bad','t','{}','bogus',1,1)"),
+                -EEXIST, "%s: an unknown hook state is refused", when);
+        (void)store_exec(s, "DELETE FROM events WHERE id LIKE 'evt_c%'");
+}
+
 int main(void)
 {
         char dir[] = "/tmp/knock-test-store-XXXXXX", path[256];
@@ -65,6 +116,32 @@ int main(void)
         is_int(store_open(path, STORE_CREATE, &s), 0, "reopen with CREATE");
         is_int(pragma_int(s, "SELECT count(*) FROM schema_migrations"), STORE_SCHEMA_VERSION,
                "reopening does not migrate again");
+        check_constraints(s, "new database");
+
+        /* Upgrade from version 1: its CHECK text put back, a row in the table. */
+        store_exec(s, "INSERT INTO events(id,status,delivery_id,received_at,updated_at) "
+                      "VALUES('evt_old','handled','dlv_old',1,1)");
+        r = store_exec(s, "PRAGMA writable_schema = ON;"
+                          "UPDATE sqlite_master SET sql = replace(sql, "
+                          "'CHECK (status = ''received'' OR status = ''processing'' OR status = "
+                          "''failed'' OR status = ''dead'' OR status = ''ignored'' OR status = "
+                          "''handled'')', 'CHECK (status IN    (''received'',''processing'',"
+                          "''failed'',''dead'',''ignored'',''handled''))') WHERE name = 'events';"
+                          "UPDATE sqlite_master SET sql = replace(sql, 'CHECK (state = ''pending'' "
+                          "OR state = ''delivered'' OR state = ''failed'')', 'CHECK (state IN "
+                          "(''pending'',''delivered'',''failed''))') WHERE name = 'hooks';"
+                          "PRAGMA writable_schema = OFF;"
+                          "DELETE FROM schema_migrations WHERE version = 2;");
+        is_int(r, 0, "database put back to version 1");
+        s = store_close(s);
+        is_int(store_open(path, STORE_CREATE, &s), 0, "version 1 database migrated");
+        is_int(pragma_int(s, "SELECT count(*) FROM schema_migrations"), STORE_SCHEMA_VERSION,
+               "to this build's version");
+        is_int(pragma_int(s, "SELECT count(*) FROM events WHERE id = 'evt_old'"), 1,
+               "its rows kept");
+        is_int(pragma_int(s, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"),
+                1, "integrity_check ok after the migration");
+        check_constraints(s, "migrated database");
 
         /* Foreign keys: a delivery cannot point at a missing event. */
         r = store_exec(s, "INSERT INTO deliveries(id,event_id,received_at,signature_valid,"
