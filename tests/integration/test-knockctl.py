@@ -638,7 +638,7 @@ def test_audit(env):
           and all(AUDIT_FIELDS <= set(r) for r in doc) and RFC3339.match(doc[0]["at"]),
           "audit --json --limit 3", doc)
     rc, doc, _ = env.json("audit", "--action", "migrate")
-    check(rc == 0 and len(doc) == 2 and doc[0]["counts"] == {"from": 1, "to": 1, "created": False},
+    check(rc == 0 and len(doc) == 2 and doc[0]["counts"] == {"from": 2, "to": 2, "created": False},
           "audit --action, counts as JSON values", doc)
     rc, out, _ = env.run("audit")
     check(rc == 0 and b"ACTION" in out and b"requeue" in out and ACTOR.encode() in out,
