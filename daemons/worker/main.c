@@ -152,13 +152,22 @@ void job_output(job *j, const void *p, size_t n)
 static size_t run_slots(worker *w);
 static void job_batch(worker *w)
 {
-        if (w->stopping || w->n_running == 0)
-                event_active(w->ev_pump, EV_TIMEOUT, 0);
-        else if (!evtimer_pending(w->ev_batch, NULL)) {
-                struct timeval tv = {0, w->n_ready >= run_slots(w) ? BATCH_DEEP_US : BATCH_US};
+        bool deep = w->n_ready >= run_slots(w);
 
-                evtimer_add(w->ev_batch, &tv);
+        if (w->stopping || w->n_running == 0) {
+                event_active(w->ev_pump, EV_TIMEOUT, 0);
+                return;
         }
+        /* A long wait armed while the queue was deep ends early once it is not. */
+        if (evtimer_pending(w->ev_batch, NULL)) {
+                if (deep || !w->batch_deep)
+                        return;
+                evtimer_del(w->ev_batch);
+        }
+        struct timeval tv = {0, deep ? BATCH_DEEP_US : BATCH_US};
+
+        w->batch_deep = deep;
+        evtimer_add(w->ev_batch, &tv);
 }
 
 void job_complete(job *j)
@@ -879,6 +888,7 @@ static int worker_setup(worker *w, knock_daemon *d)
 
 static void worker_free(worker *w)
 {
+
         struct event **evs[] = {&w->ev_wake, &w->ev_pump, &w->ev_ready, &w->ev_due,
                 &w->ev_renew, &w->ev_stop, &w->ev_batch};
 

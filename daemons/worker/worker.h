@@ -196,6 +196,7 @@ struct worker {
         exec_exit *orphans; /* reaped before the spawner said whose they are */
         size_t n_orphans, cap_orphans;
         bool stopping;
+        bool batch_deep; /* ev_batch was armed for BATCH_DEEP_US */
         int64_t next_due; /* armed due time, INT64_MAX when none */
 
         http_pool pool; /* forward's connections, keyed by origin */

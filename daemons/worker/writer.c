@@ -560,7 +560,6 @@ void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint6
 
 void writer_stop(worker_writer *wr)
 {
-        if (getenv("WB_TRACE")) fprintf(stderr, "TRACE cycles=%llu us_total=%llu batch_max=%llu\n", (unsigned long long)wr->cycles, (unsigned long long)wr->cycle_us_total, (unsigned long long)wr->batch_max);
         if (wr->started) {
                 pthread_mutex_lock(&wr->lock);
                 wr->stop = true;
