@@ -38,6 +38,34 @@
 void forward_pool_free(worker *w)
 {
         http_pool_clear(&w->pool);
+        http_target_clear(&w->fwd_target);
+        free(w->fwd_handler);
+        w->fwd_handler = NULL;
+}
+
+/* The handler URL, parsed when it differs from the last job's: an endpoint
+ * posts every event to one URL (or one per route). */
+static int target_for(worker *w, const char *handler, const http_target **ret)
+{
+        if (!w->fwd_handler || !streq(w->fwd_handler, handler)) {
+                http_target t = {};
+                char *copy = strdup(handler);
+                int r;
+
+                if (!copy)
+                        return -ENOMEM;
+                r = http_target_parse(handler, &t);
+                if (r < 0) {
+                        free(copy);
+                        return r;
+                }
+                http_target_clear(&w->fwd_target);
+                free(w->fwd_handler);
+                w->fwd_target = t;
+                w->fwd_handler = copy;
+        }
+        *ret = &w->fwd_target;
+        return 0;
 }
 
 static void job_http_done(job *j)
@@ -106,18 +134,18 @@ int forward_start(job *j)
 {
         worker *w = j->w;
         knock_claim *c = &j->claim;
-        _cleanup_(http_target_clear) http_target t = {};
+        const http_target *t;
         struct evkeyvalq *h;
         char attempt[24];
         int r;
 
-        r = http_target_parse(c->handler, &t);
+        r = target_for(w, c->handler, &t);
         if (r < 0)
                 return r;
         /* Made on first use: the blocking resolver, libevent's header limit. */
         if (!w->pool.base)
                 http_pool_init(&w->pool, w->d->base, NULL, 0);
-        r = http_pool_get(&w->pool, &t, t.origin, w->d->cfg->timeout_ms,
+        r = http_pool_get(&w->pool, t, t->origin, w->d->cfg->timeout_ms,
                           2 * w->d->cfg->concurrency, &j->conn);
         if (r < 0)
                 return r;
@@ -130,7 +158,7 @@ int forward_start(job *j)
         evhttp_request_set_error_cb(j->req, on_error);
         snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
         h = evhttp_request_get_output_headers(j->req);
-        evhttp_add_header(h, "Host", t.hostport);
+        evhttp_add_header(h, "Host", t->hostport);
         evhttp_add_header(
                 h, "Content-Type", c->content_type ? c->content_type : "application/octet-stream");
         evhttp_add_header(h, "User-Agent", "knock/" KNOCK_VERSION);
@@ -146,7 +174,7 @@ int forward_start(job *j)
         if (c->body_len > 0)
                 evbuffer_add(evhttp_request_get_output_buffer(j->req), c->body, c->body_len);
 
-        r = http_conn_send(j->conn, j->req, EVHTTP_REQ_POST, t.path);
+        r = http_conn_send(j->conn, j->req, EVHTTP_REQ_POST, t->path);
         if (r < 0) {
                 /* libevent has freed the request already. */
                 j->req = NULL;

@@ -200,6 +200,8 @@ struct worker {
         int64_t next_due; /* armed due time, INT64_MAX when none */
 
         http_pool pool; /* forward's connections, keyed by origin */
+        http_target fwd_target; /* forward's last handler URL, parsed */
+        char *fwd_handler;
 
         /* counters since start */
         uint64_t n_claimed, n_handled, n_failed, n_dead, n_ignored, n_lost;
