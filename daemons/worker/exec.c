@@ -47,7 +47,6 @@
 #include "worker.h"
 
 #define KILL_GRACE_MS 5000
-#define SPAWNER_THREADS_MAX 4
 
 #define EXIT_TEMPFAIL 75
 #define EXIT_DATAERR 65
@@ -401,7 +400,7 @@ static void *spawner_main(void *userdata)
                 while (!spr->todo && !spr->stop)
                         pthread_cond_wait(&spr->cond, &spr->lock);
                 if (spr->stop)
-                        break; /* what is left is cancelled by exec_teardown_spawner */
+                        break; /* what is left is cancelled by exec_stop_spawner */
                 j = spr->todo;
                 spr->todo = j->snext;
                 if (!spr->todo)

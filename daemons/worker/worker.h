@@ -159,9 +159,11 @@ void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint6
 /* Finishes what is queued, then joins the thread. */
 void writer_stop(worker_writer *wr);
 
-/* exec's spawner thread (exec.c): jobs to spawn and spawned ones, by snext. */
+#define SPAWNER_THREADS_MAX 4
+
+/* exec's spawner threads (exec.c): jobs to spawn and spawned ones, by snext. */
 typedef struct exec_spawner {
-        pthread_t threads[4];
+        pthread_t threads[SPAWNER_THREADS_MAX];
         size_t n_threads;
         bool started;
         pthread_mutex_t lock;
