@@ -300,6 +300,12 @@ static void log_result(worker *w, job *j, const knock_attempt_result *res)
         uint64_t ms = (mono_us() - j->started_us) / 1000;
         const char *out = j->out_len > 0 ? j->out : NULL;
 
+        /* The common case, a handled event, is a debug record: count it and
+         * build no fields when debug is off. */
+        if (res->new_status && streq(res->new_status, "handled") && log_get_level() < LOG_DEBUG) {
+                w->n_handled++;
+                return;
+        }
         snprintf(attempt, sizeof(attempt), "%lld", (long long)res->attempt);
         snprintf(duration, sizeof(duration), "%llu", (unsigned long long)ms);
         snprintf(http, sizeof(http), "%d", res->http_status);
