@@ -4,7 +4,9 @@
 every slot busy the worker claims further events, whose attempts say "queued"
 until their handler starts; then "running" with the real start time. Never
 more handlers at once than concurrency. On SIGTERM the queued claims are given
-back without an attempt: the events are "received" again with attempt_count 0."""
+back without an attempt: the events are "received" again with attempt_count 0.
+A burst of quick handlers, most of which exit before the loop hears from the
+spawner thread, each ends with its own exit status and output."""
 
 import os
 import time
@@ -94,6 +96,32 @@ def main():
              "no claim ahead while the claims' bodies exceed KNOCK_CLAIM_AHEAD_BYTES")
         t.ok(kt.wait_for(lambda: {r["status"] for r in ep.query("SELECT status FROM events")}
                          == {"handled"}, timeout=20), "still every event is handled")
+        t.eq(ep.stop("worker"), 0, "clean stop")
+
+        # A burst of quick handlers: most exit before the loop hears from the
+        # spawner thread that they started, so their exit is held until then.
+        # Each must still be matched to its own job: odd events exit 65 (dead at
+        # once), even ones print their id and succeed.
+        quick = kt.write_script(ep, "quick.sh",
+                                'case "$KNOCK_EVENT_ID" in *[13579]) exit 65;; esac\n'
+                                'echo "$KNOCK_EVENT_ID"\n')
+        ep.write_config("[endpoint]\nprovider = none\nallow_unverified = yes\n"
+                        "listen = 127.0.0.1:%d\n[worker]\nhandler = exec:%s\nconcurrency = 4\n"
+                        % (ep.port, quick))
+        burst = ["evt_b%03d" % i for i in range(200)]
+        for e in burst:
+            kt.insert_event(ep, e, "t")
+        w = ep.start("knock-worker")
+        t.ok(kt.wait_for(lambda: not ep.query(
+            "SELECT 1 FROM events WHERE id LIKE 'evt_b%' AND status NOT IN ('handled', 'dead')"),
+            timeout=60), "a burst of 200 quick handlers all end")
+        rows = ep.query("SELECT e.id, e.status, a.outcome, a.exit_code, a.output FROM events e "
+                        "JOIN attempts a ON a.event_id = e.id WHERE e.id LIKE 'evt_b%' ORDER BY e.id")
+        want = [(e, "dead", "permanent", 65, None) if int(e[-1]) % 2 else
+                (e, "handled", "success", 0, e + "\n") for e in burst]
+        got = [(r["id"], r["status"], r["outcome"], r["exit_code"], r["output"]) for r in rows]
+        t.eq(got, want, "each exit status and output belongs to its own event, one attempt each",
+             [g for g, x in zip(got, want) if g != x][:5])
         t.eq(ep.stop("worker"), 0, "clean stop")
     finally:
         ep.cleanup()
