@@ -153,6 +153,7 @@ static size_t run_slots(worker *w);
 static void job_batch(worker *w)
 {
         bool deep = w->n_ready >= run_slots(w);
+        struct timeval tv = {0, deep ? BATCH_DEEP_US : BATCH_US};
 
         if (w->stopping || w->n_running == 0) {
                 event_active(w->ev_pump, EV_TIMEOUT, 0);
@@ -164,8 +165,6 @@ static void job_batch(worker *w)
                         return;
                 evtimer_del(w->ev_batch);
         }
-        struct timeval tv = {0, deep ? BATCH_DEEP_US : BATCH_US};
-
         w->batch_deep = deep;
         evtimer_add(w->ev_batch, &tv);
 }
@@ -894,7 +893,6 @@ static int worker_setup(worker *w, knock_daemon *d)
 
 static void worker_free(worker *w)
 {
-
         struct event **evs[] = {&w->ev_wake, &w->ev_pump, &w->ev_ready, &w->ev_due,
                 &w->ev_renew, &w->ev_stop, &w->ev_batch};
 
