@@ -60,7 +60,7 @@ def statuses(ep):
 ep = Endpoint("crash")
 try:
     log = os.path.join(ep.tmp, "runs.log")
-    h = write_script(ep, "h.sh", 'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT start" >> "%s"\nsleep 1\n'
+    h = write_script(ep, "h.sh", 'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT start" >> "%s"\nsleep 2\n'
                'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT end" >> "%s"\nexit 0\n' % (log, log))
     ep.write_config("""[endpoint]
 provider = none
@@ -91,6 +91,9 @@ timeout = 30s
     # A claim is committed before its handler is spawned: kill only once the
     # four handlers really started, so "ran twice" below is what it says.
     t.ok(wait_for(lambda: started() == 4, timeout=10), "the 4 claimed handlers started")
+    # The claims ahead come with the cycle after the first claim, which a slow
+    # disk may still be committing when the handlers have started.
+    wait_for(lambda: ep.query("SELECT 1 FROM attempts WHERE outcome = 'queued'"), timeout=10)
     ep.kill9("worker")
     t.ok(w.poll() is not None, "worker killed with SIGKILL")
     # Besides the 4 running, the worker claims ahead of free slots: those attempts
