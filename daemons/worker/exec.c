@@ -344,6 +344,8 @@ static int spawn_io(struct exec_spawn *sp, job *j)
         return 0;
 }
 
+static int spawner_start(worker *w);
+
 int exec_start(job *j)
 {
         exec_spawner *spr = &j->w->spawner;
@@ -352,6 +354,11 @@ int exec_start(job *j)
 
         j->pid = 0;
         j->in_fd = j->out_fd = -1;
+        if (!spr->started) {
+                r = spawner_start(j->w);
+                if (r < 0)
+                        return r;
+        }
         sp = calloc(1, sizeof(*sp));
         if (!sp)
                 return -ENOMEM;
@@ -524,25 +531,30 @@ static size_t spawner_threads(worker *w)
         return MAX(n, (size_t)1);
 }
 
+/* Made with the first exec: job (an HTTP-only endpoint has no spawner threads);
+ * tried again by the next job while no thread could be started. */
 static int spawner_start(worker *w)
 {
         exec_spawner *spr = &w->spawner;
-        int r;
+        size_t want;
+        int r = 0;
 
-        pthread_mutex_init(&spr->lock, NULL);
-        pthread_cond_init(&spr->cond, NULL);
-        spr->todo_tail = &spr->todo;
-        spr->done_tail = &spr->done;
-        spr->ev_done = event_new(w->d->base, -1, 0, on_spawned, w);
-        if (!spr->ev_done)
-                return -ENOMEM;
-        spr->n_threads = spawner_threads(w);
-        for (size_t i = 0; i < spr->n_threads; i++) {
-                r = -pthread_create(&spr->threads[i], NULL, spawner_main, spr);
-                if (r < 0) {
-                        spr->n_threads = i;
+        if (!spr->ev_done) {
+                spr->ev_done = event_new(w->d->base, -1, 0, on_spawned, w);
+                if (!spr->ev_done)
+                        return -ENOMEM;
+                pthread_mutex_init(&spr->lock, NULL);
+                pthread_cond_init(&spr->cond, NULL);
+                spr->todo_tail = &spr->todo;
+                spr->done_tail = &spr->done;
+        }
+        /* Threads made here inherit the loop thread's mask: SIGCHLD blocked. */
+        want = spawner_threads(w);
+        while (spr->n_threads < want) {
+                r = -pthread_create(&spr->threads[spr->n_threads], NULL, spawner_main, spr);
+                if (r < 0)
                         break;
-                }
+                spr->n_threads++;
         }
         spr->started = spr->n_threads > 0;
         return spr->started ? 0 : r;
@@ -628,7 +640,7 @@ int exec_setup(worker *w)
         w->ev_chld = event_new(w->d->base, w->chld_fd, EV_READ | EV_PERSIST, on_sigchld, w);
         if (!w->ev_chld || event_add(w->ev_chld, NULL) < 0)
                 return -ENOMEM;
-        return spawner_start(w);
+        return 0;
 }
 
 void exec_teardown(worker *w)

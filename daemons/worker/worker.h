@@ -211,8 +211,8 @@ struct worker {
 
 /* Runners: start returns 0 (the job completes later via job_complete) or a
  * negative errno (nothing started; the caller completes the job). */
-/* SIGCHLD blocked in every thread and read from a signalfd on the loop, and the
- * spawner thread; before the writer thread starts. */
+/* SIGCHLD blocked in every thread and read from a signalfd on the loop; before
+ * the writer thread starts. The spawner threads come with the first exec: job. */
 int exec_setup(worker *w);
 /* Joins the spawner; what it had not spawned yet fails to start (ECANCELED). */
 void exec_stop_spawner(worker *w);
