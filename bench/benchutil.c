@@ -33,6 +33,19 @@ void bench_write_text(const char *path, const char *text)
                 bench_die(path);
 }
 
+int bench_cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+double bench_median(double *v, size_t n)
+{
+        qsort(v, n, sizeof(*v), bench_cmp_double);
+        return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 void bench_sleep_ms(unsigned ms)
 {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

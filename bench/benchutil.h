@@ -39,5 +39,10 @@ pid_t bench_start_sink(int *port);
  * connections busy, n POSTs of body in all (each must be answered 204); req/s. */
 double bench_bare_client(size_t n, int port, size_t conc, const char *body, size_t body_len);
 
+/* qsort comparator for doubles, ascending. */
+int bench_cmp_double(const void *a, const void *b);
+/* The median of v[0..n) (n >= 1; v is sorted in place). */
+double bench_median(double *v, size_t n);
+
 /* REL resolved against the directory of this executable (/proc/self/exe). */
 const char *bench_sibling(const char *rel, char *buf, size_t len);

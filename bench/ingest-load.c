@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "util.h"
 
 typedef struct conn {
@@ -118,12 +119,6 @@ static void send_one(conn *c)
         }
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
-}
-
 int main(int argc, char **argv)
 {
         int conns = 64, duration = 5, c;
@@ -171,7 +166,7 @@ int main(int argc, char **argv)
                 send_one(&cs[i]);
         }
         event_base_dispatch(base);
-        qsort(lat, n_lat, sizeof(*lat), cmp_double);
+        qsort(lat, n_lat, sizeof(*lat), bench_cmp_double);
         printf("{\"conns\":%d,\"rps\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"ok\":%llu,\"errors\":%llu}\n",
                conns, (double)n_ok / duration, n_lat ? lat[n_lat / 2] : 0.0,
                n_lat ? lat[(size_t)((double)n_lat * 0.99)] : 0.0, (unsigned long long)n_ok,

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "benchutil.h"
 #include "util.h"
 #include "verify.h"
 
@@ -156,12 +157,6 @@ static double measure_hmac(const char *body)
                 t = now_s() - start;
         } while (t < opt_seconds);
         return (double)n / t;
-}
-
-static int dcmp(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-        return x < y ? -1 : x > y;
 }
 
 /* A JSON body of about 1.5 KB: the shape of a Stripe event, with the fields each provider
@@ -359,7 +354,7 @@ int main(int argc, char *argv[])
                 opt_seconds = 0.2;
 
         for (int p = 0; p < _KNOCK_PROVIDER_MAX; p++) {
-                double v[5], h[5];
+                double v[5], h[5], ops, hmac;
                 bcase b;
 
                 if (argc > 2 && !streq(argv[2], provider_to_string(p)))
@@ -370,11 +365,11 @@ int main(int argc, char *argv[])
                         h[round] = measure_hmac(b.body);
                         v[round] = measure_verify(&b);
                 }
-                qsort(v, 5, sizeof(double), dcmp);
-                qsort(h, 5, sizeof(double), dcmp);
+                ops = bench_median(v, 5);
+                hmac = bench_median(h, 5);
                 printf("{\"bench\":\"verify\",\"provider\":\"%s\",\"body_bytes\":%zu,\"ops\":%.0f,"
                        "\"baseline\":\"hmac-sha256\",\"baseline_ops\":%.0f,\"ratio\":%.2f}\n",
-                        provider_to_string(p), strlen(b.body), v[2], h[2], v[2] / h[2]);
+                        provider_to_string(p), strlen(b.body), ops, hmac, ops / hmac);
                 fflush(stdout);
 
                 verify_config_clear(&b.cfg);

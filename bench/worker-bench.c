@@ -258,20 +258,13 @@ static double bare_spawn(size_t n, size_t c, double *cpu_us, double *busy)
 
 #define ROUNDS_MAX 15
 
-static int cmp_double(const void *a, const void *b)
-{
-        double x = *(const double *)a, y = *(const double *)b;
-
-        return x < y ? -1 : x > y;
-}
-
+/* The median of v, left as it is. */
 static double median(const double *v, size_t n)
 {
         double s[ROUNDS_MAX];
 
         memcpy(s, v, n * sizeof(*v));
-        qsort(s, n, sizeof(*s), cmp_double);
-        return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+        return bench_median(s, n);
 }
 
 static double minimum(const double *v, size_t n)
