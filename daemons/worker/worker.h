@@ -44,7 +44,7 @@ struct job {
         int in_fd, out_fd;
         size_t in_off;
         struct event *ev_in, *ev_out, *ev_timeout;
-        bool timed_out, killed;
+        bool timed_out;
 
         /* forward */
         http_conn *conn;
