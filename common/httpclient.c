@@ -3,12 +3,12 @@
  * httpclient — outbound HTTP(S) for the worker's http(s) handlers and the
  * deliverer's hooks; see httpclient.h for the promises.
  *
- * libevent sends one request at a time per evhttp_connection, so a pooled
- * connection is either busy (its owner's request is on it) or idle. The
- * close callback may run inside an evhttp callback, where freeing the
- * connection would pull it from under libevent: it only marks the
- * connection broken, and http_pool_get() (never called from an evhttp
- * callback) sweeps broken idle connections before it looks for one.
+ * One request at a time per connection, so a pooled connection is either
+ * busy (its owner's request is on it) or idle. A connection that fails or
+ * that the peer closes has its socket closed at once (bufferevent_free() is
+ * safe inside the bufferevent's own callbacks) and is marked broken; the
+ * struct, which its owner may still hold, is freed by http_pool_get() once
+ * its owner has given it back.
  */
 #include "httpclient.h"
 
@@ -16,6 +16,12 @@
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +141,299 @@ int http_tls_context(const char *extra_ca_file, SSL_CTX **ret)
         return 0;
 }
 
+/* ---- the response parser ---------------------------------------------------------- */
+
+void http_parser_reset(http_parser *p, size_t max_head, size_t max_body)
+{
+        unsigned char *body = p->body;
+
+        if (body && max_body != p->max_body) {
+                free(body);
+                body = NULL;
+        }
+        *p = (http_parser){
+                .state = HP_STATUS,
+                .max_head = max_head > 0 ? max_head : HTTP_MAX_HEAD_DEFAULT,
+                .max_body = max_body,
+                .body = body,
+        };
+}
+
+void http_parser_free(http_parser *p)
+{
+        free(p->body);
+        p->body = NULL;
+}
+
+static int parse_error(http_parser *p, const char *why)
+{
+        p->error = why;
+        return -EBADMSG;
+}
+
+/* The next line of the head, without its end (CRLF or LF), pulled up into
+ * one piece; NULL when it has not all arrived yet (*error set when it never
+ * can within the head's bound). *consumed is what to drain after use. */
+static const char *head_line(http_parser *p, struct evbuffer *in, size_t *len,
+                             size_t *consumed, bool *error)
+{
+        struct evbuffer_ptr eol;
+        size_t eol_len = 0;
+        char *line;
+
+        *error = false;
+        eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+        if (eol.pos < 0) {
+                if (p->head_bytes + evbuffer_get_length(in) > p->max_head)
+                        *error = true;
+                return NULL;
+        }
+        *len = (size_t)eol.pos;
+        *consumed = *len + eol_len;
+        p->head_bytes += *consumed;
+        if (p->head_bytes > p->max_head) {
+                *error = true;
+                return NULL;
+        }
+        line = (char *)evbuffer_pullup(in, (ev_ssize_t)*consumed);
+        return line;
+}
+
+/* "HTTP/1.x SSS[ reason]" */
+static int parse_status(http_parser *p, const char *s, size_t len)
+{
+        if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') ||
+            s[8] != ' ' || !isdigit((unsigned char)s[9]) || !isdigit((unsigned char)s[10]) ||
+            !isdigit((unsigned char)s[11]) || (len > 12 && s[12] != ' '))
+                return parse_error(p, "invalid response status line");
+        p->http10 = s[7] == '0';
+        p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+        if (p->status < 100)
+                return parse_error(p, "invalid response status line");
+        return 0;
+}
+
+static bool name_is(const char *name, size_t len, const char *want)
+{
+        return strlen(want) == len && strncasecmp(name, want, len) == 0;
+}
+
+/* Whether the comma-separated list v (len bytes) holds token. */
+static bool has_token(const char *v, size_t len, const char *token, bool last_only)
+{
+        size_t tl = strlen(token);
+        bool found = false;
+
+        while (len > 0) {
+                const char *comma = memchr(v, ',', len);
+                size_t n = comma ? (size_t)(comma - v) : len, a = 0, b = n;
+
+                while (a < b && (v[a] == ' ' || v[a] == '\t'))
+                        a++;
+                while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+                        b--;
+                found = b - a == tl && strncasecmp(v + a, token, tl) == 0;
+                if (found && !last_only)
+                        return true;
+                if (!comma)
+                        break;
+                v = comma + 1;
+                len -= n + 1;
+        }
+        return found;
+}
+
+static int parse_header(http_parser *p, const char *s, size_t len)
+{
+        const char *colon = memchr(s, ':', len), *v;
+        size_t nlen, vlen;
+
+        if (len > 0 && (s[0] == ' ' || s[0] == '\t'))
+                return 0; /* an obsolete folded continuation: skipped with its header */
+        if (!colon || colon == s)
+                return parse_error(p, "invalid response header");
+        nlen = (size_t)(colon - s);
+        v = colon + 1;
+        vlen = len - nlen - 1;
+        while (vlen > 0 && (v[0] == ' ' || v[0] == '\t'))
+                v++, vlen--;
+        while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t' || v[vlen - 1] == '\r'))
+                vlen--;
+
+        if (name_is(s, nlen, "Content-Length")) {
+                uint64_t n = 0;
+
+                if (vlen == 0 || vlen > 18)
+                        return parse_error(p, "invalid Content-Length");
+                for (size_t i = 0; i < vlen; i++) {
+                        if (!isdigit((unsigned char)v[i]))
+                                return parse_error(p, "invalid Content-Length");
+                        n = n * 10 + (uint64_t)(v[i] - '0');
+                }
+                if (p->has_length && n != p->remaining)
+                        return parse_error(p, "conflicting Content-Length");
+                p->has_length = true;
+                p->remaining = n;
+        } else if (name_is(s, nlen, "Transfer-Encoding")) {
+                /* chunked last: chunked framing; anything else: to the end */
+                p->chunked = has_token(v, vlen, "chunked", true);
+                if (!p->chunked)
+                        p->close = true;
+        } else if (name_is(s, nlen, "Connection")) {
+                if (has_token(v, vlen, "close", false))
+                        p->close = true;
+                if (has_token(v, vlen, "keep-alive", false))
+                        p->keep_alive = true;
+        } else if (name_is(s, nlen, "Retry-After")) {
+                size_t n = MIN(vlen, sizeof(p->retry_after) - 1);
+
+                memcpy(p->retry_after, v, n);
+                p->retry_after[n] = 0;
+                p->has_retry_after = true;
+        }
+        return 0;
+}
+
+/* The head is complete: where the body starts, if there is one. */
+static int head_done(http_parser *p)
+{
+        if (p->status < 200) {
+                if (p->status == 101)
+                        return parse_error(p, "unexpected protocol switch");
+                /* An interim response: the real one follows. */
+                size_t max_head = p->max_head, head_bytes = p->head_bytes;
+
+                http_parser_reset(p, max_head, p->max_body);
+                p->head_bytes = head_bytes;
+                return 0;
+        }
+        if (p->http10 && !p->keep_alive)
+                p->close = true;
+        if (p->status == 204 || p->status == 304)
+                p->state = HP_DONE;
+        else if (p->chunked) {
+                if (p->has_length)
+                        p->close = true; /* RFC 9112 6.3: both sent, chunked wins */
+                p->has_length = false;
+                p->state = HP_CHUNK_SIZE;
+        } else if (p->has_length)
+                p->state = p->remaining > 0 ? HP_BODY_LENGTH : HP_DONE;
+        else {
+                p->close = true;
+                p->state = HP_BODY_EOF;
+        }
+        return 0;
+}
+
+/* Takes up to p->remaining bytes (all of them when to_end) of the body. */
+static void body_take(http_parser *p, struct evbuffer *in, bool to_end)
+{
+        size_t avail = evbuffer_get_length(in);
+        size_t n = to_end ? avail : (size_t)MIN((uint64_t)avail, p->remaining);
+        size_t keep = MIN(n, p->max_body - p->body_len);
+
+        if (keep > 0 && !p->body)
+                p->body = malloc(p->max_body + 1);
+        if (keep > 0 && p->body) {
+                evbuffer_remove(in, p->body + p->body_len, keep);
+                p->body_len += keep;
+                p->body[p->body_len] = 0;
+        } else
+                keep = 0;
+        evbuffer_drain(in, n - keep);
+        p->body_dropped += n - keep;
+        if (!to_end)
+                p->remaining -= n;
+}
+
+int http_parser_feed(http_parser *p, struct evbuffer *in)
+{
+        for (;;) {
+                const char *line;
+                size_t len = 0, consumed = 0;
+                bool error;
+                int r = 0;
+
+                switch (p->state) {
+                case HP_STATUS:
+                case HP_HEADERS:
+                case HP_CHUNK_SIZE:
+                case HP_CHUNK_END:
+                case HP_TRAILERS:
+                        /* A chunk's size line is bounded on its own; the
+                         * trailers after the last one by what is left. */
+                        if (p->state == HP_CHUNK_SIZE || p->state == HP_CHUNK_END)
+                                p->head_bytes = 0;
+                        line = head_line(p, in, &len, &consumed, &error);
+                        if (!line) {
+                                if (!error)
+                                        return 0;
+                                return parse_error(p, p->state == HP_CHUNK_SIZE ||
+                                                                      p->state == HP_CHUNK_END
+                                                              ? "invalid chunk"
+                                                              : "response headers too long");
+                        }
+                        if (p->state == HP_STATUS) {
+                                r = parse_status(p, line, len);
+                                p->state = HP_HEADERS;
+                        } else if (p->state == HP_HEADERS)
+                                r = len == 0 ? head_done(p) : parse_header(p, line, len);
+                        else if (p->state == HP_CHUNK_SIZE) {
+                                uint64_t n = 0;
+                                size_t i = 0;
+
+                                for (; i < len && isxdigit((unsigned char)line[i]); i++) {
+                                        if (i >= 15)
+                                                return parse_error(p, "invalid chunk");
+                                        n = n * 16 + (uint64_t)(isdigit((unsigned char)line[i])
+                                                                        ? line[i] - '0'
+                                                                        : (tolower((unsigned char)line[i]) - 'a' + 10));
+                                }
+                                if (i == 0 || (i < len && line[i] != ';' && line[i] != ' ' &&
+                                               line[i] != '\t'))
+                                        r = parse_error(p, "invalid chunk");
+                                p->remaining = n;
+                                p->state = n > 0 ? HP_CHUNK_DATA : HP_TRAILERS;
+                        } else if (p->state == HP_CHUNK_END) {
+                                if (len != 0)
+                                        r = parse_error(p, "invalid chunk");
+                                p->state = HP_CHUNK_SIZE;
+                        } else if (len == 0)
+                                p->state = HP_DONE; /* the end of the trailers */
+                        evbuffer_drain(in, consumed);
+                        if (r < 0)
+                                return r;
+                        break;
+                case HP_BODY_LENGTH:
+                case HP_CHUNK_DATA:
+                        body_take(p, in, false);
+                        if (p->remaining > 0)
+                                return 0;
+                        p->state = p->state == HP_CHUNK_DATA ? HP_CHUNK_END : HP_DONE;
+                        break;
+                case HP_BODY_EOF:
+                        body_take(p, in, true);
+                        return 0;
+                case HP_DONE:
+                        return 1;
+                }
+        }
+}
+
+int http_parser_eof(http_parser *p)
+{
+        if (p->state == HP_BODY_EOF) {
+                p->state = HP_DONE;
+                return 1;
+        }
+        if (p->state == HP_DONE)
+                return 1;
+        p->error = p->state == HP_STATUS && p->head_bytes == 0
+                           ? "connection closed before a response"
+                           : "connection closed in the middle of the response";
+        return -EPIPE;
+}
+
 /* ---- the pool --------------------------------------------------------------------- */
 
 void http_pool_init(http_pool *p, struct event_base *base, struct evdns_base *dns,
@@ -145,13 +444,30 @@ void http_pool_init(http_pool *p, struct event_base *base, struct evdns_base *dn
         p->max_headers_size = max_headers_size;
 }
 
+/* Closes the socket now; the struct lives until the pool frees it. */
+static void conn_close(http_conn *c)
+{
+        c->broken = true;
+        c->connected = false;
+        if (c->bev) {
+                bufferevent_free(c->bev); /* and its SSL; safe inside its callbacks */
+                c->bev = NULL;
+                c->ssl = NULL;
+        }
+}
+
 static http_conn *conn_free(http_conn *c)
 {
         if (!c)
                 return NULL;
-        if (c->evcon)
-                evhttp_connection_free(c->evcon); /* frees the bufferevent and its SSL */
+        conn_close(c);
+        if (c->ev_timer)
+                event_free(c->ev_timer);
+        http_parser_free(&c->parser);
         free(c->key);
+        free(c->hostport);
+        free(c->error);
+        free(c->head);
         free(c);
         return NULL;
 }
@@ -185,11 +501,151 @@ static void pool_sweep(http_pool *p)
         p->n_conns = k;
 }
 
-static void on_close(struct evhttp_connection *evcon, void *userdata)
+static void conn_error(http_conn *c, const char *fmt, ...) _printf_(2, 3);
+static void conn_error(http_conn *c, const char *fmt, ...)
+{
+        va_list ap;
+        char *e;
+
+        if (c->error)
+                return; /* the first reason is the real one */
+        va_start(ap, fmt);
+        if (vasprintf(&e, fmt, ap) < 0)
+                e = NULL;
+        va_end(ap);
+        c->error = e;
+}
+
+/* Why a TLS connection failed, in the verifier's words when it refused. */
+static void tls_error(http_conn *c, const char *what)
+{
+        unsigned long e = c->bev ? bufferevent_get_openssl_error(c->bev) : 0;
+        long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+        char buf[256];
+
+        if (v != X509_V_OK)
+                conn_error(c, "TLS: certificate verify failed: %s (%s)",
+                           X509_verify_cert_error_string(v), what);
+        else if (e != 0) {
+                ERR_error_string_n(e, buf, sizeof(buf));
+                conn_error(c, "TLS: %s (%s)", buf, what);
+        }
+}
+
+/* The request is over: hand the response (or the failure) to its owner. */
+static void request_end(http_conn *c, const http_response *r)
+{
+        http_done_fn done = c->done;
+        void *userdata = c->userdata;
+
+        evtimer_del(c->ev_timer);
+        c->in_request = false;
+        c->fail_pending = false;
+        c->done = NULL;
+        c->userdata = NULL;
+        if (r->status == 0 || c->parser.close || !c->bev ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
+            evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+                conn_close(c);
+        if (done)
+                done(c, r, userdata);
+}
+
+static void request_fail(http_conn *c, const char *why, bool timed_out)
+{
+        http_response r = {.status = 0, .timed_out = timed_out, .error = c->error ?: why};
+
+        if (!c->in_request) {
+                conn_close(c);
+                return;
+        }
+        if (!c->error && c->ssl)
+                tls_error(c, why);
+        if (c->error)
+                r.error = c->error;
+        request_end(c, &r);
+}
+
+static void request_complete(http_conn *c)
+{
+        http_parser *p = &c->parser;
+        http_response r = {
+                .status = p->status,
+                .retry_after = p->has_retry_after ? p->retry_after : NULL,
+                .body = p->body_len > 0 ? p->body : NULL,
+                .body_len = p->body_len,
+                .body_dropped = p->body_dropped,
+        };
+
+        request_end(c, &r);
+}
+
+static void on_read(struct bufferevent *bev, void *userdata)
+{
+        http_conn *c = userdata;
+        int r;
+
+        if (!c->in_request) {
+                /* Nothing was asked: a peer talking out of turn is not reused. */
+                conn_close(c);
+                return;
+        }
+        r = http_parser_feed(&c->parser, bufferevent_get_input(bev));
+        if (r < 0)
+                request_fail(c, c->parser.error, false);
+        else if (r > 0)
+                request_complete(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *userdata)
 {
         http_conn *c = userdata;
 
-        c->broken = true;
+        if (what & BEV_EVENT_CONNECTED) {
+                c->connected = true;
+                return;
+        }
+        if (what & BEV_EVENT_EOF) {
+                if (c->in_request) {
+                        /* What arrived with the close is read first. */
+                        int r = http_parser_feed(&c->parser, bufferevent_get_input(bev));
+
+                        if (r == 0)
+                                r = http_parser_eof(&c->parser);
+                        if (r > 0) {
+                                c->parser.close = true;
+                                request_complete(c);
+                        } else
+                                request_fail(c, c->parser.error, false);
+                } else
+                        conn_close(c);
+                return;
+        }
+        if (what & BEV_EVENT_ERROR) {
+                int dns = bufferevent_socket_get_dns_error(bev);
+                int e = EVUTIL_SOCKET_ERROR();
+
+                if (dns != 0)
+                        conn_error(c, "cannot resolve host: %s", evutil_gai_strerror(dns));
+                else if (!c->ssl && e != 0)
+                        conn_error(c, "connection failed: %s", strerror(e));
+                request_fail(c, "connection failed", false);
+                return;
+        }
+        if (what & BEV_EVENT_TIMEOUT)
+                request_fail(c, "timed out", true);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *userdata)
+{
+        http_conn *c = userdata;
+
+        if (!c->in_request)
+                return;
+        if (c->fail_pending)
+                request_fail(c, "connection failed", false);
+        else
+                request_fail(c, "timed out", true);
 }
 
 /* The TLS side of a new https connection, as a bufferevent that owns ssl. */
@@ -231,7 +687,6 @@ static int tls_bufferevent(http_pool *p, const http_target *t, SSL **ret_ssl,
 static int conn_new(http_pool *p, const http_target *t, const char *key, uint64_t timeout_ms,
                     http_conn **ret)
 {
-        struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000 * 1000)};
         http_conn *c, **nv;
         int r;
 
@@ -242,37 +697,42 @@ static int conn_new(http_pool *p, const http_target *t, const char *key, uint64_
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        c->pool = p;
+        c->timeout_ms = timeout_ms;
         c->key = strdup(key);
-        if (!c->key) {
-                free(c);
+        c->hostport = strdup(t->hostport);
+        c->ev_timer = evtimer_new(p->base, on_timer, c);
+        if (!c->key || !c->hostport || !c->ev_timer) {
+                conn_free(c);
                 return -ENOMEM;
         }
+        http_parser_reset(&c->parser, p->max_headers_size, 0);
         if (t->https) {
-                struct bufferevent *bev;
-
-                r = tls_bufferevent(p, t, &c->ssl, &bev);
+                r = tls_bufferevent(p, t, &c->ssl, &c->bev);
                 if (r < 0) {
                         conn_free(c);
                         return r;
                 }
-                c->evcon = evhttp_connection_base_bufferevent_new(p->base, p->dns, bev, t->host,
-                                                                  (unsigned short)t->port);
-                if (!c->evcon)
-                        bufferevent_free(bev);
-        } else
-                c->evcon = evhttp_connection_base_new(p->base, p->dns, t->host,
-                                                      (unsigned short)t->port);
-        if (!c->evcon) {
-                conn_free(c);
-                return -ENOMEM;
+        } else {
+                c->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+                if (!c->bev) {
+                        conn_free(c);
+                        return -ENOMEM;
+                }
         }
-        evhttp_connection_set_timeout_tv(c->evcon, &tv);
-        evhttp_connection_set_retries(c->evcon, 0);
-        if (p->max_headers_size > 0)
-                evhttp_connection_set_max_headers_size(c->evcon, (ev_ssize_t)p->max_headers_size);
-        evhttp_connection_set_closecb(c->evcon, on_close, c);
+        bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+        /* Read for the whole life of the connection: a response, or the
+         * peer closing an idle one, is seen without re-registering. */
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
         p->conns[p->n_conns++] = c;
         *ret = c;
+        /* May fail at once (a name that does not resolve, with the blocking
+         * resolver): on_event has recorded why, and the request reports it. */
+        if (bufferevent_socket_connect_hostname(c->bev, p->dns, AF_UNSPEC, t->host, t->port) <
+            0) {
+                conn_error(c, "connection failed");
+                conn_close(c);
+        }
         return 0;
 }
 
@@ -304,45 +764,88 @@ int http_pool_get(http_pool *p, const http_target *t, const char *key, uint64_t 
 
 /* ---- one request ------------------------------------------------------------------ */
 
-int http_conn_send(http_conn *c, struct evhttp_request *req, enum evhttp_cmd_type cmd,
-                   const char *path)
+int http_conn_post(http_conn *c, const char *path, const char *headers, size_t headers_len,
+                   const void *body, size_t body_len, size_t max_body, http_done_fn done,
+                   void *userdata)
 {
+        struct timeval tv = {(time_t)(c->timeout_ms / 1000),
+                             (suseconds_t)(c->timeout_ms % 1000 * 1000)};
+        size_t need = strlen(path) + strlen(c->hostport) + headers_len + 96;
+        struct evbuffer *out;
+        size_t head_len, sent = 0;
+        int n;
+
+        if (need > c->head_cap) {
+                char *nh = realloc(c->head, need);
+
+                if (!nh)
+                        return -ENOMEM;
+                c->head = nh;
+                c->head_cap = need;
+        }
+        n = snprintf(c->head, c->head_cap, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n",
+                     path, c->hostport, body_len);
+        if (n < 0 || (size_t)n + headers_len + 3 > c->head_cap)
+                return -ENOMEM;
+        head_len = (size_t)n;
+        memcpy(c->head + head_len, headers, headers_len);
+        head_len += headers_len;
+        memcpy(c->head + head_len, "\r\n", 2);
+        head_len += 2;
+
         c->busy = true;
-        if (evhttp_make_request(c->evcon, req, cmd, path) < 0) {
-                /* libevent has freed the request already. */
-                c->busy = false;
-                c->broken = true;
-                return -EIO;
+        c->in_request = true;
+        c->done = done;
+        c->userdata = userdata;
+        http_parser_reset(&c->parser, c->pool->max_headers_size, max_body);
+        if (!c->bev || c->broken) {
+                /* Reported from the loop, as every other ending is. */
+                c->fail_pending = true;
+                event_active(c->ev_timer, EV_TIMEOUT, 0);
+                return 0;
+        }
+        evtimer_add(c->ev_timer, &tv);
+
+        out = bufferevent_get_output(c->bev);
+        /* A plain connection with nothing queued takes the request straight
+         * away, almost always whole: no write event to register and remove. */
+        if (!c->ssl && c->connected && evbuffer_get_length(out) == 0) {
+                struct iovec iov[2] = {{c->head, head_len}, {(void *)body, body_len}};
+                struct msghdr msg = {.msg_iov = iov, .msg_iovlen = body_len > 0 ? 2 : 1};
+                ssize_t w = sendmsg(bufferevent_getfd(c->bev), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                /* Short or failed: the bufferevent sends the rest, or meets
+                 * the error again and reports it. */
+                sent = w > 0 ? (size_t)w : 0;
+        }
+        if (sent < head_len)
+                evbuffer_add(out, c->head + sent, head_len - sent);
+        if (sent < head_len + body_len) {
+                size_t from = sent > head_len ? sent - head_len : 0;
+
+                evbuffer_add(out, (const char *)body + from, body_len - from);
         }
         return 0;
+}
+
+void http_conn_abort(http_conn *c)
+{
+        if (!c)
+                return;
+        evtimer_del(c->ev_timer);
+        c->in_request = false;
+        c->fail_pending = false;
+        c->done = NULL;
+        c->userdata = NULL;
+        conn_close(c);
 }
 
 void http_conn_release(http_conn **c, bool broken)
 {
         if (!*c)
                 return;
-        if (broken)
-                (*c)->broken = true;
+        if (broken || (*c)->in_request)
+                http_conn_abort(*c);
         (*c)->busy = false;
         *c = NULL;
-}
-
-const char *http_request_error_string(enum evhttp_request_error err)
-{
-        switch (err) {
-        case EVREQ_HTTP_TIMEOUT:
-                return "timed out";
-        case EVREQ_HTTP_EOF:
-                return "connection closed before a response";
-        case EVREQ_HTTP_INVALID_HEADER:
-                return "invalid response header";
-        case EVREQ_HTTP_BUFFER_ERROR:
-                return "connection failed";
-        case EVREQ_HTTP_REQUEST_CANCEL:
-                return "request cancelled";
-        case EVREQ_HTTP_DATA_TOO_LONG:
-                return "response headers too long";
-        default:
-                return "request failed";
-        }
 }

@@ -81,9 +81,7 @@ struct hook_send {
         int64_t started_at;
         uint64_t started_us;
         int64_t duration_ms;
-        struct evhttp_request *req;
-        http_conn *conn;
-        struct event *ev_deadline;
+        http_conn *conn; /* while its request is out */
 
         int status;
         int64_t retry_after_ms; /* < 0: none */

@@ -5,7 +5,7 @@
  *
  * Promises:
  *  - keep-alive: connections are pooled per scheme://host:port and reused
- *    (common/httpclient.c); libevent sends one request at a time per connection, so the pool grows
+ *    (common/httpclient.c); one request at a time per connection, so the pool grows
  *    to at most [worker] concurrency busy connections per target. A
  *    connection the peer closed is dropped from the pool, never reused;
  *  - the request carries the stored Content-Type (application/octet-stream
@@ -13,20 +13,20 @@
  *    X-Knock-Event-Id, X-Knock-Delivery-Id, X-Knock-Attempt,
  *    X-Knock-Event-Type, X-Knock-Provider-Event-Id;
  *  - outcome (contract §7): 2xx handled; 408, 429, 5xx, 3xx (not followed),
- *    connection errors and timeouts ([worker] timeout, for connect, write
- *    and read) retry; any other 4xx is permanent → dead;
+ *    connection errors and timeouts retry; any other 4xx is permanent → dead;
  *  - https verifies the peer against the system trust store and the host
  *    name (or the IP address of a literal), with SNI for names;
- *  - the response body is captured up to [worker] max_output.
+ *  - the response body is captured up to [worker] max_output;
+ *  - a request ends within [worker] timeout, connecting, writing and reading
+ *    together (an HTTP handler's time, as an exec handler's is its run);
+ *  - a header whose value holds a CR or LF (an event type taken from a
+ *    payload, say) is left out rather than let it end the header early.
  *
  * Host names are resolved with the blocking resolver when a new connection
  * is made (not per request); point handlers at addresses or local names.
  */
 
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,55 +68,43 @@ static int target_for(worker *w, const char *handler, const http_target **ret)
         return 0;
 }
 
-static void job_http_done(job *j)
+/* A header line for the request, skipped when the value could end it (a
+ * CR or LF, from a payload's event type for example): what evhttp did. */
+static size_t header_add(char *buf, size_t at, size_t cap, const char *name, const char *value)
 {
-        http_conn_release(&j->conn, false);
-        j->req = NULL;
-        job_complete(j);
+        size_t nl = strlen(name), vl = strlen(value);
+
+        if (strpbrk(value, "\r\n") || at + nl + vl + 4 > cap)
+                return at;
+        memcpy(buf + at, name, nl);
+        at += nl;
+        buf[at++] = ':';
+        buf[at++] = ' ';
+        memcpy(buf + at, value, vl);
+        at += vl;
+        buf[at++] = '\r';
+        buf[at++] = '\n';
+        return at;
 }
 
-static void on_error(enum evhttp_request_error err, void *userdata)
+static void on_response(http_conn *conn, const http_response *r, void *userdata)
 {
         job *j = userdata;
+        int code = r->status;
 
-        if (err == EVREQ_HTTP_TIMEOUT)
-                j->outcome = EVENT_OUTCOME_TIMEOUT;
-        free(j->http_error);
-        j->http_error = strdup(http_request_error_string(err));
-        if (j->conn)
-                j->conn->broken = true;
-}
-
-static void on_response(struct evhttp_request *req, void *userdata)
-{
-        job *j = userdata;
-        int code = req ? evhttp_request_get_response_code(req) : 0;
-
-        if (!j->req)
-                return; /* cancelled: forward_cancel completed the job */
-
+        j->conn = NULL; /* the connection is given back below */
+        http_conn_release(&conn, false);
         j->http_status = code;
         if (code == 0) {
-                if (j->outcome != EVENT_OUTCOME_TIMEOUT)
-                        j->outcome = EVENT_OUTCOME_TEMPFAIL;
-                if (j->conn)
-                        j->conn->broken = true;
+                j->outcome = r->timed_out ? EVENT_OUTCOME_TIMEOUT : EVENT_OUTCOME_TEMPFAIL;
                 (void)asprintf(&j->error, "%s: %s", j->claim.handler,
-                        j->http_error ?: "connection failed");
-                job_http_done(j);
+                               r->error ?: "connection failed");
+                job_complete(j);
                 return;
         }
-
-        {
-                struct evbuffer *in = evhttp_request_get_input_buffer(req);
-                size_t len = evbuffer_get_length(in);
-                size_t take = MIN(len, (size_t)j->w->d->cfg->max_output);
-                unsigned char *p = take > 0 ? evbuffer_pullup(in, (ev_ssize_t)take) : NULL;
-
-                if (p)
-                        job_output(j, p, take);
-                j->out_dropped += len - take;
-        }
+        if (r->body_len > 0)
+                job_output(j, r->body, r->body_len);
+        j->out_dropped += r->body_dropped;
 
         if (code >= 200 && code < 300)
                 j->outcome = EVENT_OUTCOME_SUCCESS;
@@ -127,7 +115,7 @@ static void on_response(struct evhttp_request *req, void *userdata)
         if (j->outcome != EVENT_OUTCOME_SUCCESS)
                 (void)asprintf(&j->error, "HTTP %d%s", code,
                         j->outcome == EVENT_OUTCOME_PERMANENT ? " (permanent failure)" : "");
-        job_http_done(j);
+        job_complete(j);
 }
 
 int forward_start(job *j)
@@ -135,50 +123,56 @@ int forward_start(job *j)
         worker *w = j->w;
         knock_claim *c = &j->claim;
         const http_target *t;
-        struct evkeyvalq *h;
-        char attempt[24];
+        char attempt[24], stack[2048];
+        _cleanup_free_ char *heap = NULL;
+        char *h = stack;
+        size_t cap = sizeof(stack), at = 0;
         int r;
 
         r = target_for(w, c->handler, &t);
         if (r < 0)
                 return r;
-        /* Made on first use: the blocking resolver, libevent's header limit. */
+        /* Made on first use: the blocking resolver, the default head bound. */
         if (!w->pool.base)
                 http_pool_init(&w->pool, w->d->base, NULL, 0);
+
+        {
+                size_t need = 512 + strlen(w->d->name) + strlen(c->id) +
+                              (c->content_type ? strlen(c->content_type) : 0) +
+                              (c->delivery_id ? strlen(c->delivery_id) : 0) +
+                              (c->event_type ? strlen(c->event_type) : 0) +
+                              (c->provider_event_id ? strlen(c->provider_event_id) : 0);
+
+                if (need > cap) {
+                        heap = malloc(need);
+                        if (!heap)
+                                return -ENOMEM;
+                        h = heap;
+                        cap = need;
+                }
+        }
+        snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
+        at = header_add(h, at, cap, "Content-Type",
+                        c->content_type ? c->content_type : "application/octet-stream");
+        at = header_add(h, at, cap, "User-Agent", "knock/" KNOCK_VERSION);
+        at = header_add(h, at, cap, "X-Knock-Endpoint", w->d->name);
+        at = header_add(h, at, cap, "X-Knock-Event-Id", c->id);
+        if (c->delivery_id)
+                at = header_add(h, at, cap, "X-Knock-Delivery-Id", c->delivery_id);
+        at = header_add(h, at, cap, "X-Knock-Attempt", attempt);
+        if (c->event_type)
+                at = header_add(h, at, cap, "X-Knock-Event-Type", c->event_type);
+        if (c->provider_event_id)
+                at = header_add(h, at, cap, "X-Knock-Provider-Event-Id", c->provider_event_id);
+
         r = http_pool_get(&w->pool, t, t->origin, w->d->cfg->timeout_ms,
                           2 * w->d->cfg->concurrency, &j->conn);
         if (r < 0)
                 return r;
-
-        j->req = evhttp_request_new(on_response, j);
-        if (!j->req) {
-                j->conn = NULL;
-                return -ENOMEM;
-        }
-        evhttp_request_set_error_cb(j->req, on_error);
-        snprintf(attempt, sizeof(attempt), "%lld", (long long)c->attempt);
-        h = evhttp_request_get_output_headers(j->req);
-        evhttp_add_header(h, "Host", t->hostport);
-        evhttp_add_header(
-                h, "Content-Type", c->content_type ? c->content_type : "application/octet-stream");
-        evhttp_add_header(h, "User-Agent", "knock/" KNOCK_VERSION);
-        evhttp_add_header(h, "X-Knock-Endpoint", w->d->name);
-        evhttp_add_header(h, "X-Knock-Event-Id", c->id);
-        if (c->delivery_id)
-                evhttp_add_header(h, "X-Knock-Delivery-Id", c->delivery_id);
-        evhttp_add_header(h, "X-Knock-Attempt", attempt);
-        if (c->event_type)
-                evhttp_add_header(h, "X-Knock-Event-Type", c->event_type);
-        if (c->provider_event_id)
-                evhttp_add_header(h, "X-Knock-Provider-Event-Id", c->provider_event_id);
-        if (c->body_len > 0)
-                evbuffer_add(evhttp_request_get_output_buffer(j->req), c->body, c->body_len);
-
-        r = http_conn_send(j->conn, j->req, EVHTTP_REQ_POST, t->path);
+        r = http_conn_post(j->conn, t->path, h, at, c->body, c->body_len,
+                           (size_t)w->d->cfg->max_output, on_response, j);
         if (r < 0) {
-                /* libevent has freed the request already. */
-                j->req = NULL;
-                j->conn = NULL;
+                http_conn_release(&j->conn, true);
                 return r;
         }
         return 0;
@@ -186,29 +180,16 @@ int forward_start(job *j)
 
 void forward_cancel(job *j)
 {
-        struct evhttp_request *req = j->req;
-
-        if (!req)
+        if (!j->conn)
                 return;
-        /* Clear first: callbacks that fire during the cancel see no request. */
-        j->req = NULL;
-        evhttp_cancel_request(req);
-        if (j->conn)
-                j->conn->broken = true;
+        http_conn_release(&j->conn, true); /* aborts the request: no callback */
         j->outcome = EVENT_OUTCOME_INTERRUPTED;
         free(j->error);
         j->error = strdup("interrupted: worker stopping");
-        http_conn_release(&j->conn, false);
         job_complete(j);
 }
 
 void forward_cleanup(job *j)
 {
-        if (j->req) {
-                struct evhttp_request *req = j->req;
-
-                j->req = NULL;
-                evhttp_cancel_request(req);
-        }
         http_conn_release(&j->conn, true);
 }

@@ -111,7 +111,6 @@ static job *job_free(job *j)
         knock_claim_clear(&j->claim);
         free(j->out);
         free(j->error);
-        free(j->http_error);
         free(j);
         return NULL;
 }

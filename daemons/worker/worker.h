@@ -47,9 +47,7 @@ struct job {
         bool timed_out;
 
         /* forward */
-        http_conn *conn;
-        struct evhttp_request *req;
-        char *http_error;
+        http_conn *conn; /* while its request is out */
 
         /* captured output (bounded) */
         char *out;

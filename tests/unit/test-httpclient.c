@@ -3,11 +3,15 @@
  * test-httpclient — http_target_parse(): schemes, default ports, the path
  * with its query, the Host header (IPv6 brackets, port only when not the
  * default), the pool key origin and literal detection; the TLS context with
- * and without an extra CA file; the request error words.
+ * and without an extra CA file; the response parser, fed whole and byte by
+ * byte: Content-Length, chunked with extensions and trailers, a body run to
+ * the close, interim 1xx, the body bound, and what it refuses.
  */
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "httpclient.h"
 #include "tap.h"
@@ -31,6 +35,122 @@ static void target(const char *url, int want_r, bool https, const char *host, in
         is_str(t.url, url, "%s: url kept", url);
         http_target_clear(&t);
         ok(!t.url && !t.host && !t.path && !t.hostport && !t.origin, "%s: cleared", url);
+}
+
+/* Feeds text to a fresh parser whole, then again one byte at a time (every
+ * split a socket could make): both must end the same way. Returns the
+ * whole-feed parser for the caller to check; leftover is what it left. */
+static int feed(http_parser *p, const char *text, size_t max_head, size_t max_body, bool eof,
+                size_t *leftover)
+{
+        struct evbuffer *in = evbuffer_new();
+        http_parser q = {};
+        int r, rq = 0;
+        size_t len = strlen(text), i;
+
+        http_parser_reset(p, max_head, max_body);
+        evbuffer_add(in, text, len);
+        r = http_parser_feed(p, in);
+        if (r == 0 && eof)
+                r = http_parser_eof(p);
+        *leftover = evbuffer_get_length(in);
+        evbuffer_drain(in, *leftover);
+
+        http_parser_reset(&q, max_head, max_body);
+        for (i = 0; i < len && rq == 0; i++) {
+                evbuffer_add(in, text + i, 1);
+                rq = http_parser_feed(&q, in);
+        }
+        if (rq == 0 && eof)
+                rq = http_parser_eof(&q);
+        ok(rq == r && q.status == p->status && q.body_len == p->body_len &&
+                   q.body_dropped == p->body_dropped && q.close == p->close &&
+                   (q.body_len == 0 || memcmp(q.body, p->body, q.body_len) == 0),
+           "byte by byte ends the same (%d/%d, status %d/%d, body %zu/%zu)", rq, r, q.status,
+           p->status, q.body_len, p->body_len);
+        http_parser_free(&q);
+        evbuffer_free(in);
+        return r;
+}
+
+static void parser_cases(void)
+{
+        http_parser p = {};
+        size_t left;
+
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello", 0,
+                    100, false, &left),
+               1, "Content-Length: a whole response");
+        is_int(p.status, 200, "status 200");
+        is_str((char *)p.body, "hello", "body kept");
+        ok(!p.close, "HTTP/1.1 keeps the connection");
+        is_int((int)left, 0, "nothing left over");
+
+        is_int(feed(&p, "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200", 0, 10, false, &left), 1,
+               "204 has no body");
+        is_int((int)left, 12, "the next response's bytes are left in the buffer");
+
+        is_int(feed(&p,
+                    "HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\nRetry-After:  120 \r\n"
+                    "\r\n4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n"
+                    "X-Trailer: y\r\n\r\n",
+                    0, 100, false, &left),
+               1, "chunked with extensions and a trailer");
+        is_int(p.status, 503, "status 503");
+        is_str((char *)p.body, "Wikipedia in\r\n\r\nchunks.", "chunks joined");
+        ok(p.has_retry_after && strcmp(p.retry_after, "120") == 0, "Retry-After trimmed");
+
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", 0, 4, false,
+                    &left),
+               1, "a body over max_body");
+        is_str((char *)p.body, "0123", "its head kept");
+        is_int((int)p.body_dropped, 6, "the rest counted as dropped");
+
+        is_int(feed(&p, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+                    0, 10, false, &left),
+               1, "an interim 100 is skipped");
+        is_int(p.status, 201, "the real status");
+
+        is_int(feed(&p, "HTTP/1.0 200 OK\r\n\r\nto the end", 0, 100, true, &left), 1,
+               "HTTP/1.0 without a length: the body runs to the close");
+        is_str((char *)p.body, "to the end", "all of it");
+        ok(p.close, "and the connection is not reused");
+
+        is_int(feed(&p, "HTTP/1.1 200 OK\nConnection: Keep-Alive, close\nContent-Length: 2\n\nok",
+                    0, 10, false, &left),
+               1, "bare LF line ends");
+        ok(p.close, "Connection: close among tokens");
+
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 0, 100, true,
+                    &left),
+               -EPIPE, "closed before Content-Length bytes");
+        is_int(feed(&p, "", 0, 100, true, &left), -EPIPE, "closed before anything");
+        is_str(p.error, "connection closed before a response", "in words");
+
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx", 0,
+                    10, false, &left),
+               -EBADMSG, "conflicting Content-Length refused");
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, 10, false, &left),
+               -EBADMSG, "negative Content-Length refused");
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, 10,
+                    false, &left),
+               -EBADMSG, "a chunk size that is not hex refused");
+        is_int(feed(&p, "ICY 200 OK\r\n\r\n", 0, 10, false, &left), -EBADMSG,
+               "not HTTP refused");
+        is_int(feed(&p, "HTTP/1.1 101 Switching\r\n\r\n", 0, 10, false, &left), -EBADMSG,
+               "a protocol switch refused");
+        {
+                char big[600];
+
+                snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\nX-Big: %0500d\r\n\r\n", 0);
+                is_int(feed(&p, big, 256, 10, false, &left), -EBADMSG,
+                       "a head over max_head refused");
+                is_str(p.error, "response headers too long", "in words");
+        }
+        is_int(feed(&p, "HTTP/1.1 200 OK\r\nX-Big: 0000000000000000000000000000", 32, 10, false,
+                    &left),
+               -EBADMSG, "an unfinished head over max_head refused before its end arrives");
+        http_parser_free(&p);
 }
 
 int main(void)
@@ -66,10 +186,6 @@ int main(void)
         is_int(http_tls_context("", &ctx), 0, "an empty extra CA file name is none");
         SSL_CTX_free(ctx);
 
-        is_str(http_request_error_string(EVREQ_HTTP_TIMEOUT), "timed out", "timeout in words");
-        is_str(http_request_error_string(EVREQ_HTTP_EOF), "connection closed before a response",
-               "EOF in words");
-        is_str(http_request_error_string(EVREQ_HTTP_DATA_TOO_LONG), "response headers too long",
-               "too long in words");
+        parser_cases();
         return tap_done();
 }
