@@ -260,7 +260,7 @@ static int queue_hook(knock_store *s, const knock_config *cfg, int64_t now, cons
 #define CLAIM_SELECT                                                                               \
         "SELECT e.id, e.provider_event_id, e.event_type, e.status, e.attempt_count, "              \
         "COALESCE(e.run_delivery_id, e.delivery_id), d.content_type, d.body, e.received_at, "      \
-        "e.last_error FROM events e LEFT JOIN deliveries d "                                       \
+        "e.last_error, e.rowid FROM events e LEFT JOIN deliveries d "                                       \
         "ON d.id = COALESCE(e.run_delivery_id, e.delivery_id) "
 
 static const char *const claim_queries[] = {
@@ -297,6 +297,7 @@ static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
         snprintf(cand->status, sizeof(cand->status), "%s", status);
         cand->attempts = sqlite3_column_int64(row, 4);
         c->received_at = sqlite3_column_int64(row, 8);
+        c->event_rowid = sqlite3_column_int64(row, 10);
         c->provider_event_id = stmt_strdup(row, 1);
         c->event_type = stmt_strdup(row, 2);
         c->delivery_id = stmt_strdup(row, 5);
@@ -433,17 +434,18 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                 return 0;
         }
 
+        /* By the rowid the candidate was read with, in this transaction. */
         r = prepare_cached(s,
                 "UPDATE events SET status = 'processing', status_reason = NULL, "
                 "claimed_by = ?1, claim_until = ?2, attempt_count = attempt_count + 1, "
-                "updated_at = ?3 WHERE id = ?4",
+                "updated_at = ?3 WHERE rowid = ?4",
                 &st);
         if (r < 0)
                 return r;
-        stmt_bind_text(st, 1, worker);
+        stmt_bind_text_static(st, 1, worker);
         stmt_bind_i64(st, 2, now + lease_ms);
         stmt_bind_i64(st, 3, now);
-        stmt_bind_text(st, 4, id);
+        stmt_bind_i64(st, 4, c->event_rowid);
         r = step_done(st);
         if (r < 0)
                 return r;
@@ -463,17 +465,18 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                 &st);
         if (r < 0)
                 return r;
-        stmt_bind_text(st, 1, c->attempt_id);
-        stmt_bind_text(st, 2, id);
-        stmt_bind_text(st, 3, c->delivery_id);
+        stmt_bind_text_static(st, 1, c->attempt_id);
+        stmt_bind_text_static(st, 2, id);
+        stmt_bind_text_static(st, 3, c->delivery_id);
         stmt_bind_i64(st, 4, c->attempt);
-        stmt_bind_text(st, 5, worker);
-        stmt_bind_text(st, 6, handler);
+        stmt_bind_text_static(st, 5, worker);
+        stmt_bind_text_static(st, 6, c->handler);
         stmt_bind_i64(st, 7, now);
-        stmt_bind_text(st, 8, queued ? "queued" : "running");
+        stmt_bind_text_static(st, 8, queued ? "queued" : "running");
         r = step_done(st);
         if (r < 0)
                 return r;
+        c->attempt_rowid = sqlite3_last_insert_rowid(s->db);
         *ret_claimed = true;
         return 0;
 }
@@ -624,31 +627,39 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         res->new_status = NULL;
         res->hook_queued = false;
 
-        /* The attempt happened whatever became of the claim: record it. */
-        r = prepare_cached(s,
-                "UPDATE attempts SET ended_at = ?1, outcome = ?2, exit_code = ?3, "
-                "signal = ?4, http_status = ?5, error = ?6, output = ?7, "
-                "started_at = COALESCE(?9, started_at) WHERE id = ?8",
-                &st);
-        if (r < 0)
-                return r;
-        stmt_bind_i64(st, 1, res->ended_at > 0 ? res->ended_at : now);
-        stmt_bind_text(st, 2, event_outcome_to_string(res->outcome));
-        stmt_bind_i64_or_null(st, 3, res->exit_code);
-        if (res->signal > 0)
-                stmt_bind_i64(st, 4, res->signal);
-        if (res->http_status > 0)
-                stmt_bind_i64(st, 5, res->http_status);
-        stmt_bind_text(st, 6, res->error);
-        if (res->output && res->output_len > 0)
-                sqlite3_bind_text(st, 7, res->output, (int)res->output_len, SQLITE_TRANSIENT);
-        stmt_bind_text(st, 8, res->attempt_id);
-        if (res->started_at > 0)
-                stmt_bind_i64(st, 9, res->started_at);
-        r = step_done(st);
-        if (r < 0)
-                return r;
-        stmt_resetp(&st);
+        /* The attempt happened whatever became of the claim: record it. By
+         * the claim's rowid when it still holds this attempt, else by id. */
+#define FINISH_ATTEMPT                                                                             \
+        "UPDATE attempts SET ended_at = ?1, outcome = ?2, exit_code = ?3, "                        \
+        "signal = ?4, http_status = ?5, error = ?6, output = ?7, "                                 \
+        "started_at = COALESCE(?9, started_at) WHERE id = ?8"
+        for (int by_rowid = res->attempt_rowid > 0; by_rowid >= 0; by_rowid--) {
+                r = prepare_cached(s, by_rowid ? FINISH_ATTEMPT " AND rowid = ?10" : FINISH_ATTEMPT,
+                        &st);
+                if (r < 0)
+                        return r;
+                stmt_bind_i64(st, 1, res->ended_at > 0 ? res->ended_at : now);
+                stmt_bind_text_static(st, 2, event_outcome_to_string(res->outcome));
+                stmt_bind_i64_or_null(st, 3, res->exit_code);
+                if (res->signal > 0)
+                        stmt_bind_i64(st, 4, res->signal);
+                if (res->http_status > 0)
+                        stmt_bind_i64(st, 5, res->http_status);
+                stmt_bind_text_static(st, 6, res->error);
+                if (res->output && res->output_len > 0)
+                        sqlite3_bind_text(st, 7, res->output, (int)res->output_len, SQLITE_STATIC);
+                stmt_bind_text_static(st, 8, res->attempt_id);
+                if (res->started_at > 0)
+                        stmt_bind_i64(st, 9, res->started_at);
+                if (by_rowid)
+                        stmt_bind_i64(st, 10, res->attempt_rowid);
+                r = step_done(st);
+                if (r < 0)
+                        return r;
+                stmt_resetp(&st);
+                if (sqlite3_changes(s->db) > 0)
+                        break;
+        }
 
         switch (res->outcome) {
         case EVENT_OUTCOME_SUCCESS:
@@ -676,40 +687,51 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
         "last_error = COALESCE(?4, last_error), updated_at = ?5, "                                 \
         "finished_at = CASE WHEN ?1 IN ('handled', 'dead') THEN ?5 END "                           \
         "WHERE id = ?6 AND status = 'processing' AND claimed_by = ?7"
+#define FINISH_RETURNING " RETURNING provider_event_id, event_type, last_error"
 
         /* RETURNING (an ephemeral table per statement) only when the hook
          * payload needs the row; otherwise the change count tells whether
          * the claim was still ours. */
         want_hook = hook_wanted(cfg, status);
-        r = prepare_cached(s,
-                want_hook ? FINISH_UPDATE " RETURNING provider_event_id, event_type, last_error"
-                          : FINISH_UPDATE,
-                &st);
-        if (r < 0)
-                return r;
-        stmt_bind_text(st, 1, status);
-        stmt_bind_text(st, 2, reason);
-        stmt_bind_i64_or_null(st, 3, next);
-        stmt_bind_text(st, 4, res->error);
-        stmt_bind_i64(st, 5, now);
-        stmt_bind_text(st, 6, res->event_id);
-        stmt_bind_text(st, 7, worker);
-        if (!want_hook) {
-                r = step_done(st);
+        /* By the claim's rowid when it still holds this event, else by id. */
+        for (int by_rowid = res->event_rowid > 0;; by_rowid--) {
+                static const char *const sql[2][2] = {
+                        {FINISH_UPDATE, FINISH_UPDATE " AND rowid = ?8"},
+                        {FINISH_UPDATE FINISH_RETURNING,
+                                FINISH_UPDATE " AND rowid = ?8" FINISH_RETURNING},
+                };
+
+                r = prepare_cached(s, sql[want_hook][by_rowid], &st);
                 if (r < 0)
                         return r;
-                if (sqlite3_changes(s->db) == 0)
+                stmt_bind_text_static(st, 1, status);
+                stmt_bind_text_static(st, 2, reason);
+                stmt_bind_i64_or_null(st, 3, next);
+                stmt_bind_text_static(st, 4, res->error);
+                stmt_bind_i64(st, 5, now);
+                stmt_bind_text_static(st, 6, res->event_id);
+                stmt_bind_text_static(st, 7, worker);
+                if (by_rowid)
+                        stmt_bind_i64(st, 8, res->event_rowid);
+                if (!want_hook) {
+                        r = step_done(st);
+                        if (r < 0)
+                                return r;
+                        if (sqlite3_changes(s->db) > 0) {
+                                res->new_status = status;
+                                res->next_attempt_at = next;
+                                return 0;
+                        }
+                } else {
+                        r = sqlite3_step(st);
+                        if (r == SQLITE_ROW)
+                                break;
+                        if (r != SQLITE_DONE)
+                                return store_errno(r);
+                }
+                if (!by_rowid)
                         return 0; /* the claim was lost: the new holder decides */
-                res->new_status = status;
-                res->next_attempt_at = next;
-                return 0;
         }
-
-        r = sqlite3_step(st);
-        if (r == SQLITE_DONE)
-                return 0; /* the claim was lost: the new holder decides */
-        if (r != SQLITE_ROW)
-                return store_errno(r);
         pid = stmt_strdup(st, 0);
         type = stmt_strdup(st, 1);
         {
@@ -755,17 +777,25 @@ static int mark_started(knock_store *s, const knock_started *started, size_t n)
         int r;
 
         for (size_t i = 0; i < n; i++) {
-                r = prepare_cached(s,
-                        "UPDATE attempts SET outcome = 'running', started_at = ?1 "
-                        "WHERE id = ?2 AND outcome = 'queued'",
-                        &st);
-                if (r < 0)
-                        return r;
-                stmt_bind_i64(st, 1, started[i].at);
-                stmt_bind_text(st, 2, started[i].attempt_id);
-                r = step_done(st);
-                if (r < 0)
-                        return r;
+#define MARK_STARTED                                                                               \
+        "UPDATE attempts SET outcome = 'running', started_at = ?1 "                                \
+        "WHERE id = ?2 AND outcome = 'queued'"
+                /* By the claim's rowid when it still holds this attempt, else by id. */
+                for (int by_rowid = started[i].attempt_rowid > 0; by_rowid >= 0; by_rowid--) {
+                        r = prepare_cached(s,
+                                by_rowid ? MARK_STARTED " AND rowid = ?3" : MARK_STARTED, &st);
+                        if (r < 0)
+                                return r;
+                        stmt_bind_i64(st, 1, started[i].at);
+                        stmt_bind_text_static(st, 2, started[i].attempt_id);
+                        if (by_rowid)
+                                stmt_bind_i64(st, 3, started[i].attempt_rowid);
+                        r = step_done(st);
+                        if (r < 0)
+                                return r;
+                        if (sqlite3_changes(s->db) > 0)
+                                break;
+                }
         }
         return 0;
 }

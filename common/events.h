@@ -73,6 +73,10 @@ typedef struct knock_claim {
         int64_t received_at; /* the event's receipt time */
         int64_t claimed_at;
         bool queued;         /* claimed ahead: its attempt row says "queued" until it starts */
+        /* Where the rows were at the claim: a quicker way back to them than
+         * the id's index. VACUUM may renumber rowids, so a rowid is only
+         * used together with the id, and the id alone when they disagree. */
+        int64_t event_rowid, attempt_rowid;
 } knock_claim;
 
 void knock_claim_clear(knock_claim *c);
@@ -101,6 +105,7 @@ int events_renew(
 typedef struct knock_attempt_result {
         const char *event_id;
         const char *attempt_id;
+        int64_t event_rowid, attempt_rowid; /* the claim's; 0: unknown */
         int64_t attempt;
         event_outcome outcome;
         int exit_code;      /* -1: none */
@@ -129,6 +134,7 @@ int events_finish(knock_store *s, const knock_config *cfg, const char *worker, i
 /* A claimed-ahead attempt whose handler has started. */
 typedef struct knock_started {
         char attempt_id[KNOCK_ID_MAX];
+        int64_t attempt_rowid; /* the claim's; 0: unknown */
         int64_t at;
 } knock_started;
 

@@ -309,6 +309,13 @@ int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s)
         return store_errno(sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT));
 }
 
+int stmt_bind_text_static(sqlite3_stmt *st, int idx, const char *s)
+{
+        if (!s)
+                return store_errno(sqlite3_bind_null(st, idx));
+        return store_errno(sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC));
+}
+
 int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v)
 {
         return store_errno(sqlite3_bind_int64(st, idx, v));

@@ -90,6 +90,10 @@ void stmt_finalizep(sqlite3_stmt **st);
 #define _cleanup_stmt_ _cleanup_(stmt_finalizep)
 /* Binds text or NULL. */
 int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s);
+/* Binds s without a copy: s must stay as it is until the statement has
+ * been stepped (the hot statements of the worker's writer, whose strings
+ * live in the claims and results they record). */
+int stmt_bind_text_static(sqlite3_stmt *st, int idx, const char *s);
 /* Binds an int64, or NULL when v < 0 and null_if_negative. */
 int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v);
 int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v);

@@ -140,6 +140,8 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
                 res[i++] = (knock_attempt_result){
                         .event_id = j->claim.id,
                         .attempt_id = j->claim.attempt_id,
+                        .event_rowid = j->claim.event_rowid,
+                        .attempt_rowid = j->claim.attempt_rowid,
                         .attempt = j->claim.attempt,
                         .outcome = j->outcome,
                         .exit_code = j->exit_code,
@@ -159,6 +161,7 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
                         continue;
                 snprintf(notices[n_notices].attempt_id, sizeof(notices[n_notices].attempt_id),
                         "%s", started[i]->claim.attempt_id);
+                notices[n_notices].attempt_rowid = started[i]->claim.attempt_rowid;
                 notices[n_notices++].at = started[i]->started_at;
         }
 
