@@ -467,3 +467,16 @@ int base64_decode(const char *in, size_t len, unsigned char *out, size_t out_max
         *ret_len = o;
         return 0;
 }
+
+const double knock_duration_bounds[KNOCK_HIST_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30,
+};
+
+void hist_observe(uint64_t *buckets, const double *bounds, double value)
+{
+        for (size_t i = 0; i < KNOCK_HIST_BUCKETS; i++)
+                if (value <= bounds[i]) {
+                        buckets[i]++;
+                        return;
+                }
+}

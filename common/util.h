@@ -118,6 +118,12 @@ const char *knock_runtime_dir(void);
 /* Reads a whole small file (≤ max bytes) into a NUL-terminated buffer. */
 int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len);
 
+/* Histograms as /metrics shows them: per-bucket counts (the last bound's
+ * bucket and above are only in the count); the duration bounds are seconds. */
+#define KNOCK_HIST_BUCKETS 12
+extern const double knock_duration_bounds[KNOCK_HIST_BUCKETS];
+void hist_observe(uint64_t *buckets, const double *bounds, double value);
+
 /* Hex and base64 encoders/decoders (standard alphabet, padding optional on decode). */
 void hex_encode(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
 int hex_decode(const char *in, size_t len, unsigned char *out, size_t out_max, size_t *ret_len);

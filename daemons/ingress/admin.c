@@ -26,23 +26,11 @@
 #define HEARTBEAT_STALE_MS 15000
 #define WANTED_FOR_US (60 * 1000000ULL)
 
-const double admin_duration_bounds[ADMIN_HIST_BUCKETS] = {
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30,
-};
 const double admin_batch_bounds[ADMIN_HIST_BUCKETS] = {
         1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096,
 };
 
 static const char *const daemon_roles[3] = {"ingress", "worker", "deliver"};
-
-void hist_observe(uint64_t *buckets, const double *bounds, double value)
-{
-        for (size_t i = 0; i < ADMIN_HIST_BUCKETS; i++)
-                if (value <= bounds[i]) {
-                        buckets[i]++;
-                        return;
-                }
-}
 
 /* ---- snapshot (admin thread) ------------------------------------------------------ */
 
@@ -68,6 +56,25 @@ static int64_t file_size(const char *path)
 {
         struct stat sb;
         return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
+}
+
+/* Handler durations: the worker's own histogram since it started, from the
+ * counters of its last heartbeat (every 5 s). Not from the attempts table:
+ * that scan grew with the history, and pruning made the counts go down. */
+static void handler_durations(admin_snapshot *snap, const char *counters)
+{
+        json_t *doc = counters ? json_loads(counters, 0, NULL) : NULL;
+        json_t *b = json_object_get(doc, "handler_buckets");
+
+        if (json_is_array(b) && json_array_size(b) == ADMIN_HIST_BUCKETS) {
+                for (size_t i = 0; i < ADMIN_HIST_BUCKETS; i++)
+                        snap->handler_buckets[i] = (uint64_t)MAX(
+                                json_integer_value(json_array_get(b, i)), (json_int_t)0);
+                snap->handler_count = (uint64_t)MAX(
+                        json_integer_value(json_object_get(doc, "handler_count")), (json_int_t)0);
+                snap->handler_sum_s = json_number_value(json_object_get(doc, "handler_sum_s"));
+        }
+        json_decref(doc);
 }
 
 static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
@@ -101,16 +108,22 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         snap->hooks_delivered =
                 query_i64(st, "SELECT count(*) FROM hooks WHERE state='delivered'", &err);
         snap->hooks_failed = query_i64(st, "SELECT count(*) FROM hooks WHERE state='failed'", &err);
-        snap->hook_attempts_ok = query_i64(
-                st, "SELECT count(*) FROM hook_attempts WHERE status BETWEEN 200 AND 299", &err);
-        snap->hook_attempts_http_error = query_i64(
-                st, "SELECT count(*) FROM hook_attempts WHERE status > 0 AND status NOT BETWEEN 200 AND 299",
-                &err);
-        snap->hook_attempts_error =
-                query_i64(st, "SELECT count(*) FROM hook_attempts WHERE status = 0", &err);
+        /* One pass over hook_attempts for the three results. */
+        if (store_prepare(st, "SELECT count(*) FILTER (WHERE status BETWEEN 200 AND 299),"
+                              " count(*) FILTER (WHERE status > 0 AND status NOT BETWEEN 200 AND 299),"
+                              " count(*) FILTER (WHERE status = 0) FROM hook_attempts", &s) >= 0) {
+                if (sqlite3_step(s) == SQLITE_ROW) {
+                        snap->hook_attempts_ok = sqlite3_column_int64(s, 0);
+                        snap->hook_attempts_http_error = sqlite3_column_int64(s, 1);
+                        snap->hook_attempts_error = sqlite3_column_int64(s, 2);
+                } else
+                        err = -EIO;
+                stmt_finalizep(&s);
+        } else
+                err = -EIO;
 
         if (store_prepare(st, "SELECT daemon, pid, heartbeat_at, started_at, stopped_at,"
-                              " suspected_oom_kills FROM daemons", &s) >= 0) {
+                              " suspected_oom_kills, counters FROM daemons", &s) >= 0) {
                 while (sqlite3_step(s) == SQLITE_ROW) {
                         const char *name = (const char *)sqlite3_column_text(s, 0);
                         for (size_t i = 0; i < 3; i++) {
@@ -123,6 +136,9 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
                                 d->started_at = sqlite3_column_int64(s, 3);
                                 d->stopped_at = sqlite3_column_int64(s, 4);
                                 d->oom_kills = sqlite3_column_int64(s, 5);
+                                if (streq(name, "worker"))
+                                        handler_durations(
+                                                snap, (const char *)sqlite3_column_text(s, 6));
                         }
                 }
                 stmt_finalizep(&s);
@@ -131,21 +147,6 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         for (size_t i = 0; i < 3; i++)
                 snprintf(snap->daemons[i].name, sizeof(snap->daemons[i].name), "%s",
                          daemon_roles[i]);
-
-        /* Handler durations from the attempts table: the worker records
-         * start and end of each attempt there. */
-        if (store_prepare(st, "SELECT (ended_at - started_at) / 1000.0 FROM attempts"
-                              " WHERE ended_at IS NOT NULL", &s) >= 0) {
-                while (sqlite3_step(s) == SQLITE_ROW) {
-                        double d = sqlite3_column_double(s, 0);
-                        if (d < 0)
-                                d = 0;
-                        hist_observe(snap->handler_buckets, admin_duration_bounds, d);
-                        snap->handler_count++;
-                        snap->handler_sum_s += d;
-                }
-                stmt_finalizep(&s);
-        }
 
         {
                 _cleanup_free_ char *v = NULL;
@@ -422,12 +423,13 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
                                                   : 0.0);
 
         emit_histogram(b, "knock_handler_duration_seconds",
-                       "Duration of finished handler attempts in the database.",
-                       snap.handler_buckets, admin_duration_bounds, snap.handler_count,
+                       "Duration of handler attempts finished since knock-worker started "
+                       "(reported with its heartbeat, every 5 s).",
+                       snap.handler_buckets, knock_duration_bounds, snap.handler_count,
                        snap.handler_sum_s);
         emit_histogram(b, "knock_commit_duration_seconds",
                        "Duration of ingress group-commit transactions since start.",
-                       st.commit_hist, admin_duration_bounds, st.commits,
+                       st.commit_hist, knock_duration_bounds, st.commits,
                        (double)st.batch_us_total / 1e6);
         emit_histogram(b, "knock_commit_batch_size", "Requests stored per ingress commit since start.",
                        st.batch_hist, admin_batch_bounds, st.commits,

@@ -78,9 +78,5 @@ void http_send(struct evhttp_request *req, int code, const char *reason,
 /* The evhttp callback for the admin listener; userdata is the admin. */
 void admin_handle(struct evhttp_request *req, void *userdata);
 
-/* Bucket bounds: durations in seconds, batch sizes in items. */
-extern const double admin_duration_bounds[ADMIN_HIST_BUCKETS];
+/* Bucket bounds of the commit batch sizes, in items (durations: util.h). */
 extern const double admin_batch_bounds[ADMIN_HIST_BUCKETS];
-/* Adds one observation to per-bucket counts (bucket i: value <= bound i;
- * values above the last bound are counted only in the total). */
-void hist_observe(uint64_t *buckets, const double *bounds, double value);

@@ -68,7 +68,6 @@ typedef struct ingest_item {
 
 void ingest_item_free(ingest_item *it);
 
-#define KNOCK_HIST_BUCKETS 12
 
 typedef struct ingest_stats {
         /* written by the loop only */

@@ -273,7 +273,7 @@ static void *writer_main(void *userdata)
                         w->stats->commit_us_max = dt;
                 if (n > w->stats->batch_max)
                         w->stats->batch_max = n;
-                hist_observe(w->stats->commit_hist, admin_duration_bounds, (double)dt / 1e6);
+                hist_observe(w->stats->commit_hist, knock_duration_bounds, (double)dt / 1e6);
                 hist_observe(w->stats->batch_hist, admin_batch_bounds, (double)n);
                 w->healthy = r >= 0;
                 *w->done_tail = batch;

@@ -173,6 +173,13 @@ void job_complete(job *j)
         worker *w = j->w;
 
         j->ended_at = now_ms();
+        if (j->started_us > 0) {
+                double s = (double)(mono_us() - j->started_us) / 1e6;
+
+                hist_observe(w->handler_hist, knock_duration_bounds, s);
+                w->handler_count++;
+                w->handler_sum_s += s;
+        }
         list_remove(&w->running, j);
         w->n_running--;
         list_add(&w->done, j);
@@ -723,20 +730,26 @@ static char *op_counters(knock_daemon *d)
 {
         worker *w = d->userdata;
         uint64_t cycles, failures, us_total, us_max, batch_max;
+        char hist[KNOCK_HIST_BUCKETS * 24] = "";
         char *s;
 
+        for (size_t i = 0, at = 0; i < KNOCK_HIST_BUCKETS; i++)
+                at += (size_t)snprintf(hist + at, sizeof(hist) - at, "%s%llu", i ? "," : "",
+                                       (unsigned long long)w->handler_hist[i]);
         writer_stats(&w->wr, &cycles, &failures, &us_total, &us_max, &batch_max);
         if (asprintf(&s,
                     "{\"in_flight\":%zu,\"claimed_ahead\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
                     "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu,\"commits\":%llu,"
                     "\"commit_failures\":%llu,\"commit_us_total\":%llu,"
-                    "\"commit_us_max\":%llu,\"batch_max\":%llu}",
+                    "\"commit_us_max\":%llu,\"batch_max\":%llu,"
+                    "\"handler_buckets\":[%s],\"handler_count\":%llu,\"handler_sum_s\":%.6f}",
                     w->n_running, w->n_ready, (unsigned long long)w->n_claimed,
                     (unsigned long long)w->n_handled, (unsigned long long)w->n_failed,
                     (unsigned long long)w->n_dead, (unsigned long long)w->n_ignored,
                     (unsigned long long)w->n_lost, (unsigned long long)cycles,
                     (unsigned long long)failures, (unsigned long long)us_total,
-                    (unsigned long long)us_max, (unsigned long long)batch_max) < 0)
+                    (unsigned long long)us_max, (unsigned long long)batch_max, hist,
+                    (unsigned long long)w->handler_count, w->handler_sum_s) < 0)
                 return NULL;
         return s;
 }

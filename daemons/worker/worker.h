@@ -186,6 +186,9 @@ struct worker {
         job *ready, **ready_tail; /* claimed, waiting for a slot: FIFO by next */
         job *running, *done, *submitted;
         size_t n_ready, n_running, n_done, n_submitted;
+        /* Handler durations since start, for /metrics (via the heartbeat's counters). */
+        uint64_t handler_hist[KNOCK_HIST_BUCKETS], handler_count;
+        double handler_sum_s;
         worker_writer wr;
 
         struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_stop, *ev_batch;

@@ -3,7 +3,8 @@
 """Health, readiness and metrics (contract §11) on the ingress's admin
 listener: /readyz flips to 503 when the worker stops and when the database
 is not writable, and back; /metrics passes `promtool check metrics` and its
-counters move; `knockctl status` shows a suspected OOM kill after kill -9."""
+counters move, handler durations come from the worker and survive pruning;
+`knockctl status` shows a suspected OOM kill after kill -9."""
 
 import json
 import re
@@ -87,6 +88,21 @@ def main():
         handled = kt.wait_for(lambda: metric(ep.admin_get("/metrics")[1].decode(), "knock_events",
                                              '{status="handled"}') == 5, 10)
         t.ok(handled, "knock_events{status=handled} reaches 5 once the worker ran the handler")
+        # Handler durations come from the worker's heartbeat (every 5 s), not
+        # from the attempts table: pruning attempts must not make them go down.
+        n = kt.wait_for(lambda: metric(ep.admin_get("/metrics")[1].decode(),
+                                       "knock_handler_duration_seconds_count") == 5, 15)
+        t.ok(n, "knock_handler_duration_seconds_count reaches 5 with the worker's heartbeat")
+        c = sqlite3.connect(ep.db_path, timeout=5, isolation_level=None)
+        c.execute("DELETE FROM attempts")
+        c.close()
+        time.sleep(1.5)
+        m = ep.admin_get("/metrics")[1].decode()
+        t.eq(metric(m, "knock_handler_duration_seconds_count"), 5.0,
+             "the count stays 5 after the attempts are pruned")
+        t.eq(metric(m, "knock_handler_duration_seconds_bucket", '{le="+Inf"}'), 5.0,
+             "the +Inf bucket equals the count")
+        t.ok((metric(m, "knock_handler_duration_seconds_sum") or 0) > 0, "the sum of durations is positive")
         promtool = shutil.which("promtool")
         if promtool:
             p = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True, text=True)
