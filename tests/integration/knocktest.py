@@ -379,6 +379,25 @@ def write_script(ep, name, body):
     return path
 
 
+
+def make_pki(d, certs, ca_name="knock test CA"):
+    """A CA (ca.pem, ca.key) in directory d and, for each (name, subjectAltName)
+    in certs, a server certificate NAME.pem with its key NAME.key signed by it.
+    Needs the openssl CLI."""
+    def openssl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=" + ca_name)
+    for name, san in certs:
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+                name + ".csr", "-subj", "/CN=" + name)
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n" % san)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+
 def insert_event(ep, eid, etype, body=b"{}", content_type="application/json", **columns):
     """A received event and its delivery, as the ingress stores them; columns
     (status='processing', claimed_by=..., ...) override the event's, in the

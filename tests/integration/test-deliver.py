@@ -33,7 +33,6 @@ import os
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -428,23 +427,9 @@ def test_refused(t):
 
 # ---- HTTPS --------------------------------------------------------------------------------
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
-
-
 def make_pki(d):
     """A CA, a server certificate for localhost/127.0.0.1 and one for wrong.example."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", "/CN=knock test CA", cwd=d)
-    for name, san in (("good", "DNS:localhost,IP:127.0.0.1,IP:::1"), ("wrong", "DNS:wrong.example")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
-                name + ".csr", "-subj", "/CN=" + name, cwd=d)
-        with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
-                    "extendedKeyUsage=serverAuth\n" % san)
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-                cwd=d)
+    kt.make_pki(d, (("good", "DNS:localhost,IP:127.0.0.1,IP:::1"), ("wrong", "DNS:wrong.example")))
 
 
 def server_ctx(d, name):

@@ -17,11 +17,11 @@ import http.server
 import os
 import shutil
 import ssl
-import subprocess
 import tempfile
 import threading
 
 from knocktest import Endpoint, QuietHandler, Tap, insert_event, wait_for, wake
+from knocktest import make_pki as kt_make_pki
 
 t = Tap()
 if not shutil.which("openssl"):
@@ -30,23 +30,10 @@ if not shutil.which("openssl"):
 
 # ---- PKI --------------------------------------------------------------------------------
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
-
-
 def make_pki(d):
     """A CA; 'good' for localhost and 127.0.0.1; 'other' for other.example only."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-            "-days", "2", "-subj", "/CN=knock worker test CA", cwd=d)
-    for name, san in (("good", "DNS:localhost,IP:127.0.0.1"), ("other", "DNS:other.example")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
-                name + ".csr", "-subj", "/CN=" + name, cwd=d)
-        with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write("subjectAltName=%s\nbasicConstraints=CA:FALSE\n"
-                    "extendedKeyUsage=serverAuth\n" % san)
-        openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext",
-                cwd=d)
+    kt_make_pki(d, (("good", "DNS:localhost,IP:127.0.0.1"), ("other", "DNS:other.example")),
+                ca_name="knock worker test CA")
 
 
 # ---- TLS receivers -------------------------------------------------------------------------
