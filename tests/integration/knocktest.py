@@ -417,6 +417,29 @@ def insert_event(ep, eid, etype, body=b"{}", content_type="application/json", **
     c.close()
 
 
+
+def event_row(ep, eid):
+    """The events row of eid, or None."""
+    rows = ep.query("SELECT * FROM events WHERE id = ?", (eid,))
+    return rows[0] if rows else None
+
+
+def event_attempts(ep, eid):
+    """The attempts rows of eid in order; output as text (a handler may print
+    bytes that are not UTF-8)."""
+    rows = ep.query("SELECT * FROM attempts WHERE event_id = ? ORDER BY attempt, started_at",
+                    (eid,))
+    for r in rows:
+        if isinstance(r.get("output"), bytes):
+            r["output"] = r["output"].decode("utf-8", "replace")
+    return rows
+
+
+def final_event(ep, eid, timeout=20):
+    """Waits for eid to end handled, dead or ignored: its row, or None."""
+    return wait_for(lambda: (event_row(ep, eid) or {}).get("status") in ("handled", "dead", "ignored")
+                    and event_row(ep, eid), timeout=timeout)
+
 def wake(ep, role="worker", ignore_errors=False):
     """The wake-up datagram the ingress (role worker) or the worker (role
     deliver) sends after a commit. A missing socket raises unless

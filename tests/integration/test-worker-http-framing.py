@@ -16,7 +16,8 @@ import socketserver
 import threading
 import time
 
-from knocktest import Endpoint, Tap, insert_event, wait_for, wake
+from knocktest import Endpoint, Tap, insert_event, wake
+from knocktest import event_attempts as attempts, event_row as event, final_event as final
 
 t = Tap()
 
@@ -140,24 +141,6 @@ class Server(socketserver.ThreadingTCPServer):
 server = Server(("127.0.0.1", 0), Handler)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 port = server.server_address[1]
-
-
-def event(ep, eid):
-    rows = ep.query("SELECT * FROM events WHERE id = ?", (eid,))
-    return rows[0] if rows else None
-
-
-def attempts(ep, eid):
-    rows = ep.query("SELECT * FROM attempts WHERE event_id = ? ORDER BY attempt", (eid,))
-    for r in rows:
-        if isinstance(r.get("output"), bytes):
-            r["output"] = r["output"].decode("utf-8", "replace")
-    return rows
-
-
-def final(ep, eid, timeout=15):
-    return wait_for(lambda: (event(ep, eid) or {}).get("status") in ("handled", "dead", "ignored")
-                    and event(ep, eid), timeout=timeout)
 
 
 def run(ep, eid, typ, timeout=15):

@@ -12,7 +12,8 @@ import http.server
 import threading
 import time
 
-from knocktest import Endpoint, QuietHandler, Tap, free_port, insert_event, wait_for, wake
+from knocktest import Endpoint, QuietHandler, Tap, free_port, insert_event, wake
+from knocktest import event_attempts as attempts, event_row as event, final_event as final
 
 t = Tap()
 
@@ -58,20 +59,6 @@ server.daemon_threads = True
 threading.Thread(target=server.serve_forever, daemon=True).start()
 port = server.server_address[1]
 closed_port = free_port()
-
-
-def event(ep, eid):
-    rows = ep.query("SELECT * FROM events WHERE id = ?", (eid,))
-    return rows[0] if rows else None
-
-
-def attempts(ep, eid):
-    return ep.query("SELECT * FROM attempts WHERE event_id = ? ORDER BY attempt", (eid,))
-
-
-def final(ep, eid, timeout=20):
-    return wait_for(lambda: (event(ep, eid) or {}).get("status") in ("handled", "dead", "ignored")
-                    and event(ep, eid), timeout=timeout)
 
 
 ep = Endpoint("fwd")

@@ -20,7 +20,8 @@ import ssl
 import tempfile
 import threading
 
-from knocktest import Endpoint, QuietHandler, Tap, insert_event, wait_for, wake
+from knocktest import Endpoint, QuietHandler, Tap, insert_event, wake
+from knocktest import event_attempts as attempts, event_row as event, final_event as final
 from knocktest import make_pki as kt_make_pki
 
 t = Tap()
@@ -103,21 +104,7 @@ class TLSReceiver:
         self.server.server_close()
 
 
-# ---- store helpers ---------------------------------------------------------------------------
-
-def event(ep, eid):
-    rows = ep.query("SELECT * FROM events WHERE id = ?", (eid,))
-    return rows[0] if rows else None
-
-
-def attempts(ep, eid):
-    return ep.query("SELECT * FROM attempts WHERE event_id = ? ORDER BY attempt", (eid,))
-
-
-def final(ep, eid, timeout=15):
-    return wait_for(lambda: (event(ep, eid) or {}).get("status") in ("handled", "dead", "ignored")
-                    and event(ep, eid), timeout=timeout)
-
+# ---- configuration -------------------------------------------------------------------------
 
 def config(ep, default_handler, routes=()):
     text = """[endpoint]

@@ -18,23 +18,9 @@ import signal
 import time
 
 from knocktest import Endpoint, Tap, insert_event, wait_for, wake, write_script
+from knocktest import event_attempts as attempts, event_row as event, final_event as final
 
 t = Tap()
-
-
-def event(ep, eid):
-    rows = ep.query("SELECT * FROM events WHERE id = ?", (eid,))
-    return rows[0] if rows else None
-
-
-def attempts(ep, eid):
-    return ep.query("SELECT * FROM attempts WHERE event_id = ? ORDER BY attempt, started_at",
-                    (eid,))
-
-
-def final(ep, eid, timeout=15):
-    return wait_for(lambda: (event(ep, eid) or {}).get("status") in ("handled", "dead", "ignored")
-                    and event(ep, eid), timeout=timeout)
 
 
 def cpu_ticks(pid):
