@@ -26,7 +26,7 @@
 #define HEARTBEAT_STALE_MS 15000
 #define WANTED_FOR_US (60 * 1000000ULL)
 
-const double admin_batch_bounds[ADMIN_HIST_BUCKETS] = {
+const double admin_batch_bounds[KNOCK_HIST_BUCKETS] = {
         1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096,
 };
 
@@ -66,8 +66,8 @@ static void handler_durations(admin_snapshot *snap, const char *counters)
         json_t *doc = counters ? json_loads(counters, 0, NULL) : NULL;
         json_t *b = json_object_get(doc, "handler_buckets");
 
-        if (json_is_array(b) && json_array_size(b) == ADMIN_HIST_BUCKETS) {
-                for (size_t i = 0; i < ADMIN_HIST_BUCKETS; i++)
+        if (json_is_array(b) && json_array_size(b) == KNOCK_HIST_BUCKETS) {
+                for (size_t i = 0; i < KNOCK_HIST_BUCKETS; i++)
                         snap->handler_buckets[i] = (uint64_t)MAX(
                                 json_integer_value(json_array_get(b, i)), (json_int_t)0);
                 snap->handler_count = (uint64_t)MAX(
@@ -364,7 +364,7 @@ static void emit_histogram(struct evbuffer *b, const char *name, const char *hel
         uint64_t cum = 0;
 
         evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-        for (size_t i = 0; i < ADMIN_HIST_BUCKETS; i++) {
+        for (size_t i = 0; i < KNOCK_HIST_BUCKETS; i++) {
                 cum += buckets[i];
                 evbuffer_add_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
                                     (unsigned long long)cum);

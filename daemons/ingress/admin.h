@@ -22,8 +22,6 @@
 #include "config.h"
 #include "ingress.h"
 
-#define ADMIN_HIST_BUCKETS KNOCK_HIST_BUCKETS
-
 typedef struct admin_daemon {
         char name[16];
         bool present;
@@ -46,7 +44,7 @@ typedef struct admin_snapshot {
         int64_t hooks_pending, hooks_delivered, hooks_failed;
         int64_t hook_attempts_ok, hook_attempts_http_error, hook_attempts_error;
         admin_daemon daemons[3]; /* ingress, worker, deliver */
-        uint64_t handler_buckets[ADMIN_HIST_BUCKETS]; /* cumulative */
+        uint64_t handler_buckets[KNOCK_HIST_BUCKETS]; /* cumulative */
         uint64_t handler_count;
         double handler_sum_s;
         int64_t db_bytes, wal_bytes;
@@ -79,4 +77,4 @@ void http_send(struct evhttp_request *req, int code, const char *reason,
 void admin_handle(struct evhttp_request *req, void *userdata);
 
 /* Bucket bounds of the commit batch sizes, in items (durations: util.h). */
-extern const double admin_batch_bounds[ADMIN_HIST_BUCKETS];
+extern const double admin_batch_bounds[KNOCK_HIST_BUCKETS];
