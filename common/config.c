@@ -357,6 +357,20 @@ static void parse_count_key(parse_ctx *ctx, const key_def *k, const char *value)
         *(uint64_t *)field(ctx, k) = v;
 }
 
+/* "N/s", "N/m", "N/h" (or N alone, per second) into the count and the
+ * interval that follows it. */
+static void parse_rate_key(parse_ctx *ctx, const key_def *k, const char *value)
+{
+        uint64_t n, per_ms;
+
+        if (parse_rate(value, &n, &per_ms) < 0) {
+                key_error(ctx, "%s must be a rate like 10/s, 600/m or 0 (none)", k->name);
+                return;
+        }
+        *(uint64_t *)field(ctx, k) = n;
+        *(uint64_t *)((char *)field(ctx, k) + sizeof(uint64_t)) = per_ms;
+}
+
 static void parse_string_key(parse_ctx *ctx, const key_def *k, const char *value)
 {
         set_string(ctx, field(ctx, k), value);
@@ -726,6 +740,10 @@ static const key_def keys[] = {
         {SECTION_ENDPOINT, "max_connections", parse_count_key, F(max_connections), 1, 1000000},
         {SECTION_ENDPOINT, "header_timeout", parse_duration_key, F(header_timeout_ms), 1, 0},
         {SECTION_ENDPOINT, "body_timeout", parse_duration_key, F(body_timeout_ms), 1, 0},
+        {SECTION_ENDPOINT, "max_buffered", parse_size_key, F(max_buffered), 64 * 1024, 0},
+        {SECTION_ENDPOINT, "orphan_body", parse_size_key, F(orphan_body), 0, 0},
+        {SECTION_ENDPOINT, "orphan_rate", parse_rate_key, F(orphan_rate), 0, 0},
+        {SECTION_ENDPOINT, "orphan_burst", parse_count_key, F(orphan_burst), 1, 1000000},
         {SECTION_ENDPOINT, "allow_unverified", parse_allow_unverified, 0, 0, 0},
         {SECTION_ENDPOINT, "url", parse_url, F(verify.url), 0, 0},
         {SECTION_ENDPOINT, "header", parse_header_name, F(verify.header), 0, 0},
@@ -776,6 +794,10 @@ static const char *empty_default(const key_def *k)
                 {SECTION_ENDPOINT, "max_connections", "512"},
                 {SECTION_ENDPOINT, "header_timeout", "10s"},
                 {SECTION_ENDPOINT, "body_timeout", "30s"},
+                {SECTION_ENDPOINT, "max_buffered", "64M"},
+                {SECTION_ENDPOINT, "orphan_body", "4K"},
+                {SECTION_ENDPOINT, "orphan_rate", "10/s"},
+                {SECTION_ENDPOINT, "orphan_burst", "100"},
                 {SECTION_WORKER, "concurrency", "4"},
                 {SECTION_WORKER, "timeout", "30s"},
                 {SECTION_WORKER, "max_attempts", "8"},
@@ -805,6 +827,11 @@ static void apply_defaults(knock_config *c)
         c->max_connections = 512;
         c->header_timeout_ms = 10 * 1000;
         c->body_timeout_ms = 30 * 1000;
+        c->max_buffered = 64 * 1024 * 1024;
+        c->orphan_body = 4 * 1024;
+        c->orphan_rate = 10;
+        c->orphan_rate_ms = 1000;
+        c->orphan_burst = 100;
         c->verify.provider = KNOCK_PROVIDER_INVALID;
         c->verify.tolerance_ms = -1;
         c->verify.algorithm = KNOCK_HMAC_SHA256;

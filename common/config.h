@@ -47,6 +47,11 @@ typedef struct knock_config {
         uint64_t max_connections; /* default 512 */
         uint64_t header_timeout_ms; /* default 10s */
         uint64_t body_timeout_ms;   /* default 30s */
+        uint64_t max_buffered;      /* body bytes held for unanswered requests, default 64M */
+        uint64_t orphan_body;       /* bytes of a rejected delivery's body kept, default 4K */
+        uint64_t orphan_rate;       /* rejected deliveries stored per orphan_rate_ms, default 10/s */
+        uint64_t orphan_rate_ms;
+        uint64_t orphan_burst;      /* the bucket's size, default 100 */
         knock_verify_config verify; /* provider, secrets, tolerance, options */
 
         /* [worker] */

@@ -101,6 +101,36 @@ int parse_size(const char *s, uint64_t *ret)
         return mul_checked(n, mul, ret);
 }
 
+int parse_rate(const char *s, uint64_t *ret_n, uint64_t *ret_per_ms)
+{
+        const char *slash;
+        char num[24];
+        uint64_t per = 1000;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        slash = strchr(s, '/');
+        if (slash) {
+                if (streq(slash + 1, "s"))
+                        per = 1000;
+                else if (streq(slash + 1, "m"))
+                        per = 60 * 1000;
+                else if (streq(slash + 1, "h"))
+                        per = 3600 * 1000;
+                else
+                        return -EINVAL;
+        }
+        if ((size_t)(slash ? slash - s : (ptrdiff_t)strlen(s)) >= sizeof(num))
+                return -EINVAL;
+        snprintf(num, sizeof(num), "%.*s", (int)(slash ? slash - s : (ptrdiff_t)strlen(s)), s);
+        r = parse_u64_strict(num, ret_n);
+        if (r < 0)
+                return r;
+        *ret_per_ms = per;
+        return 0;
+}
+
 int parse_duration_ms(const char *s, bool allow_never, uint64_t *ret)
 {
         uint64_t n, mul;

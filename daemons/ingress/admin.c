@@ -410,6 +410,35 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
                                             rows[i].result, (unsigned long long)rows[i].v);
         }
 
+        {
+                const struct {
+                        const char *name, *help;
+                        uint64_t v;
+                } rows[] = {
+                        {"knock_ingress_connections_accepted_total",
+                         "Connections accepted on the public listener since start.",
+                         st.connections_accepted},
+                        {"knock_ingress_connections_refused_total",
+                         "Connections closed at accept: max_connections reached, or draining.",
+                         st.connections_refused},
+                        {"knock_ingress_request_timeouts_total",
+                         "Requests cut off by header_timeout or body_timeout.", st.timeouts},
+                        {"knock_ingress_bad_requests_total",
+                         "Requests refused by the HTTP parser (400, 417, 431, 501, 505).",
+                         st.bad_requests},
+                        {"knock_ingress_overload_total",
+                         "Requests answered 503 because max_buffered or the writer's queue was full.",
+                         st.over_budget},
+                        {"knock_ingress_orphans_dropped_total",
+                         "Rejected deliveries answered but not stored: over orphan_rate.",
+                         st.orphans_dropped},
+                };
+                for (size_t i = 0; i < ELEMENTSOF(rows); i++)
+                        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
+                                            rows[i].name, rows[i].help, rows[i].name, rows[i].name,
+                                            (unsigned long long)rows[i].v);
+        }
+
         evbuffer_add_printf(b, "# HELP knock_events Events in the database, by status.\n"
                                "# TYPE knock_events gauge\n");
         for (size_t i = 0; i < 6; i++)

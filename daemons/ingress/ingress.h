@@ -35,8 +35,8 @@ typedef struct ingest_item {
         ingest_kind kind;
 
         /* set by the loop */
-        struct evhttp_request *req; /* NULL once the client went away */
-        ingest_conn *conn;
+        ingest_conn *conn;          /* NULL once the client went away, or answered */
+        size_t budget;              /* body bytes counted in the listener's budget */
         char delivery_id[KNOCK_ID_MAX];
         char event_id[KNOCK_ID_MAX]; /* new id; replaced by the existing one on duplicate */
         char request_id[80];
@@ -73,6 +73,11 @@ typedef struct ingest_stats {
         /* written by the loop only */
         uint64_t accepted, duplicates, invalid, too_large, handshakes, storage_errors,
                 rejected_other;
+        uint64_t connections_accepted, connections_refused; /* public listener */
+        uint64_t timeouts;        /* requests cut off by header_timeout/body_timeout */
+        uint64_t bad_requests;    /* refused by the HTTP parser (400, 417, 431, 501, 505) */
+        uint64_t over_budget;     /* 503: max_buffered or the writer's queue was full */
+        uint64_t orphans_dropped; /* rejected deliveries not stored: over orphan_rate */
         /* written by the writer only, read by the loop (heartbeat): races are benign counters */
         uint64_t commits, commit_failures, committed_items;
         uint64_t batch_us_total, commit_us_total, commit_us_max; /* batch: BEGIN..COMMIT; commit: COMMIT alone */
@@ -94,6 +99,8 @@ typedef struct ingest_writer {
 
         ingest_item *queue_head, **queue_tail; /* loop → writer */
         size_t queued;
+        size_t urgent;                         /* queued items whose client waits */
+        uint64_t queued_since_us;              /* when the queue last became non-empty */
         ingest_item *done_head, **done_tail;   /* writer → loop */
         struct event *ev_done;                 /* activated by the writer */
         bool busy;                             /* a batch is being stored */

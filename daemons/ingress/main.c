@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -39,6 +40,7 @@
 #include "catalog-ids.h"
 #include "daemon.h"
 #include "admin.h"
+#include "conn.h"
 #include "ingress.h"
 #include "knock-build.h"
 #include "log.h"
@@ -64,31 +66,10 @@ static const char usage[] =
         "  -h --help     Show this help\n"
         "  -V --version  Show the version\n";
 
-/*
- * Every accepted connection is tracked from its first byte, keyed by the
- * bufferevent we create for it (evhttp_set_bevcb): libevent 2.1 has no
- * callback for a new connection, nor a total deadline for a request, so this
- * is how the connection limit counts slow clients too and how a client that
- * drips its headers is cut off. We hold a reference on the bufferevent so
- * the sweep may look at it after evhttp let go of it; the sweep then drops
- * the reference, which closes the socket.
- */
-struct ingest_conn {
-        struct bufferevent *bev;
-        struct evhttp_connection *evcon; /* known from its first request */
-        ingest_item *pending;
-        uint64_t deadline_us; /* no complete request by then: cut off */
-        bool closed;          /* evhttp's close callback ran */
-        bool refused;         /* over max_connections */
-        bool shut;            /* shutdown(2) done, evhttp will notice */
-};
-
 typedef struct ingress {
         knock_daemon d;
-        struct evhttp *http_public;
+        conn_server srv;
         struct evhttp *http_admin;
-        struct evhttp_bound_socket *public_sockets[8];
-        size_t n_public_sockets;
         ingest_writer writer;
         ingest_stats stats;
         admin admin;
@@ -96,210 +77,25 @@ typedef struct ingress {
         struct event *ev_drain_timeout;
         log_ratelimit rl_invalid;
         log_ratelimit rl_storage;
-
-        /* Open addressing table of accepted connections: bev → conn. */
-        ingest_conn **conns;
-        size_t conns_cap;
-        size_t n_conns;       /* tracked, including closed ones not yet reaped */
-        size_t n_live;        /* tracked and not known to be closed */
-        struct event *ev_sweep;
+        log_ratelimit rl_orphans;
+        /* the orphan budget: a token bucket of rows */
+        double orphan_tokens;
+        int64_t orphan_refill_ms;
 } ingress;
 
 static ingress *the_ingress;
 
-/* ---- connection tracking -------------------------------------------------------- */
-
-#define SWEEP_INTERVAL_MS 250
-
-static uint64_t conn_budget_us(const knock_config *cfg)
-{
-        return (cfg->header_timeout_ms + cfg->body_timeout_ms) * 1000;
-}
-
-static size_t conn_slot(ingress *in, const struct bufferevent *bev)
-{
-        size_t h = ((uintptr_t)bev >> 4) * 0x9E3779B97F4A7C15ULL;
-        size_t i = h & (in->conns_cap - 1);
-
-        while (in->conns[i] && in->conns[i]->bev != bev)
-                i = (i + 1) & (in->conns_cap - 1);
-        return i;
-}
-
-static ingest_conn *conn_find(ingress *in, struct evhttp_connection *evcon)
-{
-        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-
-        return bev ? in->conns[conn_slot(in, bev)] : NULL;
-}
-
-static void conn_reap(ingress *in, size_t i)
-{
-        ingest_conn *c = in->conns[i];
-        size_t j;
-
-        if (!c->closed)
-                in->n_live--;
-        /* Our reference was the last one once evhttp freed it: this closes
-         * the socket. */
-        bufferevent_decref(c->bev);
-        free(c);
-        in->conns[i] = NULL;
-        in->n_conns--;
-        /* Re-insert the rest of the cluster (linear probing deletion). */
-        for (j = (i + 1) & (in->conns_cap - 1); in->conns[j]; j = (j + 1) & (in->conns_cap - 1)) {
-                ingest_conn *m = in->conns[j];
-                in->conns[j] = NULL;
-                in->conns[conn_slot(in, m->bev)] = m;
-        }
-}
-
-/* evhttp clears every callback of a bufferevent when it frees it, and keeps
- * its error callback set for as long as it uses it. */
-static bool bev_released(struct bufferevent *bev)
-{
-        bufferevent_data_cb r, w;
-        bufferevent_event_cb e;
-        void *arg;
-
-        bufferevent_getcb(bev, &r, &w, &e, &arg);
-        return !r && !w && !e;
-}
-
-static void on_sweep(evutil_socket_t fd, short what, void *userdata)
-{
-        ingress *in = userdata;
-        uint64_t now = mono_us();
-        bool again = true;
-
-        /* Reaping moves entries around; start over until a pass reaps none. */
-        while (again) {
-                again = false;
-                for (size_t i = 0; i < in->conns_cap; i++) {
-                        ingest_conn *c = in->conns[i];
-
-                        if (!c)
-                                continue;
-                        if (c->closed || bev_released(c->bev)) {
-                                conn_reap(in, i);
-                                again = true;
-                                break;
-                        }
-                        if (c->shut || c->pending || !(c->refused || now > c->deadline_us))
-                                continue;
-                        /* Over the limit, or no complete request within
-                         * header_timeout + body_timeout: end it. evhttp reads
-                         * EOF and frees the connection itself. */
-                        if (bufferevent_getfd(c->bev) >= 0) {
-                                (void)shutdown(bufferevent_getfd(c->bev), SHUT_RDWR);
-                                c->shut = true;
-                                if (!c->refused)
-                                        in->stats.rejected_other++;
-                        }
-                }
-        }
-}
-
-static void on_conn_close(struct evhttp_connection *evcon, void *userdata)
-{
-        ingress *in = userdata;
-        ingest_conn *c = conn_find(in, evcon);
-
-        if (!c || c->closed)
-                return;
-        /* The request dies with its connection: detach it from the item
-         * that may still be in the writer's hands. The item itself is
-         * stored anyway (the provider will retry and dedupe absorbs it). */
-        if (c->pending) {
-                c->pending->req = NULL;
-                c->pending->conn = NULL;
-                c->pending = NULL;
-        }
-        c->closed = true;
-        in->n_live--;
-        /* Reap right after evhttp has freed it, not at the next tick. */
-        event_active(in->ev_sweep, EV_TIMEOUT, 0);
-}
-
-/* evhttp's bevcb: a new connection was accepted. */
-static struct bufferevent *on_accept(struct event_base *base, void *userdata)
-{
-        ingress *in = userdata;
-        struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-        ingest_conn *c;
-        size_t i;
-
-        if (!bev)
-                return NULL;
-        /* A full table (a flood far above the limit) leaves the rest
-         * untracked rather than refusing to serve. */
-        if (in->n_conns >= in->conns_cap / 2)
-                return bev;
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return bev;
-        c->bev = bev;
-        bufferevent_incref(bev);
-        c->deadline_us = mono_us() + conn_budget_us(in->d.cfg);
-        i = conn_slot(in, bev);
-        in->conns[i] = c;
-        in->n_conns++;
-        in->n_live++;
-        if (in->n_live > in->d.cfg->max_connections) {
-                c->refused = true;
-                in->stats.rejected_other++;
-                event_active(in->ev_sweep, EV_TIMEOUT, 0);
-        }
-        return bev;
-}
-
-/* The tracker of a request's connection at its first complete request; its
- * deadline starts again with every request. */
-static ingest_conn *conn_get(ingress *in, struct evhttp_connection *evcon)
-{
-        ingest_conn *c = conn_find(in, evcon);
-
-        if (!c)
-                return NULL;
-        if (!c->evcon) {
-                c->evcon = evcon;
-                evhttp_connection_set_closecb(evcon, on_conn_close, in);
-        }
-        c->deadline_us = mono_us() + conn_budget_us(in->d.cfg);
-        return c;
-}
-
 /* ---- replies -------------------------------------------------------------------- */
 
-static void reply(struct evhttp_request *req, int code, const char *reason,
-                  const char *content_type, const char *body, size_t len)
-{
-        struct evbuffer *buf = evbuffer_new();
-
-        if (buf && body)
-                evbuffer_add(buf, body, len);
-        http_send(req, code, reason, content_type, buf);
-        if (buf)
-                evbuffer_free(buf);
-}
-
-static void reply_error(struct evhttp_request *req, int code, const char *reason,
-                        const char *message)
+static void reply_error(ingest_conn *c, int code, const char *reason, const char *message)
 {
         json_t *j = json_pack("{s:s}", "error", message);
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
-        if (code == 503)
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
-                                  RETRY_AFTER_S);
-        reply(req, code, reason, "application/json", s ? s : "{}", s ? strlen(s) : 2);
+        conn_reply(c, code, reason, "application/json", s ? s : "{}", s ? strlen(s) : 2,
+                   code == 503 ? "Retry-After: " RETRY_AFTER_S "\r\n" : NULL, false);
         free(s);
         json_decref(j);
-}
-
-static void set_request_id_header(struct evhttp_request *req, const char *request_id)
-{
-        evhttp_add_header(evhttp_request_get_output_headers(req), "X-Request-ID", request_id);
 }
 
 /* ---- request parsing -------------------------------------------------------------- */
@@ -334,36 +130,22 @@ static bool header_is_credential(ingress *in, const char *name)
 }
 
 /* Headers as a JSON array of [name, value], credentials redacted. */
-static char *headers_json(ingress *in, struct evkeyvalq *hdrs)
+static char *headers_json(ingress *in, const httpreq *req)
 {
         json_t *arr = json_array();
         char *s;
 
         if (!arr)
                 return NULL;
-        for (struct evkeyval *kv = hdrs->tqh_first; kv; kv = kv->next.tqe_next)
-                json_array_append_new(arr, json_pack("[ss]", kv->key,
-                                                     header_is_credential(in, kv->key)
+        for (size_t i = 0; i < req->n_headers; i++) {
+                const knock_header *h = &req->headers[i];
+                json_array_append_new(arr, json_pack("[ss]", h->name,
+                                                     header_is_credential(in, h->name)
                                                              ? "[redacted]"
-                                                             : kv->value));
+                                                             : h->value));
+        }
         s = json_dumps(arr, JSON_COMPACT | JSON_ENSURE_ASCII);
         json_decref(arr);
-        return s;
-}
-
-static char *peer_string(struct evhttp_request *req)
-{
-        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-        char *addr = NULL, *s = NULL;
-        ev_uint16_t port = 0;
-
-        if (!evcon)
-                return NULL;
-        evhttp_connection_get_peer(evcon, &addr, &port);
-        if (!addr)
-                return NULL;
-        if (asprintf(&s, "%s:%u", addr, (unsigned)port) < 0)
-                return NULL;
         return s;
 }
 
@@ -424,25 +206,30 @@ static char *uri_for_storage(const char *uri)
         return out;
 }
 
-static ingest_item *item_new(struct evhttp_request *req, const char *request_id)
+static ingest_item *item_new(ingest_conn *c, const httpreq *req)
 {
         ingest_item *it = calloc(1, sizeof(*it));
         const char *ct;
 
         if (!it)
                 return NULL;
-        it->req = req;
         it->start_us = mono_us();
         it->received_at = now_ms();
         id_new("dlv", it->delivery_id);
         id_new("evt", it->event_id);
-        snprintf(it->request_id, sizeof(it->request_id), "%s", request_id);
-        it->method = strdup(evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET" : "POST");
-        it->uri = uri_for_storage(evhttp_request_get_uri(req));
-        it->remote = peer_string(req);
-        ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+        snprintf(it->request_id, sizeof(it->request_id), "%s", c->request_id);
+        it->method = strdup(req->method);
+        it->uri = uri_for_storage(req->target);
+        it->remote = strdup(c->peer);
+        ct = httpreq_header(req, "Content-Type");
         it->content_type = ct ? strndup(ct, 255) : NULL;
         return it;
+}
+
+static void item_free(ingress *in, ingest_item *it)
+{
+        conn_budget_release(&in->srv, it->budget);
+        ingest_item_free(it);
 }
 
 /* ---- the public listener ------------------------------------------------------------ */
@@ -469,110 +256,162 @@ static void log_invalid(ingress *in, ingest_item *it)
                    it->verify_error ? it->verify_error : "invalid");
 }
 
-static void on_public_request(struct evhttp_request *req, void *userdata)
+/* The writer's queue: verified requests are at most one per connection,
+ * rejected ones come through the orphan budget; this is the backstop. */
+static bool writer_full(ingress *in)
+{
+        return writer_pending(&in->writer) >
+               in->d.cfg->max_connections + in->d.cfg->orphan_burst + 1024;
+}
+
+/* The orphan budget: a token bucket of rows, orphan_rate per orphan_rate_ms
+ * with room for orphan_burst. */
+static bool orphan_allowed(ingress *in)
+{
+        const knock_config *cfg = in->d.cfg;
+        int64_t now = (int64_t)(mono_us() / 1000);
+
+        if (cfg->orphan_rate == 0)
+                return false;
+        if (in->orphan_refill_ms == 0) {
+                in->orphan_tokens = (double)cfg->orphan_burst;
+                in->orphan_refill_ms = now;
+        }
+        in->orphan_tokens += (double)(now - in->orphan_refill_ms) * (double)cfg->orphan_rate /
+                             (double)cfg->orphan_rate_ms;
+        in->orphan_refill_ms = now;
+        if (in->orphan_tokens > (double)cfg->orphan_burst)
+                in->orphan_tokens = (double)cfg->orphan_burst;
+        if (in->orphan_tokens < 1.0)
+                return false;
+        in->orphan_tokens -= 1.0;
+        return true;
+}
+
+/* A rejected delivery (401, 413) is evidence, kept within the orphan budget
+ * and with at most orphan_body bytes of its body; the client already has
+ * its answer. */
+static void submit_orphan(ingress *in, ingest_item *it)
+{
+        uint64_t suppressed = 0;
+
+        log_invalid(in, it);
+        if (!orphan_allowed(in) || writer_full(in)) {
+                in->stats.orphans_dropped++;
+                if (log_ratelimit_ok(&in->rl_orphans, &suppressed))
+                        log_struct(LOG_WARNING, MSGID_DELIVERY_INVALID,
+                                   LOG_FIELDS(LF("KNOCK_DELIVERY_ID", it->delivery_id)),
+                                   "Rejected deliveries arrive faster than orphan_rate: not "
+                                   "storing them (%llu so far)",
+                                   (unsigned long long)in->stats.orphans_dropped);
+                item_free(in, it);
+                return;
+        }
+        if (it->body_len > in->d.cfg->orphan_body) {
+                unsigned char *b;
+
+                it->body_len = (size_t)in->d.cfg->orphan_body;
+                b = it->body_len ? realloc(it->body, it->body_len) : NULL;
+                if (b || !it->body_len) {
+                        if (!b)
+                                free(it->body);
+                        it->body = b;
+                        conn_budget_release(&in->srv, it->budget);
+                        it->budget = 0;
+                }
+        }
+        it->conn = NULL;
+        writer_submit(&in->writer, it);
+}
+
+/* The head is read: everything that needs no body is decided here, before
+ * a byte of it is buffered. */
+static conn_verdict on_head(ingest_conn *c, httpreq *req, void *userdata)
 {
         ingress *in = userdata;
         const knock_config *cfg = in->d.cfg;
-        struct evkeyvalq *hdrs = evhttp_request_get_input_headers(req);
-        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-        enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-        struct evbuffer *input = evhttp_request_get_input_buffer(req);
-        const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-        const char *rid_in;
-        char request_id[80];
-        knock_header hv[MAX_HEADERS];
-        size_t n_headers = 0, header_bytes = 0, body_len;
+        const char *rid_in = httpreq_header(req, "X-Request-ID");
+        size_t plen = strcspn(req->target, "?#");
+        ingest_item *it;
+
+        if (rid_in && request_id_valid(rid_in))
+                snprintf(c->request_id, sizeof(c->request_id), "%s", rid_in);
+        else
+                id_new("req", c->request_id);
+
+        if (in->draining) {
+                reply_error(c, 503, "Service Unavailable", "shutting down");
+                return CONN_ANSWERED;
+        }
+        if (plen != strlen(cfg->path) || strncmp(req->target, cfg->path, plen) != 0) {
+                in->stats.rejected_other++;
+                reply_error(c, 404, "Not Found", "no such path");
+                return CONN_ANSWERED;
+        }
+        if (!streq(req->method, "POST") &&
+            !(streq(req->method, "GET") && cfg->verify.provider == provider_from_string("meta"))) {
+                in->stats.rejected_other++;
+                conn_reply(c, 405, "Method Not Allowed", "application/json",
+                           "{\"error\":\"method not allowed\"}", 30, "Allow: POST\r\n", false);
+                return CONN_ANSWERED;
+        }
+        if (req->content_length < 0 || (uint64_t)req->content_length <= cfg->max_body)
+                return CONN_READ_BODY;
+
+        /* Recorded without its body, which is never read: the row says it
+         * came and why it was refused. */
+        in->stats.too_large++;
+        reply_error(c, 413, "Payload Too Large", "body too large");
+        it = item_new(c, req);
+        if (!it)
+                return CONN_ANSWERED;
+        it->kind = INGEST_ORPHAN;
+        it->http_status = 413;
+        it->body_bytes = (size_t)req->content_length;
+        it->headers_json = headers_json(in, req);
+        if (asprintf(&it->verify_error, "body of %" PRId64 " bytes exceeds max_body %llu",
+                     req->content_length, (unsigned long long)cfg->max_body) < 0)
+                it->verify_error = NULL;
+        submit_orphan(in, it);
+        return CONN_ANSWERED;
+}
+
+/* A whole request: verify it, answer a rejection at once, hand the rest to
+ * the writer; its answer waits for the commit. */
+static void on_request(ingest_conn *c, httpreq *req, void *userdata)
+{
+        ingress *in = userdata;
+        const knock_config *cfg = in->d.cfg;
         knock_verify_result vr = {0};
         knock_request kr;
-        ingest_conn *conn;
         ingest_item *it;
         int r;
 
-        rid_in = evhttp_find_header(hdrs, "X-Request-ID");
-        if (rid_in && request_id_valid(rid_in))
-                snprintf(request_id, sizeof(request_id), "%s", rid_in);
-        else
-                id_new("req", request_id);
-        set_request_id_header(req, request_id);
-
-        if (in->draining) {
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-                reply_error(req, 503, "Service Unavailable", "shutting down");
-                return;
-        }
-        conn = conn_get(in, evhttp_request_get_connection(req));
-        if (conn && conn->refused) {
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-                reply_error(req, 503, "Service Unavailable", "too many connections");
-                return;
-        }
-
-        if (!path || !streq(path, cfg->path)) {
-                in->stats.rejected_other++;
-                reply_error(req, 404, "Not Found", "no such path");
-                return;
-        }
-        if (cmd != EVHTTP_REQ_POST &&
-            !(cmd == EVHTTP_REQ_GET && cfg->verify.provider == provider_from_string("meta"))) {
-                in->stats.rejected_other++;
-                evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-                reply_error(req, 405, "Method Not Allowed", "method not allowed");
-                return;
-        }
-
-        for (struct evkeyval *kv = hdrs->tqh_first; kv; kv = kv->next.tqe_next) {
-                header_bytes += strlen(kv->key) + strlen(kv->value) + 4;
-                if (n_headers >= MAX_HEADERS || header_bytes > MAX_HEADER_BYTES) {
-                        in->stats.rejected_other++;
-                        reply_error(req, 431, "Request Header Fields Too Large",
-                                    "request header fields too large");
-                        return;
-                }
-                hv[n_headers++] = (knock_header){kv->key, kv->value};
-        }
-
-        it = item_new(req, request_id);
+        it = item_new(c, req);
         if (!it) {
-                reply_error(req, 503, "Service Unavailable", "out of memory");
+                reply_error(c, 503, "Service Unavailable", "out of memory");
                 return;
         }
-        body_len = evbuffer_get_length(input);
-        it->body_bytes = body_len;
-        it->headers_json = headers_json(in, hdrs);
-
-        if (body_len > cfg->max_body) {
-                /* Recorded without its body: the row says it came and why it
-                 * was refused; storing the bytes would defeat the limit. */
-                it->kind = INGEST_ORPHAN;
-                it->http_status = 413;
-                it->signature_valid = false;
-                if (asprintf(&it->verify_error, "body of %zu bytes exceeds max_body %llu",
-                             body_len, (unsigned long long)cfg->max_body) < 0)
-                        it->verify_error = NULL;
-                in->stats.too_large++;
-                reply_error(req, 413, "Payload Too Large", "body too large");
-                log_invalid(in, it);
-                it->req = NULL;
-                writer_submit(&in->writer, it);
-                return;
-        }
-
-        it->body_len = body_len;
-        it->body = malloc(body_len ? body_len : 1);
+        it->body_bytes = req->body_len;
+        it->body_len = req->body_len;
+        it->body = TAKE_PTR(req->body);
+        it->budget = conn_take_budget(c);
+        it->headers_json = headers_json(in, req);
+        if (!it->body)
+                it->body = malloc(1);
         if (!it->body) {
-                ingest_item_free(it);
-                reply_error(req, 503, "Service Unavailable", "out of memory");
+                item_free(in, it);
+                reply_error(c, 503, "Service Unavailable", "out of memory");
                 return;
         }
-        evbuffer_copyout(input, it->body, body_len);
 
         kr = (knock_request){
-                .method = it->method,
-                .uri = evhttp_request_get_uri(req),
-                .headers = hv,
-                .n_headers = n_headers,
+                .method = req->method,
+                .uri = req->target,
+                .headers = req->headers,
+                .n_headers = req->n_headers,
                 .body = it->body,
-                .body_len = body_len,
+                .body_len = it->body_len,
                 .now_ms = it->received_at,
         };
         r = verify_request(&cfg->verify, &kr, &vr);
@@ -581,8 +420,8 @@ static void on_public_request(struct evhttp_request *req, void *userdata)
         if (r < 0) {
                 log_error_errno(r, "Verification failed internally: %m");
                 verify_result_clear(&vr);
-                ingest_item_free(it);
-                reply_error(req, 503, "Service Unavailable", "internal error");
+                item_free(in, it);
+                reply_error(c, 503, "Service Unavailable", "internal error");
                 return;
         }
         if (r > 0) {
@@ -592,11 +431,9 @@ static void on_public_request(struct evhttp_request *req, void *userdata)
                 it->verify_error = strdup(vr.reason[0] ? vr.reason : "signature invalid");
                 verify_result_clear(&vr);
                 in->stats.invalid++;
-                reply_error(req, 401, "Unauthorized", it->verify_error ? it->verify_error
-                                                                      : "signature invalid");
-                log_invalid(in, it);
-                it->req = NULL;
-                writer_submit(&in->writer, it);
+                reply_error(c, 401, "Unauthorized", it->verify_error ? it->verify_error
+                                                                    : "signature invalid");
+                submit_orphan(in, it);
                 return;
         }
 
@@ -612,10 +449,15 @@ static void on_public_request(struct evhttp_request *req, void *userdata)
                 it->kind = INGEST_EVENT;
         verify_result_clear(&vr);
 
+        if (writer_full(in)) {
+                in->stats.over_budget++;
+                item_free(in, it);
+                reply_error(c, 503, "Service Unavailable", "too many requests waiting for storage");
+                return;
+        }
         /* Nothing is answered here: the reply waits for the commit. */
-        it->conn = conn;
-        if (conn)
-                conn->pending = it;
+        it->conn = c;
+        c->pending = it;
         writer_submit(&in->writer, it);
 }
 
@@ -645,14 +487,11 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
         ingest_item *list = writer_take_done(&in->writer), *next;
 
         for (ingest_item *it = list; it; it = next) {
-                struct evhttp_request *req = it->req;
+                ingest_conn *c = it->conn;
 
                 next = it->next;
-                if (it->conn) {
-                        it->conn->pending = NULL;
-                        /* The idle budget starts when the answer goes out. */
-                        it->conn->deadline_us = mono_us() + conn_budget_us(in->d.cfg);
-                }
+                if (c)
+                        c->pending = NULL;
                 if (it->result < 0) {
                         uint64_t suppressed = 0;
 
@@ -664,32 +503,40 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
                                                             LF("KNOCK_ERROR", in->writer.last_error)),
                                                  "Cannot store delivery %s, answering 503: %s",
                                                  it->delivery_id, in->writer.last_error);
-                        if (req)
-                                reply_error(req, 503, "Service Unavailable", "storage unavailable");
-                } else if (it->kind == INGEST_EVENT && req) {
-                        char body[256];
-                        int n = snprintf(body, sizeof(body),
-                                         "{\"delivery_id\":\"%s\",\"event_id\":\"%s\","
-                                         "\"duplicate\":%s}",
-                                         it->delivery_id, it->event_id,
-                                         it->duplicate ? "true" : "false");
+                        if (c)
+                                reply_error(c, 503, "Service Unavailable", "storage unavailable");
+                } else if (it->kind == INGEST_EVENT) {
                         if (it->duplicate)
                                 in->stats.duplicates++;
                         else
                                 in->stats.accepted++;
-                        reply(req, 200, "OK", "application/json", body, (size_t)n);
+                        if (c) {
+                                char body[256];
+                                int n = snprintf(body, sizeof(body),
+                                                 "{\"delivery_id\":\"%s\",\"event_id\":\"%s\","
+                                                 "\"duplicate\":%s}",
+                                                 it->delivery_id, it->event_id,
+                                                 it->duplicate ? "true" : "false");
+                                conn_reply(c, 200, "OK", "application/json", body, (size_t)n, NULL,
+                                           false);
+                        }
                         log_stored(it);
-                } else if (it->kind == INGEST_HANDSHAKE && req) {
+                } else if (it->kind == INGEST_HANDSHAKE) {
                         const char *b = it->handshake_body ? it->handshake_body : "";
+
                         in->stats.handshakes++;
-                        if (it->handshake_status == 204 || !it->handshake_content_type)
+                        if (!c)
+                                ;
+                        else if (it->handshake_status == 204 || !it->handshake_content_type)
                                 /* e.g. Discord's webhook-event PING: no body at all. */
-                                evhttp_send_reply(req, it->handshake_status, "No Content", NULL);
+                                conn_reply(c, it->handshake_status,
+                                           it->handshake_status == 204 ? "No Content" : "OK", NULL,
+                                           NULL, 0, NULL, false);
                         else
-                                reply(req, it->handshake_status, "OK", it->handshake_content_type,
-                                      b, strlen(b));
+                                conn_reply(c, it->handshake_status, "OK",
+                                           it->handshake_content_type, b, strlen(b), NULL, false);
                 }
-                ingest_item_free(it);
+                item_free(in, it);
         }
         maybe_finish_drain(in);
 }
@@ -753,16 +600,7 @@ static int bind_address(const char *address, bool is_admin)
 
 static int add_public_fd(ingress *in, int fd)
 {
-        struct evhttp_bound_socket *bs;
-
-        if (in->n_public_sockets >= ELEMENTSOF(in->public_sockets))
-                return -E2BIG;
-        evutil_make_socket_nonblocking(fd);
-        bs = evhttp_accept_socket_with_handle(in->http_public, fd);
-        if (!bs)
-                return -EIO;
-        in->public_sockets[in->n_public_sockets++] = bs;
-        return 0;
+        return conn_server_listen(&in->srv, fd);
 }
 
 /* Socket activation by name: "public" and "admin"; a single unnamed fd is
@@ -801,7 +639,7 @@ static int setup_sockets(ingress *in)
         if (r < 0)
                 return r;
 
-        if (in->n_public_sockets == 0) {
+        if (in->srv.n_listeners == 0) {
                 int fd = bind_address(in->d.cfg->listen, false);
                 if (fd < 0)
                         return log_error_errno(fd, "Cannot listen on %s: %m", in->d.cfg->listen);
@@ -820,17 +658,6 @@ static int setup_sockets(ingress *in)
                         close(fd);
         }
         return 0;
-}
-
-static void configure_http(const knock_config *cfg, struct evhttp *http)
-{
-        evhttp_set_max_headers_size(http, HTTP_HEADER_LIMIT);
-        evhttp_set_max_body_size(http, (ev_ssize_t)(cfg->max_body + BODY_SLACK));
-        evhttp_set_timeout(http, (int)MAX(1, MAX(cfg->header_timeout_ms, cfg->body_timeout_ms) / 1000));
-        evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-        evhttp_set_default_content_type(http, "application/json");
 }
 
 /* ---- daemon ops ------------------------------------------------------------------------- */
@@ -855,9 +682,7 @@ static void ingress_stop(knock_daemon *d)
         struct timeval tv = {DRAIN_TIMEOUT_S, 0};
 
         /* Stop accepting first, then answer what was read once it commits. */
-        for (size_t i = 0; i < in->n_public_sockets; i++)
-                evhttp_del_accept_socket(in->http_public, in->public_sockets[i]);
-        in->n_public_sockets = 0;
+        conn_server_stop_accepting(&in->srv);
         in->draining = true;
         in->ev_drain_timeout = evtimer_new(d->base, on_drain_timeout, in);
         if (in->ev_drain_timeout)
@@ -916,6 +741,15 @@ static char *ingress_counters(knock_daemon *d)
                       (json_int_t)s.batch_us_total, "commit_us_total",
                       (json_int_t)s.commit_us_total, "commit_us_max", (json_int_t)s.commit_us_max,
                       "batch_max", (json_int_t)s.batch_max);
+        if (j)
+                json_object_update_new(
+                        j, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "connections_accepted",
+                                     (json_int_t)s.connections_accepted, "connections_refused",
+                                     (json_int_t)s.connections_refused, "timeouts",
+                                     (json_int_t)s.timeouts, "bad_requests",
+                                     (json_int_t)s.bad_requests, "over_budget",
+                                     (json_int_t)s.over_budget, "orphans_dropped",
+                                     (json_int_t)s.orphans_dropped));
         out = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         return out;
@@ -937,7 +771,7 @@ static int ingress_reload(knock_daemon *d, knock_config *n)
 {
         /* Limits and verification settings take effect for the next request;
          * listen addresses change only through the socket units. */
-        configure_http(n, the_ingress->http_public);
+        the_ingress->srv.cfg = n;
         the_ingress->admin.cfg = n;
         return 0;
 }
@@ -961,6 +795,7 @@ int main(int argc, char **argv)
         the_ingress = &in;
         in.rl_invalid = (log_ratelimit)LOG_RATELIMIT_INIT(10, 50);
         in.rl_storage = (log_ratelimit)LOG_RATELIMIT_INIT(10, 20);
+        in.rl_orphans = (log_ratelimit)LOG_RATELIMIT_INIT(60, 1);
         /* The writer thread activates an event on the loop's base. */
         evthread_use_pthreads();
 
@@ -975,24 +810,18 @@ int main(int argc, char **argv)
         }
         setup_done = true;
 
-        /* Room for the limit, the refused ones and those not reaped yet. */
-        in.conns_cap = 1;
-        while (in.conns_cap < in.d.cfg->max_connections * 8)
-                in.conns_cap <<= 1;
-        in.conns = calloc(in.conns_cap, sizeof(*in.conns));
-        in.http_public = evhttp_new(in.d.base);
+        in.srv = (conn_server){
+                .base = in.d.base,
+                .cfg = in.d.cfg,
+                .stats = &in.stats,
+                .on_head = on_head,
+                .on_request = on_request,
+                .userdata = &in,
+        };
         in.http_admin = evhttp_new(in.d.base);
-        in.ev_sweep = event_new(in.d.base, -1, EV_PERSIST, on_sweep, &in);
-        if (!in.conns || !in.http_public || !in.http_admin || !in.ev_sweep) {
+        if (!in.http_admin) {
                 r = log_error_errno(-ENOMEM, "Out of memory");
                 goto finish;
-        }
-        configure_http(in.d.cfg, in.http_public);
-        evhttp_set_gencb(in.http_public, on_public_request, &in);
-        evhttp_set_bevcb(in.http_public, on_accept, &in);
-        {
-                struct timeval tv = {0, SWEEP_INTERVAL_MS * 1000};
-                evtimer_add(in.ev_sweep, &tv);
         }
         evhttp_set_timeout(in.http_admin, 10);
         evhttp_set_gencb(in.http_admin, admin_handle, &in.admin);
@@ -1024,23 +853,13 @@ finish:
                 next = it->next;
                 if (it->conn)
                         it->conn->pending = NULL;
-                ingest_item_free(it);
+                item_free(&in, it);
         }
         if (in.ev_drain_timeout)
                 event_free(in.ev_drain_timeout);
-        if (in.http_public)
-                evhttp_free(in.http_public);
+        conn_server_free(&in.srv);
         if (in.http_admin)
                 evhttp_free(in.http_admin);
-        /* evhttp freed every connection: drop our references. */
-        for (size_t i = 0; in.conns && i < in.conns_cap; i++)
-                if (in.conns[i]) {
-                        bufferevent_decref(in.conns[i]->bev);
-                        free(in.conns[i]);
-                }
-        free(in.conns);
-        if (in.ev_sweep)
-                event_free(in.ev_sweep);
         if (setup_done)
                 daemon_finish(&in.d, r >= 0);
         return r < 0 ? 1 : 0;

@@ -31,6 +31,7 @@
 #define BATCH_MAX 1024
 #define CHECKPOINT_INTERVAL_MS 500
 #define CHECKPOINT_IDLE_TRUNCATE_MS 10000
+#define GATHER_MS 250
 
 void ingest_item_free(ingest_item *it)
 {
@@ -206,6 +207,23 @@ static void *writer_main(void *userdata)
                 pthread_mutex_lock(&w->lock);
                 while (!w->queue_head && !w->stop)
                         pthread_cond_wait(&w->cond, &w->lock);
+                /* Rejected deliveries (and heartbeats) are already answered and
+                 * best effort: they wait up to GATHER_MS for company, so a
+                 * flood of them costs a commit per interval, not per request.
+                 * A request waiting for its answer ends the wait. */
+                while (w->queue_head && !w->stop && w->urgent == 0) {
+                        uint64_t due = w->queued_since_us + GATHER_MS * 1000;
+                        uint64_t now = mono_us();
+                        struct timespec ts;
+
+                        if (now >= due)
+                                break;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += (long)((due - now) * 1000);
+                        ts.tv_sec += ts.tv_nsec / 1000000000L;
+                        ts.tv_nsec %= 1000000000L;
+                        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+                }
                 if (!w->queue_head && w->stop) {
                         pthread_mutex_unlock(&w->lock);
                         break;
@@ -217,10 +235,14 @@ static void *writer_main(void *userdata)
                 for (it = batch; it && n < BATCH_MAX; it = it->next) {
                         tail = &it->next;
                         n++;
+                        if (it->kind == INGEST_EVENT || it->kind == INGEST_HANDSHAKE)
+                                w->urgent--;
                 }
                 w->queue_head = *tail;
                 if (!w->queue_head)
                         w->queue_tail = &w->queue_head;
+                else
+                        w->queued_since_us = mono_us();
                 *tail = NULL;
                 w->queued -= n;
                 w->busy = true;
@@ -366,6 +388,10 @@ void writer_submit(ingest_writer *w, ingest_item *it)
 {
         it->next = NULL;
         pthread_mutex_lock(&w->lock);
+        if (!w->queue_head)
+                w->queued_since_us = mono_us();
+        if (it->kind == INGEST_EVENT || it->kind == INGEST_HANDSHAKE)
+                w->urgent++;
         *w->queue_tail = it;
         w->queue_tail = &it->next;
         w->queued++;

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * conn — the public listener's connections (see conn.h for the promises).
+ *
+ * libevent's evhttp server could not keep them: it has no hook at accept,
+ * so a burst outran any limit counted after the fact; it buffers a whole
+ * body before the application sees the request, so memory was bounded only
+ * by max_connections × max_body; and its lenient parser took repeated
+ * Content-Length, bare LF and obs-fold, and cut header values at a NUL.
+ * Here an evconnlistener accepts, a bufferevent per connection reads and
+ * writes, and httpreq frames each request strictly.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+
+#define MAX_HEAD_BYTES (64 * 1024)
+#define MAX_HEADERS 100
+#define ACCEPT_PAUSE_MS 100
+#define LINGER_MS 1000
+#define LINGER_MAX_BYTES (256 * 1024)
+
+enum {
+        C_READ,    /* reading a request */
+        C_PENDING, /* a whole request is with main.c */
+        C_WRITE,   /* an answer is going out */
+        C_LINGER,  /* answered early: reading and dropping what the client still sends */
+};
+
+static void conn_process(ingest_conn *c);
+
+static void arm(ingest_conn *c, uint64_t ms)
+{
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+        evtimer_add(&c->timer, &tv);
+}
+
+static void conn_free(ingest_conn *c)
+{
+        conn_server *s = c->srv;
+
+        if (c->pending) {
+                /* The request dies with its connection; the item is still
+                 * stored (the provider retries and dedupe absorbs it). */
+                c->pending->conn = NULL;
+                c->pending = NULL;
+        }
+        conn_budget_release(s, c->reserved);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_conns--;
+        evtimer_del(&c->timer);
+        bufferevent_free(c->bev);
+        httpreq_free(&c->req);
+        free(c);
+}
+
+void conn_budget_release(conn_server *s, size_t n)
+{
+        s->buffered -= MIN((uint64_t)n, s->buffered);
+}
+
+static bool budget_take(ingest_conn *c, size_t n)
+{
+        conn_server *s = c->srv;
+
+        if (s->buffered + n > s->cfg->max_buffered)
+                return false;
+        s->buffered += n;
+        c->reserved += n;
+        return true;
+}
+
+size_t conn_take_budget(ingest_conn *c)
+{
+        size_t n = c->reserved;
+
+        c->reserved = 0;
+        return n;
+}
+
+static const char *http_date(void)
+{
+        static char buf[40];
+        static time_t last = -1;
+        time_t t = time(NULL);
+        struct tm tm;
+
+        if (t != last && gmtime_r(&t, &tm)) {
+                strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+                last = t;
+        }
+        return buf;
+}
+
+void conn_reply(ingest_conn *c, int code, const char *reason, const char *content_type,
+                const void *body, size_t len, const char *extra, bool close)
+{
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        bool early = c->req.state != HTTPREQ_DONE;
+
+        close = close || early || !c->req.keep_alive || c->srv->draining;
+        evbuffer_add_printf(out,
+                            "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Length: %zu\r\n%s%s%s%s%s%s%s%s"
+                            "\r\n",
+                            code, reason, http_date(), len, content_type ? "Content-Type: " : "",
+                            content_type ? content_type : "", content_type ? "\r\n" : "",
+                            c->request_id[0] ? "X-Request-ID: " : "", c->request_id,
+                            c->request_id[0] ? "\r\n" : "", extra ? extra : "",
+                            close ? "Connection: close\r\n" : "");
+        if (body && len && !c->head_request)
+                evbuffer_add(out, body, len);
+        c->close_after = close;
+        c->state = C_WRITE;
+        bufferevent_disable(c->bev, EV_READ);
+        bufferevent_enable(c->bev, EV_WRITE);
+        arm(c, c->srv->cfg->body_timeout_ms);
+}
+
+/* A refusal the parser or the limits decided: a JSON error, then close. */
+static void conn_refuse(ingest_conn *c, int code, const char *reason, const char *message,
+                        const char *extra)
+{
+        char body[160];
+        int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", message);
+
+        conn_reply(c, code, reason, "application/json", body, (size_t)MIN(n, (int)sizeof(body) - 1),
+                   extra, true);
+}
+
+static const char *reason_phrase(int code)
+{
+        switch (code) {
+        case 400: return "Bad Request";
+        case 413: return "Payload Too Large";
+        case 417: return "Expectation Failed";
+        case 431: return "Request Header Fields Too Large";
+        case 501: return "Not Implemented";
+        case 503: return "Service Unavailable";
+        case 505: return "HTTP Version Not Supported";
+        default: return "Error";
+        }
+}
+
+static void refuse_parse(ingest_conn *c)
+{
+        c->srv->stats->bad_requests++;
+        conn_refuse(c, c->req.status, reason_phrase(c->req.status), c->req.error,
+                    c->req.status == 503 ? "Retry-After: 5\r\n" : NULL);
+}
+
+static void over_budget(ingest_conn *c)
+{
+        c->srv->stats->over_budget++;
+        conn_refuse(c, 503, "Service Unavailable", "too many request bodies in flight",
+                    "Retry-After: 5\r\n");
+}
+
+static void dispatch(ingest_conn *c)
+{
+        c->state = C_PENDING;
+        bufferevent_disable(c->bev, EV_READ);
+        evtimer_del(&c->timer);
+        c->srv->on_request(c, &c->req, c->srv->userdata);
+}
+
+/* The head is in: main.c's checks, the budget, 100 Continue, the body. */
+static void conn_head(ingest_conn *c)
+{
+        conn_server *s = c->srv;
+        httpreq *r = &c->req;
+
+        c->head_request = streq(r->method, "HEAD");
+        if (s->on_head(c, r, s->userdata) == CONN_ANSWERED)
+                return;
+        if (r->content_length > 0 && !budget_take(c, (size_t)r->content_length)) {
+                over_budget(c);
+                return;
+        }
+        if (httpreq_start_body(r) < 0) {
+                refuse_parse(c);
+                return;
+        }
+        if (r->chunked && !budget_take(c, r->body_cap)) {
+                over_budget(c);
+                return;
+        }
+        if (r->state == HTTPREQ_DONE) {
+                dispatch(c);
+                return;
+        }
+        if (r->expect_continue)
+                evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        arm(c, s->cfg->body_timeout_ms);
+}
+
+/* Feeds what was read to the parser, as far as the current request goes. */
+static void conn_process(ingest_conn *c)
+{
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+
+        while (c->state == C_READ && evbuffer_get_length(in) > 0) {
+                struct evbuffer_iovec v[8];
+                int n = evbuffer_peek(in, -1, NULL, v, ELEMENTSOF(v));
+                size_t used = 0;
+                httpreq_state before = c->req.state;
+
+                for (int i = 0; i < n && i < (int)ELEMENTSOF(v); i++) {
+                        size_t k = httpreq_feed(&c->req, v[i].iov_base, v[i].iov_len);
+
+                        used += k;
+                        if (k < v[i].iov_len || c->req.state != before)
+                                break;
+                }
+                evbuffer_drain(in, used);
+                switch (c->req.state) {
+                case HTTPREQ_HEAD:
+                        break;
+                case HTTPREQ_HEAD_DONE:
+                        conn_head(c);
+                        break;
+                case HTTPREQ_BODY:
+                        /* A chunked body grows: its buffer counts as it is made. */
+                        if (c->req.body_cap > c->reserved &&
+                            !budget_take(c, c->req.body_cap - c->reserved))
+                                over_budget(c);
+                        break;
+                case HTTPREQ_DONE:
+                        if (c->req.body_cap > c->reserved &&
+                            !budget_take(c, c->req.body_cap - c->reserved)) {
+                                over_budget(c);
+                                break;
+                        }
+                        dispatch(c);
+                        break;
+                case HTTPREQ_ERROR:
+                        refuse_parse(c);
+                        break;
+                }
+                if (used == 0 && c->req.state == before)
+                        break;
+        }
+}
+
+static void on_read(struct bufferevent *bev, void *userdata)
+{
+        ingest_conn *c = userdata;
+
+        if (c->state == C_LINGER) {
+                struct evbuffer *in = bufferevent_get_input(bev);
+                size_t n = evbuffer_get_length(in);
+
+                evbuffer_drain(in, n);
+                if (n > LINGER_MAX_BYTES)
+                        conn_free(c);
+                return;
+        }
+        conn_process(c);
+}
+
+/* The answer is out: close, linger, or read the next request. */
+static void on_write(struct bufferevent *bev, void *userdata)
+{
+        ingest_conn *c = userdata;
+
+        if (c->state != C_WRITE)
+                return; /* a 100 Continue went out */
+        if (c->close_after) {
+                if ((c->req.state != HTTPREQ_DONE ||
+                     evbuffer_get_length(bufferevent_get_input(bev)) > 0) &&
+                    bufferevent_getfd(bev) >= 0) {
+                        /* Unread bytes: a close now would reset the connection
+                         * and the client might never read the answer. */
+                        (void)shutdown(bufferevent_getfd(bev), SHUT_WR);
+                        c->state = C_LINGER;
+                        bufferevent_enable(bev, EV_READ);
+                        arm(c, LINGER_MS);
+                        return;
+                }
+                conn_free(c);
+                return;
+        }
+        conn_budget_release(c->srv, c->reserved);
+        c->reserved = 0;
+        httpreq_reset(&c->req);
+        c->req.lim.max_body = c->srv->cfg->max_body;
+        c->request_id[0] = 0;
+        c->state = C_READ;
+        bufferevent_enable(bev, EV_READ);
+        arm(c, c->srv->cfg->header_timeout_ms);
+        conn_process(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *userdata)
+{
+        ingest_conn *c = userdata;
+
+        /* EOF or an error: the client is gone; a pending item stays stored. */
+        conn_free(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *userdata)
+{
+        ingest_conn *c = userdata;
+
+        if (c->state == C_READ && c->req.head_bytes > 0)
+                c->srv->stats->timeouts++;
+        conn_free(c);
+}
+
+static void peer_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+        char a[INET6_ADDRSTRLEN] = "";
+
+        if (sa->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+                inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a));
+                snprintf(buf, len, "%s:%u", a, (unsigned)ntohs(in->sin_port));
+        } else if (sa->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+                inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a));
+                snprintf(buf, len, "%s:%u", a, (unsigned)ntohs(in6->sin6_port));
+        } else
+                snprintf(buf, len, "unix");
+}
+
+static void refuse_fd(int fd)
+{
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+
+        /* A reset, so nothing of ours waits in TIME_WAIT for a refusal. */
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+        close(fd);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *userdata)
+{
+        conn_server *s = userdata;
+        httpreq_limits lim = {MAX_HEAD_BYTES, MAX_HEADERS, s->cfg->max_body};
+        ingest_conn *c;
+        int one = 1;
+
+        if (s->draining || s->n_conns >= s->cfg->max_connections) {
+                s->stats->connections_refused++;
+                refuse_fd(fd);
+                return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                s->stats->connections_refused++;
+                refuse_fd(fd);
+                return;
+        }
+        c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+                free(c);
+                s->stats->connections_refused++;
+                refuse_fd(fd);
+                return;
+        }
+        c->srv = s;
+        if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        peer_format(sa, c->peer, sizeof(c->peer));
+        httpreq_init(&c->req, &lim);
+        event_assign(&c->timer, s->base, -1, 0, on_timer, c);
+        c->next = s->conns;
+        if (s->conns)
+                s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        s->stats->connections_accepted++;
+        bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        arm(c, s->cfg->header_timeout_ms);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *userdata)
+{
+        conn_server *s = userdata;
+
+        if (s->draining)
+                return;
+        for (size_t i = 0; i < s->n_listeners; i++)
+                evconnlistener_enable(s->listeners[i]);
+}
+
+/* accept() failed with something other than EAGAIN: out of descriptors or
+ * memory. The listening socket stays readable, so pause instead of spinning. */
+static void on_accept_error(struct evconnlistener *lev, void *userdata)
+{
+        conn_server *s = userdata;
+        int err = EVUTIL_SOCKET_ERROR();
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        static log_ratelimit rl = LOG_RATELIMIT_INIT(60, 1);
+        uint64_t suppressed = 0;
+
+        if (log_ratelimit_ok(&rl, &suppressed))
+                log_warning_errno(-err, "Cannot accept connections, pausing %d ms: %m",
+                                  ACCEPT_PAUSE_MS);
+        for (size_t i = 0; i < s->n_listeners; i++)
+                evconnlistener_disable(s->listeners[i]);
+        if (!s->ev_resume)
+                s->ev_resume = evtimer_new(s->base, on_resume, s);
+        if (s->ev_resume)
+                evtimer_add(s->ev_resume, &tv);
+}
+
+int conn_server_listen(conn_server *s, int fd)
+{
+        struct evconnlistener *lev;
+
+        if (s->n_listeners >= ELEMENTSOF(s->listeners))
+                return -E2BIG;
+        evutil_make_socket_nonblocking(fd);
+        lev = evconnlistener_new(s->base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                 0, fd);
+        if (!lev)
+                return -EIO;
+        evconnlistener_set_error_cb(lev, on_accept_error);
+        s->listeners[s->n_listeners++] = lev;
+        return 0;
+}
+
+void conn_server_stop_accepting(conn_server *s)
+{
+        for (size_t i = 0; i < s->n_listeners; i++)
+                evconnlistener_free(s->listeners[i]);
+        s->n_listeners = 0;
+        s->draining = true;
+}
+
+void conn_server_free(conn_server *s)
+{
+        conn_server_stop_accepting(s);
+        while (s->conns)
+                conn_free(s->conns);
+        if (s->ev_resume)
+                event_free(s->ev_resume);
+        s->ev_resume = NULL;
+}
