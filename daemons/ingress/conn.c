@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,7 +359,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         ingest_conn *c;
         int one = 1;
 
-        if (s->draining || s->n_conns >= s->cfg->max_connections) {
+        if (s->draining || s->n_conns >= s->max_conns) {
                 s->stats->connections_refused++;
                 refuse_fd(fd);
                 return;
@@ -422,6 +423,27 @@ static void on_accept_error(struct evconnlistener *lev, void *userdata)
                 s->ev_resume = evtimer_new(s->base, on_resume, s);
         if (s->ev_resume)
                 evtimer_add(s->ev_resume, &tv);
+}
+
+/* Descriptors the process needs besides connections: listeners, the
+ * database and WAL of three connections, the journal, eventfds. */
+#define FD_RESERVE 64
+
+void conn_server_configure(conn_server *s, const knock_config *cfg)
+{
+        struct rlimit rl;
+
+        s->cfg = cfg;
+        s->max_conns = cfg->max_connections;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            s->max_conns + FD_RESERVE > rl.rlim_cur) {
+                s->max_conns = rl.rlim_cur > 2 * FD_RESERVE ? rl.rlim_cur - FD_RESERVE
+                                                            : FD_RESERVE;
+                log_warning("max_connections = %llu does not fit LimitNOFILE=%llu: serving at "
+                            "most %llu connections",
+                            (unsigned long long)cfg->max_connections,
+                            (unsigned long long)rl.rlim_cur, (unsigned long long)s->max_conns);
+        }
 }
 
 int conn_server_listen(conn_server *s, int fd)

@@ -47,6 +47,7 @@ typedef enum conn_verdict {
 typedef struct conn_server {
         struct event_base *base;
         const knock_config *cfg;
+        uint64_t max_conns;      /* max_connections, within RLIMIT_NOFILE */
         ingest_stats *stats;
         struct evconnlistener *listeners[8];
         size_t n_listeners;
@@ -77,6 +78,9 @@ struct ingest_conn {
         char request_id[80];   /* X-Request-ID of the current request */
 };
 
+/* Takes cfg's limits (at start and on reload). max_connections above what
+ * RLIMIT_NOFILE leaves room for is lowered to fit, with a warning. */
+void conn_server_configure(conn_server *s, const knock_config *cfg);
 int conn_server_listen(conn_server *s, int fd);
 void conn_server_stop_accepting(conn_server *s);
 /* Closes every connection (a pending item loses its connection). */

@@ -771,7 +771,7 @@ static int ingress_reload(knock_daemon *d, knock_config *n)
 {
         /* Limits and verification settings take effect for the next request;
          * listen addresses change only through the socket units. */
-        the_ingress->srv.cfg = n;
+        conn_server_configure(&the_ingress->srv, n);
         the_ingress->admin.cfg = n;
         return 0;
 }
@@ -818,6 +818,7 @@ int main(int argc, char **argv)
                 .on_request = on_request,
                 .userdata = &in,
         };
+        conn_server_configure(&in.srv, in.d.cfg);
         in.http_admin = evhttp_new(in.d.base);
         if (!in.http_admin) {
                 r = log_error_errno(-ENOMEM, "Out of memory");

@@ -149,6 +149,10 @@ static void test_defaults(void)
         is_int(c->max_connections, 512, "max_connections 512");
         is_int(c->header_timeout_ms, 10000, "header_timeout 10s");
         is_int(c->body_timeout_ms, 30000, "body_timeout 30s");
+        is_int(c->max_buffered, 64 * 1024 * 1024, "max_buffered 64M");
+        is_int(c->orphan_body, 4096, "orphan_body 4K");
+        ok(c->orphan_rate == 10 && c->orphan_rate_ms == 1000, "orphan_rate 10/s");
+        is_int(c->orphan_burst, 100, "orphan_burst 100");
         is_int(c->verify.provider, KNOCK_PROVIDER_GITHUB, "provider github");
         is_int(c->verify.tolerance_ms, -1, "tolerance unset is -1");
         ok(!c->verify.allow_unverified, "allow_unverified off");
@@ -408,6 +412,19 @@ static void test_validation(void)
         expect_one("max_body = 1X\n", 5,
                 "max_body: invalid size '1X' (a number with an optional K, M or G)", "bad size");
         expect_one("max_body = 0\n", 5, "max_body must be at least 1 bytes", "zero max_body");
+        expect_one("orphan_rate = 10/x\n", 5,
+                "orphan_rate must be a rate like 10/s, 600/m or 0 (none)", "bad rate unit");
+        expect_one("orphan_rate = -1/s\n", 5,
+                "orphan_rate must be a rate like 10/s, 600/m or 0 (none)", "negative rate");
+        expect_one("max_buffered = 1K\n", 5, "max_buffered must be at least 65536 bytes",
+                "max_buffered below 64K");
+        {
+                knock_config *c = expect_ok(NULL, "orphan_rate = 600/m\norphan_body = 0\n",
+                                            "orphan_rate per minute, orphan_body 0");
+                ok(c && c->orphan_rate == 600 && c->orphan_rate_ms == 60000 && c->orphan_body == 0,
+                   "600/m is 600 per 60000 ms; orphan_body 0 keeps none");
+                config_free(c);
+        }
         expect_one("[worker]\ntimeout = 5x\n", 6,
                 "timeout: invalid duration '5x' (a number with ms, s, m, h or d)", "bad duration");
         expect_one("[worker]\ntimeout = never\n", 6,
@@ -813,7 +830,9 @@ static bool same_config(const knock_config *a, const knock_config *b)
                streq_ptr(a->path, b->path) && a->max_body == b->max_body &&
                a->max_connections == b->max_connections &&
                a->header_timeout_ms == b->header_timeout_ms &&
-               a->body_timeout_ms == b->body_timeout_ms &&
+               a->body_timeout_ms == b->body_timeout_ms && a->max_buffered == b->max_buffered &&
+               a->orphan_body == b->orphan_body && a->orphan_rate == b->orphan_rate &&
+               a->orphan_rate_ms == b->orphan_rate_ms && a->orphan_burst == b->orphan_burst &&
                a->verify.provider == b->verify.provider &&
                a->verify.n_secrets == b->verify.n_secrets &&
                a->verify.tolerance_ms == b->verify.tolerance_ms &&
@@ -881,7 +900,7 @@ static void test_shipped_files(void)
         c = expect_ok(conf, "", "etc/knock.conf as shipped loads");
         ok(plain && c && same_config(plain, c), "etc/knock.conf as shipped changes nothing");
         config_free(c);
-        is_int(n_keys, 40, "etc/knock.conf shows every key but [route] handler (40)");
+        is_int(n_keys, 44, "etc/knock.conf shows every key but [route] handler (44)");
         c = expect_ok(uncommented, "", "etc/knock.conf with every key uncommented loads");
         ok(plain && c && same_config(plain, c), "every documented default is the built-in one");
         config_free(c);
