@@ -4,7 +4,7 @@
 /*
  * conn — knock-ingress's public listener: accepting, connection limits,
  * timeouts, the body budget, and HTTP/1.1 framing (common/httpreq.c) over
- * libevent bufferevents. What a request means is main.c's business; this
+ * plain non-blocking sockets on libevent. What a request means is main.c's business; this
  * file only gets it to main.c whole, or refuses it.
  *
  * Promises:
@@ -22,13 +22,16 @@
  *    main.c and not yet answered) never exceed cfg->max_buffered: a request
  *    that would go over is answered 503 with Retry-After before its body is
  *    read;
- *  - a connection is read only while it has no request in flight
- *    (no pipelining), so a client cannot queue requests or bytes;
+ *  - a connection's requests are taken one at a time (no pipelining): bytes
+ *    a client sends past its request in flight are kept, at most 64 KiB,
+ *    and reading stops past that;
+ *  - per request, the socket costs one recv() and one sendmsg() when the
+ *    answer fits it (no epoll_ctl: a connection stays registered for
+ *    reading while it lives, and for writing only while an answer waits);
  *  - an answer sent before the body was read closes the connection after a
  *    short lingering read, so the client sees the answer, not a reset.
  */
 
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/listener.h>
@@ -66,14 +69,24 @@ typedef struct conn_server {
 struct ingest_conn {
         conn_server *srv;
         ingest_conn *prev, *next;
-        struct bufferevent *bev;
+        int fd;
+        struct event rev;      /* readable: registered for the connection's life */
+        struct event wev;      /* writable: only while an answer did not fit the socket */
         struct event timer;
+        struct event done;     /* the answer is out (activated, never a syscall) */
         httpreq req;
         ingest_item *pending;  /* handed to the writer, not answered yet */
         int state;
         bool close_after;
         bool head_request;     /* HEAD: the answer has no body */
+        bool peer_closed;      /* EOF read while a request was in flight */
+        bool read_paused;      /* rest is full: not reading until answered */
         size_t reserved;       /* budget held by the body being read */
+        char *rest;            /* bytes read past the current request */
+        size_t rest_len;
+        char *wbuf;            /* what the socket did not take yet */
+        size_t wlen, woff;
+        size_t lingered;
         char peer[64];         /* "address:port" */
         char request_id[80];   /* X-Request-ID of the current request */
 };
