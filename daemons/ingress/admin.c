@@ -170,6 +170,8 @@ static void *admin_main(void *userdata)
         admin *a = userdata;
         _cleanup_(store_closep) knock_store *st = NULL;
 
+        pthread_setname_np(pthread_self(), "admin");
+
         pthread_mutex_lock(&a->lock);
         while (!a->stop) {
                 admin_snapshot snap;

@@ -197,6 +197,8 @@ static void *writer_main(void *userdata)
         bool prepared = false;
         int r;
 
+        pthread_setname_np(pthread_self(), "writer");
+
         for (;;) {
                 ingest_item *batch, *it, **tail;
                 size_t n = 0;
@@ -318,6 +320,8 @@ static void *checkpointer_main(void *userdata)
         _cleanup_(store_closep) knock_store *st = NULL;
         uint64_t done_for = 0;
         bool truncated = true;
+
+        pthread_setname_np(pthread_self(), "checkpoint");
 
         pthread_mutex_lock(&w->lock);
         while (!w->stop) {
