@@ -7,15 +7,18 @@
  * (~1.5 KB JSON) signed the GitHub way (X-Hub-Signature-256 over the body
  * with SECRET, a unique X-GitHub-Delivery). It warms up for one second,
  * then counts 2xx answers for DURATION seconds and records every latency.
- * Prints one JSON object: {"conns","rps","p50_ms","p99_ms","ok","errors"}.
+ * Prints one JSON object: {"conns","rps","p50_ms","p99_ms","ok","errors"};
+ * with -P PID also the server's CPU time per answered request over the same
+ * window, by thread name and in all ("cpu_us":{"writer":…},"cpu_us_total").
  *
- *   ingest-load -p PORT [-c CONNS] [-d SECONDS] [-s SECRET] [-b BODY_BYTES]
+ *   ingest-load -p PORT [-c CONNS] [-d SECONDS] [-s SECRET] [-b BODY_BYTES] [-u PATH] [-P PID]
  */
 #define _GNU_SOURCE
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "benchutil.h"
 #include "util.h"
@@ -37,6 +41,7 @@ static struct event_base *base;
 static const char *secret = "bench-secret";
 static int port;
 static size_t body_bytes = 1500;
+static const char *path = "/";
 static char *pad;
 static uint64_t seq;
 static uint64_t start_us, measure_us, end_us;
@@ -45,6 +50,92 @@ static double *lat;
 static size_t n_lat, cap_lat;
 
 static void send_one(conn *c);
+
+/* ---- the server's CPU, per thread name, from /proc ---------------------------- */
+
+#define MAX_THREAD_NAMES 16
+
+typedef struct cpu_sample {
+        char name[MAX_THREAD_NAMES][32];
+        unsigned long long ticks[MAX_THREAD_NAMES];
+        int n;
+} cpu_sample;
+
+static int server_pid;
+static cpu_sample cpu_start, cpu_end;
+
+static void cpu_take(cpu_sample *smp)
+{
+        char dir[64], file[400], buf[1024];
+        DIR *d;
+        struct dirent *e;
+
+        memset(smp, 0, sizeof(*smp));
+        snprintf(dir, sizeof(dir), "/proc/%d/task", server_pid);
+        d = opendir(dir);
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                FILE *f;
+                char *open_p, *close_p;
+                unsigned long long ut = 0, st = 0;
+                int i;
+
+                if (e->d_name[0] == '.')
+                        continue;
+                snprintf(file, sizeof(file), "%s/%.255s/stat", dir, e->d_name);
+                f = fopen(file, "re");
+                if (!f)
+                        continue;
+                if (!fgets(buf, sizeof(buf), f)) {
+                        fclose(f);
+                        continue;
+                }
+                fclose(f);
+                open_p = strchr(buf, '(');
+                close_p = strrchr(buf, ')');
+                if (!open_p || !close_p ||
+                    sscanf(close_p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                           &st) != 2)
+                        continue;
+                *close_p = 0;
+                for (i = 0; i < smp->n; i++)
+                        if (streq(smp->name[i], open_p + 1))
+                                break;
+                if (i == smp->n) {
+                        if (smp->n == MAX_THREAD_NAMES)
+                                continue;
+                        snprintf(smp->name[i], sizeof(smp->name[i]), "%s", open_p + 1);
+                        smp->n++;
+                }
+                smp->ticks[i] += ut + st;
+        }
+        closedir(d);
+}
+
+static void on_measure_start(evutil_socket_t fd, short what, void *userdata)
+{
+        cpu_take(&cpu_start);
+}
+
+static void print_cpu(void)
+{
+        double tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK), total = 0;
+
+        printf(",\"cpu_us\":{");
+        for (int i = 0; i < cpu_end.n; i++) {
+                unsigned long long before = 0;
+                double us;
+
+                for (int j = 0; j < cpu_start.n; j++)
+                        if (streq(cpu_start.name[j], cpu_end.name[i]))
+                                before = cpu_start.ticks[j];
+                us = n_ok ? (double)(cpu_end.ticks[i] - before) * tick_us / (double)n_ok : 0;
+                total += us;
+                printf("%s\"%s\":%.1f", i ? "," : "", cpu_end.name[i], us);
+        }
+        printf("},\"cpu_us_total\":%.1f", total);
+}
 
 static void record(uint64_t now, uint64_t sent, bool ok)
 {
@@ -72,6 +163,8 @@ static void on_done(struct evhttp_request *req, void *userdata)
 
         record(now, c->sent_us, code >= 200 && code < 300);
         if (now >= end_us) {
+                if (server_pid && !cpu_end.n)
+                        cpu_take(&cpu_end);
                 event_base_loopexit(base, NULL);
                 return;
         }
@@ -113,7 +206,7 @@ static void send_one(conn *c)
         out = evhttp_request_get_output_buffer(req);
         evbuffer_add(out, body, strlen(body));
         c->sent_us = mono_us();
-        if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST, "/") < 0) {
+        if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_POST, path) < 0) {
                 n_err++;
                 event_base_loopexit(base, NULL);
         }
@@ -124,8 +217,14 @@ int main(int argc, char **argv)
         int conns = 64, duration = 5, c;
         conn *cs;
 
-        while ((c = getopt(argc, argv, "p:c:d:s:b:")) >= 0) {
+        while ((c = getopt(argc, argv, "p:c:d:s:b:u:P:")) >= 0) {
                 switch (c) {
+                case 'u':
+                        path = optarg;
+                        break;
+                case 'P':
+                        server_pid = atoi(optarg);
+                        break;
                 case 'p':
                         port = atoi(optarg);
                         break;
@@ -142,7 +241,8 @@ int main(int argc, char **argv)
                         body_bytes = (size_t)atol(optarg);
                         break;
                 default:
-                        fprintf(stderr, "usage: ingest-load -p PORT [-c CONNS] [-d S] [-s SECRET] [-b BYTES]\n");
+                        fprintf(stderr, "usage: ingest-load -p PORT [-c CONNS] [-d S] [-s SECRET] [-b BYTES] [-u PATH] "
+                                        "[-P PID]\n");
                         return 2;
                 }
         }
@@ -159,6 +259,10 @@ int main(int argc, char **argv)
         start_us = mono_us();
         measure_us = start_us + 1000000;
         end_us = measure_us + (uint64_t)duration * 1000000;
+        if (server_pid) {
+                struct timeval tv = {1, 0};
+                event_base_once(base, -1, EV_TIMEOUT, on_measure_start, NULL, &tv);
+        }
         for (int i = 0; i < conns; i++) {
                 cs[i].id = (unsigned)i;
                 cs[i].evcon = evhttp_connection_base_new(base, NULL, "127.0.0.1", (unsigned short)port);
@@ -167,10 +271,13 @@ int main(int argc, char **argv)
         }
         event_base_dispatch(base);
         qsort(lat, n_lat, sizeof(*lat), bench_cmp_double);
-        printf("{\"conns\":%d,\"rps\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"ok\":%llu,\"errors\":%llu}\n",
+        printf("{\"conns\":%d,\"rps\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"ok\":%llu,\"errors\":%llu",
                conns, (double)n_ok / duration, n_lat ? lat[n_lat / 2] : 0.0,
                n_lat ? lat[(size_t)((double)n_lat * 0.99)] : 0.0, (unsigned long long)n_ok,
                (unsigned long long)n_err);
+        if (server_pid)
+                print_cpu();
+        printf("}\n");
         for (int i = 0; i < conns; i++)
                 evhttp_connection_free(cs[i].evcon);
         event_base_free(base);

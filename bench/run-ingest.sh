@@ -1,10 +1,17 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Ingest benchmark: the same load (bench/ingest-load: unique GitHub-signed
-# ~1.5 KB bodies over keep-alive connections) against a bare evhttp server
-# answering 204 (the ceiling) and against knock-ingress storing every
-# webhook with synchronous=FULL before its 200. Prints one JSON line per
-# figure, ingress beside the baseline of the same run.
+# ~1.5 KB bodies over keep-alive connections) against
+#   - a bare evhttp server answering 204 (the ceiling of HTTP on this machine),
+#   - adnanh/webhook (Debian's `webhook`, the tool people run for this: a hook
+#     that checks the same HMAC signature and runs nothing, stores nothing),
+#   - knock-ingress storing every webhook with synchronous=FULL before its 200,
+# rounds alternated so the three see the same machine. Prints one JSON line
+# per connection count: medians of RUNS rounds of each, knock's CPU time per
+# receipt by thread (event loop, writer, checkpointer) beside the bare
+# server's and webhook's CPU per request, knock's mean commit batch, the
+# disk's fsync latency and the store floor (bench/store-floor: the same rows,
+# no HTTP), all from the same run.
 #   bench/run-ingest.sh [BUILD_DIR] [SECONDS] [RUNS]
 set -eu
 build=${1:-build}
@@ -12,8 +19,19 @@ secs=${2:-5}
 runs=${3:-3}
 port=18431
 bport=18432
+wport=18433
 . "$(dirname "$0")/lib.sh"
 bench_endpoint bench $port "max_connections = 1024"
+
+if ! command -v webhook >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends webhook \
+        >/dev/null 2>&1 || true
+fi
+cat >"$tmp/hooks.json" <<'EOF'
+[{"id": "bench", "execute-command": "", "response-message": "ok",
+  "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": "bench-secret",
+                             "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}}}]
+EOF
 
 # The disk's fsync latency, measured in the same run: at one connection every
 # receipt waits for one fsync, so this bounds the 1-connection figure.
@@ -21,20 +39,44 @@ fsync_ms=$(dd if=/dev/zero of="$tmp/fsync-probe" bs=4k count=200 oflag=dsync 2>&
     sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p' | awk '{printf "%.3f", $1 * 1000 / 200}')
 rm -f "$tmp/fsync-probe"
 
+# metric NAME: a sample of knock's /metrics on its admin socket.
+metric() {
+    curl -s --unix-socket "$KNOCK_RUNTIME_DIR/bench.admin" http://admin/metrics |
+        sed -n "s/^$1 //p"
+}
+# cpu FILE THREAD: the median CPU µs per request of THREAD ("total" for all).
+cpu() {
+    if [ "$2" = total ]; then sed -n 's/.*"cpu_us_total":\([0-9.]*\).*/\1/p' "$1"
+    else sed -n "s/.*\"cpu_us\":{[^}]*\"$2\":\([0-9.]*\).*/\1/p" "$1"; fi | median
+}
+
 for conns in 64 1; do
-    : >"$tmp/bare" ; : >"$tmp/knock"
+    : >"$tmp/bare"; : >"$tmp/knock"; : >"$tmp/webhook"; : >"$tmp/batch"
     for r in $(seq "$runs"); do
         "$build/bench/bare-server" -p $bport &
         bpid=$!
         sleep 0.3
-        "$build/bench/ingest-load" -p $bport -c $conns -d "$secs" -s bench-secret >>"$tmp/bare"
+        "$build/bench/ingest-load" -p $bport -c $conns -d "$secs" -s bench-secret -P $bpid \
+            >>"$tmp/bare"
         kill $bpid; wait $bpid 2>/dev/null || true
+
+        if command -v webhook >/dev/null; then
+            webhook -hooks "$tmp/hooks.json" -ip 127.0.0.1 -port $wport >/dev/null 2>&1 &
+            wpid=$!
+            sleep 0.5
+            "$build/bench/ingest-load" -p $wport -c $conns -d "$secs" -s bench-secret \
+                -u /hooks/bench -P $wpid >>"$tmp/webhook"
+            kill $wpid; wait $wpid 2>/dev/null || true
+        fi
 
         rm -f "$KNOCK_STATE_DIR"/bench.db*
         "$build/daemons/ingress/knock-ingress" bench 2>/dev/null &
         kpid=$!
         sleep 0.5
-        "$build/bench/ingest-load" -p $port -c $conns -d "$secs" -s bench-secret >>"$tmp/knock"
+        "$build/bench/ingest-load" -p $port -c $conns -d "$secs" -s bench-secret -P $kpid \
+            >>"$tmp/knock"
+        s=$(metric knock_commit_batch_size_sum); c=$(metric knock_commit_batch_size_count)
+        awk -v s="${s:-0}" -v c="${c:-0}" 'BEGIN {if (c > 0) printf "%.1f\n", s / c}' >>"$tmp/batch"
         kill $kpid; wait $kpid 2>/dev/null || true
     done
     # The storage ceiling of this disk: the same rows, no HTTP, batches as
@@ -43,9 +85,14 @@ for conns in 64 1; do
         "$build/bench/store-floor" "$tmp/floor" $conns "$secs" | field rps; done | median)
     b=$(field rps <"$tmp/bare" | median)
     k=$(field rps <"$tmp/knock" | median)
+    w=$(field rps <"$tmp/webhook" | median)
     p50=$(field p50_ms <"$tmp/knock" | median)
     p99=$(field p99_ms <"$tmp/knock" | median)
     bp99=$(field p99_ms <"$tmp/bare" | median)
+    wp99=$(field p99_ms <"$tmp/webhook" | median)
     ratio=$(awk -v k="$k" -v b="$b" 'BEGIN {printf "%.2f", k / b}')
-    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"runs\":$runs}"
+    wratio=$(awk -v k="$k" -v w="${w:-0}" 'BEGIN {if (w > 0) printf "%.2f", k / w; else print "null"}')
+    kcpu=$(cpu "$tmp/knock" total); bcpu=$(cpu "$tmp/bare" total); wcpu=$(cpu "$tmp/webhook" total)
+    cratio=$(awk -v k="$kcpu" -v b="$bcpu" 'BEGIN {if (b > 0) printf "%.2f", k / b; else print "null"}')
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"runs\":$runs}"
 done

@@ -454,7 +454,7 @@ int store_open(const char *path, unsigned flags, knock_store **ret)
 
         if (!(flags & STORE_READONLY)) {
                 /* Before anything else: page size only applies to an empty file. */
-                r = store_exec(s, "PRAGMA page_size=16384");
+                r = store_exec(s, "PRAGMA page_size=4096");
                 if (r < 0)
                         goto fail;
                 r = store_exec(s, "PRAGMA journal_mode=WAL");

@@ -105,7 +105,7 @@ int main(void)
         is_str(mode, "wal", "journal_mode=WAL");
         free(mode);
         is_int(pragma_int(s, "PRAGMA synchronous"), 2, "synchronous=FULL");
-        is_int(pragma_int(s, "PRAGMA page_size"), 16384, "16 KiB pages");
+        is_int(pragma_int(s, "PRAGMA page_size"), 4096, "4 KiB pages for a new database");
         is_int(pragma_int(s, "PRAGMA foreign_keys"), 1, "foreign keys on");
         is_int(store_schema_version(s, &version), 0, "schema version readable");
         is_int(version, STORE_SCHEMA_VERSION, "schema at this build's version");
