@@ -9,22 +9,20 @@
  * 2xx always means "on disk". Rejections (401, 413) are answered at once and
  * their delivery rows stored best effort: a non-2xx promises nothing.
  *
- * libevent serves one request per connection at a time (no pipelining), so
- * a connection has at most one item in flight. libevent 2.1 stops reading a
- * connection once its request is dispatched, so a client that disconnects
- * early is only noticed when its reply is written; should the close
- * callback ever run first, it detaches the item so the reply is dropped
- * instead of touching a freed request.
+ * conn.c frames requests and keeps the listener's limits; here a request
+ * is decided: on_head() answers what needs no body (404, 405, 413),
+ * on_request() verifies and answers a rejection at once, and hands the
+ * rest to the writer. A connection has at most one item in flight; when it
+ * closes first, conn.c detaches the item, which is still stored, and its
+ * answer is dropped.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <errno.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <jansson.h>
 #include <netdb.h>
@@ -45,14 +43,6 @@
 #include "log.h"
 #include "verify.h"
 
-#define MAX_HEADERS 100
-#define MAX_HEADER_BYTES (64 * 1024)
-/* libevent's own header limit: above ours so we see the request and can
- * answer 431 ourselves; beyond it libevent refuses the request itself. */
-#define HTTP_HEADER_LIMIT (256 * 1024)
-/* Bodies up to max_body + this are read so the 413 is recorded as a
- * delivery; larger ones are refused by libevent before they are read. */
-#define BODY_SLACK (64 * 1024)
 #define RETRY_AFTER_S "5"
 #define DRAIN_TIMEOUT_S 25
 
