@@ -452,4 +452,4 @@ static int verb_check_config(knockctl *c, int argc, char **argv)
 
 KNOCKCTL_VERB(check_config, .name = "check-config", .synopsis = "",
         .help = "Validate the configuration (every endpoint without -e)", .section = SECTION_READ,
-        .flags = VERB_ENDPOINT_OPTIONAL, .run = verb_check_config);
+        .flags = VERB_ENDPOINT_OPTIONAL | VERB_KEEPS_ROOT, .run = verb_check_config);
