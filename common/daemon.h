@@ -56,6 +56,7 @@ struct knock_daemon {
         void *userdata;
 
         bool stopping;
+        bool ready;             /* READY=1 was sent */
         uint64_t last_loop_us;  /* updated by a cheap prepare-side timer */
         struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
 };

@@ -82,8 +82,12 @@ int oomfile_start(oomfile *f, const char *state_dir, const char *name, const cha
          * reached its clean stop: OOM kill, SIGKILL, watchdog abort. */
         *ret_state = OOMFILE_FRESH;
         if (read_file_full(path, 4096, &content, NULL) >= 0) {
-                if (!strstr(content, "CLEAN_EXIT"))
+                if (strstr(content, "CLEAN_EXIT"))
+                        ;
+                else if (strstr(content, "\nREADY\n"))
                         *ret_state = OOMFILE_UNCLEAN;
+                else
+                        *ret_state = OOMFILE_NEVER_READY;
                 free(content);
         }
 
@@ -99,6 +103,14 @@ int oomfile_start(oomfile *f, const char *state_dir, const char *name, const cha
         f->path = path;
         f->fd = fd;
         return 0;
+}
+
+void oomfile_ready(oomfile *f)
+{
+        if (f->fd < 0)
+                return;
+        (void)!write(f->fd, "READY\n", 6);
+        (void)fsync(f->fd);
 }
 
 void oomfile_clean_exit(oomfile *f)
