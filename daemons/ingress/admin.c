@@ -22,8 +22,6 @@
 #include "knock-build.h"
 #include "store.h"
 
-/* Heartbeats are written every 5 s; three missed ones make a daemon stale. */
-#define HEARTBEAT_STALE_MS 15000
 #define WANTED_FOR_US (60 * 1000000ULL)
 /* /readyz answers within a second whatever the database does: it waits at
  * most this long for a fresh snapshot, and calls a snapshot older than
@@ -301,7 +299,7 @@ static bool daemon_fresh(const admin_daemon *d, int64_t now, char *msg, size_t l
                 snprintf(msg, len, "knock-%s is stopped", d->name);
                 return false;
         }
-        if (now - d->heartbeat_at > HEARTBEAT_STALE_MS) {
+        if (now - d->heartbeat_at > STORE_HEARTBEAT_STALE_MS) {
                 snprintf(msg, len, "knock-%s heartbeat is %lld s old", d->name,
                          (long long)((now - d->heartbeat_at) / 1000));
                 return false;
