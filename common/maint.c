@@ -1420,18 +1420,31 @@ int maint_restore(
                 goto out;
         }
 
-        /* 4. Keep what was there, then swap the copy in with one rename. */
-        format_stamp(now_ms(), stamp);
-        if (asprintf(&prev, "%s.pre-restore-%s", db, stamp) < 0 ||
-                asprintf(&prev_wal, "%s-wal", prev) < 0) {
-                r = -ENOMEM;
-                goto out;
-        }
+        /* 4. Keep what was there, then swap the copy in with one rename. A
+         * name already taken (two restores in one second) moves to the next
+         * free second, as backup names do. */
         if (lstat(db, &stb) >= 0) {
-                r = rename_noreplace(db, prev);
+                int64_t at = now_ms();
+
+                r = -EEXIST;
+                for (int i = 0; i < BACKUP_NAME_TRIES && r == -EEXIST; i++) {
+                        prev = mfree(prev);
+                        format_stamp(at + (int64_t)i * 1000, stamp);
+                        if (asprintf(&prev, "%s.pre-restore-%s", db, stamp) < 0) {
+                                prev = NULL;
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        r = rename_noreplace(db, prev);
+                }
                 if (r < 0) {
                         snprintf(ret->message, sizeof(ret->message), "cannot keep %s as %s: %s", db,
                                 prev, strerror(-r));
+                        goto out;
+                }
+                if (asprintf(&prev_wal, "%s-wal", prev) < 0) {
+                        prev_wal = NULL;
+                        r = -ENOMEM;
                         goto out;
                 }
                 ret->previous = TAKE_PTR(prev);
