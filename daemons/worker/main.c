@@ -841,7 +841,8 @@ static int handler_sandbox_setup(worker *w)
 
         r = sandbox_init(sb, protect);
         if (r == -EOPNOTSUPP) {
-                log_warning("This kernel has no Landlock: exec handlers can read and write %s "
+                log_warning("Landlock is not available (kernel without it, or refused by a "
+                            "container's seccomp filter): exec handlers can read and write %s "
                             "(the database) as this worker can",
                             knock_state_dir());
                 return 0;

@@ -144,8 +144,12 @@ int sandbox_init(handler_sandbox *sb, const char *const *protect)
         sb->abi = 0;
         sb->rules = 0;
         abi = (int)syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+        /* ENOSYS: a kernel before 5.13; EOPNOTSUPP: Landlock not among the
+         * enabled LSMs; EPERM: a container's seccomp filter (systemd-nspawn
+         * 252's, for one) refuses the system call. */
         if (abi < 0)
-                return errno == ENOSYS || errno == EOPNOTSUPP ? -EOPNOTSUPP : -errno;
+                return errno == ENOSYS || errno == EOPNOTSUPP || errno == EPERM ? -EOPNOTSUPP
+                                                                                : -errno;
 
         for (size_t i = 0; protect[i] && w.n_protect < PROTECT_MAX; i++) {
                 char *p = realpath(protect[i], NULL);

@@ -25,9 +25,10 @@
  *    spawn inherits it, and the worker's loop and writer threads are not
  *    restricted. It sets no_new_privs on that thread first (systemd's
  *    NoNewPrivileges= already did for the whole process);
- *  - without Landlock in the kernel (before Linux 5.13, or not among the
- *    enabled LSMs) sandbox_init() returns -EOPNOTSUPP; the caller logs it once
- *    and handlers run without the restriction. Once initialised, a failing
+ *  - without Landlock (a kernel before Linux 5.13, Landlock not among the
+ *    enabled LSMs, or a container whose seccomp filter refuses it)
+ *    sandbox_init() returns -EOPNOTSUPP; the caller logs it once and
+ *    handlers run without the restriction. Once initialised, a failing
  *    sandbox_enter() fails every spawn: a handler never runs outside it.
  */
 

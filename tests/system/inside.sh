@@ -240,6 +240,8 @@ check "the journal says Watchdog timeout" \
         wait_for 10 sh -c 'journalctl -b -u knock-worker@demo.service | grep -q "Watchdog timeout"'
 check "restarted worker is a new process and active" \
         wait_for 10 sh -c "systemctl is-active -q knock-worker@demo.service && [ \"\$(systemctl show -P MainPID knock-worker@demo.service)\" != '$pid' ]"
+check "the rest of the endpoint stayed up (knock@demo active, the same deliverer)" \
+        sh -c "systemctl is-active -q knock@demo.service && [ \"\$(systemctl show -P NRestarts knock-deliver@demo.service)\" = 0 ]"
 check "previous-run-ended-unexpectedly record (MESSAGE_ID 372ae111…) for the worker" \
         wait_for 10 sh -c 'journalctl -b -o json KNOCK_ENDPOINT=demo MESSAGE_ID=372ae111199c4ecf89ce347293e5daf8 | grep -q "\"KNOCK_DAEMON\":\"worker\""'
 knockctl -e demo --json status >"$OUT/knockctl-status.json" 2>&1
@@ -264,7 +266,7 @@ check "systemctl start knock-retention.service succeeds" systemctl start knock-r
 systemd-analyze verify --man=no knock.service knock@demo.service knock-ingress@demo.socket \
         knock-ingress-admin@demo.socket knock-ingress@demo.service knock-worker@demo.service \
         knock-deliver@demo.service knock-prune.timer knock-prune.service knock-backup.timer \
-        knock-backup.service knock-retention.timer knock-retention.service \
+        knock-backup.service knock-retention.timer knock-retention.service knock-failed@demo.service \
         >"$OUT/verify-live.txt" 2>&1
 check "systemd-analyze verify (inside, with the generator's drop-ins) prints nothing" \
         sh -c "[ ! -s '$OUT/verify-live.txt' ]"
