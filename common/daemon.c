@@ -248,7 +248,9 @@ int daemon_setup(knock_daemon *d, const char *role, const char *usage, int argc,
          * limit they and knock@NAME are failed (knock(7)). */
         if (r < 0)
                 log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR, LOG_NO_FIELDS,
-                                 "Database not writable; answering 503 until it is");
+                                 "Database not writable (%s); answering 503 until it is",
+                                 r == -EROFS ? "read-only to this daemon"
+                                             : store_errmsg(d->store));
 
         d->base = event_base_new();
         if (!d->base)

@@ -130,7 +130,8 @@ try:
     t.ok(status == 503 and secs < 1.0, "/readyz answers 503 in %.3f s" % secs, body)
     t.ok(checks.get("database_writable", {}).get("ok") is False,
          "and names database_writable", checks.get("database_writable"))
-    t.ok("Database not writable; answering 503" in open(ierr).read(), "the ingress says so")
+    t.ok("Database not writable (read-only to this daemon); answering 503" in open(ierr).read(),
+         "the ingress says so")
     ep.stop("ingress")
 
     # ---- given back: starts, and nothing was counted ------------------------------
