@@ -158,6 +158,9 @@ static int private_tmp(const char *dir, const char *label, const char *base, cha
                 (void)rmdir(d);
                 return r;
         }
+        /* Whatever the caller's umask: the daemons (group knock) write a
+         * restored database, and operators of that group read backups. */
+        (void)fchmod(fd, 0660);
         close(fd);
         *ret_dir = TAKE_PTR(d);
         *ret_file = TAKE_PTR(f);

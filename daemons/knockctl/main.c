@@ -262,7 +262,7 @@ int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret)
  * verb touches anything: a restore run as root used to leave NAME.db owned
  * by root and read-only to the daemons, and a backup run as root made a
  * backups/NAME that the timer's backups could no longer write into. The
- * daemons' umask too (UMask=0007). Returns 0 or KNOCKCTL_FAILED (reported).
+ * Returns 0 or KNOCKCTL_FAILED (reported).
  */
 static int drop_to_state_owner(void)
 {
@@ -292,7 +292,6 @@ static int drop_to_state_owner(void)
                 ctl_error("dropping root failed");
                 return KNOCKCTL_FAILED;
         }
-        umask(0007);
         return 0;
 }
 
@@ -387,6 +386,9 @@ int main(int argc, char **argv)
 
         c.now = now_ms();
         invoking_uid = getuid();
+        /* The daemons' umask (UMask=0007): what an operator of group knock
+         * creates in the state directory stays writable to the daemons. */
+        umask(0007);
         r = resolve_endpoint(&c, v, arg_endpoint);
         if (r != 0)
                 return r;
