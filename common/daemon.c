@@ -312,9 +312,8 @@ void daemon_finish(knock_daemon *d, bool clean)
         }
         /* A run that never got to READY=1 failed to start; that is said in
          * its own records and is not a suspected OOM kill. */
-        if (clean || !d->ready) {
+        if (clean || !d->ready)
                 oomfile_clean_exit(&d->oom);
-        }
         if (clean) {
                 log_struct(LOG_INFO, MSGID_DAEMON_STOPPED, LOG_NO_FIELDS,
                            "knock-%s stopped cleanly", d->role);
