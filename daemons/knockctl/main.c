@@ -261,7 +261,7 @@ int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret)
  * Root becomes the state directory's owner (user and group knock) before a
  * verb touches anything: a restore run as root used to leave NAME.db owned
  * by root and read-only to the daemons, and a backup run as root made a
- * backups/NAME that the timer's backups could no longer write into. The
+ * backups/NAME that the timer's backups could no longer write into.
  * Returns 0 or KNOCKCTL_FAILED (reported).
  */
 static int drop_to_state_owner(void)

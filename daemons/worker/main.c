@@ -798,7 +798,7 @@ static const knock_daemon_ops worker_ops = {
 
 /*
  * The environment an exec: handler gets from the worker's: only these
- * variables (knock-worker(8), ENVIRONMENT OF HANDLERS), then the KNOCK_*
+ * variables (knock-worker(8), HANDLERS, exec:), then the KNOCK_*
  * ones of the event. Nothing systemd gives the worker reaches a handler:
  * not CREDENTIALS_DIRECTORY (the secrets), NOTIFY_SOCKET, WATCHDOG_*,
  * LISTEN_*, INVOCATION_ID, JOURNAL_STREAM, nor knock's own KNOCK_* settings.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""exec: handlers get least privilege (knock-worker(8), ENVIRONMENT OF
-HANDLERS and SANDBOX).
+"""exec: handlers get least privilege (knock-worker(8), HANDLERS: the
+environment of exec: handlers, and Sandbox).
 
 The worker runs with systemd-like variables (CREDENTIALS_DIRECTORY,
 INVOCATION_ID, WATCHDOG_*, NOTIFY_SOCKET) and knock's own settings in its
