@@ -158,6 +158,28 @@ static int parse_args(const char *role, const char *usage, int argc, char **argv
         return 0;
 }
 
+/*
+ * A database this daemon cannot write (say, left owned by root by hand) is a
+ * broken endpoint, not a crash: one clear record with what to fix. -EROFS
+ * when it is read-only to us.
+ */
+static int check_writable(knock_daemon *d, const char *db)
+{
+        struct stat st;
+
+        if (sqlite3_db_readonly(d->store->db, "main") != 1)
+                return 0;
+        if (stat(db, &st) < 0)
+                st = (struct stat){0};
+        return log_struct_errno(LOG_ERR, -EROFS, MSGID_STORAGE_ERROR,
+                                LOG_FIELDS(LF("KNOCK_ERROR", "database not writable")),
+                                "Database %s is not writable by knock-%s (uid %u): the file is "
+                                "owned by %u:%u, mode %04o; give it back to the daemons' user "
+                                "(chown knock:knock, chmod 0660) and start the endpoint again",
+                                db, d->role, (unsigned)geteuid(), (unsigned)st.st_uid,
+                                (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777));
+}
+
 int daemon_setup(knock_daemon *d, const char *role, const char *usage, int argc, char **argv,
                  const knock_daemon_ops *ops, unsigned store_flags)
 {
@@ -207,11 +229,28 @@ int daemon_setup(knock_daemon *d, const char *role, const char *usage, int argc,
                            "Previous run of knock-%s for %s ended unexpectedly "
                            "(OOM kill, SIGKILL or watchdog); suspected OOM kill counted",
                            role, d->name);
-        r = store_daemon_started(d->store, role, d->oom_state == OOMFILE_UNCLEAN);
+        else if (d->oom_state == OOMFILE_NEVER_READY)
+                log_notice("Previous run of knock-%s for %s ended before it was ready "
+                           "(see its start errors); not counted as a suspected OOM kill",
+                           role, d->name);
+        r = check_writable(d, db);
+        if (r >= 0)
+                r = store_daemon_started(d->store, role, d->oom_state == OOMFILE_UNCLEAN);
+        if (r < 0 && !streq(role, "ingress"))
+                return r == -EROFS ? r
+                                   : log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
+                                                      LOG_NO_FIELDS, "Cannot record daemon start: %s",
+                                                      store_errmsg(d->store));
+        /* The ingress stays up with a database it cannot write: webhooks get
+         * 503 with Retry-After at once (the provider retries) and /readyz says
+         * why, instead of connections hanging on a service that keeps
+         * restarting. The worker and the deliverer exit; after their start
+         * limit they and knock@NAME are failed (knock(7)). */
         if (r < 0)
-                return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR, LOG_NO_FIELDS,
-                                        "Cannot record daemon start: %s",
-                                        store_errmsg(d->store));
+                log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR, LOG_NO_FIELDS,
+                                 "Database not writable (%s); answering 503 until it is",
+                                 r == -EROFS ? "read-only to this daemon"
+                                             : store_errmsg(d->store));
 
         d->base = event_base_new();
         if (!d->base)
@@ -245,6 +284,8 @@ int daemon_run(knock_daemon *d)
                 d->ops->status(d, status, sizeof(status));
         (void)store_daemon_heartbeat(d->store, d->role, NULL, "running");
         notify_ready(status);
+        oomfile_ready(&d->oom);
+        d->ready = true;
         log_struct(LOG_INFO, MSGID_DAEMON_STARTED, LOG_NO_FIELDS, "knock-%s %s started for %s",
                    d->role, KNOCK_VERSION, d->name);
         if (event_base_dispatch(d->base) < 0)
@@ -269,8 +310,11 @@ void daemon_finish(knock_daemon *d, bool clean)
                 }
                 d->store = store_close(d->store);
         }
-        if (clean) {
+        /* A run that never got to READY=1 failed to start; that is said in
+         * its own records and is not a suspected OOM kill. */
+        if (clean || !d->ready)
                 oomfile_clean_exit(&d->oom);
+        if (clean) {
                 log_struct(LOG_INFO, MSGID_DAEMON_STOPPED, LOG_NO_FIELDS,
                            "knock-%s stopped cleanly", d->role);
         }

@@ -6,7 +6,8 @@
  * skeleton"): parse NAME/--help/--version, set up logging, load and validate
  * the endpoint config, open (and migrate) the store, start the OOM watchdog
  * file and record the start (counting a suspected OOM kill when the previous
- * run ended without CLEAN_EXIT), install SIGTERM/SIGINT/SIGHUP on the
+ * run was READY and ended without CLEAN_EXIT), refuse a database it cannot
+ * write (the ingress stays up answering 503), install SIGTERM/SIGINT/SIGHUP on the
  * libevent loop, and run a watchdog tick that pings systemd and writes the
  * heartbeat only while the loop turns and the store answers.
  *
@@ -56,6 +57,7 @@ struct knock_daemon {
         void *userdata;
 
         bool stopping;
+        bool ready;             /* READY=1 was sent */
         uint64_t last_loop_us;  /* updated by a cheap prepare-side timer */
         struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
 };

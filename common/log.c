@@ -9,6 +9,9 @@
 #define _GNU_SOURCE
 #include "log.h"
 
+#include <errno.h>
+#include "catalog-ids.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +87,31 @@ int log_get_level(void)
 bool log_to_journal(void)
 {
         return log_journal;
+}
+
+void log_set_journal(bool on)
+{
+        log_journal = on;
+}
+
+void log_backup(int r, const char *path, uint64_t bytes, uint64_t duration_ms, const char *actor,
+                const char *message)
+{
+        char b[32], d[32];
+
+        if (r != 0) {
+                log_struct_errno(LOG_ERR, r < 0 ? r : -EBADMSG, MSGID_BACKUP_FAILED,
+                                 LOG_FIELDS(LF("KNOCK_ERROR", message), LF("KNOCK_ACTOR", actor)),
+                                 "backup failed: %s", message);
+                return;
+        }
+        snprintf(b, sizeof(b), "%" PRIu64, bytes);
+        snprintf(d, sizeof(d), "%" PRIu64, duration_ms);
+        log_struct(LOG_INFO, MSGID_BACKUP_DONE,
+                   LOG_FIELDS(LF("KNOCK_BACKUP_PATH", path), LF("KNOCK_BACKUP_BYTES", b),
+                              LF("KNOCK_DURATION_MS", d), LF("KNOCK_ACTOR", actor)),
+                   "backup written to %s (%" PRIu64 " bytes, %" PRIu64 " ms, integrity ok)", path,
+                   bytes, duration_ms);
 }
 
 static const char *prio_name(int prio)

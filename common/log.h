@@ -44,6 +44,8 @@ void log_set_endpoint(const char *endpoint);
 void log_set_level(int level);
 int log_get_level(void);
 bool log_to_journal(void);
+/* Sends records to the journal (true) or stderr (false) from now on. */
+void log_set_journal(bool on);
 
 /* Returns -abs(err) when err != 0, else 0, so it can end a function. */
 int log_emit(int prio, int err, const char *message_id, const char *file, int line,
@@ -67,6 +69,16 @@ int log_emit(int prio, int err, const char *message_id, const char *file, int li
 /* Structured record: log_struct(LOG_WARNING, MSGID_X, LOG_FIELDS(LF(..), ..), "fmt", ...) */
 #define log_struct(prio, msgid, ...) log_full_errno(prio, 0, msgid, __VA_ARGS__)
 #define log_struct_errno(prio, err, msgid, ...) log_full_errno(prio, err, msgid, __VA_ARGS__)
+
+/*
+ * The one record of a backup, from knock-maint (the timer) and knockctl
+ * alike, so knock(7)'s "when did the last backup succeed" query
+ * (MESSAGE_ID=MSGID_BACKUP_DONE KNOCK_ENDPOINT=NAME) finds every backup:
+ * r == 0 a success (path, bytes, duration), otherwise MSGID_BACKUP_FAILED
+ * with message. actor is who asked ("knock-maint", "root(0)").
+ */
+void log_backup(int r, const char *path, uint64_t bytes, uint64_t duration_ms, const char *actor,
+                const char *message);
 
 /* Token bucket: at most burst records per interval. */
 typedef struct log_ratelimit {

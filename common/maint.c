@@ -126,6 +126,70 @@ static int rename_noreplace(const char *from, const char *to)
         return 0;
 }
 
+/*
+ * A temporary file that nobody else can have prepared: a fresh directory
+ * from mkdtemp() (mode 0700, so only we may add, remove or rename entries in
+ * it) holding a file created with O_CREAT|O_EXCL|O_NOFOLLOW. A symlink or
+ * file planted beforehand at a predictable name is never followed or reused,
+ * whoever runs this. *ret_dir and *ret_file are malloc'd; remove them with
+ * private_tmp_remove().
+ */
+static int private_tmp(const char *dir, const char *label, const char *base, char **ret_dir,
+        char **ret_file)
+{
+        _cleanup_free_ char *d = NULL, *f = NULL;
+        int fd;
+
+        if (asprintf(&d, "%s/.%s.XXXXXX", dir, label) < 0) {
+                d = NULL;
+                return -ENOMEM;
+        }
+        if (!mkdtemp(d))
+                return -errno;
+        if (asprintf(&f, "%s/%s", d, base) < 0) {
+                f = NULL;
+                (void)rmdir(d);
+                return -ENOMEM;
+        }
+        fd = open(f, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0660);
+        if (fd < 0) {
+                int r = -errno;
+
+                (void)rmdir(d);
+                return r;
+        }
+        /* Whatever the caller's umask: the daemons (group knock) write a
+         * restored database, and operators of that group read backups. */
+        (void)fchmod(fd, 0660);
+        close(fd);
+        *ret_dir = TAKE_PTR(d);
+        *ret_file = TAKE_PTR(f);
+        return 0;
+}
+
+/* Removes what private_tmp() made and what SQLite may have left beside the file. */
+static void private_tmp_remove(const char *dir, const char *file)
+{
+        static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
+
+        if (!dir)
+                return;
+        for (size_t i = 0; file && i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *p = NULL;
+
+                if (asprintf(&p, "%s%s", file, suffixes[i]) >= 0)
+                        (void)unlink(p);
+        }
+        (void)rmdir(dir);
+}
+
+/* Opens the file private_tmp() created, never through a symlink. */
+static int open_private_tmp(const char *path, sqlite3 **ret)
+{
+        return sqlite3_open_v2(path, ret,
+                SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX, NULL);
+}
+
 static uint64_t file_size(const char *path)
 {
         struct stat stb;
@@ -791,20 +855,20 @@ static bool backup_name_matches(const char *name, const char *file)
         return streq(p + 16, ".db");
 }
 
-/* Where the backup goes: the final path. */
-static int backup_target(const char *name, const char *dest, int64_t at, char **ret)
+/* Where the backup goes: the directory, and the file when dest names one
+ * (which must not exist: -EEXIST). */
+static int backup_target(const char *name, const char *dest, char **ret_dir, char **ret_file)
 {
         _cleanup_free_ char *dir = NULL;
-        char stamp[20];
         struct stat stb;
         int r;
 
-        format_stamp(at, stamp);
         if (dest && !(stat(dest, &stb) >= 0 && S_ISDIR(stb.st_mode))) {
                 if (lstat(dest, &stb) >= 0)
                         return -EEXIST;
-                *ret = strdup(dest);
-                return *ret ? 0 : -ENOMEM;
+                *ret_file = strdup(dest);
+                *ret_dir = dir_of(dest);
+                return *ret_file && *ret_dir ? 0 : -ENOMEM;
         }
         if (dest)
                 dir = strdup(dest);
@@ -818,14 +882,43 @@ static int backup_target(const char *name, const char *dest, int64_t at, char **
         }
         if (!dir)
                 return -ENOMEM;
-        if (asprintf(ret, "%s/%s-%s.db", dir, name, stamp) < 0)
-                return -ENOMEM;
-        if (lstat(*ret, &stb) >= 0) {
-                free(*ret);
-                *ret = NULL;
-                return -EEXIST;
-        }
+        *ret_dir = TAKE_PTR(dir);
+        *ret_file = NULL;
         return 0;
+}
+
+/* Most seconds a backup name moves forward when the names before are taken. */
+#define BACKUP_NAME_TRIES 60
+
+/*
+ * Gives the checked copy its name: the file asked for, or
+ * NAME-YYYYmmddTHHMMSSZ.db of the snapshot's second. Two backups in the same
+ * second (the timer's and an operator's) must both survive, so a name that
+ * is taken moves to the next free second; the rename never replaces a file.
+ */
+static int backup_place(const char *tmp, const char *dir, const char *name, const char *file,
+        int64_t at, char **ret)
+{
+        int r = -EEXIST;
+
+        if (file) {
+                r = rename_noreplace(tmp, file);
+                if (r >= 0 && !(*ret = strdup(file)))
+                        return -ENOMEM;
+                return r;
+        }
+        for (int i = 0; i < BACKUP_NAME_TRIES && r == -EEXIST; i++) {
+                _cleanup_free_ char *p = NULL;
+                char stamp[20];
+
+                format_stamp(at + (int64_t)i * 1000, stamp);
+                if (asprintf(&p, "%s/%s-%s.db", dir, name, stamp) < 0)
+                        return -ENOMEM;
+                r = rename_noreplace(tmp, p);
+                if (r >= 0)
+                        *ret = TAKE_PTR(p);
+        }
+        return r;
 }
 
 /* Copies src (whole, one snapshot) into a new file at tmp. */
@@ -836,10 +929,9 @@ static int backup_copy(sqlite3 *src, const char *tmp, maint_progress_fn progress
         sqlite3_backup *b;
         int rc, r;
 
-        rc = sqlite3_open_v2(
-                tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        rc = open_private_tmp(tmp, &dst);
         if (rc != SQLITE_OK) {
-                snprintf(msg, msglen, "cannot create %s: %s", tmp, sqlite3_errmsg(dst));
+                snprintf(msg, msglen, "cannot open %s: %s", tmp, sqlite3_errmsg(dst));
                 sqlite3_close_v2(dst);
                 return store_errno(rc);
         }
@@ -888,38 +980,34 @@ static int backup_copy(sqlite3 *src, const char *tmp, maint_progress_fn progress
 int maint_backup(knock_store *s, const char *name, const char *dest, maint_progress_fn progress,
         void *userdata, maint_backup_result *ret)
 {
-        _cleanup_free_ char *final = NULL, *tmp = NULL, *dir = NULL, *check = NULL;
-        const char *base;
+        _cleanup_free_ char *final = NULL, *file = NULL, *tmp = NULL, *tmpdir = NULL,
+                            *dir = NULL, *check = NULL;
         uint64_t t0 = mono_us();
         int64_t at = now_ms();
         int r, pages = 0;
 
         *ret = (maint_backup_result){0};
-        r = backup_target(name, dest, at, &final);
+        r = backup_target(name, dest, &dir, &file);
         if (r < 0) {
                 snprintf(ret->message, sizeof(ret->message), "%s: %s",
-                        final  ? final
-                        : dest ? dest
-                               : "backup directory",
+                        dest ? dest : "backup directory",
                         r == -EEXIST ? "a backup of that name already exists" : strerror(-r));
                 return r;
         }
-        dir = dir_of(final);
-        base = strrchr(final, '/');
-        base = base ? base + 1 : final;
         /* Hidden, so retention and `ls NAME-*.db` never take it for a backup. */
-        if (!dir || asprintf(&tmp, "%s/.%s.tmp-%d", dir, base, (int)getpid()) < 0) {
-                tmp = NULL;
-                return -ENOMEM;
+        r = private_tmp(dir, "backup", "copy.db", &tmpdir, &tmp);
+        if (r < 0) {
+                snprintf(ret->message, sizeof(ret->message), "cannot create a temporary file in %s: %s",
+                        dir, strerror(-r));
+                return r;
         }
-        (void)unlink(tmp);
 
         /* Pin one snapshot for the whole copy (see the top of this file). */
         r = store_exec(s, "BEGIN; SELECT count(*) FROM sqlite_master");
         if (r < 0) {
                 snprintf(ret->message, sizeof(ret->message), "cannot start a read transaction: %s",
                         store_errmsg(s));
-                return r;
+                goto fail;
         }
         r = backup_copy(s->db, tmp, progress, userdata, &pages, ret->message, sizeof(ret->message));
         store_rollback(s);
@@ -940,12 +1028,14 @@ int maint_backup(knock_store *s, const char *name, const char *dest, maint_progr
                                 : "not ok");
                 goto fail;
         }
-        r = rename_noreplace(tmp, final);
+        r = backup_place(tmp, dir, name, file, at, &final);
         if (r < 0) {
-                snprintf(ret->message, sizeof(ret->message), "rename to %s: %s", final,
+                snprintf(ret->message, sizeof(ret->message), "rename to %s: %s",
+                        file ? file : dir,
                         r == -EEXIST ? "a backup of that name already exists" : strerror(-r));
                 goto fail;
         }
+        private_tmp_remove(tmpdir, tmp);
         r = fsync_path(dir, true);
         if (r < 0) {
                 snprintf(ret->message, sizeof(ret->message), "fsync %s: %s", dir, strerror(-r));
@@ -958,7 +1048,7 @@ int maint_backup(knock_store *s, const char *name, const char *dest, maint_progr
         ret->path = TAKE_PTR(final);
         return 0;
 fail:
-        (void)unlink(tmp);
+        private_tmp_remove(tmpdir, tmp);
         return r;
 }
 
@@ -1192,8 +1282,7 @@ static int restore_copy(sqlite3 *src, const char *tmp, char *msg, size_t msglen)
         sqlite3_backup *b;
         int rc;
 
-        rc = sqlite3_open_v2(
-                tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+        rc = open_private_tmp(tmp, &dst);
         if (rc == SQLITE_OK) {
                 b = sqlite3_backup_init(dst, "main", src, "main");
                 if (!b)
@@ -1237,6 +1326,14 @@ static int restore_audit(
                 ret->events = sqlite3_column_int64(st, 0);
                 deliveries = sqlite3_column_int64(st, 1);
         }
+        /* The copy's daemons rows describe the processes that ran when it
+         * was taken; none of them runs now. Marked stopped (their OOM
+         * counters kept) so `status` and /readyz never show them alive. */
+        r = store_exec(s, "UPDATE daemons SET pid=NULL, stopped_at=coalesce(stopped_at,"
+                          " heartbeat_at, started_at), status='restored from a backup'"
+                          " WHERE stopped_at IS NULL OR pid IS NOT NULL");
+        if (r < 0)
+                return r;
         f = json_pack("{s:s, s:s?}", "backup", backup, "previous", ret->previous);
         c = json_pack("{s:I, s:I}", "events", (json_int_t)ret->events, "deliveries",
                 (json_int_t)deliveries);
@@ -1247,6 +1344,7 @@ int maint_restore(
         const char *name, const char *backup, const char *actor, maint_restore_result *ret)
 {
         _cleanup_free_ char *db = NULL, *wal = NULL, *shm = NULL, *tmp = NULL, *dir = NULL;
+        _cleanup_free_ char *tmpdir = NULL;
         _cleanup_free_ char *check = NULL, *prev = NULL, *prev_wal = NULL;
         _cleanup_(store_closep) knock_store *live = NULL;
         sqlite3 *src = NULL;
@@ -1257,7 +1355,7 @@ int maint_restore(
         *ret = (maint_restore_result){0};
         db = config_db_path(name);
         if (!db || asprintf(&wal, "%s-wal", db) < 0 || asprintf(&shm, "%s-shm", db) < 0 ||
-                asprintf(&tmp, "%s.restore-tmp", db) < 0)
+                !(dir = dir_of(db)))
                 return -ENOMEM;
 
         /* 1. The backup must be sound and not newer than this build. */
@@ -1308,32 +1406,48 @@ int maint_restore(
                 live = store_close(live);
         }
 
-        /* 3. The copy, complete and durable under a temporary name. */
-        (void)unlink(tmp);
+        /* 3. The copy, complete and durable under a temporary name in a
+         * directory of our own (private_tmp: nothing planted is followed). */
+        r = private_tmp(dir, "restore", "copy.db", &tmpdir, &tmp);
+        if (r < 0) {
+                snprintf(ret->message, sizeof(ret->message),
+                        "cannot create a temporary file in %s: %s", dir, strerror(-r));
+                goto out;
+        }
         r = restore_copy(src, tmp, ret->message, sizeof(ret->message));
         if (r >= 0)
                 r = fsync_path(tmp, false);
         if (r < 0) {
                 if (!ret->message[0])
                         snprintf(ret->message, sizeof(ret->message), "%s: %s", tmp, strerror(-r));
-                (void)unlink(tmp);
                 goto out;
         }
 
-        /* 4. Keep what was there, then swap the copy in with one rename. */
-        format_stamp(now_ms(), stamp);
-        if (asprintf(&prev, "%s.pre-restore-%s", db, stamp) < 0 ||
-                asprintf(&prev_wal, "%s-wal", prev) < 0) {
-                r = -ENOMEM;
-                (void)unlink(tmp);
-                goto out;
-        }
+        /* 4. Keep what was there, then swap the copy in with one rename. A
+         * name already taken (two restores in one second) moves to the next
+         * free second, as backup names do. */
         if (lstat(db, &stb) >= 0) {
-                r = rename_noreplace(db, prev);
+                int64_t at = now_ms();
+
+                r = -EEXIST;
+                for (int i = 0; i < BACKUP_NAME_TRIES && r == -EEXIST; i++) {
+                        prev = mfree(prev);
+                        format_stamp(at + (int64_t)i * 1000, stamp);
+                        if (asprintf(&prev, "%s.pre-restore-%s", db, stamp) < 0) {
+                                prev = NULL;
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        r = rename_noreplace(db, prev);
+                }
                 if (r < 0) {
                         snprintf(ret->message, sizeof(ret->message), "cannot keep %s as %s: %s", db,
                                 prev, strerror(-r));
-                        (void)unlink(tmp);
+                        goto out;
+                }
+                if (asprintf(&prev_wal, "%s-wal", prev) < 0) {
+                        prev_wal = NULL;
+                        r = -ENOMEM;
                         goto out;
                 }
                 ret->previous = TAKE_PTR(prev);
@@ -1353,9 +1467,7 @@ int maint_restore(
                         strerror(-r));
                 goto out;
         }
-        dir = dir_of(db);
-        if (dir)
-                (void)fsync_path(dir, true);
+        (void)fsync_path(dir, true);
         ret->restored = strdup(db);
 
         /* 5. The audit row lives in the restored database: that is where the
@@ -1365,6 +1477,7 @@ int maint_restore(
                 snprintf(ret->message, sizeof(ret->message),
                         "restored, but writing the audit row failed: %s", strerror(-r));
 out:
+        private_tmp_remove(tmpdir, tmp);
         sqlite3_close_v2(src);
         return r;
 }
@@ -1516,11 +1629,14 @@ int maint_write_textfile(const char *dir)
         }
 
         if (asprintf(&final, "%s/knock_maint.prom", dir) < 0 ||
-                asprintf(&tmp, "%s/.knock_maint.prom.%d", dir, (int)getpid()) < 0) {
+                asprintf(&tmp, "%s/.knock_maint.prom.XXXXXX", dir) < 0) {
                 r = -ENOMEM;
                 goto out;
         }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        /* mkostemp: O_CREAT|O_EXCL, a fresh name nothing can be planted at. */
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd >= 0)
+                (void)fchmod(fd, 0644);
         if (fd < 0 || !(f = fdopen(fd, "w"))) {
                 r = -errno;
                 if (fd >= 0)

@@ -78,12 +78,15 @@ int oomfile_start(oomfile *f, const char *state_dir, const char *name, const cha
         if (asprintf(&path, "%s/%s.%s.watchdog", state_dir, name, daemon) < 0)
                 return -ENOMEM;
 
-        /* A file left behind without CLEAN_EXIT means the previous run never
-         * reached its clean stop: OOM kill, SIGKILL, watchdog abort. */
+        /* A file left behind READY but without CLEAN_EXIT means the previous
+         * run never reached its clean stop: OOM kill, SIGKILL, watchdog abort.
+         * Without READY it never got going: a start that failed, said in
+         * its own records. (A file of a version before READY reads so too.) */
         *ret_state = OOMFILE_FRESH;
         if (read_file_full(path, 4096, &content, NULL) >= 0) {
                 if (!strstr(content, "CLEAN_EXIT"))
-                        *ret_state = OOMFILE_UNCLEAN;
+                        *ret_state = strstr(content, "\nREADY\n") ? OOMFILE_UNCLEAN
+                                                                  : OOMFILE_NEVER_READY;
                 free(content);
         }
 
@@ -99,6 +102,14 @@ int oomfile_start(oomfile *f, const char *state_dir, const char *name, const cha
         f->path = path;
         f->fd = fd;
         return 0;
+}
+
+void oomfile_ready(oomfile *f)
+{
+        if (f->fd < 0)
+                return;
+        (void)!write(f->fd, "READY\n", 6);
+        (void)fsync(f->fd);
 }
 
 void oomfile_clean_exit(oomfile *f)

@@ -12,9 +12,12 @@
  *    storage path answered, so a wedged loop or a stuck disk gets the
  *    daemon restarted by systemd;
  *  - the OOM watchdog file (contract §11) NAME.DAEMON.watchdog in the state
- *    directory is created at start; at clean stop "CLEAN_EXIT" is written
- *    and the file removed. Found at start without CLEAN_EXIT, the previous
- *    run ended unexpectedly (OOM kill, SIGKILL, watchdog). An unwritable
+ *    directory is created at start, "READY" is added once the daemon sent
+ *    READY=1; at clean stop "CLEAN_EXIT" is written and the file removed.
+ *    Found at start with READY and without CLEAN_EXIT, the previous run
+ *    ended unexpectedly (OOM kill, SIGKILL, watchdog): a suspected OOM kill.
+ *    Without READY, the previous run never got going (a start that failed,
+ *    bad configuration, unwritable database): not counted. An unwritable
  *    path disables the file; it never stops the daemon.
  */
 
@@ -33,6 +36,7 @@ typedef enum oomfile_state {
         OOMFILE_FRESH = 0,     /* no file: first run or previous clean exit */
         OOMFILE_UNCLEAN,       /* file without CLEAN_EXIT: previous run died */
         OOMFILE_DISABLED,      /* path not writable */
+        OOMFILE_NEVER_READY,   /* file without READY: previous run failed to start */
 } oomfile_state;
 
 typedef struct oomfile {
@@ -44,5 +48,7 @@ typedef struct oomfile {
  * Returns 0, or a negative errno when disabled (state OOMFILE_DISABLED). */
 int oomfile_start(oomfile *f, const char *state_dir, const char *name, const char *daemon,
                   oomfile_state *ret_state);
+/* Adds READY (after READY=1): from now on an end without CLEAN_EXIT counts. */
+void oomfile_ready(oomfile *f);
 /* Writes CLEAN_EXIT, fsyncs, removes the file. */
 void oomfile_clean_exit(oomfile *f);

@@ -105,6 +105,10 @@ int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v);
 char *stmt_strdup(sqlite3_stmt *st, int col);
 
 /* Daemon heartbeats and the OOM-kill counter (contract §11). */
+/* Daemons write their heartbeat every 5 s (or half their WatchdogSec=, when
+ * shorter); three missed ones make a heartbeat stale (/readyz, status). */
+#define STORE_HEARTBEAT_STALE_MS 15000
+
 int store_daemon_started(knock_store *s, const char *daemon, bool previous_unclean);
 int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *counters_json,
                            const char *status);

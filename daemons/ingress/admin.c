@@ -22,9 +22,14 @@
 #include "knock-build.h"
 #include "store.h"
 
-/* Heartbeats are written every 5 s; three missed ones make a daemon stale. */
-#define HEARTBEAT_STALE_MS 15000
 #define WANTED_FOR_US (60 * 1000000ULL)
+/* /readyz answers within a second whatever the database does: it waits at
+ * most this long for a fresh snapshot, and calls a snapshot older than
+ * SNAPSHOT_STALE_MS, or a commit running longer than WRITER_STUCK_US, a
+ * failure. */
+#define SNAPSHOT_WAIT_MS 500
+#define SNAPSHOT_STALE_MS 3000
+#define WRITER_STUCK_US (1000 * 1000ULL)
 
 const double admin_batch_bounds[KNOCK_HIST_BUCKETS] = {
         1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096,
@@ -248,7 +253,9 @@ void admin_stop(admin *a)
 }
 
 /* Returns a copy of the snapshot; the first request after a quiet period
- * waits (up to 2 s) for a fresh one instead of answering from stale data. */
+ * waits (up to SNAPSHOT_WAIT_MS) for a fresh one instead of answering from
+ * stale data. The caller checks taken_at: a snapshot thread stuck in the
+ * database must not hold the answer. */
 static admin_snapshot get_snapshot(admin *a)
 {
         admin_snapshot snap;
@@ -261,7 +268,9 @@ static admin_snapshot get_snapshot(admin *a)
                 a->wanted_until_us = now + WANTED_FOR_US;
                 pthread_cond_broadcast(&a->cond);
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += 2;
+                ts.tv_nsec += SNAPSHOT_WAIT_MS * 1000000L;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
                 while (!a->snap.valid)
                         if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) != 0)
                                 break;
@@ -292,7 +301,7 @@ static bool daemon_fresh(const admin_daemon *d, int64_t now, char *msg, size_t l
                 snprintf(msg, len, "knock-%s is stopped", d->name);
                 return false;
         }
-        if (now - d->heartbeat_at > HEARTBEAT_STALE_MS) {
+        if (now - d->heartbeat_at > STORE_HEARTBEAT_STALE_MS) {
                 snprintf(msg, len, "knock-%s heartbeat is %lld s old", d->name,
                          (long long)((now - d->heartbeat_at) / 1000));
                 return false;
@@ -316,6 +325,7 @@ static void handle_readyz(admin *a, struct evhttp_request *req)
         const knock_config *cfg = a->cfg;
         json_t *checks = json_array(), *doc;
         bool ok = true, writer_ok;
+        uint64_t stuck_us;
         char msg[300], last[256];
         int64_t now = now_ms();
         struct evbuffer *buf = evbuffer_new();
@@ -323,16 +333,29 @@ static void handle_readyz(admin *a, struct evhttp_request *req)
 
         pthread_mutex_lock(&a->writer->lock);
         writer_ok = a->writer->healthy;
+        stuck_us = a->writer->busy ? mono_us() - a->writer->busy_since_us : 0;
         snprintf(last, sizeof(last), "%s", a->writer->last_error);
         pthread_mutex_unlock(&a->writer->lock);
 
-        if (!writer_ok)
+        if (stuck_us > WRITER_STUCK_US)
+                snprintf(msg, sizeof(msg), "the writer has been committing for %llu ms",
+                         (unsigned long long)(stuck_us / 1000));
+        else if (!writer_ok)
                 snprintf(msg, sizeof(msg), "last commit failed: %s", last);
         else if (!snap.db_writable)
                 snprintf(msg, sizeof(msg), "%s", snap.writable_error);
         else
                 snprintf(msg, sizeof(msg), "writable");
-        add_check(checks, &ok, "database_writable", writer_ok && snap.db_writable, msg);
+        add_check(checks, &ok, "database_writable",
+                  writer_ok && snap.db_writable && stuck_us <= WRITER_STUCK_US, msg);
+
+        if (!snap.valid || now - snap.taken_at > SNAPSHOT_STALE_MS)
+                snprintf(msg, sizeof(msg), "the database did not answer within %d ms",
+                         SNAPSHOT_WAIT_MS);
+        else
+                snprintf(msg, sizeof(msg), "%s", snap.error[0] ? snap.error : "answering");
+        add_check(checks, &ok, "database_answers",
+                  snap.valid && now - snap.taken_at <= SNAPSHOT_STALE_MS && !snap.error[0], msg);
 
         snprintf(msg, sizeof(msg), "schema version %d, this build %d", snap.schema_version,
                  STORE_SCHEMA_VERSION);

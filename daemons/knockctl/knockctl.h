@@ -54,6 +54,7 @@ typedef enum verb_section {
 
 enum {
         VERB_ENDPOINT_OPTIONAL = 1 << 0, /* works without an endpoint (all of them) */
+        VERB_KEEPS_ROOT = 1 << 1,        /* run by root, stays root (writes nothing) */
 };
 
 typedef struct knockctl_verb {

@@ -9,10 +9,17 @@
  *    configuration errors, storage errors), 2 on a usage error;
  *  - read verbs open the database read-only and never create it; only
  *    `migrate` creates or upgrades a database;
+ *  - run by root, every verb but check-config first becomes the owner and
+ *    group of the state directory (user knock), so whatever it writes there
+ *    (the database and its -wal/-shm, backups, a restored copy) belongs to
+ *    the daemons with their modes, and root never writes into a directory
+ *    another user can change;
  *  - verbs live in the "knockctl_verbs" linker section (KNOCKCTL_VERB), so
  *    the dispatch table is whatever files were linked in.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,9 +181,12 @@ const knock_config *ctl_config(knockctl *c)
         return c->cfg;
 }
 
+/* Who ran knockctl, before drop_to_state_owner(): the audit rows name them. */
+static uid_t invoking_uid;
+
 void ctl_actor(char *buf, size_t len)
 {
-        uid_t uid = getuid();
+        uid_t uid = invoking_uid;
         struct passwd *pw = getpwuid(uid);
 
         if (pw && pw->pw_name)
@@ -243,6 +253,44 @@ int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret)
                           "an RFC 3339 time (2026-01-31T12:00:00Z) or @UNIXTIME",
                         opt, s);
                 return KNOCKCTL_USAGE;
+        }
+        return 0;
+}
+
+/*
+ * Root becomes the state directory's owner (user and group knock) before a
+ * verb touches anything: a restore run as root used to leave NAME.db owned
+ * by root and read-only to the daemons, and a backup run as root made a
+ * backups/NAME that the timer's backups could no longer write into.
+ * Returns 0 or KNOCKCTL_FAILED (reported).
+ */
+static int drop_to_state_owner(void)
+{
+        const char *dir = knock_state_dir();
+        struct passwd *pw;
+        struct stat stb;
+
+        if (geteuid() != 0)
+                return 0;
+        if (stat(dir, &stb) < 0) {
+                if (errno == ENOENT)
+                        return 0; /* nothing to protect yet; migrate creates it */
+                ctl_error("%s: %s", dir, strerror(errno));
+                return KNOCKCTL_FAILED;
+        }
+        if (stb.st_uid == 0)
+                return 0;
+        pw = getpwuid(stb.st_uid);
+        if ((pw ? initgroups(pw->pw_name, stb.st_gid) : setgroups(1, &stb.st_gid)) < 0 ||
+                setresgid(stb.st_gid, stb.st_gid, stb.st_gid) < 0 ||
+                setresuid(stb.st_uid, stb.st_uid, stb.st_uid) < 0) {
+                ctl_error("cannot become the owner of %s (uid %u): %s", dir,
+                        (unsigned)stb.st_uid, strerror(errno));
+                return KNOCKCTL_FAILED;
+        }
+        if (setuid(0) == 0) {
+                ctl_error("dropping root failed");
+                return KNOCKCTL_FAILED;
         }
         return 0;
 }
@@ -337,9 +385,18 @@ int main(int argc, char **argv)
         }
 
         c.now = now_ms();
+        invoking_uid = getuid();
+        /* The daemons' umask (UMask=0007): what an operator of group knock
+         * creates in the state directory stays writable to the daemons. */
+        umask(0007);
         r = resolve_endpoint(&c, v, arg_endpoint);
         if (r != 0)
                 return r;
+        if (!(v->flags & VERB_KEEPS_ROOT)) {
+                r = drop_to_state_owner();
+                if (r != 0)
+                        return r;
+        }
 
         /* The verb sees argv starting at its own name; getopt starts afresh. */
         {

@@ -29,8 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "knockctl.h"
+#include "log.h"
 #include "maint.h"
 
 /* ---- prune ----------------------------------------------------------------------------- */
@@ -298,13 +300,18 @@ static int verb_backup(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, true);
         if (r != 0)
                 return r;
+        ctl_actor(actor, sizeof(actor));
+        /* The same journal record as the timer's backups (knock(7) queries
+         * it), besides what is printed here. */
+        log_setup("knockctl", c->endpoint);
+        log_set_journal(true);
         r = maint_backup(c->store, c->endpoint, to, NULL, NULL, &b);
+        log_backup(r, b.path, b.bytes, b.duration_ms, actor, b.message);
         if (r != 0) {
                 ctl_error("backup failed: %s", b.message);
                 maint_backup_result_clear(&b);
                 return KNOCKCTL_FAILED;
         }
-        ctl_actor(actor, sizeof(actor));
         r = maint_backup_record(c->store, actor, &b);
         if (r < 0) {
                 ctl_error("backup %s written, but recording it failed: %s", b.path, strerror(-r));
@@ -478,6 +485,13 @@ static int verb_restore(knockctl *c, int argc, char **argv)
                 return -ENOMEM;
         if (stat(backup, &stb) < 0) {
                 ctl_error("%s: %s", backup, strerror(errno));
+                return KNOCKCTL_FAILED;
+        }
+        if (access(backup, R_OK) < 0) {
+                /* Root runs verbs as the state directory's owner (knockctl(1)). */
+                ctl_error("%s: %s (knockctl works as the owner of %s: copy the backup into %s "
+                          "or make it readable to that user)",
+                        backup, strerror(errno), knock_state_dir(), knock_state_dir());
                 return KNOCKCTL_FAILED;
         }
         ctl_actor(actor, sizeof(actor));

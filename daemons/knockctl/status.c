@@ -29,6 +29,13 @@ extern char **environ;
 static const field_spec daemon_fields[] = {
         {"daemon", "daemon", F_TEXT},
         {"pid", "pid", F_INT},
+        /* running, stale (no heartbeat for three intervals: hung, or gone
+         * without a clean stop) or stopped. */
+        {"state",
+                "CASE WHEN stopped_at IS NOT NULL OR pid IS NULL THEN 'stopped'"
+                " WHEN :now - heartbeat_at > " STRINGIFY(STORE_HEARTBEAT_STALE_MS)
+                " THEN 'stale' ELSE 'running' END",
+                F_TEXT},
         {"heartbeat_age_s", "(:now - heartbeat_at) / 1000.0", F_REAL},
         {"started_at", "started_at", F_TIME},
         {"last_clean_exit", "last_clean_exit", F_BOOL},
@@ -123,6 +130,7 @@ static int verb_status(knockctl *c, int argc, char **argv)
         static const column cols[] = {
                 {"daemon", "DAEMON", 0},
                 {"pid", "PID", 0},
+                {"state", "STATE", 0},
                 {"heartbeat_age_s", "HEARTBEAT_AGE_S", 0},
                 {"started_at", "STARTED_AT", 0},
                 {"last_clean_exit", "LAST_CLEAN_EXIT", 0},
@@ -452,4 +460,4 @@ static int verb_check_config(knockctl *c, int argc, char **argv)
 
 KNOCKCTL_VERB(check_config, .name = "check-config", .synopsis = "",
         .help = "Validate the configuration (every endpoint without -e)", .section = SECTION_READ,
-        .flags = VERB_ENDPOINT_OPTIONAL, .run = verb_check_config);
+        .flags = VERB_ENDPOINT_OPTIONAL | VERB_KEEPS_ROOT, .run = verb_check_config);

@@ -202,14 +202,12 @@ static int run_backup(const char *name, knock_store *s)
 {
         maint_backup_result b = {0};
         backup_progress p = {.last_extend_us = mono_us()};
-        char bytes[24], dur[24];
         int r;
 
         notify_extend_timeout(EXTEND_BY_US);
         r = maint_backup(s, name, NULL, on_backup_progress, &p, &b);
         if (r != 0) {
-                log_struct_errno(LOG_ERR, r < 0 ? r : -EBADMSG, MSGID_BACKUP_FAILED,
-                        LOG_FIELDS(LF("KNOCK_ERROR", b.message)), "backup failed: %s", b.message);
+                log_backup(r, NULL, 0, 0, ACTOR, b.message);
                 maint_backup_result_clear(&b);
                 return r < 0 ? r : -EBADMSG;
         }
@@ -222,13 +220,7 @@ static int run_backup(const char *name, knock_store *s)
                 maint_backup_result_clear(&b);
                 return r;
         }
-        u64_text(b.bytes, bytes);
-        u64_text(b.duration_ms, dur);
-        log_struct(LOG_INFO, MSGID_BACKUP_DONE,
-                LOG_FIELDS(LF("KNOCK_BACKUP_PATH", b.path), LF("KNOCK_BACKUP_BYTES", bytes),
-                        LF("KNOCK_DURATION_MS", dur)),
-                "backup written to %s (%" PRIu64 " bytes, %" PRIu64 " ms, integrity ok)", b.path,
-                b.bytes, b.duration_ms);
+        log_backup(0, b.path, b.bytes, b.duration_ms, ACTOR, NULL);
         printf("%s: backup %s %" PRIu64 " bytes\n", name, b.path, b.bytes);
         maint_backup_result_clear(&b);
         return 0;

@@ -26,7 +26,13 @@
  *    is signalled only while its zombie is not reaped yet, so it cannot have
  *    been reused;
  *  - on timeout the whole process group gets SIGTERM, then SIGKILL after
- *    KILL_GRACE_MS, so grandchildren do not outlive the attempt.
+ *    KILL_GRACE_MS, so grandchildren do not outlive the attempt; when the
+ *    handler exits, what is left of its process group gets SIGKILL before
+ *    the handler is reaped (its group id cannot be reused until then). A
+ *    child that left the group (setsid, setpgid) is not followed;
+ *  - the handler's environment is the worker's allowed variables
+ *    (main.c env_allowed) plus the event's KNOCK_* ones, and it runs in the
+ *    Landlock domain of sandbox.h, entered by the spawner threads.
  *
  * Exit status contract (knock-worker(8)): 0 handled, 75 retry, 65 dead at
  * once, anything else (other codes, a signal, the timeout) retry.
@@ -188,10 +194,8 @@ static void on_input(evutil_socket_t fd, short what, void *userdata)
 static void exec_reaped(job *j, int status)
 {
         /* What the child wrote is in the pipe already; grandchildren that
-         * keep it open are not waited for. */
+         * keep it open are not waited for (on_sigchld killed its group). */
         drain_output(j);
-        if (j->timed_out)
-                exec_kill(j, SIGKILL); /* the rest of its process group */
 
         j->exit_code = -1;
         j->signal = 0;
@@ -398,6 +402,9 @@ int exec_start(job *j)
 static void *spawner_main(void *userdata)
 {
         exec_spawner *spr = userdata;
+        /* Every handler this thread spawns inherits its Landlock domain; a
+         * thread that could not enter it spawns nothing. */
+        int sandboxed = sandbox_enter(&spr->sandbox);
 
         pthread_mutex_lock(&spr->lock);
         for (;;) {
@@ -415,8 +422,9 @@ static void *spawner_main(void *userdata)
                 pthread_mutex_unlock(&spr->lock);
 
                 sp = j->spawn;
-                sp->r = -posix_spawnp(&sp->pid, sp->argv[0], &sp->fa, &sp->attr, sp->argv,
-                        sp->envp);
+                sp->r = sandboxed < 0 ? sandboxed
+                                      : -posix_spawnp(&sp->pid, sp->argv[0], &sp->fa, &sp->attr,
+                                                sp->argv, sp->envp);
 
                 pthread_mutex_lock(&spr->lock);
                 j->snext = NULL;
@@ -604,14 +612,28 @@ static void on_sigchld(evutil_socket_t fd, short what, void *userdata)
         while (read(fd, si, sizeof(si)) > 0)
                 ;
         for (;;) {
+                siginfo_t si_exit = {0};
                 int status;
-                pid_t p = waitpid(-1, &status, WNOHANG);
+                pid_t p;
                 job *j;
 
+                /* Look first, reap after: while the handler is a zombie its
+                 * process group id cannot be reused, so what is left of its
+                 * group (a "(sleep 300 &)" it started) is killed now, and
+                 * nothing else can be hit. */
+                if (waitid(P_ALL, 0, &si_exit, WEXITED | WNOHANG | WNOWAIT) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break; /* no children left (ECHILD) */
+                }
+                if (si_exit.si_pid <= 0)
+                        break; /* none exited */
+                (void)kill(-si_exit.si_pid, SIGKILL);
+                p = waitpid(si_exit.si_pid, &status, WNOHANG);
                 if (p < 0 && errno == EINTR)
                         continue;
                 if (p <= 0)
-                        break; /* none exited (0) or no children left (ECHILD) */
+                        break;
                 j = running_child(w, p);
                 if (j)
                         exec_reaped(j, status);
@@ -654,6 +676,7 @@ void exec_teardown(worker *w)
         }
         event_freep_(&w->ev_chld);
         close_fd(&w->chld_fd);
+        sandbox_done(&w->spawner.sandbox);
         free(w->orphans);
         w->orphans = NULL;
         w->n_orphans = w->cap_orphans = 0;

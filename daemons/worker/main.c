@@ -796,25 +796,21 @@ static const knock_daemon_ops worker_ops = {
 
 /* ---- start ----------------------------------------------------------------------- */
 
-static bool env_hidden(const char *e)
+/*
+ * The environment an exec: handler gets from the worker's: only these
+ * variables (knock-worker(8), HANDLERS, exec:), then the KNOCK_*
+ * ones of the event. Nothing systemd gives the worker reaches a handler:
+ * not CREDENTIALS_DIRECTORY (the secrets), NOTIFY_SOCKET, WATCHDOG_*,
+ * LISTEN_*, INVOCATION_ID, JOURNAL_STREAM, nor knock's own KNOCK_* settings.
+ */
+static bool env_allowed(const char *e)
 {
-        static const char *const hidden[] = {
-                "NOTIFY_SOCKET=",
-                "WATCHDOG_PID=",
-                "WATCHDOG_USEC=",
-                "LISTEN_PID=",
-                "LISTEN_FDS=",
-                "LISTEN_FDNAMES=",
-                "JOURNAL_STREAM=",
-                "KNOCK_ENDPOINT=",
-                "KNOCK_EVENT_ID=",
-                "KNOCK_EVENT_TYPE=",
-                "KNOCK_PROVIDER_EVENT_ID=",
-                "KNOCK_DELIVERY_ID=",
-                "KNOCK_ATTEMPT=",
+        static const char *const allowed[] = {
+                "PATH=", "HOME=", "USER=", "LOGNAME=", "SHELL=", "LANG=", "LANGUAGE=", "LC_",
+                "TZ=", "TMPDIR=", "SSL_CERT_FILE=", "SSL_CERT_DIR=",
         };
-        for (size_t i = 0; i < ELEMENTSOF(hidden); i++)
-                if (startswith(e, hidden[i]))
+        for (size_t i = 0; i < ELEMENTSOF(allowed); i++)
+                if (startswith(e, allowed[i]))
                         return true;
         return false;
 }
@@ -829,8 +825,33 @@ static int base_env_init(worker *w)
         if (!w->base_env)
                 return -ENOMEM;
         for (char **e = environ; e && *e; e++)
-                if (!env_hidden(*e))
+                if (env_allowed(*e))
                         w->base_env[w->n_base_env++] = *e;
+        return 0;
+}
+
+/* Handlers get no access to knock's state directory nor to the secrets
+ * (sandbox.h). Without Landlock in the kernel they run without it, said once. */
+static int handler_sandbox_setup(worker *w)
+{
+        const char *protect[] = {knock_state_dir(), "/run/credentials",
+                getenv("CREDENTIALS_DIRECTORY"), NULL};
+        handler_sandbox *sb = &w->spawner.sandbox;
+        int r;
+
+        r = sandbox_init(sb, protect);
+        if (r == -EOPNOTSUPP) {
+                log_warning("Landlock is not available (kernel without it, or refused by a "
+                            "container's seccomp filter): exec handlers can read and write %s "
+                            "(the database) as this worker can",
+                            knock_state_dir());
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Cannot build the exec handlers' sandbox: %m");
+        log_debug("exec handlers sandboxed (Landlock ABI %d, %u rules): no access beneath %s "
+                  "and /run/credentials",
+                  sb->abi, sb->rules, knock_state_dir());
         return 0;
 }
 
@@ -863,11 +884,15 @@ static int worker_setup(worker *w, knock_daemon *d)
         d->userdata = w;
         w->wake_fd = -1;
         w->chld_fd = -1;
+        w->spawner.sandbox.ruleset_fd = -1;
         snprintf(w->identity, sizeof(w->identity), "worker:%d", (int)getpid());
 
         r = base_env_init(w);
         if (r < 0)
                 return log_error_errno(r, "Out of memory");
+        r = handler_sandbox_setup(w);
+        if (r < 0)
+                return r;
 
         w->ready_tail = &w->ready;
         w->ev_pump = event_new(d->base, -1, 0, on_pump, w);

@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "httpclient.h"
+#include "sandbox.h"
 
 typedef struct worker worker;
 typedef struct job job;
@@ -170,6 +171,7 @@ typedef struct exec_spawner {
         job *todo, **todo_tail;
         job *done, **done_tail;
         struct event *ev_done; /* activated on the loop's base for each spawn */
+        handler_sandbox sandbox; /* entered by every spawner thread (sandbox.h) */
 } exec_spawner;
 
 typedef struct exec_exit {
@@ -180,7 +182,7 @@ typedef struct exec_exit {
 struct worker {
         knock_daemon *d;
         char identity[32]; /* "worker:PID" */
-        char **base_env;   /* environ without systemd's per-process variables */
+        char **base_env;   /* what handlers get of environ: the allowed variables */
         size_t n_base_env;
 
         job *ready, **ready_tail; /* claimed, waiting for a slot: FIFO by next */

@@ -351,6 +351,44 @@ def test_backup_retention(t, env):
          "verify: a damaged backup fails integrity_check, exit 1", (out, err))
 
 
+def test_same_second(t, env):
+    """The timer's backup and an operator's in the same second both survive;
+    so do two restores' kept databases."""
+    bdir = os.path.join(env.ep.state_dir, "backups", "demo")
+    now = NOW + 10 * 86400 * 1000  # after the retention test's files
+    # A worker that was running when the backup was taken (pid 4242 is no
+    # knock process here, so restore does not refuse).
+    c = env.db()
+    c.execute("INSERT OR REPLACE INTO daemons(daemon, pid, started_at, heartbeat_at, status)"
+              " VALUES ('worker', 4242, ?, ?, 'running')", (now, now))
+    c.close()
+    rc1, out1, err1 = env.knockctl("backup", now=now)
+    rc2, out2, err2 = env.maint("backup", "--all", now=now)
+    a = out1.split("backup written to ")[-1].split(" ")[0]
+    b = out2.split()[2] if rc2 == 0 else None
+    t.ok(rc1 == 0 and rc2 == 0 and a != b and os.path.dirname(a) == bdir
+         and os.path.basename(a) == "demo-20260607T202640Z.db"
+         and os.path.basename(b) == "demo-20260607T202641Z.db",
+         "two backups in one second: both kept, the second under the next second's name",
+         (out1, err1, out2, err2))
+    for path in (a, b):
+        c = sqlite3.connect(path)
+        t.eq(c.execute("PRAGMA integrity_check").fetchone()[0], "ok",
+             "%s passes integrity_check" % os.path.basename(path or "?"))
+        c.close()
+    left = [f for f in os.listdir(bdir) if f.startswith(".")]
+    t.eq(left, [], "no temporary file or directory left in the backup directory")
+    kept = []
+    for i in range(2):
+        rc, out, err = env.knockctl("restore", a, now=now)
+        kept += [line.split()[-1] for line in out.splitlines() if "previous database" in line]
+    t.ok(len(kept) == 2 and kept[0] != kept[1] and all(os.path.exists(k) for k in kept),
+         "two restores in one second keep both previous databases", kept)
+    st = env.db().execute("SELECT daemon, pid, stopped_at FROM daemons").fetchall()
+    t.ok(len(st) == 1 and all(r["pid"] is None and r["stopped_at"] is not None for r in st),
+         "a restored copy's daemons rows are marked stopped", [dict(r) for r in st])
+
+
 def main():
     t = kt.Tap()
     root = tempfile.mkdtemp(prefix="knock-maint-")
@@ -364,6 +402,7 @@ def main():
         test_prune(t, env)
         test_batches(t, env)
         test_backup_retention(t, env)
+        test_same_second(t, env)
     finally:
         env.ep.cleanup()
     t.done()

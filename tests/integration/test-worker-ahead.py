@@ -24,6 +24,9 @@ def main():
     ep = kt.Endpoint("ahead")
     try:
         log = os.path.join(ep.tmp, "runs.log")
+        # Made before the worker starts: handlers may not create files directly
+        # in a directory above the state directory (knock-worker(8), SANDBOX).
+        open(log, "w").close()
         h = kt.write_script(ep, "h.sh",
                             'echo "$KNOCK_EVENT_ID start $(date +%%s%%3N)" >> "%s"\n'
                             'sleep 0.6\nexit 0\n' % log)

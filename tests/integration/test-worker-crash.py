@@ -60,6 +60,9 @@ def statuses(ep):
 ep = Endpoint("crash")
 try:
     log = os.path.join(ep.tmp, "runs.log")
+    # Made before the worker starts: handlers may not create files directly
+    # in a directory above the state directory (knock-worker(8), SANDBOX).
+    open(log, "w").close()
     h = write_script(ep, "h.sh", 'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT start" >> "%s"\nsleep 2\n'
                'echo "$KNOCK_EVENT_ID $KNOCK_ATTEMPT end" >> "%s"\nexit 0\n' % (log, log))
     ep.write_config("""[endpoint]

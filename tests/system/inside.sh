@@ -65,10 +65,10 @@ chmod 0600 /etc/credstore/demo-*
 install -d /usr/local/lib/knock
 cat >/usr/local/lib/knock/on-demo <<'EOF'
 #!/bin/sh
-# Test handler: records that it ran, with the environment knock passes.
+# Test handler: prints that it ran, with the environment knock passes (its
+# output is captured into the attempt; handlers cannot write /var/lib/knock).
 body=$(cat)
-echo "$KNOCK_ENDPOINT $KNOCK_EVENT_ID $KNOCK_PROVIDER_EVENT_ID $KNOCK_EVENT_TYPE $KNOCK_ATTEMPT ${#body}" \
-        >>/var/lib/knock/demo-handler.log
+echo "$KNOCK_ENDPOINT $KNOCK_EVENT_ID $KNOCK_PROVIDER_EVENT_ID $KNOCK_EVENT_TYPE $KNOCK_ATTEMPT ${#body}"
 echo "handler saw event $KNOCK_EVENT_ID"
 EOF
 chmod 0755 /usr/local/lib/knock/on-demo
@@ -168,9 +168,16 @@ check "badly signed webhook answered 401 (got $code)" [ "$code" = 401 ]
 check "ingress has no outbound network (IPAddressDeny=any in its unit)" \
         sh -c '[ "$(systemctl show -P IPAddressDeny knock-ingress@demo.service)" != "" ]'
 
+# handler_output PROVIDER_EVENT_ID: what the handler printed, from its attempts.
+handler_output() {
+        sqlite3 /var/lib/knock/demo.db "SELECT a.output FROM attempts a JOIN events e
+                ON e.id = a.event_id WHERE e.provider_event_id = '$1' ORDER BY a.started_at"
+}
 check "the handler ran for the event" \
-        wait_for 15 grep -q '72d3162e-cc78-11e3-81ab-4c9367dc0958 issues' /var/lib/knock/demo-handler.log
-cp /var/lib/knock/demo-handler.log "$OUT/" 2>/dev/null
+        wait_for 15 sh -c "sqlite3 /var/lib/knock/demo.db \"SELECT a.output FROM attempts a JOIN events e
+                ON e.id = a.event_id WHERE e.provider_event_id = '72d3162e-cc78-11e3-81ab-4c9367dc0958'\" |
+                grep -q '72d3162e-cc78-11e3-81ab-4c9367dc0958 issues'"
+handler_output 72d3162e-cc78-11e3-81ab-4c9367dc0958 >"$OUT/demo-handler.log" 2>&1
 
 check "the completion hook arrived (knock.event.handled)" \
         wait_for 15 sh -c 'cat /var/tmp/hooks/*.body | grep -q knock.event.handled'
@@ -233,6 +240,8 @@ check "the journal says Watchdog timeout" \
         wait_for 10 sh -c 'journalctl -b -u knock-worker@demo.service | grep -q "Watchdog timeout"'
 check "restarted worker is a new process and active" \
         wait_for 10 sh -c "systemctl is-active -q knock-worker@demo.service && [ \"\$(systemctl show -P MainPID knock-worker@demo.service)\" != '$pid' ]"
+check "the rest of the endpoint stayed up (knock@demo active, the same deliverer)" \
+        sh -c "systemctl is-active -q knock@demo.service && [ \"\$(systemctl show -P NRestarts knock-deliver@demo.service)\" = 0 ]"
 check "previous-run-ended-unexpectedly record (MESSAGE_ID 372ae111…) for the worker" \
         wait_for 10 sh -c 'journalctl -b -o json KNOCK_ENDPOINT=demo MESSAGE_ID=372ae111199c4ecf89ce347293e5daf8 | grep -q "\"KNOCK_DAEMON\":\"worker\""'
 knockctl -e demo --json status >"$OUT/knockctl-status.json" 2>&1
@@ -257,7 +266,7 @@ check "systemctl start knock-retention.service succeeds" systemctl start knock-r
 systemd-analyze verify --man=no knock.service knock@demo.service knock-ingress@demo.socket \
         knock-ingress-admin@demo.socket knock-ingress@demo.service knock-worker@demo.service \
         knock-deliver@demo.service knock-prune.timer knock-prune.service knock-backup.timer \
-        knock-backup.service knock-retention.timer knock-retention.service \
+        knock-backup.service knock-retention.timer knock-retention.service knock-failed@demo.service \
         >"$OUT/verify-live.txt" 2>&1
 check "systemd-analyze verify (inside, with the generator's drop-ins) prints nothing" \
         sh -c "[ ! -s '$OUT/verify-live.txt' ]"
@@ -287,6 +296,176 @@ check "the endpoint answers again after the restart" \
         sh -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'X-GitHub-Event: issues' \
                 -H 'X-Hub-Signature-256: sha256=$SIG' -H 'X-GitHub-Delivery: after-reinstall' \
                 --data-binary '$BODY' http://127.0.0.1:8101/)\" = 200 ]"
+
+# ---- the runbook drills of knock(7), as root ----------------------------------------------
+# What a new administrator does, following knock(7) as root; each drill checks
+# what the operator would see afterwards, not only exit statuses.
+DB=/var/lib/knock/demo.db
+q() { sqlite3 "$DB" "$1" 2>>"$OUT/inside-commands.log"; }
+# webhook DELIVERY_ID [EVENT_TYPE]: a signed GitHub webhook; prints the HTTP status.
+webhook() {
+        curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
+                -H "X-Hub-Signature-256: sha256=$SIG" -H "X-GitHub-Delivery: $1" \
+                -H "X-GitHub-Event: ${2:-issues}" --data-binary "$BODY" http://127.0.0.1:8101/ \
+                2>>"$OUT/inside-commands.log"
+}
+handled() { [ "$(q "SELECT status FROM events WHERE provider_event_id = '$1'")" = handled ]; }
+# status_rows: "daemon pid state" per row of `knockctl status --json`.
+status_rows() {
+        knockctl -e demo --json status | awk -F': ' '
+                /"daemon":/ { d = $2 } /"pid":/ { p = $2 }
+                /"state":/ { s = $2; gsub(/[",]/, "", d); gsub(/[",]/, "", p); gsub(/[",]/, "", s);
+                             print d, p, s }'
+}
+# Every daemon status calls running is the unit's current main process; none is stale.
+status_only_live() {
+        status_rows >"$OUT/status-rows.txt"
+        cat "$OUT/status-rows.txt"
+        grep -q running "$OUT/status-rows.txt" || return 1
+        ! grep -q stale "$OUT/status-rows.txt" || return 1
+        while read -r d p s; do
+                [ "$s" = running ] || continue
+                [ "$p" = "$(mainpid "knock-$d@demo.service")" ] || { echo "$d: pid $p is not running"; return 1; }
+        done <"$OUT/status-rows.txt"
+}
+backup_records() { journalctl -b -o json MESSAGE_ID=fef6cf5b65b74a5db009682a4e97c291 KNOCK_ENDPOINT=demo; }
+
+note "drill: a backup as root, then the timer's"
+ls /var/lib/knock/backups/demo/ >"$OUT/backups-before.txt" 2>/dev/null
+knockctl -e demo backup >"$OUT/drill-backup.txt" 2>&1
+check "knockctl -e demo backup as root succeeds" [ $? -eq 0 ]
+b1=$(sed -n 's/^backup written to \([^ ]*\) .*/\1/p' "$OUT/drill-backup.txt")
+check "systemctl start knock-backup.service right after it succeeds" systemctl start knock-backup.service
+b2=$(for f in /var/lib/knock/backups/demo/demo-*.db; do
+        [ "$f" = "$b1" ] && continue
+        grep -qxF "$(basename "$f")" "$OUT/backups-before.txt" || echo "$f"
+done | tail -1)
+note "knockctl's backup ${b1:-none}, the timer's ${b2:-none}"
+check "both backups exist, under two names" sh -c "[ -f '$b1' ] && [ -f '$b2' ] && [ '$b1' != '$b2' ]"
+check "both pass integrity_check" sh -c "[ \"\$(sqlite3 '$b1' 'PRAGMA integrity_check')\" = ok ] &&
+        [ \"\$(sqlite3 '$b2' 'PRAGMA integrity_check')\" = ok ]"
+check "backups/demo and both files belong to knock:knock" \
+        sh -c "[ \"\$(stat -c %U:%G /var/lib/knock/backups/demo '$b1' '$b2' | sort -u)\" = knock:knock ]"
+check "knock(7)'s journal query finds both backups" \
+        wait_for 10 sh -c "journalctl -b -o json MESSAGE_ID=fef6cf5b65b74a5db009682a4e97c291 KNOCK_ENDPOINT=demo |
+                grep -qF '\"KNOCK_BACKUP_PATH\":\"$b1\"' &&
+                journalctl -b -o json MESSAGE_ID=fef6cf5b65b74a5db009682a4e97c291 KNOCK_ENDPOINT=demo |
+                grep -qF '\"KNOCK_BACKUP_PATH\":\"$b2\"'"
+
+note "drill: restore (knock(7) RESTORE DRILL) from knockctl's backup, as root"
+check "stop the endpoint" systemctl stop knock@demo
+knockctl -e demo restore "$b1" >"$OUT/drill-restore.txt" 2>&1
+check "knockctl -e demo restore as root succeeds" [ $? -eq 0 ]
+check "the restored demo.db belongs to knock:knock, mode 0660" \
+        sh -c "[ \"\$(stat -c %U:%G:%a $DB)\" = knock:knock:660 ]"
+check "no state file belongs to root" sh -c "[ -z \"\$(find /var/lib/knock -user root)\" ]"
+check "start the endpoint" systemctl start knock@demo
+check "the worker and the deliverer are active" \
+        wait_for 10 sh -c 'systemctl is-active -q knock-worker@demo.service knock-deliver@demo.service'
+check "the event noted before the backup is there (knockctl events)" \
+        sh -c 'knockctl -e demo --json events --limit 0 | grep -q 72d3162e-cc78-11e3-81ab-4c9367dc0958'
+code=$(webhook drill-after-restore)
+check "after the restore a signed webhook is answered 200 (got $code)" [ "$code" = 200 ]
+check "and handled" wait_for 15 handled drill-after-restore
+check "knockctl status shows only live daemons (no stale rows from the backup)" \
+        wait_for 10 status_only_live
+knockctl -e demo status >"$OUT/status-after-restore.txt" 2>&1
+
+note "drill: reload with a typo"
+cp /etc/knock/endpoints/demo.conf "$OUT/demo.conf.good"
+wpid=$(mainpid knock-worker@demo.service)
+sed -i 's/^provider = github$/provider = githb/' /etc/knock/endpoints/demo.conf
+systemctl reload knock@demo >"$OUT/reload-typo.txt" 2>&1
+rc=$?
+systemctl status --no-pager -l knock@demo >"$OUT/reload-typo-status.txt" 2>&1
+check "systemctl reload knock@demo with a typo exits non-zero (got $rc)" [ $rc -ne 0 ]
+check "systemctl status knock@demo shows FILE:LINE: message" \
+        grep -q '/etc/knock/endpoints/demo.conf:2: .*githb' "$OUT/reload-typo-status.txt"
+check "knock@demo stays active" active knock@demo.service
+code=$(webhook drill-after-typo)
+check "the old configuration still serves: signed webhook 200 (got $code)" [ "$code" = 200 ]
+check "the worker kept running (not restarted)" \
+        sh -c "[ \"\$(systemctl show -P MainPID knock-worker@demo.service)\" = '$wpid' ]"
+check "and handled" wait_for 15 handled drill-after-typo
+
+note "drill: an exec handler's environment and children"
+cat >/usr/local/lib/knock/env-demo <<'EOF'
+#!/bin/sh
+# Prints its environment, leaves a background child, tries knock's files.
+env
+(sleep 300 & echo "bgpid=$!")
+# In subshells: a failed redirection ends a POSIX shell.
+if (: >>/var/lib/knock/demo.db) 2>/dev/null; then echo "db-write=yes"; else echo "db-write=no"; fi
+if (cat /run/credentials/knock-worker@demo.service/demo-github >/dev/null) 2>/dev/null; then
+        echo "secret-read=yes"; else echo "secret-read=no"; fi
+EOF
+chmod 0755 /usr/local/lib/knock/env-demo
+cp "$OUT/demo.conf.good" /etc/knock/endpoints/demo.conf
+printf '\n[route "envtest"]\nhandler = exec:/usr/local/lib/knock/env-demo\n' >>/etc/knock/endpoints/demo.conf
+since=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1 # journalctl --since has a resolution of one second
+check "systemctl reload knock@demo with the fixed file (and a new route) succeeds" \
+        systemctl reload knock@demo
+# The daemons' reloads are jobs of their own (ReloadPropagatedFrom=): wait for the worker's.
+check "the worker reloaded" wait_for 10 sh -c "journalctl -b --since '$since' -u knock-worker@demo.service | grep -q 'Configuration reloaded'"
+code=$(webhook drill-env envtest)
+check "an envtest webhook is answered 200 (got $code)" [ "$code" = 200 ]
+check "and handled by env-demo" wait_for 15 handled drill-env
+handler_output drill-env >"$OUT/handler-env.txt" 2>&1
+check "the handler's environment has the event (KNOCK_EVENT_ID)" grep -q '^KNOCK_EVENT_ID=evt_' "$OUT/handler-env.txt"
+check "and no credential path or systemd variable" \
+        sh -c "! grep -Eq 'CREDENTIALS_DIRECTORY|/run/credentials|^NOTIFY_SOCKET=|^LISTEN_|^WATCHDOG_|^INVOCATION_ID=|^JOURNAL_STREAM=' '$OUT/handler-env.txt'"
+check "the handler could not write the database" grep -qx 'db-write=no' "$OUT/handler-env.txt"
+check "nor read the endpoint's secret" grep -qx 'secret-read=no' "$OUT/handler-env.txt"
+bg=$(sed -n 's/^bgpid=//p' "$OUT/handler-env.txt")
+check "its background child (pid ${bg:-?}) is gone after it exited" \
+        sh -c "[ -n '$bg' ] && ! kill -0 '$bg' 2>/dev/null"
+
+note "drill: a database the daemons cannot write"
+oom_before=$(q "SELECT sum(suspected_oom_kills) FROM daemons")
+check "stop the endpoint" systemctl stop knock@demo
+chown root:root "$DB"; chmod 0644 "$DB"
+t0=$(date +%s)
+check "systemctl start knock@demo (the configuration is valid)" systemctl start knock@demo
+# Until the endpoint is failed, /readyz answers 503 within a second; after,
+# nothing listens and connections are refused at once. Never a hang.
+slowest=0 codes=
+while :; do
+        r=$(curl -s -o "$OUT/readyz-unwritable.json.tmp" -w '%{http_code} %{time_total}' --max-time 5 \
+                --unix-socket /run/knock/demo.admin http://localhost/readyz 2>/dev/null)
+        code=${r%% *} tt=${r#* }
+        [ "$code" = 503 ] && cp "$OUT/readyz-unwritable.json.tmp" "$OUT/readyz-unwritable.json"
+        codes="$codes $code"
+        slowest=$(echo "$tt $slowest" | awk '{ print ($1 > $2) ? $1 : $2 }')
+        systemctl is-failed -q knock@demo.service && break
+        [ $(($(date +%s) - t0)) -gt 120 ] && break
+        sleep 0.5
+done
+t1=$(date +%s)
+note "readyz codes:$codes; slowest answer ${slowest}s; knock@demo failed after $((t1 - t0)) s"
+check "/readyz answered 503 while the endpoint was broken" sh -c "echo '$codes' | grep -q 503"
+check "every /readyz answer took under one second (slowest ${slowest}s)" \
+        sh -c "echo '$slowest' | awk '{ exit !(\$1 < 1.0) }'"
+check "and named the failing check (database_writable)" \
+        grep -q '"name":"database_writable","ok":false' "$OUT/readyz-unwritable.json"
+check "knock@demo is failed within 120 s (took $((t1 - t0)) s)" systemctl is-failed -q knock@demo.service
+check "knock-worker@demo and knock-deliver@demo are failed" \
+        sh -c 'systemctl is-failed -q knock-worker@demo.service && systemctl is-failed -q knock-deliver@demo.service'
+systemctl --failed --no-legend --plain >"$OUT/failed-unwritable.txt" 2>&1
+check "systemctl --failed lists knock@demo.service" grep -q '^knock@demo.service' "$OUT/failed-unwritable.txt"
+check "the journal says what to fix" \
+        sh -c "journalctl -b -u knock-worker@demo.service | grep -q 'demo.db is not writable by knock-worker'"
+chown knock:knock "$DB"; chmod 0660 "$DB"
+systemctl reset-failed
+check "after chown knock:knock the endpoint starts again" systemctl start knock@demo
+check "and its daemons are active" \
+        wait_for 10 sh -c 'systemctl is-active -q knock-worker@demo.service knock-deliver@demo.service'
+code=$(webhook drill-after-fix)
+check "and serves: signed webhook 200 (got $code)" [ "$code" = 200 ]
+check "and handled" wait_for 15 handled drill-after-fix
+oom_after=$(q "SELECT sum(suspected_oom_kills) FROM daemons")
+check "the failed starts were not counted as suspected OOM kills ($oom_before → $oom_after)" \
+        [ "$oom_before" = "$oom_after" ]
 
 # ---- stop --------------------------------------------------------------------------------------
 check "systemctl stop knock@demo" systemctl stop knock@demo
