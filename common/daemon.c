@@ -283,9 +283,11 @@ int daemon_run(knock_daemon *d)
         if (d->ops && d->ops->status)
                 d->ops->status(d, status, sizeof(status));
         (void)store_daemon_heartbeat(d->store, d->role, NULL, "running");
-        notify_ready(status);
+        /* Marked before it is said: whoever saw READY=1 and then saw this
+         * process die must find it counted. */
         oomfile_ready(&d->oom);
         d->ready = true;
+        notify_ready(status);
         log_struct(LOG_INFO, MSGID_DAEMON_STARTED, LOG_NO_FIELDS, "knock-%s %s started for %s",
                    d->role, KNOCK_VERSION, d->name);
         if (event_base_dispatch(d->base) < 0)

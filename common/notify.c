@@ -67,10 +67,39 @@ uint64_t notify_watchdog_interval_us(void)
         return usec / 2;
 }
 
+/*
+ * Opens the watchdog file left by the previous run and reads it into buf,
+ * or returns -ENOENT. The state directory is writable by group knock, so
+ * only our own plain file is used: never through a symlink, never a file
+ * with other links, never a FIFO (O_NONBLOCK: opening one does not wait).
+ */
+static int oomfile_open_previous(const char *path, char *buf, size_t len)
+{
+        struct stat st;
+        ssize_t k;
+        int fd;
+
+        fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+            st.st_uid != geteuid()) {
+                close(fd);
+                return -EPERM;
+        }
+        k = read(fd, buf, len - 1);
+        buf[k > 0 ? k : 0] = 0;
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+                close(fd);
+                return -errno;
+        }
+        return fd;
+}
+
 int oomfile_start(oomfile *f, const char *state_dir, const char *name, const char *daemon,
                   oomfile_state *ret_state)
 {
-        char *path = NULL, *content = NULL;
+        char *path = NULL, content[4096];
         int fd, r;
 
         f->path = NULL;
@@ -83,14 +112,16 @@ int oomfile_start(oomfile *f, const char *state_dir, const char *name, const cha
          * Without READY it never got going: a start that failed, said in
          * its own records. (A file of a version before READY reads so too.) */
         *ret_state = OOMFILE_FRESH;
-        if (read_file_full(path, 4096, &content, NULL) >= 0) {
-                if (!strstr(content, "CLEAN_EXIT"))
-                        *ret_state = strstr(content, "\nREADY\n") ? OOMFILE_UNCLEAN
-                                                                  : OOMFILE_NEVER_READY;
-                free(content);
+        fd = oomfile_open_previous(path, content, sizeof(content));
+        if (fd >= 0 && !strstr(content, "CLEAN_EXIT"))
+                *ret_state = strstr(content, "\nREADY\n") ? OOMFILE_UNCLEAN : OOMFILE_NEVER_READY;
+        if (fd < 0) {
+                /* None, or not ours to use: whatever is at that name goes
+                 * (a symlink is removed, not followed) and ours is made. */
+                if (fd != -ENOENT)
+                        (void)unlink(path);
+                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         }
-
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) {
                 r = -errno;
                 free(path);

@@ -17,8 +17,12 @@
  *    Found at start with READY and without CLEAN_EXIT, the previous run
  *    ended unexpectedly (OOM kill, SIGKILL, watchdog): a suspected OOM kill.
  *    Without READY, the previous run never got going (a start that failed,
- *    bad configuration, unwritable database): not counted. An unwritable
- *    path disables the file; it never stops the daemon.
+ *    bad configuration, unwritable database): not counted. The state
+ *    directory is writable by group knock, so only the daemon's own plain
+ *    file is ever reused; anything else at that name (a planted symlink, a
+ *    FIFO, a hard link) is removed, never followed, and the file made
+ *    afresh with O_EXCL. An unwritable path disables the file; it never
+ *    stops the daemon.
  */
 
 #include <stdbool.h>

@@ -172,6 +172,22 @@ try:
     rows = {d["daemon"]: d for d in json.loads(out)["daemons"]} if rc == 0 else {}
     t.eq(rows.get("worker", {}).get("state"), "stopped", "status: a cleanly stopped worker")
 
+    # ---- a symlink planted at the OOM watchdog file is not followed ------------------
+    victim = os.path.join(ep.tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    os.chmod(victim, 0o666)
+    wd = os.path.join(ep.state_dir, "broken.worker.watchdog")
+    if os.path.lexists(wd):
+        os.unlink(wd)
+    os.symlink(victim, wd)
+    w, nl, werr = start(ep, "knock-worker")
+    t.ok(nl.seen("READY") and open(victim).read() == "precious\n"
+         and not os.path.islink(wd) and os.path.isfile(wd),
+         "a symlink planted at the OOM watchdog file is replaced, its target untouched",
+         (open(victim).read(), os.path.islink(wd)))
+    ep.stop("worker")
+
     # ---- a stuck writer: /readyz still answers, 503 -------------------------------------
     i, inl, ierr = start(ep, "knock-ingress")
     lock = ep.db()

@@ -467,6 +467,28 @@ oom_after=$(q "SELECT sum(suspected_oom_kills) FROM daemons")
 check "the failed starts were not counted as suspected OOM kills ($oom_before → $oom_after)" \
         [ "$oom_before" = "$oom_after" ]
 
+note "drill: a secret that no longer loads"
+cp /etc/credstore/demo-hook "$OUT/demo-hook.good"
+printf 'not-a-standard-webhooks-secret\n' >/etc/credstore/demo-hook
+t0=$(date +%s)
+systemctl restart knock-deliver@demo.service >>"$OUT/inside-commands.log" 2>&1
+check "knock-deliver@demo is failed within 60 s" \
+        wait_for 60 systemctl is-failed -q knock-deliver@demo.service
+check "and knock@demo with it" wait_for 10 systemctl is-failed -q knock@demo.service
+note "knock@demo failed $(($(date +%s) - t0)) s after the restart with a bad secret"
+check "the deliverer's journal names the file, the line and the problem" \
+        sh -c "journalctl -b -u knock-deliver@demo.service | grep -q 'demo.conf:[0-9]*: hook secret is not a Standard Webhooks secret'"
+check "no secret in the journal" sh -c "! journalctl -b -o json | grep -q 'not-a-standard-webhooks-secret'"
+cp "$OUT/demo-hook.good" /etc/credstore/demo-hook
+systemctl reset-failed
+check "with the secret fixed the endpoint starts again" systemctl start knock@demo
+code=$(webhook drill-after-secret)
+check "and serves: signed webhook 200 (got $code)" [ "$code" = 200 ]
+check "and handled" wait_for 15 handled drill-after-secret
+oom_now=$(q "SELECT sum(suspected_oom_kills) FROM daemons")
+check "those failed starts were not counted as suspected OOM kills ($oom_before → $oom_now)" \
+        [ "$oom_before" = "$oom_now" ]
+
 # ---- stop --------------------------------------------------------------------------------------
 check "systemctl stop knock@demo" systemctl stop knock@demo
 for u in knock-ingress@demo.socket knock-ingress-admin@demo.socket knock-ingress@demo.service \
