@@ -1032,8 +1032,10 @@ static int verify_twilio(vctx *c)
                         return r;
                 if (r == 0)
                         return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed form body");
-                /* Metadata was read already; the cached list may be reordered now. */
-                qsort(f, nf, sizeof(*f), param_cmp);
+                /* Metadata was read already; the cached list may be reordered now. A form
+                 * of empty segments ("&") has no list at all: qsort() must not see NULL. */
+                if (nf > 1)
+                        qsort(f, nf, sizeof(*f), param_cmp);
         }
         parts = calloc(1 + 2 * nf, sizeof(span));
         if (!parts)

@@ -779,6 +779,13 @@ static void test_twilio(void)
                 "https://example.com/twilioBodyHi there! \xF0\x9F\x98\x80  FlagNamea+b+ ");
         is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", dec_sig}), dec_body, NOW), 0,
                 "twilio: form decoding of '+', percent escapes, a bare name and empty segments");
+        /* A body of empty segments only ("&", found by fuzz-verify: the empty list was
+         * sorted from a NULL pointer) signs the URL alone. */
+        char *url_sig = hmac_b64("SHA1", token, strlen(token), "https://example.com/twilio");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", url_sig}), "&", NOW), 0,
+                "twilio: a form body of only '&' has no params");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", url_sig}), "&&", NOW), 0,
+                "twilio: '&&' has none either");
         /* The default-port rule, both ways. */
         char *with_port = hmac_b64(
                 "SHA1", token, strlen(token), fmt("https://example.com:443/twilio%s", params));
