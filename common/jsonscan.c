@@ -139,9 +139,10 @@ static const char *ptr_match_key(const char *tok, json_span key, bool escaped)
                 return NULL;
         if (escaped) {
                 json_t *j = json_loadb(key.p - 1, key.n + 2, JSON_DECODE_ANY, NULL);
+                json_span decoded = {json_string_value(j), json_string_length(j)};
+
                 if (json_is_string(j))
-                        r = ptr_match_key(
-                                tok, (json_span){json_string_value(j), json_string_length(j)}, false);
+                        r = ptr_match_key(tok, decoded, false);
                 json_decref(j);
                 return r;
         }
