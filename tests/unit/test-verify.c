@@ -1270,6 +1270,23 @@ static void test_json_scanner(void)
                 is_int(run(&c, NOH, deep, NOW), 0, "json scanner: very deep body still accepted");
                 ok(!res.provider_event_id, "json scanner: very deep body yields no id");
         }
+        /* An id too long to keep is dropped, escaped or not (an escaped one was reported
+         * as -ENOMEM, which the ingress takes for a failure of its own). */
+        {
+                char *body = keep(malloc(600 + 32));
+                size_t o = (size_t)sprintf(body, "{\"id\":\"\\u0041");
+                memset(body + o, 'a', 600);
+                strcpy(body + o + 600, "\"}");
+                is_int(run(&c, NOH, body, NOW), 0, "json scanner: a long escaped id verifies");
+                ok(!res.provider_event_id, "json scanner: a long escaped id is dropped");
+                body[o - 6] = 'a'; /* no escape left: the plain path */
+                memset(body + o - 5, 'a', 5);
+                is_int(run(&c, NOH, body, NOW), 0, "json scanner: a long plain id verifies");
+                ok(!res.provider_event_id, "json scanner: a long plain id is dropped");
+                is_int(run(&c, NOH, "{\"id\":\"caf\xc3\xa9\\u0000\"}", NOW), 0,
+                        "json scanner: an escaped NUL in an id verifies");
+                ok(!res.provider_event_id, "json scanner: an id with a NUL is dropped");
+        }
         verify_config_clear(&c);
 }
 
