@@ -34,6 +34,16 @@ static _noreturn_ void fail(const char *what, const char *ptr)
         abort();
 }
 
+static size_t depth(json_t *j);
+
+/* The larger of d and v's depth (MAX() would walk v twice: exponential in the nesting). */
+static size_t deeper(size_t d, json_t *v)
+{
+        size_t dv = depth(v);
+
+        return dv > d ? dv : d;
+}
+
 /* Levels of containers: a scalar is 0, [] is 1. */
 static size_t depth(json_t *j)
 {
@@ -42,9 +52,9 @@ static size_t depth(json_t *j)
         json_t *v;
 
         if (json_is_object(j))
-                json_object_foreach(j, k, v) d = MAX(d, depth(v));
+                json_object_foreach(j, k, v) d = deeper(d, v);
         else if (json_is_array(j))
-                json_array_foreach(j, i, v) d = MAX(d, depth(v));
+                json_array_foreach(j, i, v) d = deeper(d, v);
         else
                 return 0;
         return d + 1;
