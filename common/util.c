@@ -264,6 +264,70 @@ int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms)
         return 0;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+        int64_t era, yoe, doy, doe;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+static int digits_at(const char *p, int n)
+{
+        int v = 0;
+
+        for (int i = 0; i < n; i++) {
+                if (p[i] < '0' || p[i] > '9')
+                        return -1;
+                v = v * 10 + (p[i] - '0');
+        }
+        return v;
+}
+
+/* "2021-07-25T10:00:00Z", optionally with fractional seconds: exactly that shape, UTC. */
+int parse_rfc3339_utc_ms(const char *s, size_t n, int64_t *ret_ms)
+{
+        static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        const char *p = s, *end = s + n;
+        int y, mo, d, h, mi, sec;
+        int64_t frac = 0, scale = 100;
+
+        if (n < 20 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't') ||
+                p[13] != ':' || p[16] != ':')
+                return -EINVAL;
+        y = digits_at(p, 4);
+        mo = digits_at(p + 5, 2);
+        d = digits_at(p + 8, 2);
+        h = digits_at(p + 11, 2);
+        mi = digits_at(p + 14, 2);
+        sec = digits_at(p + 17, 2);
+        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
+                mi > 59 || sec < 0 || sec > 59)
+                return -EINVAL;
+        if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+                return -EINVAL;
+        p += 19;
+        if (p < end && *p == '.') {
+                const char *f = ++p;
+                for (; p < end && *p >= '0' && *p <= '9'; p++) {
+                        frac += (*p - '0') * scale;
+                        scale /= 10;
+                }
+                if (p == f)
+                        return -EINVAL;
+        }
+        if (p + 1 != end || (*p != 'Z' && *p != 'z'))
+                return -EINVAL;
+        *ret_ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 +
+               frac;
+        return 0;
+}
+
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 void id_new(const char *prefix, char buf[static KNOCK_ID_MAX])
@@ -409,7 +473,7 @@ void hex_encode(const unsigned char *in, size_t len, char *out)
         out[2 * len] = 0;
 }
 
-static int unhex(char c)
+int unhexchar(char c)
 {
         if (c >= '0' && c <= '9')
                 return c - '0';
@@ -425,7 +489,7 @@ int hex_decode(const char *in, size_t len, unsigned char *out, size_t out_max, s
         if (len % 2 != 0 || len / 2 > out_max)
                 return -EINVAL;
         for (size_t i = 0; i < len / 2; i++) {
-                int hi = unhex(in[2 * i]), lo = unhex(in[2 * i + 1]);
+                int hi = unhexchar(in[2 * i]), lo = unhexchar(in[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 out[i] = (unsigned char)(hi << 4 | lo);

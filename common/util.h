@@ -107,6 +107,9 @@ uint64_t mono_us(void);
 char *format_rfc3339(int64_t ms, char *buf, size_t len);
 /* Parses "2h", "30m" (relative, before now), an RFC 3339 time or "@<unix>". */
 int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms);
+/* Exactly "2021-07-25T10:00:00Z" with an optional fraction (kept to the
+ * millisecond), UTC only: the n bytes at s (no NUL needed), as ms since the epoch. */
+int parse_rfc3339_utc_ms(const char *s, size_t n, int64_t *ret_ms);
 
 #define KNOCK_ID_MAX 40
 /* Writes "<prefix>_<26 chars>" into buf (KNOCK_ID_MAX). Thread-safe. */
@@ -130,6 +133,7 @@ extern const double knock_duration_bounds[KNOCK_HIST_BUCKETS];
 void hist_observe(uint64_t *buckets, const double *bounds, double value);
 
 /* Hex and base64 encoders/decoders (standard alphabet, padding optional on decode). */
+int unhexchar(char c); /* 0..15, or -1 when c is not a hex digit */
 void hex_encode(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
 int hex_decode(const char *in, size_t len, unsigned char *out, size_t out_max, size_t *ret_len);
 size_t base64_encode(const unsigned char *in, size_t len, char *out /* 4*((len+2)/3)+1 */);

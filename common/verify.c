@@ -18,7 +18,7 @@
  *    accept timestamps from the future, as those SDKs do;
  *  - metadata is read before any verification, from headers, the JSON body
  *    (one validating scan for every value the request needs, only when a rule
- *    needs one; see "JSON" below) or a form body (parsed once); a body that is
+ *    needs one; jsonscan.h) or a form body (parsed once; form.h); a body that is
  *    not JSON yields no id and no type, never an error;
  *  - public keys (discord, sendgrid, standard v1a) are parsed once, when the
  *    secret is read, and shared read-only by every request;
@@ -32,7 +32,6 @@
 
 #include <ctype.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -42,12 +41,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "form.h"
+#include "jsonscan.h"
 #include "util.h"
 
 #define MAX_SIGS 16        /* signatures considered in one request */
 #define MAX_SIG_BYTES 160  /* decoded signature: HMAC ≤ 64, Ed25519 64, ECDSA DER ≤ 72 */
 #define MAX_META 512       /* longer ids/types are dropped, never truncated */
-#define JSON_MAX_PTRS 8    /* JSON values one request reads */
+#define JSON_MAX_PTRS JSON_SCAN_MAX_PTRS /* JSON values one request reads */
 #define MAX_CHALLENGE 2048 /* echoed handshake challenge */
 #define DEFAULT_TOKEN_HEADER "X-Knock-Token"
 
@@ -416,18 +417,6 @@ typedef struct sig {
         knock_key_kind kind;
 } sig;
 
-typedef struct form_param {
-        const char *name;
-        const char *value;
-} form_param;
-
-/* A parsed form: the pairs point into one buffer holding every decoded string. */
-typedef struct form {
-        form_param *p;
-        size_t n;
-        char *buf;
-} form;
-
 typedef struct vctx {
         const knock_verify_config *cfg;
         const knock_request *req;
@@ -436,7 +425,7 @@ typedef struct vctx {
         int64_t tolerance_ms;
         /* JSON pointers this request reads, resolved together in one pass */
         const char *jptr[JSON_MAX_PTRS];
-        span jval[JSON_MAX_PTRS];
+        json_span jval[JSON_MAX_PTRS];
         bool jhave[JSON_MAX_PTRS];
         size_t n_jptr;
         bool json_scanned;
@@ -457,265 +446,8 @@ _printf_(3, 4) static int fail(vctx *c, int code, const char *fmt, ...)
         return code;
 }
 
-/*
- * JSON. Metadata needs one or two values out of a body that is usually a
- * kilobyte or more; building a jansson DOM for that costs 5-10 HMACs, so a body
- * is instead scanned once per lookup by a small validating scanner that only
- * records where the value an RFC 6901 pointer names begins and ends. The whole
- * document is checked (a body that is not JSON yields nothing, as before), the
- * top level must be an object or an array, nesting is bounded, and of duplicate
- * keys the first wins. Values with escapes or non-ASCII bytes are decoded by
- * jansson, which also validates their UTF-8.
- */
-static int hexval(char ch)
-{
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        ch = (char)tolower((unsigned char)ch);
-        return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-#define JSON_MAX_DEPTH 256
-
-typedef struct jscan {
-        const char *p, *end;
-        size_t n; /* pointers resolved in this pass */
-        span found[JSON_MAX_PTRS];
-        bool have[JSON_MAX_PTRS];
-} jscan;
-
-static void js_ws(jscan *s)
-{
-        const char *p = s->p;
-
-        while (p < s->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-                p++;
-        s->p = p;
-}
-
-/* Bytes that need no attention inside a string: everything but '"', '\\' and controls. */
-static inline bool js_plain(unsigned char ch)
-{
-        return ch >= 0x20 && ch != '"' && ch != '\\';
-}
-
-/* At '"'. Leaves s->p after the closing quote; *raw is the text between the quotes.
- * The cursor is kept in locals: through s->p every byte load could alias it. */
-static bool js_string(jscan *s, span *raw, bool *escaped)
-{
-        const char *p = s->p + 1, *end = s->end, *start = p;
-
-        *escaped = false;
-        for (;;) {
-                unsigned char ch;
-
-                /* The hot loop: most of a body is plain string bytes. Eight at a time
-                 * while none is a control byte, '"' or '\\' (the classic "has a zero
-                 * byte" test, (x - 0x01..) & ~x & 0x80.., exact as a yes/no). */
-                while (end - p >= 8) {
-                        const uint64_t ones = 0x0101010101010101ULL, highs = ones << 7;
-                        uint64_t v, q, b;
-
-                        memcpy(&v, p, 8);
-                        q = v ^ (ones * '"');
-                        b = v ^ (ones * '\\');
-                        if ((((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b)) &
-                                highs)
-                                break;
-                        p += 8;
-                }
-                while (p < end && js_plain((unsigned char)*p))
-                        p++;
-                if (p >= end)
-                        return false;
-                ch = (unsigned char)*p;
-                if (ch == '"')
-                        break;
-                if (ch < 0x20)
-                        return false;
-                /* a backslash */
-                *escaped = true;
-                if (++p >= end)
-                        return false;
-                if (*p == 'u') {
-                        if (end - p < 5)
-                                return false;
-                        for (int i = 1; i <= 4; i++)
-                                if (hexval(p[i]) < 0)
-                                        return false;
-                        p += 4;
-                } else if (!strchr("\"\\/bfnrt", *p) || *p == 0)
-                        return false;
-                p++;
-        }
-        *raw = (span){start, (size_t)(p - start)};
-        s->p = p + 1;
-        return true;
-}
-
-static bool js_digits(jscan *s)
-{
-        const char *start = s->p;
-
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-                s->p++;
-        return s->p > start;
-}
-
-/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
-static bool js_number(jscan *s)
-{
-        if (*s->p == '-')
-                s->p++;
-        if (s->p < s->end && *s->p == '0')
-                s->p++;
-        else if (!js_digits(s))
-                return false;
-        if (s->p < s->end && *s->p == '.') {
-                s->p++;
-                if (!js_digits(s))
-                        return false;
-        }
-        if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-                s->p++;
-                if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-                        s->p++;
-                if (!js_digits(s))
-                        return false;
-        }
-        return true;
-}
-
-/* tok is "/name/rest": when name (with ~0 ~1 unescaped) equals key, returns "/rest" (or
- * "" at the end of the pointer), else NULL. A key with escapes (rare) is decoded by
- * jansson first; key.p - 1 and key.p + key.n are its quotes. */
-static const char *ptr_match_key(const char *tok, span key, bool escaped)
-{
-        const char *r = NULL;
-        size_t i = 0;
-
-        if (!tok || *tok != '/')
-                return NULL;
-        if (escaped) {
-                json_t *j = json_loadb(key.p - 1, key.n + 2, JSON_DECODE_ANY, NULL);
-                if (json_is_string(j))
-                        r = ptr_match_key(
-                                tok, (span){json_string_value(j), json_string_length(j)}, false);
-                json_decref(j);
-                return r;
-        }
-        for (tok++; *tok && *tok != '/'; tok++) {
-                char ch = *tok;
-                if (ch == '~') {
-                        ch = tok[1] == '0' ? '~' : tok[1] == '1' ? '/' : 0;
-                        if (!ch)
-                                return NULL;
-                        tok++;
-                }
-                if (i >= key.n || key.p[i++] != ch)
-                        return NULL;
-        }
-        return i == key.n ? tok : NULL;
-}
-
-static const char *ptr_match_index(const char *tok, size_t idx)
-{
-        size_t v = 0, n = 0;
-
-        if (!tok || *tok != '/')
-                return NULL;
-        for (tok++; *tok >= '0' && *tok <= '9'; tok++, n++) {
-                if (v > SIZE_MAX / 10 - 1)
-                        return NULL;
-                v = v * 10 + (size_t)(*tok - '0');
-        }
-        if (n == 0 || (*tok && *tok != '/') || (n > 1 && tok[-(ptrdiff_t)n] == '0'))
-                return NULL;
-        return v == idx ? tok : NULL;
-}
-
-/* One value. tok[i]: the rest of pointer i when this value is on its path, else NULL;
- * on_path says whether any is, so the common case (off every path) skips the matching. */
-static bool js_value(jscan *s, const char *const *tok, bool on_path, int depth)
-{
-        const char *start;
-        span raw;
-        bool esc;
-
-        js_ws(s);
-        if (s->p >= s->end || depth > JSON_MAX_DEPTH)
-                return false;
-        start = s->p;
-        switch (*s->p) {
-        case '{':
-        case '[': {
-                bool obj = *s->p == '{';
-                char close = obj ? '}' : ']';
-                size_t idx = 0;
-
-                s->p++;
-                js_ws(s);
-                if (s->p < s->end && *s->p == close) {
-                        s->p++;
-                        break;
-                }
-                for (;; idx++) {
-                        const char *child[JSON_MAX_PTRS] = {};
-                        bool child_on = false;
-
-                        if (obj) {
-                                js_ws(s);
-                                if (s->p >= s->end || *s->p != '"' || !js_string(s, &raw, &esc))
-                                        return false;
-                                js_ws(s);
-                                if (s->p >= s->end || *s->p++ != ':')
-                                        return false;
-                        }
-                        for (size_t i = 0; on_path && i < s->n; i++) {
-                                child[i] = obj ? ptr_match_key(tok[i], raw, esc)
-                                               : ptr_match_index(tok[i], idx);
-                                child_on |= !!child[i];
-                        }
-                        if (!js_value(s, child, child_on, depth + 1))
-                                return false;
-                        js_ws(s);
-                        if (s->p < s->end && *s->p == ',') {
-                                s->p++;
-                                continue;
-                        }
-                        if (s->p < s->end && *s->p == close) {
-                                s->p++;
-                                break;
-                        }
-                        return false;
-                }
-                break;
-        }
-        case '"':
-                if (!js_string(s, &raw, &esc))
-                        return false;
-                break;
-        case 't':
-        case 'f':
-        case 'n': {
-                const char *lit = *s->p == 't' ? "true" : *s->p == 'f' ? "false" : "null";
-                size_t l = strlen(lit);
-                if ((size_t)(s->end - s->p) < l || memcmp(s->p, lit, l) != 0)
-                        return false;
-                s->p += l;
-                break;
-        }
-        default:
-                if (!js_number(s))
-                        return false;
-        }
-        for (size_t i = 0; on_path && i < s->n; i++)
-                if (tok[i] && !*tok[i] && !s->have[i]) {
-                        s->found[i] = (span){start, (size_t)(s->p - start)};
-                        s->have[i] = true;
-                }
-        return true;
-}
+/* JSON bodies are read with jsonscan (every pointer the request needs in one pass),
+ * form bodies and query strings with form. */
 
 /* Registers a pointer the request will look up, so one pass resolves them all. */
 static void json_want(vctx *c, const char *ptr)
@@ -727,101 +459,43 @@ static void json_want(vctx *c, const char *ptr)
                 c->jptr[c->n_jptr++] = ptr;
 }
 
-static void json_scan(vctx *c)
+static void body_scan(vctx *c)
 {
-        jscan s = {
-                .p = (const char *)c->req->body,
-                .end = (const char *)c->req->body + c->req->body_len,
-                .n = c->n_jptr,
-        };
-        bool valid;
-
         c->json_scanned = true;
-        js_ws(&s);
-        valid = s.p < s.end && (*s.p == '{' || *s.p == '[') && js_value(&s, c->jptr, true, 0);
-        js_ws(&s);
-        if (!valid || s.p != s.end)
-                return;
-        for (size_t i = 0; i < s.n; i++) {
-                c->jval[i] = s.found[i];
-                c->jhave[i] = s.have[i];
-        }
+        json_scan((const char *)c->req->body, c->req->body_len, c->jptr, c->n_jptr, c->jval,
+                c->jhave);
 }
 
 /* Finds ptr in the body. Returns true with *ret the value's raw text. The first call scans
  * for every pointer registered so far (and this one); later calls read the results. */
 static bool body_lookup(vctx *c, const char *ptr, span *ret)
 {
+        json_span v;
+        bool have;
+
         if (!c->req->body || c->req->body_len == 0 || (*ptr && *ptr != '/'))
                 return false;
         if (!c->json_scanned) {
                 json_want(c, ptr);
-                json_scan(c);
+                body_scan(c);
         }
         for (size_t i = 0; i < c->n_jptr; i++)
                 if (streq(c->jptr[i], ptr)) {
                         if (c->jhave[i])
-                                *ret = c->jval[i];
+                                *ret = (span){c->jval[i].p, c->jval[i].n};
                         return c->jhave[i];
                 }
         /* Not registered before the scan: a pass of its own (there is always room). */
-        {
-                const char *one[JSON_MAX_PTRS] = {ptr};
-                jscan s = {
-                        .p = (const char *)c->req->body,
-                        .end = (const char *)c->req->body + c->req->body_len,
-                        .n = 1,
-                };
-                bool valid;
-
-                js_ws(&s);
-                valid = s.p < s.end && (*s.p == '{' || *s.p == '[') && js_value(&s, one, true, 0);
-                js_ws(&s);
-                if (!valid || s.p != s.end || !s.have[0])
-                        return false;
-                *ret = s.found[0];
-                return true;
-        }
+        if (!json_scan((const char *)c->req->body, c->req->body_len, &ptr, 1, &v, &have) || !have)
+                return false;
+        *ret = (span){v.p, v.n};
+        return true;
 }
 
 /* A JSON string or integer as text; *ret NULL for anything else. */
 static int json_text(span v, char **ret)
 {
-        json_t *j;
-        bool plain = v.n >= 2 && v.p[0] == '"';
-
-        *ret = NULL;
-        if (v.n == 0)
-                return 0;
-        /* The common case, plain ASCII without escapes, is copied as is. */
-        for (size_t i = 1; plain && i + 1 < v.n; i++)
-                plain = v.p[i] >= 0x20 && v.p[i] < 0x7f && v.p[i] != '\\';
-        if (plain) {
-                if (v.n == 2 || v.n - 2 > MAX_META)
-                        return 0;
-                *ret = strndup(v.p + 1, v.n - 2);
-                return *ret ? 0 : -ENOMEM;
-        }
-        if (v.p[0] >= '0' && v.p[0] <= '9' && v.n <= 18 && !memchr(v.p, '.', v.n) &&
-                !memchr(v.p, 'e', v.n) && !memchr(v.p, 'E', v.n)) {
-                *ret = strndup(v.p, v.n);
-                return *ret ? 0 : -ENOMEM;
-        }
-        /* Escapes, non-ASCII, negative or large numbers: jansson decodes and validates. */
-        j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
-        if (json_is_string(j)) {
-                size_t n = json_string_length(j);
-                if (n > 0 && n <= MAX_META && !memchr(json_string_value(j), 0, n))
-                        *ret = strdup(json_string_value(j));
-        } else if (json_is_integer(j)) {
-                if (asprintf(ret, "%" JSON_INTEGER_FORMAT, json_integer_value(j)) < 0)
-                        *ret = NULL;
-        } else {
-                json_decref(j);
-                return 0;
-        }
-        json_decref(j);
-        return *ret ? 0 : -ENOMEM;
+        return json_scan_text((json_span){v.p, v.n}, MAX_META, ret);
 }
 
 /* The body's value at ptr as text, or NULL. */
@@ -831,102 +505,6 @@ static int body_text(vctx *c, const char *ptr, char **ret)
 
         *ret = NULL;
         return body_lookup(c, ptr, &v) ? json_text(v, ret) : 0;
-}
-
-/* application/x-www-form-urlencoded decoding of one name or value into out (at most n
- * bytes and a NUL): '+' is a space, %XX a byte. %00 is refused so the result is a C
- * string. Runs without either byte (most of a form) are copied whole. */
-static int form_decode(const char *p, size_t n, char *out)
-{
-        const char *end = p + n;
-
-        while (p < end) {
-                const char *pct = memchr(p, '%', (size_t)(end - p));
-                const char *stop = pct ? pct : end;
-                size_t run = (size_t)(stop - p);
-                int hi, lo;
-
-                memcpy(out, p, run);
-                for (char *plus = memchr(out, '+', run); plus;
-                        plus = memchr(plus + 1, '+', run - (size_t)(plus + 1 - out)))
-                        *plus = ' ';
-                out += run;
-                if (!pct)
-                        break;
-                if (end - pct < 3)
-                        return -EINVAL;
-                hi = hexval(pct[1]);
-                lo = hexval(pct[2]);
-                if (hi < 0 || lo < 0 || (hi | lo) == 0)
-                        return -EINVAL;
-                *out++ = (char)(hi << 4 | lo);
-                p = pct + 3;
-        }
-        *out = 0;
-        return 0;
-}
-
-static void form_free(form *f)
-{
-        free(f->p);
-        free(f->buf);
-        *f = (form){};
-}
-
-/* Splits "a=1&b=2" into decoded pairs. Empty segments are skipped; a name without '='
- * has the value "". Decoding never lengthens a string, and each segment's '&' (or the
- * one extra byte) holds its last NUL, so the buffer needs n + 1 bytes. */
-static int form_parse(const char *p, size_t n, form *ret)
-{
-        form f = {};
-        size_t cap = 0;
-        char *o;
-        int r;
-
-        f.buf = o = malloc(n + 1);
-        if (!o)
-                return -ENOMEM;
-        while (n > 0) {
-                const char *amp = memchr(p, '&', n);
-                size_t seg = amp ? (size_t)(amp - p) : n;
-                const char *eq = memchr(p, '=', seg);
-                size_t kn = eq ? (size_t)(eq - p) : seg;
-
-                if (seg > 0) {
-                        if (f.n == cap) {
-                                form_param *np = reallocarray(f.p, cap ? cap * 2 : 16, sizeof(*np));
-                                if (!np) {
-                                        r = -ENOMEM;
-                                        goto fail;
-                                }
-                                f.p = np;
-                                cap = cap ? cap * 2 : 16;
-                        }
-                        r = form_decode(p, kn, o);
-                        if (r < 0)
-                                goto fail;
-                        f.p[f.n].name = o;
-                        o += strlen(o) + 1;
-                        f.p[f.n].value = "";
-                        if (eq) {
-                                r = form_decode(eq + 1, seg - kn - 1, o);
-                                if (r < 0)
-                                        goto fail;
-                                f.p[f.n].value = o;
-                                o += strlen(o) + 1;
-                        }
-                        f.n++;
-                }
-                if (!amp)
-                        break;
-                n -= seg + 1;
-                p = amp + 1;
-        }
-        *ret = f;
-        return 0;
-fail:
-        form_free(&f);
-        return r;
 }
 
 /* The body as form parameters, parsed once per request. Returns 1 with the list, 0 when
@@ -1051,77 +629,13 @@ static int extract_metadata(vctx *c)
 
 /* ---- timestamps (rules 4 and 7) ------------------------------------------------------------ */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-        int64_t era, yoe, doy, doe;
-
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static int digits_at(const char *p, int n)
-{
-        int v = 0;
-
-        for (int i = 0; i < n; i++) {
-                if (p[i] < '0' || p[i] > '9')
-                        return -1;
-                v = v * 10 + (p[i] - '0');
-        }
-        return v;
-}
-
-/* "2021-07-25T10:00:00Z", optionally with fractional seconds: exactly that shape, UTC. */
-static int parse_rfc3339_ms(span s, int64_t *ret)
-{
-        static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-        const char *p = s.p, *end = s.p + s.n;
-        int y, mo, d, h, mi, sec;
-        int64_t frac = 0, scale = 100;
-
-        if (s.n < 20 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't') ||
-                p[13] != ':' || p[16] != ':')
-                return -EINVAL;
-        y = digits_at(p, 4);
-        mo = digits_at(p + 5, 2);
-        d = digits_at(p + 8, 2);
-        h = digits_at(p + 11, 2);
-        mi = digits_at(p + 14, 2);
-        sec = digits_at(p + 17, 2);
-        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
-                mi > 59 || sec < 0 || sec > 59)
-                return -EINVAL;
-        if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
-                return -EINVAL;
-        p += 19;
-        if (p < end && *p == '.') {
-                const char *f = ++p;
-                for (; p < end && *p >= '0' && *p <= '9'; p++) {
-                        frac += (*p - '0') * scale;
-                        scale /= 10;
-                }
-                if (p == f)
-                        return -EINVAL;
-        }
-        if (p + 1 != end || (*p != 'Z' && *p != 'z'))
-                return -EINVAL;
-        *ret = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 +
-               frac;
-        return 0;
-}
-
 static int parse_ts_ms(span s, ts_kind kind, int64_t *ret)
 {
         char buf[24];
         uint64_t v;
 
         if (kind == TS_RFC3339)
-                return parse_rfc3339_ms(s, ret);
+                return parse_rfc3339_utc_ms(s.p, s.n, ret);
         if (s.n == 0 || s.n >= sizeof(buf))
                 return -EINVAL;
         memcpy(buf, s.p, s.n);
@@ -1518,8 +1032,10 @@ static int verify_twilio(vctx *c)
                         return r;
                 if (r == 0)
                         return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed form body");
-                /* Metadata was read already; the cached list may be reordered now. */
-                qsort(f, nf, sizeof(*f), param_cmp);
+                /* Metadata was read already; the cached list may be reordered now. A form
+                 * of empty segments ("&") has no list at all: qsort() must not see NULL. */
+                if (nf > 1)
+                        qsort(f, nf, sizeof(*f), param_cmp);
         }
         parts = calloc(1 + 2 * nf, sizeof(span));
         if (!parts)
@@ -1585,8 +1101,8 @@ static int verify_hubspot(vctx *c)
         if (r)
                 return r;
         for (size_t i = 0; url[i]; i++) {
-                int hi = url[i] == '%' ? hexval(url[i + 1]) : -1;
-                int lo = hi >= 0 ? hexval(url[i + 2]) : -1;
+                int hi = url[i] == '%' ? unhexchar(url[i + 1]) : -1;
+                int lo = hi >= 0 ? unhexchar(url[i + 2]) : -1;
                 char ch = hi >= 0 && lo >= 0 ? (char)(hi << 4 | lo) : 0;
 
                 if (ch && strchr(decoded, ch)) {

@@ -779,6 +779,13 @@ static void test_twilio(void)
                 "https://example.com/twilioBodyHi there! \xF0\x9F\x98\x80  FlagNamea+b+ ");
         is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", dec_sig}), dec_body, NOW), 0,
                 "twilio: form decoding of '+', percent escapes, a bare name and empty segments");
+        /* A body of empty segments only ("&", found by fuzz-verify: the empty list was
+         * sorted from a NULL pointer) signs the URL alone. */
+        char *url_sig = hmac_b64("SHA1", token, strlen(token), "https://example.com/twilio");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", url_sig}), "&", NOW), 0,
+                "twilio: a form body of only '&' has no params");
+        is_int(run_m(&c, "POST", "/", H({"X-Twilio-Signature", url_sig}), "&&", NOW), 0,
+                "twilio: '&&' has none either");
         /* The default-port rule, both ways. */
         char *with_port = hmac_b64(
                 "SHA1", token, strlen(token), fmt("https://example.com:443/twilio%s", params));
@@ -1262,6 +1269,23 @@ static void test_json_scanner(void)
                 strcpy(deep + o, "}");
                 is_int(run(&c, NOH, deep, NOW), 0, "json scanner: very deep body still accepted");
                 ok(!res.provider_event_id, "json scanner: very deep body yields no id");
+        }
+        /* An id too long to keep is dropped, escaped or not (an escaped one was reported
+         * as -ENOMEM, which the ingress takes for a failure of its own). */
+        {
+                char *body = keep(malloc(600 + 32));
+                size_t o = (size_t)sprintf(body, "{\"id\":\"\\u0041");
+                memset(body + o, 'a', 600);
+                strcpy(body + o + 600, "\"}");
+                is_int(run(&c, NOH, body, NOW), 0, "json scanner: a long escaped id verifies");
+                ok(!res.provider_event_id, "json scanner: a long escaped id is dropped");
+                body[o - 6] = 'a'; /* no escape left: the plain path */
+                memset(body + o - 5, 'a', 5);
+                is_int(run(&c, NOH, body, NOW), 0, "json scanner: a long plain id verifies");
+                ok(!res.provider_event_id, "json scanner: a long plain id is dropped");
+                is_int(run(&c, NOH, "{\"id\":\"caf\xc3\xa9\\u0000\"}", NOW), 0,
+                        "json scanner: an escaped NUL in an id verifies");
+                ok(!res.provider_event_id, "json scanner: an id with a NUL is dropped");
         }
         verify_config_clear(&c);
 }
