@@ -166,7 +166,7 @@ static int verb_hook(knockctl *c, int argc, char **argv)
         ctl_bind_text(st, ":id", argv[optind]);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
-                ctl_error("no hook '%s' in endpoint %s", argv[optind], c->endpoint);
+                ctl_error_no_such("hook", argv[optind], c->endpoint);
                 return KNOCKCTL_FAILED;
         }
         if (rc != SQLITE_ROW)
@@ -320,8 +320,10 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
                 stmt_bind_text(sel, 1, id);
                 rc = sqlite3_step(sel);
                 if (rc == SQLITE_DONE) {
-                        fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n", id,
-                                c->endpoint);
+                        _cleanup_free_ char *e = ctl_escape(id, 0); /* may come from a pipe */
+
+                        fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n",
+                                e ? e : "?", c->endpoint);
                         problems++;
                         continue;
                 }

@@ -202,3 +202,5 @@ extern bool arg_wide;
 
 /* "knockctl: message" on stderr. */
 void ctl_error(const char *fmt, ...) _printf_(1, 2);
+/* "knockctl: no WHAT 'ID' in endpoint E", the operand escaped (it may come from a pipe). */
+void ctl_error_no_such(const char *what, const char *id, const char *endpoint);

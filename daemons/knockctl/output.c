@@ -48,6 +48,13 @@ void ctl_error(const char *fmt, ...)
         fputc('\n', stderr);
 }
 
+void ctl_error_no_such(const char *what, const char *id, const char *endpoint)
+{
+        _cleanup_free_ char *e = ctl_escape(id, 0);
+
+        ctl_error("no %s '%s' in endpoint %s", what, e ? e : "?", endpoint);
+}
+
 char *fields_select(const field_spec *f, size_t n)
 {
         size_t len = 1, off = 0;

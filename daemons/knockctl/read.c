@@ -481,7 +481,7 @@ static int write_body(knockctl *c, const char *id)
         stmt_bind_text(st, 1, id);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
-                ctl_error("no delivery '%s' in endpoint %s", id, c->endpoint);
+                ctl_error_no_such("delivery", id, c->endpoint);
                 return KNOCKCTL_FAILED;
         }
         if (rc != SQLITE_ROW)
@@ -556,7 +556,7 @@ static int verb_delivery(knockctl *c, int argc, char **argv)
         d = json_array_get(rows, 0);
         if (!d) {
                 json_decref(rows);
-                ctl_error("no delivery '%s' in endpoint %s", argv[optind], c->endpoint);
+                ctl_error_no_such("delivery", argv[optind], c->endpoint);
                 return KNOCKCTL_FAILED;
         }
         if (c->json)

@@ -146,7 +146,13 @@ def test_escaping(env):
     t.ok(rc == 0 and ["X-GitHub-Event", ESC_TYPE] in doc["headers"],
          "--json delivery: headers unchanged")
     rc, out, err = env.run("requeue", "-", stdin=("prov" + EVIL).encode())
-    t.ok(rc == 1 and "\x1b" not in err, "an id echoed in an error is escaped too", err)
+    t.ok(rc == 1 and "\x1b" not in err and "\\x1b" in err,
+         "an id echoed in an error is escaped too", err)
+    for args in (["redeliver-hook", "-"], ["delivery", "-"], ["hook", "-"]):
+        argv = args if args[-1] != "-" or args[0] == "redeliver-hook" else args[:-1] + ["x" + EVIL]
+        rc, out, err = env.run(*argv, stdin=("hk" + EVIL).encode())
+        t.ok(rc == 1 and "\x1b" not in err and "\\x1b" in err,
+             "%s: the unknown id is echoed escaped" % args[0], err)
 
 
 def test_conventions(tmp):
