@@ -11,6 +11,7 @@ and the common ones; -e offers the configured endpoints; --status and
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 
@@ -84,6 +85,26 @@ def main():
         t.eq(got, {"pending", "delivered", "failed"}, "hooks --state offers the hook states")
         got, _ = complete("knockctl -e shop requeue ", tmp)
         t.eq(got, set(), "ids are not guessed")
+
+        # zsh: no harness drives its completion system here, so the file is
+        # checked for syntax (zsh -n) and against the same lists.
+        zsh_file = os.path.join(SRC, "shell/_knockctl")
+        with open(zsh_file) as f:
+            zsh_text = f.read()
+        zsh_verbs = set(re.findall(r"^\s+'([a-z][a-z-]+):", zsh_text, re.M))
+        t.eq(zsh_verbs, verbs, "zsh: commands are exactly those of knockctl --help")
+        for v in ("events", "deliveries", "hooks", "redeliver-hook", "prune", "backup", "audit"):
+            p = subprocess.run([knockctl, v, "--help"], capture_output=True, text=True, env=env)
+            want = set(re.findall(r"--[a-z][a-z-]*", p.stdout.splitlines()[0]))
+            want -= {"--json"}  # in $common, with the other common options
+            block = re.search(r"^\s+%s\)(.*?);;" % re.escape(v), zsh_text, re.M | re.S)
+            have = set(re.findall(r"--[a-z][a-z-]*", block.group(1))) if block else set()
+            t.ok(want <= have, "zsh: %s offers its options" % v, sorted(want - have))
+        if shutil.which("zsh"):
+            p = subprocess.run(["zsh", "-n", zsh_file], capture_output=True, text=True)
+            t.eq(p.returncode, 0, "zsh -n: the zsh completion parses", p.stderr)
+        else:
+            t.ok(True, "# SKIP zsh not installed")
 
         if os.path.exists(BASH_COMPLETION):
             got, err = complete("knockctl -e ", tmp, True)
