@@ -58,7 +58,7 @@ admin = 127.0.0.1:19190
 handler = exec:/bin/true
 [hook]
 url = http://127.0.0.1:9/hooks
-secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+secret = literal:whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 CONF
 chgrp knock /etc/knock/endpoints/scrape.conf
 chmod 0640 /etc/knock/endpoints/scrape.conf
@@ -72,14 +72,28 @@ check "knock-deliver is running" wait_for 10 systemctl is-active -q knock-delive
 check "knock-deliver: no resolver warning with an empty /etc/resolv.conf" \
         sh -c '[ ! -s /etc/resolv.conf ] && journalctl -b -u knock-deliver@scrape.service | grep -q "started for scrape" &&
                ! journalctl -b -u knock-deliver@scrape.service | grep -q "asynchronous resolver"'
+# knock-textfile reads the default unix admin socket: a second endpoint.
+cat >/etc/knock/endpoints/tf.conf <<'CONF'
+[endpoint]
+provider = none
+allow_unverified = yes
+listen = 127.0.0.1:18191
+[worker]
+handler = exec:/bin/true
+CONF
+chgrp knock /etc/knock/endpoints/tf.conf
+chmod 0640 /etc/knock/endpoints/tf.conf
+systemctl daemon-reload
+check "systemctl start knock@tf (default unix admin socket)" systemctl start knock@tf.service
 mkdir -p /var/lib/prometheus/node-exporter
 chown knock /var/lib/prometheus/node-exporter
-check "knock-textfile writes knock_scrape.prom as user knock" \
-        setpriv --reuid=knock --regid=knock --init-groups \
-        /usr/libexec/knock/knock-textfile scrape /var/lib/prometheus/node-exporter
-check "knock_scrape.prom: series labelled endpoint=\"scrape\"" \
-        grep -q '^knock_events{endpoint="scrape",status="received"} ' \
-        /var/lib/prometheus/node-exporter/knock_scrape.prom
+check "knock-textfile writes knock_tf.prom as user knock" \
+        wait_for 10 setpriv --reuid=knock --regid=knock --init-groups \
+        /usr/libexec/knock/knock-textfile tf /var/lib/prometheus/node-exporter
+check "knock_tf.prom: series labelled endpoint=\"tf\"" \
+        grep -q '^knock_events{endpoint="tf",status="received"} ' \
+        /var/lib/prometheus/node-exporter/knock_tf.prom
+systemctl stop knock@tf.service
 
 # ---- knockctl as an administrator types it ----------------------------------------
 check "requeue --help needs no -e" \
