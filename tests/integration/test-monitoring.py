@@ -37,8 +37,7 @@ def main():
     try:
         ep.write_config("[endpoint]\nprovider = github\nsecret = literal:abc\n"
                         "listen = 127.0.0.1:%d\n" % ep.port)
-        ep.start_ingress()
-        knocktest.wait_for(lambda: os.path.exists(ep.admin), timeout=10)
+        ep.start_ingress(activate=False)  # binds itself; returns after READY=1
         status, body = ep.admin_get("/metrics")
         t.eq(status, 200, "/metrics answers")
         names = exposed_names(body.decode())
