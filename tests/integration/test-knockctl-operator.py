@@ -193,7 +193,7 @@ def test_stderr_log_forging():
     try:
         ep.write_config("[endpoint]\nprovider = stripe\nsecret = literal:whsec_dGVzdA==\n"
                         "listen = 127.0.0.1:%d\n" % ep.port)
-        ep.start_ingress()
+        ep.start_ingress(activate=False)  # binds itself; returns after READY=1
         body = json.dumps({"id": "evt_1\nknock-ingress[demo]: info: FORGED",
                            "type": "x\u001b]0;PWNED\u0007"}).encode()
         status, _, _ = ep.post(body, {"Content-Type": "application/json",
