@@ -18,6 +18,7 @@ import subprocess
 import knocktest
 
 SRC = os.environ.get("KNOCK_SOURCE_DIR", ".")
+TEXTFILE = os.path.join(os.environ.get("KNOCK_BUILD_DIR", "build"), "monitoring/knock-textfile")
 t = knocktest.Tap()
 NAME = re.compile(r"\bknock_[a-z0-9_]+")
 
@@ -55,7 +56,7 @@ def main():
              "the textfile holds the backup time")
 
         # knock-textfile: the admin listener's series into the same directory.
-        p = subprocess.run([os.path.join(SRC, "monitoring/knock-textfile"), ep.name, textdir],
+        p = subprocess.run([TEXTFILE, ep.name, textdir],
                            env=env, capture_output=True, text=True, timeout=60)
         t.eq(p.returncode, 0, "knock-textfile NAME DIR", p.stderr)
         with open(os.path.join(textdir, "knock_%s.prom" % ep.name)) as f:
@@ -69,9 +70,11 @@ def main():
              "knock-textfile: queue series in, size series and comments left to knock_maint.prom")
         t.eq(sorted(f for f in os.listdir(textdir) if f.startswith(".")), [],
              "knock-textfile leaves no temporary file")
-        p = subprocess.run([os.path.join(SRC, "monitoring/knock-textfile"), "Bad/Name", textdir],
+        p = subprocess.run([TEXTFILE, "Bad/Name", textdir],
                            env=env, capture_output=True, text=True, timeout=60)
         t.eq(p.returncode, 2, "knock-textfile refuses a bad name")
+        p = subprocess.run([TEXTFILE, "--version"], capture_output=True, text=True)
+        t.ok(p.returncode == 0 and p.stdout.startswith("knock-textfile "), "knock-textfile --version")
     finally:
         ep.cleanup()
 
