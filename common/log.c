@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include "catalog-ids.h"
+#include "escape.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -167,26 +168,35 @@ static void emit_journal(int prio, int err, const char *message_id, const char *
         sd_journal_sendv(iov, (int)n);
 }
 
+/* One line, always: the message and every field value are escaped (escape.h),
+ * so a client's id holding "\n" or an ESC sequence cannot start a line of
+ * its own or reach the terminal that shows it. */
 static void emit_stderr(int prio, const log_field *fields, size_t n_fields, const char *msg)
 {
-        char extra[1024];
+        char extra[1024], line[2048 * 2];
         size_t o = 0;
 
         extra[0] = 0;
         for (size_t i = 0; i < n_fields && o < sizeof(extra) - 1; i++) {
+                char value[512];
                 int l;
+
                 if (!fields[i].value)
                         continue;
+                escape_buf(fields[i].value, strlen(fields[i].value), 0, value, sizeof(value));
                 l = snprintf(extra + o, sizeof(extra) - o, "%s%s=%s", o ? " " : " (",
-                             fields[i].key, fields[i].value);
+                             fields[i].key, value);
                 if (l < 0)
                         break;
                 o += (size_t)l;
         }
         if (o > 0 && o < sizeof(extra) - 1)
                 snprintf(extra + o, sizeof(extra) - o, ")");
+        /* A cut may fall inside an escape of extra; it is still one line. */
+        extra[sizeof(extra) - 1] = 0;
+        escape_buf(msg, strlen(msg), 0, line, sizeof(line));
         fprintf(stderr, "knock-%s[%s]: %s: %s%s\n", log_daemon, log_endpoint_buf,
-                prio_name(prio), msg, extra);
+                prio_name(prio), line, extra);
 }
 
 int log_emit(int prio, int err, const char *message_id, const char *file, int line,

@@ -9,11 +9,24 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+
+char *strdup_printf(const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return r < 0 ? NULL : s;
+}
 
 bool strcaseeq(const char *a, const char *b)
 {

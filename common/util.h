@@ -84,6 +84,9 @@ static inline bool streq_ptr(const char *a, const char *b)
         return strcmp(a, b) == 0;
 }
 bool strcaseeq(const char *a, const char *b);
+/* A formatted string (malloc'd), or NULL when out of memory: asprintf()
+ * without its undefined output on failure and its unused-result warning. */
+char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 bool startswith(const char *s, const char *prefix);
 
 /* Wipes and frees a secret. Accepts NULL, returns NULL. */

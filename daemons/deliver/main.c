@@ -627,6 +627,41 @@ static uint64_t min_slow_ms(void)
         return HOOK_MIN_SLOW_DOWN_MS;
 }
 
+/*
+ * The resolver: names are resolved without blocking the loop; numeric hosts
+ * and /etc/hosts entries need no server. libevent's own reading of
+ * /etc/resolv.conf (EVDNS_BASE_INITIALIZE_NAMESERVERS) gives up when the
+ * file is missing or lists no nameserver (an empty file: containers, hosts
+ * with only a local resolver), although it has then already done what glibc
+ * does: ask 127.0.0.1. So the file is read here and those two outcomes are
+ * normal (debug); only a file that cannot be read falls back to the blocking
+ * resolver, with a warning.
+ */
+static struct evdns_base *resolver_new(struct event_base *base)
+{
+        struct evdns_base *dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        int r;
+
+        if (!dns) {
+                log_warning("Cannot set up the asynchronous resolver; using the system's "
+                            "blocking one");
+                return NULL;
+        }
+        /* 0: read; 1: no such file; 6: no nameserver in it (libevent's codes). */
+        r = evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, "/etc/resolv.conf");
+        if (r == 1 || r == 6)
+                log_debug("/etc/resolv.conf %s; names are resolved by 127.0.0.1, as glibc does",
+                          r == 1 ? "is missing" : "lists no nameserver");
+        else if (r != 0) {
+                log_warning("Cannot read /etc/resolv.conf (libevent error %d); using the "
+                            "system's blocking resolver",
+                            r);
+                evdns_base_free(dns, 0);
+                return NULL;
+        }
+        return dns;
+}
+
 static int deliverer_setup(deliverer *dl, knock_daemon *d)
 {
         int r;
@@ -646,13 +681,7 @@ static int deliverer_setup(deliverer *dl, knock_daemon *d)
                 return log_error_errno(r, "Cannot set up TLS (trust store, KNOCK_HOOK_CA_FILE=%s)",
                                        getenv("KNOCK_HOOK_CA_FILE") ?: "");
 
-        /* Names are resolved without blocking the loop; numeric hosts and
-         * /etc/hosts entries need no server. */
-        dl->dns = evdns_base_new(d->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                                  EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (!dl->dns)
-                log_warning("Cannot set up the asynchronous resolver; using the system's "
-                            "blocking one");
+        dl->dns = resolver_new(d->base);
         /* Response headers are bounded: a hostile receiver cannot grow our memory. */
         http_pool_init(&dl->pool, d->base, dl->dns, 64 * 1024);
 

@@ -71,6 +71,7 @@ static int verb_hooks(knockctl *c, int argc, char **argv)
         };
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         const char *state = NULL, *event = NULL;
+        _cleanup_free_ char *event_id = NULL;
         int64_t limit = 50;
         json_t *rows = NULL;
         int o, r;
@@ -104,6 +105,12 @@ static int verb_hooks(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, false);
         if (r != 0)
                 return r;
+        if (event) {
+                /* Knock's event id or the provider's, as every event verb takes. */
+                r = ctl_resolve_event(c, event, &event_id);
+                if (r != 0)
+                        return r;
+        }
         /* The list leaves out the payload: it is in `hook ID`. */
         r = ctl_select(c, hook_fields, ELEMENTSOF(hook_fields) - 1,
                 "FROM hooks h WHERE (:state IS NULL OR h.state = :state)"
@@ -113,7 +120,7 @@ static int verb_hooks(knockctl *c, int argc, char **argv)
         if (r != 0)
                 return r;
         ctl_bind_text(st, ":state", state);
-        ctl_bind_text(st, ":event", event);
+        ctl_bind_text(st, ":event", event_id);
         ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
         r = fields_rows(st, hook_fields, ELEMENTSOF(hook_fields) - 1, &rows);
         if (r < 0)
@@ -159,7 +166,7 @@ static int verb_hook(knockctl *c, int argc, char **argv)
         ctl_bind_text(st, ":id", argv[optind]);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
-                ctl_error("no hook '%s' in endpoint %s", argv[optind], c->endpoint);
+                ctl_error_no_such("hook", argv[optind], c->endpoint);
                 return KNOCKCTL_FAILED;
         }
         if (rc != SQLITE_ROW)
@@ -313,8 +320,10 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
                 stmt_bind_text(sel, 1, id);
                 rc = sqlite3_step(sel);
                 if (rc == SQLITE_DONE) {
-                        fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n", id,
-                                c->endpoint);
+                        _cleanup_free_ char *e = ctl_escape(id, 0); /* may come from a pipe */
+
+                        fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n",
+                                e ? e : "?", c->endpoint);
                         problems++;
                         continue;
                 }

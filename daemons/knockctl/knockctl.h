@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "escape.h"
 #include "store.h"
 #include "util.h"
 
@@ -86,6 +87,17 @@ int verb_getopt(
         knockctl *c, int argc, char **argv, const char *shortopts, const struct option *options);
 #define VERB_OPT_HELP 0x1000
 #define VERB_OPT_JSON 0x1001
+#define VERB_OPT_NO_PAGER 0x1002
+
+/* ---- cli.c: the options every verb takes ---------------------------------------- */
+
+/* Writes --json, --help, --wide/--full, --no-pager and the terminating zero
+ * entry into o (room for 6); returns the number of options written. */
+size_t verb_common_options(struct option *o);
+/* Applies -l/--wide/--full or --no-pager; false for any other option. */
+bool verb_common_option(int o);
+/* True when the verb's arguments (argv[0] the verb) ask for --help/-h. */
+bool verb_wants_help(int argc, char **argv);
 
 /* Opens the endpoint's database. Read verbs pass write=false; a missing
  * database is reported ("has knock-ingress run?") and returns KNOCKCTL_FAILED. */
@@ -103,6 +115,16 @@ void ctl_bind_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null);
 int ctl_parse_limit(const char *s, int64_t *ret);
 /* Parses --since/--until ("2h", RFC 3339, "@unix"). Reports, returns KNOCKCTL_USAGE. */
 int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret);
+
+/* ---- resolve.c ------------------------------------------------------------------- */
+
+/*
+ * The event an operand names: knock's event id first, else a provider event
+ * id naming one event. Returns 0 with the event's id (malloc'd),
+ * KNOCKCTL_FAILED after reporting "no such event" or the candidates of an
+ * ambiguous provider id, or a negative errno. The store must be open.
+ */
+int ctl_resolve_event(knockctl *c, const char *ref, char **ret_id);
 
 /* ---- ops.c: shared by every mutating verb --------------------------------------- */
 
@@ -172,8 +194,14 @@ int print_list(knockctl *c, json_t *rows, const column *cols, size_t n, int64_t 
 void print_object(json_t *obj, const char *const *keys);
 /* The one --json document on stdout. */
 int print_json(json_t *doc);
-/* A cell's text: "-" for null, RFC 3339 strings as they are, yes/no for booleans. */
+/* A cell's text: "-" for null, strings escaped (escape.h), yes/no for booleans. */
 char *value_to_text(json_t *v);
+/* s escaped for a terminal (escape.h flags), malloc'd; NULL s is "". */
+char *ctl_escape(const char *s, unsigned flags);
+/* --wide/-l: human tables never truncate a cell. */
+extern bool arg_wide;
 
 /* "knockctl: message" on stderr. */
 void ctl_error(const char *fmt, ...) _printf_(1, 2);
+/* "knockctl: no WHAT 'ID' in endpoint E", the operand escaped (it may come from a pipe). */
+void ctl_error_no_such(const char *what, const char *id, const char *endpoint);

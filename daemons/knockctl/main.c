@@ -73,6 +73,8 @@ static void help(FILE *f)
                    "Options:\n"
                    "  -e, --endpoint=NAME  the endpoint (optional when only one is configured)\n"
                    "      --json           print one JSON document\n"
+                   "  -l, --wide, --full   never truncate a table cell\n"
+                   "      --no-pager       accepted; knockctl never pages its output\n"
                    "  -h, --help           show this help\n"
                    "      --version        show the version\n");
         if (!v)
@@ -101,22 +103,24 @@ int verb_getopt(
         knockctl *c, int argc, char **argv, const char *shortopts, const struct option *options)
 {
         struct option all[48];
+        char so[32];
         size_t n = 0;
         int o;
 
-        for (; options && options[n].name && n < ELEMENTSOF(all) - 3; n++)
+        for (; options && options[n].name && n < ELEMENTSOF(all) - 7; n++)
                 all[n] = options[n];
-        all[n++] = (struct option){"json", no_argument, NULL, VERB_OPT_JSON};
-        all[n++] = (struct option){"help", no_argument, NULL, VERB_OPT_HELP};
-        all[n] = (struct option){0};
+        n += verb_common_options(all + n);
+        snprintf(so, sizeof(so), "hl%s", shortopts);
 
         for (;;) {
-                o = getopt_long(argc, argv, shortopts, all, NULL);
+                o = getopt_long(argc, argv, so, all, NULL);
+                if (verb_common_option(o))
+                        continue;
                 if (o == VERB_OPT_JSON) {
                         c->json = true;
                         continue;
                 }
-                if (o == VERB_OPT_HELP) {
+                if (o == VERB_OPT_HELP || o == 'h') {
                         const knockctl_verb *v = verb_find(argv[0]);
 
                         printf("Usage: knockctl [-e NAME] [--json] %s %s\n\n%s\n", argv[0],
@@ -349,6 +353,9 @@ int main(int argc, char **argv)
                 {"json", no_argument, NULL, VERB_OPT_JSON},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, OPT_VERSION},
+                {"wide", no_argument, NULL, 'l'},
+                {"full", no_argument, NULL, 'l'},
+                {"no-pager", no_argument, NULL, VERB_OPT_NO_PAGER},
                 {0},
         };
         knockctl c = {0};
@@ -357,8 +364,12 @@ int main(int argc, char **argv)
         int o, r;
 
         /* "+": stop at the verb; its own options are parsed by the verb. */
-        while ((o = getopt_long(argc, argv, "+e:h", options, NULL)) >= 0)
+        while ((o = getopt_long(argc, argv, "+e:hl", options, NULL)) >= 0)
                 switch (o) {
+                case 'l':
+                case VERB_OPT_NO_PAGER:
+                        verb_common_option(o);
+                        break;
                 case 'e':
                         arg_endpoint = optarg;
                         break;
@@ -389,7 +400,10 @@ int main(int argc, char **argv)
         /* The daemons' umask (UMask=0007): what an operator of group knock
          * creates in the state directory stays writable to the daemons. */
         umask(0007);
-        r = resolve_endpoint(&c, v, arg_endpoint);
+        /* `knockctl VERB --help` needs no endpoint, even when several exist. */
+        r = verb_wants_help(argc - optind, argv + optind) && !arg_endpoint
+                    ? 0
+                    : resolve_endpoint(&c, v, arg_endpoint);
         if (r != 0)
                 return r;
         if (!(v->flags & VERB_KEEPS_ROOT)) {

@@ -92,37 +92,47 @@ int ctl_commit(knockctl *c)
         return 0;
 }
 
-/* Reads ids from the arguments; "-" reads whitespace-separated ids from stdin.
- * Duplicates are dropped (the second would see the state the first set). */
+/* Appends id unless it is there already. */
+static int ids_add(json_t *ids, const char *id, size_t len)
+{
+        size_t k;
+        json_t *v;
+
+        json_array_foreach(ids, k, v) if (json_string_length(v) == len &&
+                                          memcmp(json_string_value(v), id, len) == 0) return 0;
+        return json_array_append_new(ids, json_text(id, len)) < 0 ? -ENOMEM : 0;
+}
+
+/* Reads ids from the arguments; "-" reads whitespace-separated ids from stdin
+ * (of any length: a provider's id may be long). Duplicates are dropped (the
+ * second would see the state the first set). */
 int ctl_collect_ids(int argc, char **argv, json_t **ret)
 {
         json_t *ids = json_array();
+        int r = 0;
 
         if (!ids)
                 return -ENOMEM;
-        for (int i = 0; i < argc; i++) {
-                char buf[256];
-                bool from_stdin = streq(argv[i], "-");
+        for (int i = 0; i < argc && r == 0; i++) {
+                _cleanup_free_ char *line = NULL;
+                size_t cap = 0;
+                ssize_t n;
 
-                for (;;) {
-                        const char *id = argv[i];
-                        size_t k;
-                        json_t *v;
-                        bool dup = false;
-
-                        if (from_stdin) {
-                                if (scanf("%255s", buf) != 1)
-                                        break;
-                                id = buf;
-                        }
-                        json_array_foreach(ids, k, v) dup = dup || streq(json_string_value(v), id);
-                        if (!dup && json_array_append_new(ids, json_text(id, strlen(id))) < 0) {
-                                json_decref(ids);
-                                return -ENOMEM;
-                        }
-                        if (!from_stdin)
-                                break;
+                if (!streq(argv[i], "-")) {
+                        r = ids_add(ids, argv[i], strlen(argv[i]));
+                        continue;
                 }
+                while (r == 0 && (n = getline(&line, &cap, stdin)) > 0) {
+                        char *save = NULL;
+
+                        for (char *t = strtok_r(line, " \t\r\n\v\f", &save); t && r == 0;
+                                t = strtok_r(NULL, " \t\r\n\v\f", &save))
+                                r = ids_add(ids, t, strlen(t));
+                }
+        }
+        if (r < 0) {
+                json_decref(ids);
+                return r;
         }
         *ret = ids;
         return 0;
@@ -150,11 +160,21 @@ int ctl_print_result(knockctl *c, const char *action, const char *past, const ch
         }
         printf("%s %zu %s%s", past, json_array_size(changed), noun,
                 json_array_size(changed) == 1 ? "" : "s");
-        json_array_foreach(changed, i, v) printf("%s%s", i == 0 ? ": " : " ", json_string_value(v));
+        json_array_foreach(changed, i, v)
+        {
+                _cleanup_free_ char *e = ctl_escape(json_string_value(v), 0);
+
+                printf("%s%s", i == 0 ? ": " : " ", e ? e : "?");
+        }
         putchar('\n');
         if (json_array_size(unchanged) > 0) {
                 printf("unchanged (already in the target state):");
-                json_array_foreach(unchanged, i, v) printf(" %s", json_string_value(v));
+                json_array_foreach(unchanged, i, v)
+                {
+                        _cleanup_free_ char *e = ctl_escape(json_string_value(v), 0);
+
+                        printf(" %s", e ? e : "?");
+                }
                 putchar('\n');
         }
         return 0;
@@ -249,14 +269,16 @@ static void reject(const char *verb, const char *id, const char *status, const c
 static int run_transition(knockctl *c, const transition *t, int argc, char **argv)
 {
         _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
-        json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *v;
+        json_t *ids = NULL, *resolved = NULL, *changed = NULL, *unchanged = NULL, *v;
         size_t i, problems = 0;
         int o, r;
 
         while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
                 return o;
         if (optind >= argc) {
-                ctl_error("usage: knockctl %s ID… (event ids; '-' reads them from stdin)", t->verb);
+                ctl_error("usage: knockctl %s ID… (event ids or provider event ids; '-' reads them "
+                          "from stdin)",
+                        t->verb);
                 return KNOCKCTL_USAGE;
         }
         r = ctl_collect_ids(argc - optind, argv + optind, &ids);
@@ -285,32 +307,53 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
                 r = -ENOMEM;
                 goto rollback;
         }
-        /* Check every id under the write lock before changing any. */
+        /* Resolve and check every operand under the write lock before changing
+         * any. Two operands naming one event (its id and its provider id)
+         * count once. */
+        resolved = json_array();
+        if (!resolved) {
+                r = -ENOMEM;
+                goto rollback;
+        }
         json_array_foreach(ids, i, v)
         {
-                const char *id = json_string_value(v), *status;
+                _cleanup_free_ char *id = NULL, *eid = NULL;
+                const char *status;
+                size_t k;
+                json_t *w;
+                bool dup = false;
                 int rc;
 
-                sqlite3_reset(sel);
-                stmt_bind_text(sel, 1, id);
-                rc = sqlite3_step(sel);
-                if (rc == SQLITE_DONE) {
-                        fprintf(stderr, "knockctl: %s: no such event in endpoint %s\n", id,
-                                c->endpoint);
+                r = ctl_resolve_event(c, json_string_value(v), &id);
+                if (r < 0)
+                        goto rollback;
+                if (r > 0) {
                         problems++;
                         continue;
                 }
+                json_array_foreach(resolved, k, w) dup = dup || streq(json_string_value(w), id);
+                if (dup)
+                        continue;
+                if (json_array_append_new(resolved, json_string(id)) < 0) {
+                        r = -ENOMEM;
+                        goto rollback;
+                }
+                sqlite3_reset(sel);
+                stmt_bind_text(sel, 1, id);
+                rc = sqlite3_step(sel);
                 if (rc != SQLITE_ROW) {
-                        r = store_errno(rc);
+                        r = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
                         goto rollback;
                 }
                 status = (const char *)sqlite3_column_text(sel, 0);
+                w = json_array_get(resolved, json_array_size(resolved) - 1);
                 if (t->noop && streq(status, t->noop))
-                        json_array_append(unchanged, v);
+                        json_array_append(unchanged, w);
                 else if (strv_contains(t->from, status))
-                        json_array_append(changed, v);
+                        json_array_append(changed, w);
                 else {
-                        reject(t->verb, id, status, t->from,
+                        eid = ctl_escape(id, 0);
+                        reject(t->verb, eid ? eid : "?", status, t->from,
                                 (const char *)sqlite3_column_text(sel, 1));
                         problems++;
                 }
@@ -322,7 +365,7 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
                 goto rollback;
         }
 
-        r = ctl_apply(c, t->verb, upd, changed, unchanged, NULL, ids);
+        r = ctl_apply(c, t->verb, upd, changed, unchanged, NULL, resolved);
         if (r < 0)
                 goto rollback;
         r = ctl_commit(c);
@@ -343,6 +386,7 @@ rollback:
         }
 out:
         json_decref(ids);
+        json_decref(resolved);
         json_decref(changed);
         json_decref(unchanged);
         return r;

@@ -14,7 +14,16 @@
  *  - stored text that is not valid UTF-8 (handler output, a provider's odd
  *    header) is never dropped and never produces invalid JSON: bad sequences
  *    become U+FFFD;
- *  - table cells never contain a newline or a tab, so one row is one line.
+ *  - table cells never contain a newline or a tab, so one row is one line;
+ *  - human output never carries a control character a client chose: text is
+ *    escaped the way systemctl and journalctl do (\x1b, \n, \u202e; see
+ *    escape.h) in every cell, every "key: value" line and every id echoed;
+ *    the --json document carries the stored text unchanged (JSON escapes it);
+ *  - --wide (arg_wide) never truncates a cell; otherwise long free-text
+ *    cells end in "…";
+ *  - reals in the --json document are printed with at most 15 significant
+ *    digits: ages computed from milliseconds read 0.637, not
+ *    0.63700000000000001.
  */
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -23,7 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "knockctl.h"
+
+bool arg_wide;
 
 void ctl_error(const char *fmt, ...)
 {
@@ -34,6 +46,13 @@ void ctl_error(const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fputc('\n', stderr);
+}
+
+void ctl_error_no_such(const char *what, const char *id, const char *endpoint)
+{
+        _cleanup_free_ char *e = ctl_escape(id, 0);
+
+        ctl_error("no %s '%s' in endpoint %s", what, e ? e : "?", endpoint);
 }
 
 char *fields_select(const field_spec *f, size_t n)
@@ -50,40 +69,6 @@ char *fields_select(const field_spec *f, size_t n)
                 off += (size_t)sprintf(s + off, "%s%s", i > 0 ? ", " : "", f[i].sql);
         s[off] = 0;
         return s;
-}
-
-/* Length of the valid UTF-8 sequence at p (as jansson accepts it), 0 if invalid. */
-static size_t utf8_valid_len(const unsigned char *p, size_t left)
-{
-        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-        size_t n;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf)
-                n = 2;
-        else if (c >= 0xe0 && c <= 0xef) {
-                n = 3;
-                if (c == 0xe0)
-                        lo = 0xa0;
-                else if (c == 0xed)
-                        hi = 0x9f; /* no UTF-16 surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                n = 4;
-                if (c == 0xf0)
-                        lo = 0x90;
-                else if (c == 0xf4)
-                        hi = 0x8f;
-        } else
-                return 0;
-        if (left < n)
-                return 0;
-        if (p[1] < lo || p[1] > hi)
-                return 0;
-        for (size_t i = 2; i < n; i++)
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-        return n;
 }
 
 json_t *json_text(const char *s, size_t len)
@@ -232,15 +217,21 @@ int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, sql
         return 0;
 }
 
+char *ctl_escape(const char *s, unsigned flags)
+{
+        return escape_text(s ? s : "", s ? strlen(s) : 0, flags);
+}
+
 char *value_to_text(json_t *v)
 {
+        _cleanup_free_ char *dump = NULL;
         char *s = NULL;
 
         switch (json_typeof(v)) {
         case JSON_NULL:
                 return strdup("-");
         case JSON_STRING:
-                return strndup(json_string_value(v), json_string_length(v));
+                return escape_text(json_string_value(v), json_string_length(v), 0);
         case JSON_INTEGER:
                 if (asprintf(&s, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0)
                         return NULL;
@@ -254,7 +245,9 @@ char *value_to_text(json_t *v)
         case JSON_FALSE:
                 return strdup("no");
         default:
-                return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                /* jansson escapes C0 controls, not DEL, C1 or the bidi overrides. */
+                dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                return dump ? escape_text(dump, strlen(dump), 0) : NULL;
         }
 }
 
@@ -269,30 +262,28 @@ static size_t text_width(const char *s)
         return w;
 }
 
-/* One line, at most max columns (0: unbounded), ending in "…" when cut. */
+/* One line, at most max columns (0 or --wide: unbounded), ending in "…" when cut. */
 static char *cell_text(json_t *v, size_t max)
 {
-        char *s = value_to_text(v);
-        size_t w = 0;
+        char *s = value_to_text(v), *t;
+        size_t w = 0, cut = 0;
 
         if (!s)
                 return NULL;
-        for (char *p = s; *p; p++)
-                if (*p == '\n' || *p == '\r' || *p == '\t')
-                        *p = ' ';
-        if (max == 0 || text_width(s) <= max)
+        /* value_to_text() escaped every newline and tab already. */
+        if (max == 0 || arg_wide || text_width(s) <= max)
                 return s;
-        for (char *p = s; *p; p++) {
+        for (char *p = s; *p; p++)
                 if (((unsigned char)*p & 0xc0) != 0x80 && ++w == max) {
-                        /* p starts the last visible character: replace it. */
-                        char *t = realloc(s, (size_t)(p - s) + sizeof("…"));
-                        if (!t)
-                                break;
-                        strcpy(t + (p - s), "…");
-                        return t;
+                        /* p starts the last visible character: "…" replaces it. */
+                        cut = (size_t)(p - s);
+                        break;
                 }
-        }
-        return s;
+        t = realloc(s, cut + sizeof("…"));
+        if (!t)
+                return s;
+        strcpy(t + cut, "…");
+        return t;
 }
 
 void print_table(json_t *rows, const column *cols, size_t n)
@@ -366,9 +357,9 @@ void print_object(json_t *obj, const char *const *keys)
         json_object_foreach(obj, key, v) w = MAX(w, strlen(key));
         json_object_foreach(obj, key, v)
         {
-                _cleanup_free_ char *t = value_to_text(v);
+                _cleanup_free_ char *t = value_to_text(v), *k = ctl_escape(key, 0);
 
-                printf("%*s: %s\n", (int)w, key, t ? t : "?");
+                printf("%*s: %s\n", (int)w, k ? k : "?", t ? t : "?");
         }
 }
 
@@ -376,7 +367,7 @@ int print_json(json_t *doc)
 {
         if (!doc)
                 return -ENOMEM;
-        if (json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0)
+        if (json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) < 0)
                 return -EIO;
         putchar('\n');
         return 0;

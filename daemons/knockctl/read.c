@@ -141,6 +141,7 @@ static int verb_events(knockctl *c, int argc, char **argv)
         static const column cols[] = {
                 {"id", "ID", 0},
                 {"status", "STATUS", 0},
+                {"provider_event_id", "PROVIDER_ID", 32},
                 {"event_type", "TYPE", 32},
                 {"attempt_count", "ATTEMPTS", 0},
                 {"received_at", "RECEIVED_AT", 0},
@@ -227,6 +228,7 @@ static int select_rows(
         return fields_rows(st, f, n, ret);
 }
 
+/* Handler output as a block: its lines kept, every other control escaped. */
 static void print_outputs(json_t *attempts)
 {
         size_t i;
@@ -235,14 +237,19 @@ static void print_outputs(json_t *attempts)
         json_array_foreach(attempts, i, a)
         {
                 json_t *out = json_object_get(a, "output");
+                _cleanup_free_ char *text = NULL, *id = NULL;
 
                 if (!json_is_string(out) || json_string_length(out) == 0)
                         continue;
+                text = escape_text(json_string_value(out), json_string_length(out),
+                        ESCAPE_KEEP_NEWLINE);
+                id = ctl_escape(json_string_value(json_object_get(a, "id")), 0);
+                if (!text || !id)
+                        continue;
                 printf("\nOutput of attempt %" JSON_INTEGER_FORMAT " (%s):\n",
-                        json_integer_value(json_object_get(a, "attempt")),
-                        json_string_value(json_object_get(a, "id")));
-                fwrite(json_string_value(out), 1, json_string_length(out), stdout);
-                if (json_string_value(out)[json_string_length(out) - 1] != '\n')
+                        json_integer_value(json_object_get(a, "attempt")), id);
+                fputs(text, stdout);
+                if (text[0] && text[strlen(text) - 1] != '\n')
                         putchar('\n');
         }
 }
@@ -258,7 +265,7 @@ static int verb_event(knockctl *c, int argc, char **argv)
                 {"received_at", "RECEIVED_AT", 0},
                 {"duplicate", "DUPLICATE", 0},
                 {"body_bytes", "BYTES", 0},
-                {"body_sha256", "SHA256", 16},
+                {"body_sha256", "SHA256", 0},
                 {"request_id", "REQUEST_ID", 40},
         };
         static const column acols[] = {
@@ -282,6 +289,7 @@ static int verb_event(knockctl *c, int argc, char **argv)
                 {"last_error", "LAST_ERROR", 40},
         };
         json_t *rows = NULL, *event, *deliveries = NULL, *attempts = NULL, *hooks = NULL;
+        _cleanup_free_ char *resolved = NULL;
         const char *id;
         int o, r;
 
@@ -296,15 +304,17 @@ static int verb_event(knockctl *c, int argc, char **argv)
                 return r;
 
         /* An operator often holds the provider's id, not ours: accept both. */
-        r = select_rows(c, event_fields, ELEMENTSOF(event_fields),
-                "FROM events e WHERE e.id = :id OR e.provider_event_id = :id", argv[optind], &rows);
+        r = ctl_resolve_event(c, argv[optind], &resolved);
+        if (r != 0)
+                return r;
+        r = select_rows(c, event_fields, ELEMENTSOF(event_fields), "FROM events e WHERE e.id = :id",
+                resolved, &rows);
         if (r != 0)
                 return r;
         event = json_array_get(rows, 0);
         if (!event) {
                 json_decref(rows);
-                ctl_error("no event '%s' in endpoint %s", argv[optind], c->endpoint);
-                return KNOCKCTL_FAILED;
+                return -ENOENT;
         }
         json_incref(event);
         json_decref(rows);
@@ -471,7 +481,7 @@ static int write_body(knockctl *c, const char *id)
         stmt_bind_text(st, 1, id);
         rc = sqlite3_step(st);
         if (rc == SQLITE_DONE) {
-                ctl_error("no delivery '%s' in endpoint %s", id, c->endpoint);
+                ctl_error_no_such("delivery", id, c->endpoint);
                 return KNOCKCTL_FAILED;
         }
         if (rc != SQLITE_ROW)
@@ -500,10 +510,10 @@ static void print_headers(json_t *headers)
         printf("\nHeaders:\n");
         json_array_foreach(headers, i, h)
         {
-                json_t *name = json_array_get(h, 0), *value = json_array_get(h, 1);
+                _cleanup_free_ char *name = ctl_escape(json_string_value(json_array_get(h, 0)), 0);
+                _cleanup_free_ char *value = ctl_escape(json_string_value(json_array_get(h, 1)), 0);
 
-                printf("  %s: %s\n", json_is_string(name) ? json_string_value(name) : "?",
-                        json_is_string(value) ? json_string_value(value) : "");
+                printf("  %s: %s\n", name && *name ? name : "?", value ? value : "");
         }
 }
 
@@ -546,7 +556,7 @@ static int verb_delivery(knockctl *c, int argc, char **argv)
         d = json_array_get(rows, 0);
         if (!d) {
                 json_decref(rows);
-                ctl_error("no delivery '%s' in endpoint %s", argv[optind], c->endpoint);
+                ctl_error_no_such("delivery", argv[optind], c->endpoint);
                 return KNOCKCTL_FAILED;
         }
         if (c->json)

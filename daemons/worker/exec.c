@@ -205,7 +205,7 @@ static void exec_reaped(job *j, int status)
                         j->signal = WTERMSIG(status);
                 else if (WIFEXITED(status))
                         j->exit_code = WEXITSTATUS(status);
-                (void)asprintf(&j->error, "timed out after %llu ms, process group killed",
+                j->error = strdup_printf("timed out after %llu ms, process group killed",
                         (unsigned long long)j->w->d->cfg->timeout_ms);
         } else if (WIFEXITED(status)) {
                 j->exit_code = WEXITSTATUS(status);
@@ -213,19 +213,19 @@ static void exec_reaped(job *j, int status)
                         j->outcome = EVENT_OUTCOME_SUCCESS;
                 else if (j->exit_code == EXIT_DATAERR) {
                         j->outcome = EVENT_OUTCOME_PERMANENT;
-                        (void)asprintf(
-                                &j->error, "exit status %d (permanent failure)", j->exit_code);
+                        j->error = strdup_printf(
+                                "exit status %d (permanent failure)", j->exit_code);
                 } else {
                         j->outcome = EVENT_OUTCOME_TEMPFAIL;
-                        (void)asprintf(&j->error, "exit status %d", j->exit_code);
+                        j->error = strdup_printf("exit status %d", j->exit_code);
                 }
         } else if (WIFSIGNALED(status)) {
                 j->signal = WTERMSIG(status);
                 j->outcome = EVENT_OUTCOME_TEMPFAIL;
-                (void)asprintf(&j->error, "killed by signal %s", sigabbrev_np(j->signal) ?: "?");
+                j->error = strdup_printf("killed by signal %s", sigabbrev_np(j->signal) ?: "?");
         } else {
                 j->outcome = EVENT_OUTCOME_TEMPFAIL;
-                (void)asprintf(&j->error, "unexpected wait status 0x%x", status);
+                j->error = strdup_printf("unexpected wait status 0x%x", status);
         }
         j->pid = 0;
         exec_cleanup(j);

@@ -97,7 +97,7 @@ static void on_response(http_conn *conn, const http_response *r, void *userdata)
         j->http_status = code;
         if (code == 0) {
                 j->outcome = r->timed_out ? EVENT_OUTCOME_TIMEOUT : EVENT_OUTCOME_TEMPFAIL;
-                (void)asprintf(&j->error, "%s: %s", j->claim.handler,
+                j->error = strdup_printf("%s: %s", j->claim.handler,
                                r->error ?: "connection failed");
                 job_complete(j);
                 return;
@@ -113,7 +113,7 @@ static void on_response(http_conn *conn, const http_response *r, void *userdata)
         else
                 j->outcome = EVENT_OUTCOME_PERMANENT;
         if (j->outcome != EVENT_OUTCOME_SUCCESS)
-                (void)asprintf(&j->error, "HTTP %d%s", code,
+                j->error = strdup_printf("HTTP %d%s", code,
                         j->outcome == EVENT_OUTCOME_PERMANENT ? " (permanent failure)" : "");
         job_complete(j);
 }

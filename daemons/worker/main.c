@@ -203,7 +203,7 @@ static void claim_drop(worker *w, knock_claim *c)
 void job_start_failed(job *j, int r)
 {
         j->outcome = EVENT_OUTCOME_TEMPFAIL;
-        (void)asprintf(&j->error, "cannot start handler: %s", strerror(-r));
+        j->error = strdup_printf("cannot start handler: %s", strerror(-r));
         job_complete(j);
 }
 

@@ -42,6 +42,12 @@ else
         finish
 fi
 
+# No compiler warning in the package build (dpkg-buildflags adds FORTIFY,
+# which warns about unused results the project's own build does not).
+nwarn=$(grep -c 'warning:' "$OUT/deb/build-deb.log")
+[ "$nwarn" = 0 ] && tap ok "the .deb build prints no compiler warning" ||
+        { tap fail "the .deb build prints $nwarn compiler warning(s)"; grep 'warning:' "$OUT/deb/build-deb.log" | head -20 | diag; }
+
 if ! command -v lintian >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends lintian \
                 >/dev/null 2>&1
@@ -82,15 +88,35 @@ EOF2
 if RPM=$("$SRC/packaging/build-rpm.sh" "$OUT/rpm" 2>"$OUT/build-rpm.err" | tail -1) && [ -f "$RPM" ]; then
         tap ok "the .rpm builds with rpmbuild ($(basename "$RPM"))"
         # Same files, directories aside; Debian adds its changelog and copyright;
-        # man page compression is each distribution's choice.
+        # man page compression is each distribution's choice, and so are the
+        # places of units (Debian 12: /lib) and zsh completions.
         dpkg-deb -c "$DEB" | awk '$1 !~ /^d/ {print $6}' | sed 's|^\.||' |
-                grep -v '^/usr/share/doc/knock/' | sed 's/\.gz$//' | sort >"$OUT/files-deb.txt"
+                grep -v '^/usr/share/doc/knock/' | sed 's/\.gz$//' |
+                sed 's|^/lib/|/usr/lib/|; s|/zsh/vendor-completions/|/zsh/site-functions/|' |
+                sort >"$OUT/files-deb.txt"
         rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$RPM" 2>/dev/null |
                 awk '$1 !~ /^d/ {print $2}' | grep -v '^/usr/share/doc/knock/' |
                 grep -v '^/usr/lib/.build-id' | sed 's/\.gz$//' | sort >"$OUT/files-rpm.txt"
         diff -u "$OUT/files-deb.txt" "$OUT/files-rpm.txt" >"$OUT/files.diff" &&
                 tap ok "rpm -qlp lists the same files as the .deb ($(wc -l <"$OUT/files-rpm.txt") files)" ||
                 { tap fail "rpm -qlp lists the same files as the .deb"; diag <"$OUT/files.diff"; }
+        nwarn=$(grep -c 'warning: ' "$OUT/rpm/build-rpm.log")
+        [ "$nwarn" = 0 ] && tap ok "the .rpm build prints no compiler warning" ||
+                { tap fail "the .rpm build prints $nwarn warning(s)"; grep 'warning: ' "$OUT/rpm/build-rpm.log" | head -20 | diag; }
+        rpm -qp --qf '[%{FILENAMES}\n]' "$RPM" 2>/dev/null >"$OUT/rpm-paths.txt"
+        grep -qx /usr/lib/systemd/system/knock@.service "$OUT/rpm-paths.txt" &&
+        grep -qx /var/lib/knock "$OUT/rpm-paths.txt" && ! grep -q '^/usr/com\|^/lib/' "$OUT/rpm-paths.txt" &&
+                tap ok "the .rpm uses Fedora's paths (/usr/lib/systemd/system, /var/lib/knock)" ||
+                { tap fail "the .rpm uses Fedora's paths"; grep -v '^/usr/share/man' "$OUT/rpm-paths.txt" | diag; }
+        if command -v rpmlint >/dev/null; then
+                rpmlint -r "$SRC/packaging/rpm/knock.rpmlintrc" "$SRC/packaging/rpm/knock.spec" "$RPM" \
+                        >"$OUT/rpmlint.txt" 2>&1
+                grep -q ' 0 errors, 0 warnings' "$OUT/rpmlint.txt" &&
+                        tap ok "rpmlint (with knock.rpmlintrc): no error, no warning" ||
+                        { tap fail "rpmlint (with knock.rpmlintrc)"; grep -E ': [EW]: ' "$OUT/rpmlint.txt" | diag; }
+        else
+                echo "# rpmlint not installed (scripts/install-deps --test installs it)"
+        fi
 else
         tap fail "the .rpm builds with rpmbuild"
         tail -20 "$OUT/build-rpm.err" | diag
@@ -127,5 +153,29 @@ case $rc in
 124) tap fail "boot-and-run timed out"; tail -5 "$OUT/boot-and-run.err" | diag ;;
 125) tap fail "boot-and-run infrastructure failure"; tail -20 "$OUT/boot-and-run.err" | diag ;;
 *) [ -s "$OUT/vm/failed-units.txt" ] && { echo "# failed units:"; diag <"$OUT/vm/failed-units.txt"; } ;;
+esac
+
+# A second boot for what an administrator's tools find (inside-cli.sh):
+# completion, rules and dashboard, TCP and textfile scraping, the resolver.
+for try in 1 2 3; do
+        rm -rf "$OUT/vm-cli"
+        "$VM/boot-and-run" -t 300 -o "$OUT/vm-cli" -d "$DEB" "$SRC/tests/system/inside-cli.sh" \
+                >"$OUT/inside-cli.txt" 2>"$OUT/boot-and-run-cli.err"
+        rc=$?
+        [ $rc -eq 125 ] && [ ! -s "$OUT/inside-cli.txt" ] && grep -q "boot failed" "$OUT/boot-and-run-cli.err" ||
+                break
+        echo "# boot attempt $try failed before the test started; booting again"
+        sleep 2
+done
+while IFS= read -r line; do
+        case $line in
+        "ok - "*) tap ok "${line#ok - }" ;;
+        "not ok - "*) tap fail "${line#not ok - }" ;;
+        "#"*) echo "$line" ;;
+        esac
+done <"$OUT/inside-cli.txt"
+case $rc in
+124) tap fail "boot-and-run (inside-cli) timed out" ;;
+125) tap fail "boot-and-run (inside-cli) infrastructure failure"; tail -20 "$OUT/boot-and-run-cli.err" | diag ;;
 esac
 finish

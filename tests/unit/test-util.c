@@ -384,6 +384,15 @@ static void test_misc(void)
         is_str(knock_runtime_dir(), "/run/knock", "runtime dir default");
 }
 
+static void test_strdup_printf(void)
+{
+        _cleanup_free_ char *a = strdup_printf("exit status %d%s", 75, " (retry)");
+        _cleanup_free_ char *b = strdup_printf("%s", "");
+
+        is_str(a, "exit status 75 (retry)", "strdup_printf formats");
+        is_str(b, "", "strdup_printf of an empty string");
+}
+
 int main(void)
 {
         test_u64();
@@ -395,5 +404,6 @@ int main(void)
         test_hex();
         test_base64();
         test_misc();
+        test_strdup_printf();
         return tap_done();
 }

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * escape — see escape.h. One pass, one decision per character: keep it, or
+ * write its escape. escape_buf() writes what fits and counts what the whole
+ * text needs, so the allocating form sizes its buffer with a first pass.
+ */
+#include "escape.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t utf8_valid_len(const unsigned char *p, size_t left)
+{
+        unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+        size_t n;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                n = 2;
+        else if (c >= 0xe0 && c <= 0xef) {
+                n = 3;
+                if (c == 0xe0)
+                        lo = 0xa0;
+                else if (c == 0xed)
+                        hi = 0x9f; /* no UTF-16 surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                n = 4;
+                if (c == 0xf0)
+                        lo = 0x90;
+                else if (c == 0xf4)
+                        hi = 0x8f;
+        } else
+                return 0;
+        if (left < n)
+                return 0;
+        if (p[1] < lo || p[1] > hi)
+                return 0;
+        for (size_t i = 2; i < n; i++)
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+        return n;
+}
+
+static uint32_t utf8_decode(const unsigned char *p, size_t n)
+{
+        switch (n) {
+        case 2:
+                return (uint32_t)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+        case 3:
+                return (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+        case 4:
+                return (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 |
+                       (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+        default:
+                return p[0];
+        }
+}
+
+/* Code points a terminal acts on, or that change how the rest of a line reads. */
+static bool codepoint_is_control(uint32_t cp)
+{
+        return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+               (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The escape of one ASCII byte into e (at least 5 bytes), or 0 to keep it. */
+static size_t escape_ascii(unsigned char c, unsigned flags, char *e)
+{
+        static const char names[] = {
+                ['\a'] = 'a', ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
+                ['\v'] = 'v', ['\f'] = 'f', ['\r'] = 'r',
+        };
+
+        if ((flags & ESCAPE_KEEP_NEWLINE) && (c == '\n' || c == '\t'))
+                return 0;
+        if (c == '\\')
+                return (size_t)sprintf(e, "\\\\");
+        if (c < sizeof(names) && names[c])
+                return (size_t)sprintf(e, "\\%c", names[c]);
+        if (c < 0x20 || c == 0x7f)
+                return (size_t)sprintf(e, "\\x%02x", c);
+        return 0;
+}
+
+size_t escape_buf(const char *s, size_t len, unsigned flags, char *out, size_t out_len)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        size_t need = 0, off = 0;
+        bool full = false;
+
+        for (size_t i = 0; i < len;) {
+                char e[16];
+                const char *piece;
+                size_t n, plen;
+
+                n = utf8_valid_len(p + i, len - i);
+                if (n == 1) {
+                        plen = escape_ascii(p[i], flags, e);
+                        piece = plen ? e : (const char *)p + i;
+                        plen = plen ? plen : 1;
+                } else if (n == 0) {
+                        n = 1;
+                        plen = (size_t)sprintf(e, "\\x%02x", p[i]);
+                        piece = e;
+                } else if (codepoint_is_control(utf8_decode(p + i, n))) {
+                        plen = (size_t)sprintf(e, "\\u%04x", (unsigned)utf8_decode(p + i, n));
+                        piece = e;
+                } else {
+                        plen = n;
+                        piece = (const char *)p + i;
+                }
+                /* Whole pieces only: a cut escape or UTF-8 sequence would be a new problem. */
+                if (!full && off + plen < out_len) {
+                        memcpy(out + off, piece, plen);
+                        off += plen;
+                } else
+                        full = true;
+                need += plen;
+                i += n;
+        }
+        if (out_len > 0)
+                out[off] = 0;
+        return need;
+}
+
+char *escape_text(const char *s, size_t len, unsigned flags)
+{
+        size_t need = escape_buf(s, len, flags, NULL, 0);
+        char *out = malloc(need + 1);
+
+        if (!out)
+                return NULL;
+        escape_buf(s, len, flags, out, need + 1);
+        return out;
+}
