@@ -255,7 +255,7 @@ static size_t feed_head(httpreq *r, const unsigned char *p, size_t len)
                         }
                         r->method_off = r->head_len;
                         r->hs = S_METHOD;
-                        /* fall through */
+                        __attribute__((fallthrough));
                 case S_METHOD:
                         if (c == ' ') {
                                 if (r->head_len == r->method_off)
@@ -316,7 +316,7 @@ static size_t feed_head(httpreq *r, const unsigned char *p, size_t len)
                                 return fail(r, 431, "too many header fields", i + 1);
                         r->name_off[r->n_headers] = r->head_len;
                         r->hs = S_NAME;
-                        /* fall through */
+                        __attribute__((fallthrough));
                 case S_NAME:
                         if (c == ':') {
                                 if (!head_put(r, 0))
@@ -335,7 +335,7 @@ static size_t feed_head(httpreq *r, const unsigned char *p, size_t len)
                         if (c == ' ' || c == '\t')
                                 break;
                         r->hs = S_VALUE;
-                        /* fall through */
+                        __attribute__((fallthrough));
                 case S_VALUE:
                         if (c == '\r') {
                                 /* trailing whitespace is not part of the value */
@@ -514,7 +514,7 @@ static size_t feed_chunked(httpreq *r, const unsigned char *p, size_t len)
                                                                           : "malformed trailer",
                                             i + 1);
                         r->hs = S_TRAILER;
-                        /* fall through */
+                        __attribute__((fallthrough));
                 case S_TRAILER:
                         if (++r->trailer_bytes > r->lim.max_head)
                                 return fail(r, 431, "trailer fields too large", i + 1);
