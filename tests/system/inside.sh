@@ -459,7 +459,8 @@ chown knock:knock "$DB"; chmod 0660 "$DB"
 systemctl reset-failed
 check "after chown knock:knock the endpoint starts again" systemctl start knock@demo
 check "and its daemons are active" \
-        wait_for 10 sh -c 'systemctl is-active -q knock-worker@demo.service knock-deliver@demo.service'
+        wait_for 10 systemctl is-active -q knock-ingress@demo.socket knock-worker@demo.service \
+        knock-deliver@demo.service
 code=$(webhook drill-after-fix)
 check "and serves: signed webhook 200 (got $code)" [ "$code" = 200 ]
 check "and handled" wait_for 15 handled drill-after-fix
@@ -482,6 +483,10 @@ check "no secret in the journal" sh -c "! journalctl -b -o json | grep -q 'not-a
 cp "$OUT/demo-hook.good" /etc/credstore/demo-hook
 systemctl reset-failed
 check "with the secret fixed the endpoint starts again" systemctl start knock@demo
+# knock@demo is started once its check ran; its sockets and daemons follow.
+check "and its listener and daemons are active" \
+        wait_for 10 systemctl is-active -q knock-ingress@demo.socket knock-worker@demo.service \
+        knock-deliver@demo.service
 code=$(webhook drill-after-secret)
 check "and serves: signed webhook 200 (got $code)" [ "$code" = 200 ]
 check "and handled" wait_for 15 handled drill-after-secret
