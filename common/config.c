@@ -357,18 +357,11 @@ static void parse_count_key(parse_ctx *ctx, const key_def *k, const char *value)
         *(uint64_t *)field(ctx, k) = v;
 }
 
-/* "N/s", "N/m", "N/h" (or N alone, per second) into the count and the
- * interval that follows it. */
+/* "N/s", "N/m", "N/h" (or N alone, per second) into a knock_rate. */
 static void parse_rate_key(parse_ctx *ctx, const key_def *k, const char *value)
 {
-        uint64_t n, per_ms;
-
-        if (parse_rate(value, &n, &per_ms) < 0) {
+        if (parse_rate(value, (knock_rate *)field(ctx, k)) < 0)
                 key_error(ctx, "%s must be a rate like 10/s, 600/m or 0 (none)", k->name);
-                return;
-        }
-        *(uint64_t *)field(ctx, k) = n;
-        *(uint64_t *)((char *)field(ctx, k) + sizeof(uint64_t)) = per_ms;
 }
 
 static void parse_string_key(parse_ctx *ctx, const key_def *k, const char *value)
@@ -829,8 +822,7 @@ static void apply_defaults(knock_config *c)
         c->body_timeout_ms = 30 * 1000;
         c->max_buffered = 64 * 1024 * 1024;
         c->orphan_body = 4 * 1024;
-        c->orphan_rate = 10;
-        c->orphan_rate_ms = 1000;
+        c->orphan_rate = (knock_rate){10, 1000};
         c->orphan_burst = 100;
         c->verify.provider = KNOCK_PROVIDER_INVALID;
         c->verify.tolerance_ms = -1;

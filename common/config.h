@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
 #include "verify.h"
 
 #define KNOCK_MAX_ROUTES 64
@@ -49,8 +50,7 @@ typedef struct knock_config {
         uint64_t body_timeout_ms;   /* default 30s */
         uint64_t max_buffered;      /* body bytes held for unanswered requests, default 64M */
         uint64_t orphan_body;       /* bytes of a rejected delivery's body kept, default 4K */
-        uint64_t orphan_rate;       /* rejected deliveries stored per orphan_rate_ms, default 10/s */
-        uint64_t orphan_rate_ms;
+        knock_rate orphan_rate;     /* rejected deliveries stored, default 10/s */
         uint64_t orphan_burst;      /* the bucket's size, default 100 */
         knock_verify_config verify; /* provider, secrets, tolerance, options */
 

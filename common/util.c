@@ -114,16 +114,18 @@ int parse_size(const char *s, uint64_t *ret)
         return mul_checked(n, mul, ret);
 }
 
-int parse_rate(const char *s, uint64_t *ret_n, uint64_t *ret_per_ms)
+int parse_rate(const char *s, knock_rate *ret)
 {
         const char *slash;
         char num[24];
-        uint64_t per = 1000;
+        uint64_t n, per = 1000;
+        size_t len;
         int r;
 
         if (!s)
                 return -EINVAL;
         slash = strchr(s, '/');
+        len = slash ? (size_t)(slash - s) : strlen(s);
         if (slash) {
                 if (streq(slash + 1, "s"))
                         per = 1000;
@@ -134,13 +136,14 @@ int parse_rate(const char *s, uint64_t *ret_n, uint64_t *ret_per_ms)
                 else
                         return -EINVAL;
         }
-        if ((size_t)(slash ? slash - s : (ptrdiff_t)strlen(s)) >= sizeof(num))
+        if (len >= sizeof(num))
                 return -EINVAL;
-        snprintf(num, sizeof(num), "%.*s", (int)(slash ? slash - s : (ptrdiff_t)strlen(s)), s);
-        r = parse_u64_strict(num, ret_n);
+        memcpy(num, s, len);
+        num[len] = 0;
+        r = parse_u64_strict(num, &n);
         if (r < 0)
                 return r;
-        *ret_per_ms = per;
+        *ret = (knock_rate){n, per};
         return 0;
 }
 

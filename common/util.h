@@ -96,9 +96,14 @@ void *secret_free(char *s);
 int parse_size(const char *s, uint64_t *ret);
 /* "5m" → 300000 ms. Plain digits are seconds. "never" → UINT64_MAX when allow_never. */
 int parse_duration_ms(const char *s, bool allow_never, uint64_t *ret);
-/* "10/s", "600/m", "3600/h" (N alone: per second; "0": none) → the count and
- * the interval in ms it is counted over. */
-int parse_rate(const char *s, uint64_t *ret_n, uint64_t *ret_per_ms);
+/* N events per per_ms milliseconds. */
+typedef struct knock_rate {
+        uint64_t n;
+        uint64_t per_ms;
+} knock_rate;
+
+/* "10/s", "600/m", "3600/h" (N alone: per second; "0": none). */
+int parse_rate(const char *s, knock_rate *ret);
 /* Strict base-10 unsigned integer: digits only, no sign, no space, no junk. */
 int parse_u64_strict(const char *s, uint64_t *ret);
 

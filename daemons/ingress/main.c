@@ -253,21 +253,21 @@ static bool writer_full(ingress *in)
                in->d.cfg->max_connections + in->d.cfg->orphan_burst + 1024;
 }
 
-/* The orphan budget: a token bucket of rows, orphan_rate per orphan_rate_ms
- * with room for orphan_burst. */
+/* The orphan budget: a token bucket of rows, orphan_rate with room for
+ * orphan_burst. */
 static bool orphan_allowed(ingress *in)
 {
         const knock_config *cfg = in->d.cfg;
         int64_t now = (int64_t)(mono_us() / 1000);
 
-        if (cfg->orphan_rate == 0)
+        if (cfg->orphan_rate.n == 0)
                 return false;
         if (in->orphan_refill_ms == 0) {
                 in->orphan_tokens = (double)cfg->orphan_burst;
                 in->orphan_refill_ms = now;
         }
-        in->orphan_tokens += (double)(now - in->orphan_refill_ms) * (double)cfg->orphan_rate /
-                             (double)cfg->orphan_rate_ms;
+        in->orphan_tokens += (double)(now - in->orphan_refill_ms) * (double)cfg->orphan_rate.n /
+                             (double)cfg->orphan_rate.per_ms;
         in->orphan_refill_ms = now;
         if (in->orphan_tokens > (double)cfg->orphan_burst)
                 in->orphan_tokens = (double)cfg->orphan_burst;

@@ -151,7 +151,7 @@ static void test_defaults(void)
         is_int(c->body_timeout_ms, 30000, "body_timeout 30s");
         is_int(c->max_buffered, 64 * 1024 * 1024, "max_buffered 64M");
         is_int(c->orphan_body, 4096, "orphan_body 4K");
-        ok(c->orphan_rate == 10 && c->orphan_rate_ms == 1000, "orphan_rate 10/s");
+        ok(c->orphan_rate.n == 10 && c->orphan_rate.per_ms == 1000, "orphan_rate 10/s");
         is_int(c->orphan_burst, 100, "orphan_burst 100");
         is_int(c->verify.provider, KNOCK_PROVIDER_GITHUB, "provider github");
         is_int(c->verify.tolerance_ms, -1, "tolerance unset is -1");
@@ -421,7 +421,7 @@ static void test_validation(void)
         {
                 knock_config *c = expect_ok(NULL, "orphan_rate = 600/m\norphan_body = 0\n",
                                             "orphan_rate per minute, orphan_body 0");
-                ok(c && c->orphan_rate == 600 && c->orphan_rate_ms == 60000 && c->orphan_body == 0,
+                ok(c && c->orphan_rate.n == 600 && c->orphan_rate.per_ms == 60000 && c->orphan_body == 0,
                    "600/m is 600 per 60000 ms; orphan_body 0 keeps none");
                 config_free(c);
         }
@@ -831,8 +831,8 @@ static bool same_config(const knock_config *a, const knock_config *b)
                a->max_connections == b->max_connections &&
                a->header_timeout_ms == b->header_timeout_ms &&
                a->body_timeout_ms == b->body_timeout_ms && a->max_buffered == b->max_buffered &&
-               a->orphan_body == b->orphan_body && a->orphan_rate == b->orphan_rate &&
-               a->orphan_rate_ms == b->orphan_rate_ms && a->orphan_burst == b->orphan_burst &&
+               a->orphan_body == b->orphan_body && a->orphan_rate.n == b->orphan_rate.n &&
+               a->orphan_rate.per_ms == b->orphan_rate.per_ms && a->orphan_burst == b->orphan_burst &&
                a->verify.provider == b->verify.provider &&
                a->verify.n_secrets == b->verify.n_secrets &&
                a->verify.tolerance_ms == b->verify.tolerance_ms &&
