@@ -259,7 +259,10 @@ def disk_fill(t, ep, pid):
 
 
 def strict_http(t, ep):
-    before = ep.query("SELECT count(*) AS n FROM deliveries")[0]["n"]
+    # The provider thread goes on storing its own webhooks meanwhile.
+    others = ("SELECT count(*) AS n FROM deliveries"
+              " WHERE provider_event_id IS NULL OR provider_event_id NOT LIKE 'legit-%'")
+    before = ep.query(others)[0]["n"]
     body = b'{"smuggled":1}'
     h = kt.github_headers(SECRET, body, "smuggle-1")
     head = "".join("%s: %s\r\n" % kv for kv in h.items())
@@ -282,7 +285,7 @@ def strict_http(t, ep):
     req = (b"POST / HTTP/1.1\nHost: x\n" + head.encode().replace(b"\r\n", b"\n") +
            b"Content-Length: %d\n\n" % len(body) + body)
     t.eq(status_of(raw(ep, req)), 400, "bare LF line ends -> 400")
-    after = ep.query("SELECT count(*) AS n FROM deliveries")[0]["n"]
+    after = ep.query(others)[0]["n"]
     t.eq(after, before, "nothing of them is stored")
 
 
