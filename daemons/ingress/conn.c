@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -100,6 +101,12 @@ static bool budget_take(ingest_conn *c, size_t n)
         s->buffered += n;
         c->reserved += n;
         return true;
+}
+
+/* A chunked body's buffer counts against the budget as it grows. */
+static bool reserve_body(ingest_conn *c)
+{
+        return c->req.body_cap <= c->reserved || budget_take(c, c->req.body_cap - c->reserved);
 }
 
 size_t conn_take_budget(ingest_conn *c)
@@ -204,15 +211,19 @@ void conn_reply(ingest_conn *c, int code, const char *reason, const char *conten
                 event_active(&c->done, EV_WRITE, 1);
 }
 
-/* A refusal the parser or the limits decided: a JSON error, then close. */
-static void conn_refuse(ingest_conn *c, int code, const char *reason, const char *message,
-                        const char *extra)
+void conn_error(ingest_conn *c, int code, const char *reason, const char *message,
+                const char *extra, bool close)
 {
-        char body[160];
-        int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", message);
+        json_t *j = json_pack("{s:s}", "error", message);
+        char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        char headers[256];
 
-        conn_reply(c, code, reason, "application/json", body, (size_t)MIN(n, (int)sizeof(body) - 1),
-                   extra, true);
+        snprintf(headers, sizeof(headers), "%s%s", code == 503 ? "Retry-After: 5\r\n" : "",
+                 extra ? extra : "");
+        conn_reply(c, code, reason, "application/json", body ? body : "{}",
+                   body ? strlen(body) : 2, headers, close);
+        free(body);
+        json_decref(j);
 }
 
 static const char *reason_phrase(int code)
@@ -232,15 +243,13 @@ static const char *reason_phrase(int code)
 static void refuse_parse(ingest_conn *c)
 {
         c->srv->stats->bad_requests++;
-        conn_refuse(c, c->req.status, reason_phrase(c->req.status), c->req.error,
-                    c->req.status == 503 ? "Retry-After: 5\r\n" : NULL);
+        conn_error(c, c->req.status, reason_phrase(c->req.status), c->req.error, NULL, true);
 }
 
 static void over_budget(ingest_conn *c)
 {
         c->srv->stats->over_budget++;
-        conn_refuse(c, 503, "Service Unavailable", "too many request bodies in flight",
-                    "Retry-After: 5\r\n");
+        conn_error(c, 503, "Service Unavailable", "too many request bodies in flight", NULL, true);
 }
 
 static void dispatch(ingest_conn *c)
@@ -267,7 +276,7 @@ static void conn_head(ingest_conn *c)
                 refuse_parse(c);
                 return;
         }
-        if (r->chunked && !budget_take(c, r->body_cap)) {
+        if (r->chunked && !reserve_body(c)) {
                 over_budget(c);
                 return;
         }
@@ -335,18 +344,14 @@ static void conn_feed(ingest_conn *c, const char *p, size_t len)
                         conn_head(c);
                         break;
                 case HTTPREQ_BODY:
-                        /* A chunked body grows: its buffer counts as it is made. */
-                        if (c->req.body_cap > c->reserved &&
-                            !budget_take(c, c->req.body_cap - c->reserved))
+                        if (!reserve_body(c))
                                 over_budget(c);
                         break;
                 case HTTPREQ_DONE:
-                        if (c->req.body_cap > c->reserved &&
-                            !budget_take(c, c->req.body_cap - c->reserved)) {
+                        if (!reserve_body(c))
                                 over_budget(c);
-                                break;
-                        }
-                        dispatch(c);
+                        else
+                                dispatch(c);
                         break;
                 case HTTPREQ_ERROR:
                         refuse_parse(c);

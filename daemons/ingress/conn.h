@@ -105,6 +105,10 @@ void conn_server_free(conn_server *s);
 void conn_reply(ingest_conn *c, int code, const char *reason, const char *content_type,
                 const void *body, size_t len, const char *extra, bool close);
 
+/* Answers with {"error": MESSAGE} as JSON; a 503 carries Retry-After. */
+void conn_error(ingest_conn *c, int code, const char *reason, const char *message,
+                const char *extra, bool close);
+
 /* The body's budget moves to the caller with the request: it gives it
  * back with conn_budget_release() when the request is answered. */
 size_t conn_take_budget(ingest_conn *c);

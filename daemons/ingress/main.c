@@ -43,7 +43,6 @@
 #include "log.h"
 #include "verify.h"
 
-#define RETRY_AFTER_S "5"
 #define DRAIN_TIMEOUT_S 25
 
 static const char usage[] =
@@ -73,19 +72,6 @@ typedef struct ingress {
 } ingress;
 
 static ingress *the_ingress;
-
-/* ---- replies -------------------------------------------------------------------- */
-
-static void reply_error(ingest_conn *c, int code, const char *reason, const char *message)
-{
-        json_t *j = json_pack("{s:s}", "error", message);
-        char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-
-        conn_reply(c, code, reason, "application/json", s ? s : "{}", s ? strlen(s) : 2,
-                   code == 503 ? "Retry-After: " RETRY_AFTER_S "\r\n" : NULL, false);
-        free(s);
-        json_decref(j);
-}
 
 /* ---- request parsing -------------------------------------------------------------- */
 
@@ -297,14 +283,16 @@ static void submit_orphan(ingress *in, ingest_item *it)
                 return;
         }
         if (it->body_len > in->d.cfg->orphan_body) {
-                unsigned char *b;
+                unsigned char *b = NULL;
 
                 it->body_len = (size_t)in->d.cfg->orphan_body;
-                b = it->body_len ? realloc(it->body, it->body_len) : NULL;
-                if (b || !it->body_len) {
-                        if (!b)
-                                free(it->body);
+                if (it->body_len == 0)
+                        it->body = mfree(it->body);
+                else if ((b = realloc(it->body, it->body_len)))
                         it->body = b;
+                /* What is left is a few KiB: it leaves the listener's budget,
+                 * unless the buffer could not shrink. */
+                if (!it->body || b) {
                         conn_budget_release(&in->srv, it->budget);
                         it->budget = 0;
                 }
@@ -329,19 +317,19 @@ static conn_verdict on_head(ingest_conn *c, httpreq *req, void *userdata)
                 id_new("req", c->request_id);
 
         if (in->draining) {
-                reply_error(c, 503, "Service Unavailable", "shutting down");
+                conn_error(c, 503, "Service Unavailable", "shutting down", NULL, false);
                 return CONN_ANSWERED;
         }
         if (plen != strlen(cfg->path) || strncmp(req->target, cfg->path, plen) != 0) {
                 in->stats.rejected_other++;
-                reply_error(c, 404, "Not Found", "no such path");
+                conn_error(c, 404, "Not Found", "no such path", NULL, false);
                 return CONN_ANSWERED;
         }
         if (!streq(req->method, "POST") &&
             !(streq(req->method, "GET") && cfg->verify.provider == provider_from_string("meta"))) {
                 in->stats.rejected_other++;
-                conn_reply(c, 405, "Method Not Allowed", "application/json",
-                           "{\"error\":\"method not allowed\"}", 30, "Allow: POST\r\n", false);
+                conn_error(c, 405, "Method Not Allowed", "method not allowed", "Allow: POST\r\n",
+                           false);
                 return CONN_ANSWERED;
         }
         if (req->content_length < 0 || (uint64_t)req->content_length <= cfg->max_body)
@@ -350,7 +338,7 @@ static conn_verdict on_head(ingest_conn *c, httpreq *req, void *userdata)
         /* Recorded without its body, which is never read: the row says it
          * came and why it was refused. */
         in->stats.too_large++;
-        reply_error(c, 413, "Payload Too Large", "body too large");
+        conn_error(c, 413, "Payload Too Large", "body too large", NULL, false);
         it = item_new(c, req);
         if (!it)
                 return CONN_ANSWERED;
@@ -378,7 +366,7 @@ static void on_request(ingest_conn *c, httpreq *req, void *userdata)
 
         it = item_new(c, req);
         if (!it) {
-                reply_error(c, 503, "Service Unavailable", "out of memory");
+                conn_error(c, 503, "Service Unavailable", "out of memory", NULL, false);
                 return;
         }
         it->body_bytes = req->body_len;
@@ -390,7 +378,7 @@ static void on_request(ingest_conn *c, httpreq *req, void *userdata)
                 it->body = malloc(1);
         if (!it->body) {
                 item_free(in, it);
-                reply_error(c, 503, "Service Unavailable", "out of memory");
+                conn_error(c, 503, "Service Unavailable", "out of memory", NULL, false);
                 return;
         }
 
@@ -410,7 +398,7 @@ static void on_request(ingest_conn *c, httpreq *req, void *userdata)
                 log_error_errno(r, "Verification failed internally: %m");
                 verify_result_clear(&vr);
                 item_free(in, it);
-                reply_error(c, 503, "Service Unavailable", "internal error");
+                conn_error(c, 503, "Service Unavailable", "internal error", NULL, false);
                 return;
         }
         if (r > 0) {
@@ -420,8 +408,8 @@ static void on_request(ingest_conn *c, httpreq *req, void *userdata)
                 it->verify_error = strdup(vr.reason[0] ? vr.reason : "signature invalid");
                 verify_result_clear(&vr);
                 in->stats.invalid++;
-                reply_error(c, 401, "Unauthorized", it->verify_error ? it->verify_error
-                                                                    : "signature invalid");
+                conn_error(c, 401, "Unauthorized", it->verify_error ? it->verify_error
+                                                                    : "signature invalid", NULL, false);
                 submit_orphan(in, it);
                 return;
         }
@@ -441,7 +429,8 @@ static void on_request(ingest_conn *c, httpreq *req, void *userdata)
         if (writer_full(in)) {
                 in->stats.over_budget++;
                 item_free(in, it);
-                reply_error(c, 503, "Service Unavailable", "too many requests waiting for storage");
+                conn_error(c, 503, "Service Unavailable", "too many requests waiting for storage",
+                           NULL, false);
                 return;
         }
         /* Nothing is answered here: the reply waits for the commit. */
@@ -493,7 +482,8 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
                                                  "Cannot store delivery %s, answering 503: %s",
                                                  it->delivery_id, in->writer.last_error);
                         if (c)
-                                reply_error(c, 503, "Service Unavailable", "storage unavailable");
+                                conn_error(c, 503, "Service Unavailable",
+                                           "storage unavailable", NULL, false);
                 } else if (it->kind == INGEST_EVENT) {
                         if (it->duplicate)
                                 in->stats.duplicates++;
@@ -514,14 +504,12 @@ static void on_writer_done(evutil_socket_t fd, short what, void *userdata)
                         const char *b = it->handshake_body ? it->handshake_body : "";
 
                         in->stats.handshakes++;
-                        if (!c)
-                                ;
-                        else if (it->handshake_status == 204 || !it->handshake_content_type)
+                        if (c && (it->handshake_status == 204 || !it->handshake_content_type))
                                 /* e.g. Discord's webhook-event PING: no body at all. */
                                 conn_reply(c, it->handshake_status,
                                            it->handshake_status == 204 ? "No Content" : "OK", NULL,
                                            NULL, 0, NULL, false);
-                        else
+                        else if (c)
                                 conn_reply(c, it->handshake_status, "OK",
                                            it->handshake_content_type, b, strlen(b), NULL, false);
                 }
