@@ -132,50 +132,43 @@ fi
 KNOCK_VM_NSPAWN_ARGS="${KNOCK_VM_NSPAWN_ARGS:-} --system-call-filter=landlock_create_ruleset
         --system-call-filter=landlock_add_rule --system-call-filter=landlock_restrict_self"
 export KNOCK_VM_NSPAWN_ARGS
-for try in 1 2 3; do
-        rm -rf "$OUT/vm"
-        "$VM/boot-and-run" -t 600 -o "$OUT/vm" -d "$DEB" "$SRC/tests/system/inside.sh" \
-                >"$OUT/inside.txt" 2>"$OUT/boot-and-run.err"
-        rc=$?
-        [ $rc -eq 125 ] && [ ! -s "$OUT/inside.txt" ] && grep -q "boot failed" "$OUT/boot-and-run.err" ||
-                break
-        echo "# boot attempt $try failed before the test started; booting again"
-        sleep 2
-done
-while IFS= read -r line; do
-        case $line in
-        "ok - "*) tap ok "${line#ok - }" ;;
-        "not ok - "*) tap fail "${line#not ok - }" ;;
-        "#"*) echo "$line" ;;
+
+# boot_run NAME TIMEOUT: boots the .deb under systemd-vm and runs
+# tests/system/NAME.sh inside (out dir vm-NAME, vm for inside), booting
+# again when the boot itself failed; its lines become TAP lines here.
+boot_run() {
+        name=$1 vmout=$OUT/vm-$1
+        [ "$1" = inside ] && vmout=$OUT/vm
+        for try in 1 2 3; do
+                rm -rf "$vmout"
+                "$VM/boot-and-run" -t "$2" -o "$vmout" -d "$DEB" "$SRC/tests/system/$name.sh" \
+                        >"$OUT/$name.txt" 2>"$OUT/boot-and-run-$name.err"
+                rc=$?
+                [ $rc -eq 125 ] && [ ! -s "$OUT/$name.txt" ] &&
+                        grep -q "boot failed" "$OUT/boot-and-run-$name.err" || break
+                echo "# boot attempt $try failed before the test started; booting again"
+                sleep 2
+        done
+        while IFS= read -r line; do
+                case $line in
+                "ok - "*) tap ok "${line#ok - }" ;;
+                "not ok - "*) tap fail "${line#not ok - }" ;;
+                "#"*) echo "$line" ;;
+                esac
+        done <"$OUT/$name.txt"
+        case $rc in
+        124) tap fail "boot-and-run ($name) timed out"; tail -5 "$OUT/boot-and-run-$name.err" | diag ;;
+        125) tap fail "boot-and-run ($name) infrastructure failure"
+             tail -20 "$OUT/boot-and-run-$name.err" | diag ;;
+        *) if [ -s "$vmout/failed-units.txt" ]; then
+                   echo "# failed units ($name):"; diag <"$vmout/failed-units.txt"
+           fi ;;
         esac
-done <"$OUT/inside.txt"
-case $rc in
-124) tap fail "boot-and-run timed out"; tail -5 "$OUT/boot-and-run.err" | diag ;;
-125) tap fail "boot-and-run infrastructure failure"; tail -20 "$OUT/boot-and-run.err" | diag ;;
-*) [ -s "$OUT/vm/failed-units.txt" ] && { echo "# failed units:"; diag <"$OUT/vm/failed-units.txt"; } ;;
-esac
+}
+
+boot_run inside 600
 
 # A second boot for what an administrator's tools find (inside-cli.sh):
 # completion, rules and dashboard, TCP and textfile scraping, the resolver.
-for try in 1 2 3; do
-        rm -rf "$OUT/vm-cli"
-        "$VM/boot-and-run" -t 300 -o "$OUT/vm-cli" -d "$DEB" "$SRC/tests/system/inside-cli.sh" \
-                >"$OUT/inside-cli.txt" 2>"$OUT/boot-and-run-cli.err"
-        rc=$?
-        [ $rc -eq 125 ] && [ ! -s "$OUT/inside-cli.txt" ] && grep -q "boot failed" "$OUT/boot-and-run-cli.err" ||
-                break
-        echo "# boot attempt $try failed before the test started; booting again"
-        sleep 2
-done
-while IFS= read -r line; do
-        case $line in
-        "ok - "*) tap ok "${line#ok - }" ;;
-        "not ok - "*) tap fail "${line#not ok - }" ;;
-        "#"*) echo "$line" ;;
-        esac
-done <"$OUT/inside-cli.txt"
-case $rc in
-124) tap fail "boot-and-run (inside-cli) timed out" ;;
-125) tap fail "boot-and-run (inside-cli) infrastructure failure"; tail -20 "$OUT/boot-and-run-cli.err" | diag ;;
-esac
+boot_run inside-cli 300
 finish
