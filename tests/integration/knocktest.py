@@ -129,6 +129,21 @@ class NotifyListener:
         self.sock.close()
 
 
+def http_exchange(s, request):
+    """Sends REQUEST on the connected socket S, reads until the server
+    closes, closes S; (status, body bytes)."""
+    s.sendall(request)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
 class Endpoint:
     """A temporary endpoint: config, state and runtime directories."""
 
@@ -296,17 +311,8 @@ class Endpoint:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(10)
         s.connect(self.admin)
-        s.sendall(("GET %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n" % path).encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ")[1])
-        return status, body
+        return http_exchange(
+            s, ("GET %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n" % path).encode())
 
     # ---- database and CLI -----------------------------------------------
 

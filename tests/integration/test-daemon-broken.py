@@ -58,16 +58,8 @@ def timed_http(connect, request):
     try:
         s = connect()
         s.settimeout(5)
-        s.sendall(request)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body.decode(errors="replace"), time.monotonic() - t0
+        status, body = kt.http_exchange(s, request)
+        return status, body.decode(errors="replace"), time.monotonic() - t0
     except (OSError, ValueError, IndexError) as e:
         return None, str(e), time.monotonic() - t0
 
