@@ -109,6 +109,10 @@ typedef struct ingest_writer {
         char last_error[256];
         ingest_stats *stats;
         uint64_t last_commit_us;               /* for the checkpointer */
+        /* WAL restarts (see writer.c): the writer asks for a pass, the
+         * checkpointer counts the passes it completed. */
+        bool ckpt_wanted;
+        uint64_t ckpt_passes;
 } ingest_writer;
 
 int writer_start(ingest_writer *w, const char *db_path, const char *name,
