@@ -15,6 +15,7 @@
 
 #include "daemon.h"
 #include "httpclient.h"
+#include "list.h"
 #include "log.h"
 #include "schedule.h"
 #include "verify.h"
@@ -75,7 +76,7 @@ int hookq_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
 
 struct hook_send {
         deliverer *dl;
-        hook_send *prev, *next;
+        LIST_FIELDS(hook_send);
         hook_claim claim;
 
         int64_t started_at;

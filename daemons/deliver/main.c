@@ -64,28 +64,6 @@ static const char usage[] =
         "\n"
         "See knock-deliver(8).\n";
 
-/* ---- lists -------------------------------------------------------------------------- */
-
-static void list_add(hook_send **head, hook_send *s)
-{
-        s->prev = NULL;
-        s->next = *head;
-        if (*head)
-                (*head)->prev = s;
-        *head = s;
-}
-
-static void list_remove(hook_send **head, hook_send *s)
-{
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                *head = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
-        s->prev = s->next = NULL;
-}
-
 static hook_send *send_free(hook_send *s)
 {
         if (!s)
@@ -118,9 +96,9 @@ void send_complete(hook_send *s)
         deliverer *dl = s->dl;
 
         s->duration_ms = (int64_t)((mono_us() - s->started_us) / 1000);
-        list_remove(&dl->running, s);
+        LIST_REMOVE(dl->running, s);
         dl->n_running--;
-        list_add(&dl->done, s);
+        LIST_PREPEND(dl->done, s);
         dl->n_done++;
         event_active(dl->ev_pump, EV_TIMEOUT, 0);
 }
@@ -162,7 +140,7 @@ static void start_send(deliverer *dl, hook_claim *c)
         s->claim = *c;
         *c = (hook_claim){};
         s->retry_after_ms = -1;
-        list_add(&dl->running, s);
+        LIST_PREPEND(dl->running, s);
         dl->n_running++;
         dl->n_claimed++;
         log_full_errno(LOG_DEBUG, 0, NULL,
@@ -298,7 +276,7 @@ static int release_interrupted(deliverer *dl)
         for (hook_send *s = dl->done, *next; s; s = next) {
                 next = s->next;
                 if (s->interrupted) {
-                        list_remove(&dl->done, s);
+                        LIST_REMOVE(dl->done, s);
                         dl->n_done--;
                         send_free(s);
                 }
@@ -374,7 +352,7 @@ static int flush_and_claim(deliverer *dl, size_t want)
         /* Committed: now the journal may say so. */
         for (size_t i = 0; i < n; i++) {
                 log_result(dl, fin[i], &res[i]);
-                list_remove(&dl->done, fin[i]);
+                LIST_REMOVE(dl->done, fin[i]);
                 dl->n_done--;
                 send_free(fin[i]);
         }
@@ -710,13 +688,13 @@ static void deliverer_free(deliverer *dl)
         while (dl->done) {
                 hook_send *s = dl->done;
 
-                list_remove(&dl->done, s);
+                LIST_REMOVE(dl->done, s);
                 send_free(s);
         }
         while (dl->running) {
                 hook_send *s = dl->running;
 
-                list_remove(&dl->running, s);
+                LIST_REMOVE(dl->running, s);
                 send_free(s);
         }
         http_pool_clear(&dl->pool);

@@ -80,28 +80,6 @@ static const char usage[] = "Usage: knock-worker [OPTIONS] NAME\n"
                             "\n"
                             "See knock-worker(8).\n";
 
-/* ---- job lists ------------------------------------------------------------------ */
-
-static void list_add(job **head, job *j)
-{
-        j->prev = NULL;
-        j->next = *head;
-        if (*head)
-                (*head)->prev = j;
-        *head = j;
-}
-
-static void list_remove(job **head, job *j)
-{
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                *head = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        j->prev = j->next = NULL;
-}
-
 static job *job_free(job *j)
 {
         if (!j)
@@ -180,9 +158,9 @@ void job_complete(job *j)
                 w->handler_count++;
                 w->handler_sum_s += s;
         }
-        list_remove(&w->running, j);
+        LIST_REMOVE(w->running, j);
         w->n_running--;
-        list_add(&w->done, j);
+        LIST_PREPEND(w->done, j);
         w->n_done++;
         /* Not from inside the runner's callback: the next loop turn. */
         if (w->ready)
@@ -227,7 +205,7 @@ static void job_run(worker *w, job *j)
 
         j->started_us = mono_us();
         j->started_at = now_ms();
-        list_add(&w->running, j);
+        LIST_PREPEND(w->running, j);
         w->n_running++;
         /* Claimed ahead: its attempt row says "queued" until the writer hears of this. */
         if (j->claim.queued && writer_started(&w->wr, j) < 0)
@@ -384,9 +362,9 @@ static void submit_done(worker *w, bool scan)
         while (w->done) {
                 job *j = w->done;
 
-                list_remove(&w->done, j);
+                LIST_REMOVE(w->done, j);
                 w->n_done--;
-                list_add(&w->submitted, j);
+                LIST_PREPEND(w->submitted, j);
                 w->n_submitted++;
                 /* A result handed over again after a failed cycle has
                  * given its slot back already. */
@@ -420,10 +398,10 @@ static void maybe_exit(worker *w)
  * failed (handed over again later), else freed. Returns true when kept. */
 static bool job_settle(worker *w, job *j, int r)
 {
-        list_remove(&w->submitted, j);
+        LIST_REMOVE(w->submitted, j);
         w->n_submitted--;
         if (r < 0) {
-                list_add(&w->done, j);
+                LIST_PREPEND(w->done, j);
                 w->n_done++;
                 return true;
         }
@@ -436,7 +414,7 @@ static void job_refuse(worker *w, job *j)
         j->interrupted = true;
         j->outcome = EVENT_OUTCOME_INTERRUPTED;
         j->ended_at = now_ms();
-        list_add(&w->done, j);
+        LIST_PREPEND(w->done, j);
         w->n_done++;
 }
 
@@ -674,10 +652,10 @@ static void finish_remaining(worker *w)
         while (w->running) {
                 job *j = w->running;
 
-                list_remove(&w->running, j);
+                LIST_REMOVE(w->running, j);
                 w->n_running--;
                 j->outcome = EVENT_OUTCOME_INTERRUPTED;
-                list_add(&w->done, j);
+                LIST_PREPEND(w->done, j);
                 w->n_done++;
         }
         w->stopping = true;
@@ -938,13 +916,13 @@ static void worker_free(worker *w)
         while (w->done) {
                 job *j = w->done;
 
-                list_remove(&w->done, j);
+                LIST_REMOVE(w->done, j);
                 job_free(j);
         }
         while (w->submitted) {
                 job *j = w->submitted;
 
-                list_remove(&w->submitted, j);
+                LIST_REMOVE(w->submitted, j);
                 job_free(j);
         }
         forward_pool_free(w);

@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "events.h"
 #include "httpclient.h"
+#include "list.h"
 #include "sandbox.h"
 
 typedef struct worker worker;
@@ -30,7 +31,7 @@ struct exec_spawn;
 
 struct job {
         worker *w;
-        job *prev, *next; /* in w->ready, w->running, w->done or w->submitted (the loop's) */
+        LIST_FIELDS(job); /* in w->ready, w->running, w->done or w->submitted (the loop's) */
         job *wnext;       /* in a writer queue or reply: owned by whoever holds that list */
         knock_claim claim;
         uint64_t started_us;
