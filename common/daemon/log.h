@@ -17,7 +17,10 @@
  *    (log_ratelimit_*), so logging cannot become a denial of service; what
  *    was suppressed is counted and reported once the bucket refills.
  *
- * Library code (common/) does not log; daemons and knockctl do.
+ * This is the speaking layer (common/daemon/, lib_daemon), linked by the
+ * daemons and knockctl. The silent library (common/, lib_common) does not
+ * log: its modules return errors, and the test silent-library fails when
+ * one of its objects references the logger, the journal or stderr.
  */
 
 #include <stdarg.h>

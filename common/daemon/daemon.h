@@ -17,6 +17,10 @@
  *                  CLEAN_EXIT in the oomfile → exit 0.
  * daemon_finish() runs on every exit path after setup, so STOPPING=1 is
  * always sent.
+ *
+ * Unlike the silent library below it, the skeleton logs: each failure once,
+ * with its context, and the start, stop and reload records. That is why it
+ * lives in common/daemon/ (lib_daemon) beside the logger.
  */
 
 #include <event2/event.h>
