@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * forward — runs an `http://` or `https://` handler for one job: a POST of
- * the stored body to the handler URL.
+ * forward — the runner of `http://` and `https://` handlers: a POST of the
+ * stored body to the handler URL, one per job.
  *
  * Promises:
  *  - keep-alive: connections are pooled per scheme://host:port and reused
@@ -24,6 +24,10 @@
  *
  * Host names are resolved with the blocking resolver when a new connection
  * is made (not per request); point handlers at addresses or local names.
+ *
+ * A forward_job is a struct job and the connection its request is out on;
+ * the pool and the last parsed handler URL are the runner's forward_state
+ * (w->forward). The worker calls it through forward_runner.
  */
 
 #include <errno.h>
@@ -31,23 +35,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpclient.h"
 #include "knock-build.h"
 #include "log.h"
 #include "worker.h"
 
-void forward_pool_free(worker *w)
+/* A job of this runner: the common head, then its request's connection. */
+typedef struct forward_job {
+        job j;           /* first: a job of forward_runner is a forward_job */
+        http_conn *conn; /* while its request is out */
+} forward_job;
+
+/* The runner's state, for the whole worker (w->forward). */
+struct forward_state {
+        http_pool pool;     /* connections, keyed by origin; made on first use */
+        http_target target; /* the last handler URL, parsed */
+        char *handler;
+};
+
+static forward_job *forward_job_of(job *j)
 {
-        http_pool_clear(&w->pool);
-        http_target_clear(&w->fwd_target);
-        free(w->fwd_handler);
-        w->fwd_handler = NULL;
+        return (forward_job *)j;
 }
 
 /* The handler URL, parsed when it differs from the last job's: an endpoint
  * posts every event to one URL (or one per route). */
-static int target_for(worker *w, const char *handler, const http_target **ret)
+static int target_for(forward_state *fs, const char *handler, const http_target **ret)
 {
-        if (!w->fwd_handler || !streq(w->fwd_handler, handler)) {
+        if (!fs->handler || !streq(fs->handler, handler)) {
                 http_target t = {};
                 char *copy = strdup(handler);
                 int r;
@@ -59,12 +74,12 @@ static int target_for(worker *w, const char *handler, const http_target **ret)
                         free(copy);
                         return r;
                 }
-                http_target_clear(&w->fwd_target);
-                free(w->fwd_handler);
-                w->fwd_target = t;
-                w->fwd_handler = copy;
+                http_target_clear(&fs->target);
+                free(fs->handler);
+                fs->target = t;
+                fs->handler = copy;
         }
-        *ret = &w->fwd_target;
+        *ret = &fs->target;
         return 0;
 }
 
@@ -89,10 +104,11 @@ static size_t header_add(char *buf, size_t at, size_t cap, const char *name, con
 
 static void on_response(http_conn *conn, const http_response *r, void *userdata)
 {
-        job *j = userdata;
+        forward_job *f = userdata;
+        job *j = &f->j;
         int code = r->status;
 
-        j->conn = NULL; /* the connection is given back below */
+        f->conn = NULL; /* the connection is given back below */
         http_conn_release(&conn, false);
         j->http_status = code;
         if (code == 0) {
@@ -118,9 +134,11 @@ static void on_response(http_conn *conn, const http_response *r, void *userdata)
         job_complete(j);
 }
 
-int forward_start(job *j)
+static int forward_start(job *j)
 {
+        forward_job *f = forward_job_of(j);
         worker *w = j->w;
+        forward_state *fs = w->forward;
         knock_claim *c = &j->claim;
         const http_target *t;
         char attempt[24], stack[2048];
@@ -129,12 +147,12 @@ int forward_start(job *j)
         size_t cap = sizeof(stack), at = 0;
         int r;
 
-        r = target_for(w, c->handler, &t);
+        r = target_for(fs, c->handler, &t);
         if (r < 0)
                 return r;
         /* Made on first use: the blocking resolver, the default head bound. */
-        if (!w->pool.base)
-                http_pool_init(&w->pool, w->d->base, NULL, 0);
+        if (!fs->pool.base)
+                http_pool_init(&fs->pool, w->d->base, NULL, 0);
 
         {
                 size_t need = 512 + strlen(w->d->name) + strlen(c->id) +
@@ -165,31 +183,63 @@ int forward_start(job *j)
         if (c->provider_event_id)
                 at = header_add(h, at, cap, "X-Knock-Provider-Event-Id", c->provider_event_id);
 
-        r = http_pool_get(&w->pool, t, t->origin, w->d->cfg->timeout_ms,
-                          2 * w->d->cfg->concurrency, &j->conn);
+        r = http_pool_get(&fs->pool, t, t->origin, w->d->cfg->timeout_ms,
+                          2 * w->d->cfg->concurrency, &f->conn);
         if (r < 0)
                 return r;
-        r = http_conn_post(j->conn, t->path, h, at, c->body, c->body_len,
-                           (size_t)w->d->cfg->max_output, on_response, j);
+        r = http_conn_post(f->conn, t->path, h, at, c->body, c->body_len,
+                           (size_t)w->d->cfg->max_output, on_response, f);
         if (r < 0) {
-                http_conn_release(&j->conn, true);
+                http_conn_release(&f->conn, true);
                 return r;
         }
         return 0;
 }
 
-void forward_cancel(job *j)
+/* The stop deadline: the request is aborted and the job completes now. */
+static void forward_cancel(job *j)
 {
-        if (!j->conn)
+        forward_job *f = forward_job_of(j);
+
+        if (!f->conn)
                 return;
-        http_conn_release(&j->conn, true); /* aborts the request: no callback */
+        http_conn_release(&f->conn, true); /* aborts the request: no callback */
         j->outcome = EVENT_OUTCOME_INTERRUPTED;
         free(j->error);
         j->error = strdup("interrupted: worker stopping");
         job_complete(j);
 }
 
-void forward_cleanup(job *j)
+static void forward_cleanup(job *j)
 {
-        http_conn_release(&j->conn, true);
+        http_conn_release(&forward_job_of(j)->conn, true);
 }
+
+static int forward_setup(worker *w)
+{
+        w->forward = calloc(1, sizeof(*w->forward));
+        return w->forward ? 0 : log_error_errno(-ENOMEM, "Out of memory");
+}
+
+static void forward_teardown(worker *w)
+{
+        forward_state *fs = w->forward;
+
+        if (!fs)
+                return;
+        http_pool_clear(&fs->pool);
+        http_target_clear(&fs->target);
+        free(fs->handler);
+        w->forward = mfree(fs);
+}
+
+const job_runner forward_runner = {
+        .name = "forward",
+        .prefixes = (const char *const[]){"http://", "https://", NULL},
+        .size = sizeof(forward_job),
+        .setup = forward_setup,
+        .teardown = forward_teardown,
+        .start = forward_start,
+        .cancel = forward_cancel,
+        .cleanup = forward_cleanup,
+};

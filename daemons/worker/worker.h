@@ -3,16 +3,19 @@
 
 /*
  * knock-worker internals: one event loop, a bounded set of jobs (one per
- * claimed event), and two runners — exec (a child process) and forward
- * (an HTTP POST on a pooled keep-alive connection). A runner reports
- * through job_complete(); main.c batches the results and hands them to the
- * writer (writer.c): a thread with its own SQLite connection that records
- * results, claims refills, renews leases and writes the heartbeat, so the
- * loop never waits for SQLite while handlers run.
+ * claimed event) and a table of runners, one per kind of handler: exec
+ * (exec.c, a child process) and forward (forward.c, an HTTP POST on a pooled
+ * keep-alive connection). A job is a common head (struct job) followed by
+ * its runner's own fields; the rest of the worker sees only the head and
+ * calls the runner through its table (struct job_runner). A runner reports
+ * through job_complete(); jobs.c keeps the job lists, cycle.c batches the
+ * results and hands them to the writer (writer.c): a thread with its own
+ * SQLite connection that records results, claims refills, renews leases and
+ * writes the heartbeat, so the loop never waits for SQLite while handlers
+ * run.
  */
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,35 +24,28 @@
 
 #include "daemon.h"
 #include "events.h"
-#include "httpclient.h"
 #include "list.h"
-#include "sandbox.h"
+
+/* A claim holds its event for LEASE_MS; the loop renews every held claim
+ * every LEASE_MS/3 (cycle.c), so only a dead worker's claims run out. */
+#define LEASE_MS 30000
 
 typedef struct worker worker;
 typedef struct job job;
-struct exec_spawn;
+typedef struct job_runner job_runner;
+typedef struct exec_state exec_state;       /* exec.c's, for the whole worker */
+typedef struct forward_state forward_state; /* forward.c's */
 
+/* The common head of every job; its runner's fields follow it (runner->size). */
 struct job {
         worker *w;
+        const job_runner *runner;
         LIST_FIELDS(job); /* in w->ready, w->running, w->done or w->submitted (the loop's) */
         job *wnext;       /* in a writer queue or reply: owned by whoever holds that list */
         knock_claim claim;
         uint64_t started_us;
         int64_t started_at; /* wall clock ms; 0 until it runs */
-        bool is_http;
         bool interrupted; /* killed by the stop deadline: released, not counted */
-
-        /* exec */
-        pid_t pid; /* 0 until spawned, and once reaped */
-        struct exec_spawn *spawn; /* with the spawner thread until it comes back */
-        job *snext;               /* in the spawner's lists, under its lock */
-        int in_fd, out_fd;
-        size_t in_off;
-        struct event *ev_in, *ev_out, *ev_timeout;
-        bool timed_out;
-
-        /* forward */
-        http_conn *conn; /* while its request is out */
 
         /* captured output (bounded) */
         char *out;
@@ -67,6 +63,33 @@ struct job {
         const char *new_status; /* NULL: the claim was lost */
         int64_t next_attempt_at;
 };
+
+/*
+ * A runner: what runs one kind of handler. jobs.c picks it by the handler's
+ * prefix when the job is made and calls nothing else of it; a NULL entry
+ * means nothing to do.
+ */
+struct job_runner {
+        const char *name;
+        const char *const *prefixes; /* the handlers it runs ("exec:"), NULL-terminated */
+        size_t size;                 /* of its job: a struct job first, its fields after */
+        /* At worker start, before the writer thread exists; at the end. */
+        int (*setup)(worker *w);
+        void (*teardown)(worker *w);
+        /* Its fields of a new job (the whole job is zeroed first). */
+        void (*init)(job *j);
+        /* 0: runs, completes later through job_complete(); a negative errno:
+         * nothing started, the caller completes it as a failed attempt. */
+        int (*start)(job *j);
+        /* The stop deadline passed: ends it; it completes now or when reaped. */
+        void (*cancel)(job *j);
+        /* After the loop: ends its running jobs at once, waiting for them. */
+        void (*abandon)(worker *w);
+        /* Frees what start made; safe on a job that never started, and twice. */
+        void (*cleanup)(job *j);
+};
+
+extern const job_runner exec_runner, forward_runner;
 
 /* What one writer cycle did, handed back to the loop. */
 typedef struct writer_reply {
@@ -159,32 +182,9 @@ void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint6
 /* Finishes what is queued, then joins the thread. */
 void writer_stop(worker_writer *wr);
 
-#define SPAWNER_THREADS_MAX 4
-
-/* exec's spawner threads (exec.c): jobs to spawn and spawned ones, by snext. */
-typedef struct exec_spawner {
-        pthread_t threads[SPAWNER_THREADS_MAX];
-        size_t n_threads;
-        bool started;
-        pthread_mutex_t lock;
-        pthread_cond_t cond;
-        bool stop;
-        job *todo, **todo_tail;
-        job *done, **done_tail;
-        struct event *ev_done; /* activated on the loop's base for each spawn */
-        handler_sandbox sandbox; /* entered by every spawner thread (sandbox.h) */
-} exec_spawner;
-
-typedef struct exec_exit {
-        pid_t pid;
-        int status;
-} exec_exit;
-
 struct worker {
         knock_daemon *d;
         char identity[32]; /* "worker:PID" */
-        char **base_env;   /* what handlers get of environ: the allowed variables */
-        size_t n_base_env;
 
         job *ready, **ready_tail; /* claimed, waiting for a slot: FIFO by next */
         job *running, *done, *submitted;
@@ -196,41 +196,59 @@ struct worker {
 
         struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_stop, *ev_batch;
         int wake_fd;
-        int chld_fd; /* signalfd for SIGCHLD: exec handlers are reaped from it */
-        struct event *ev_chld;
-        exec_spawner spawner;
-        exec_exit *orphans; /* reaped before the spawner said whose they are */
-        size_t n_orphans, cap_orphans;
         bool stopping;
         bool batch_deep; /* ev_batch was armed for BATCH_DEEP_US */
-        int64_t next_due; /* armed due time, INT64_MAX when none */
 
-        http_pool pool; /* forward's connections, keyed by origin */
-        http_target fwd_target; /* forward's last handler URL, parsed */
-        char *fwd_handler;
+        exec_state *exec;       /* the runners' own state */
+        forward_state *forward;
 
         /* counters since start */
         uint64_t n_claimed, n_handled, n_failed, n_dead, n_ignored, n_lost;
 };
 
-/* Runners: start returns 0 (the job completes later via job_complete) or a
- * negative errno (nothing started; the caller completes the job). */
-/* SIGCHLD blocked in every thread and read from a signalfd on the loop; before
- * the writer thread starts. The spawner threads come with the first exec: job. */
-int exec_setup(worker *w);
-/* Joins the spawner; what it had not spawned yet fails to start (ECANCELED). */
-void exec_stop_spawner(worker *w);
-void exec_teardown(worker *w);
-int exec_start(job *j);
-void exec_kill(job *j, int sig);
-void exec_cleanup(job *j);
-int forward_start(job *j);
-void forward_cancel(job *j);
-void forward_cleanup(job *j);
-void forward_pool_free(worker *w);
+/* Handlers that may run at once: [worker] concurrency. */
+static inline size_t worker_slots(const worker *w)
+{
+        return (size_t)w->d->cfg->concurrency;
+}
 
+/* ---- jobs.c: the jobs and the runner table ------------------------------------- */
+
+/* Every runner's setup (before the writer thread starts) and teardown. */
+int runners_setup(worker *w);
+void runners_teardown(worker *w);
+
+/* A claim becomes a job waiting for a slot, started when one is free. */
+void job_start(worker *w, knock_claim *c);
+/* A claim that arrives after SIGTERM is given back at once, uncounted. */
+void claim_refuse(worker *w, knock_claim *c);
+/* Starts claimed-ahead jobs, oldest first, while slots are free. */
+void ready_drain(worker *w);
+/* Stopping: the jobs still waiting for a slot are given back. */
+void ready_refuse_all(worker *w);
+/* The stop deadline: every running job is cancelled, its claim released. */
+void jobs_interrupt(worker *w);
+/* After the loop: every running job ends at once, interrupted, on the done list. */
+void jobs_abandon(worker *w);
+job *job_free(job *j);
+/* Frees the jobs left on the done and submitted lists (after writer_stop). */
+void jobs_free(worker *w);
+
+/* Called by the runners. */
 void job_complete(job *j);
 /* The handler could not be started (r < 0): a failed attempt, completed now. */
 void job_start_failed(job *j, int r);
 /* Appends to the bounded output buffer, counting what is dropped. */
 void job_output(job *j, const void *p, size_t n);
+
+/* ---- cycle.c: the loop's side of the writer's cycles -------------------------- */
+
+/* The loop's events (and the wake-up socket); freed by cycle_events_free. */
+int cycle_events_new(worker *w);
+void cycle_events_free(worker *w);
+/* writer_start's on_reply: settles what a cycle did. */
+void cycle_on_reply(evutil_socket_t fd, short what, void *userdata);
+/* A job ended: hands the finished jobs to the writer now, or soon with more. */
+void cycle_batch(worker *w);
+/* After the loop: ends what still runs and records or releases it. */
+void cycle_finish_remaining(worker *w);
