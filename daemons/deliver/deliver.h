@@ -2,9 +2,10 @@
 #pragma once
 
 /*
- * knock-deliver internals: the daemon (main.c), the hooks queue in the
- * endpoint database (queue.c) and one signed hook attempt (send.c) over the
- * shared HTTP(S) client (common/httpclient.c).
+ * knock-deliver internals: the daemon (main.c), the attempts and the
+ * transaction that records them and claims more (pump.c), the hooks queue
+ * in the endpoint database (queue.c) and one signed hook attempt (send.c)
+ * over the shared HTTP(S) client (common/httpclient.c).
  */
 
 #include <event2/dns.h>
@@ -101,7 +102,7 @@ void send_cancel(hook_send *s);
 /* Frees the per-attempt state (request, timer, buffers). */
 void send_cleanup(hook_send *s);
 
-/* ---- main.c ------------------------------------------------------------------------- */
+/* ---- main.c and pump.c -------------------------------------------------------------- */
 
 struct deliverer {
         knock_daemon *d;
@@ -128,3 +129,12 @@ struct deliverer {
 
 /* Called by send.c when an attempt ended (any way). */
 void send_complete(hook_send *s);
+
+/* The pump's events and the wake-up socket; freed by pump_events_free. */
+int pump_events_new(deliverer *dl);
+void pump_events_free(deliverer *dl);
+/* After the loop: cancels the attempts still on the wire, records what
+ * ended and gives the cancelled claims back. */
+void pump_finish_remaining(deliverer *dl);
+/* Frees every attempt still held (after pump_finish_remaining). */
+void pump_free_sends(deliverer *dl);
