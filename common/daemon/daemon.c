@@ -123,6 +123,15 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata)
                 daemon_exit_loop(d);
 }
 
+static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
+{
+        knock_daemon *d = userdata;
+        size_t n = d->ops->interrupt(d);
+
+        log_notice("Stop deadline reached: %s %zu %s and releasing their claims", d->ops->cut, n,
+                   d->ops->work);
+}
+
 static int parse_args(const char *role, const char *usage, int argc, char **argv,
                       const char **ret_name)
 {
@@ -272,6 +281,11 @@ int daemon_setup(knock_daemon *d, const char *role, const char *usage, int argc,
         d->ev_watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
         if (!d->ev_watchdog)
                 return log_error_errno(-ENOMEM, "Cannot create watchdog timer");
+        if (ops && ops->interrupt) {
+                d->ev_stop = evtimer_new(d->base, on_stop_deadline, d);
+                if (!d->ev_stop)
+                        return log_error_errno(-ENOMEM, "Cannot create the stop deadline");
+        }
         evtimer_add(d->ev_watchdog, &tv);
         return 0;
 }
@@ -322,6 +336,8 @@ void daemon_finish(knock_daemon *d, bool clean)
         }
         if (d->ev_watchdog)
                 event_free(d->ev_watchdog);
+        if (d->ev_stop)
+                event_free(d->ev_stop);
         if (d->ev_term)
                 event_free(d->ev_term);
         if (d->ev_int)
@@ -439,6 +455,11 @@ void daemon_arm_timer(struct event *ev, int64_t ms)
         evtimer_add(ev, &tv);
 }
 
+void daemon_activate(evutil_socket_t fd, short what, void *userdata)
+{
+        event_active(userdata, EV_TIMEOUT, 0);
+}
+
 uint64_t daemon_stop_timeout_ms(uint64_t default_ms)
 {
         const char *e = getenv("KNOCK_STOP_TIMEOUT");
@@ -449,8 +470,8 @@ uint64_t daemon_stop_timeout_ms(uint64_t default_ms)
         return default_ms;
 }
 
-void daemon_stop_work(struct event *ev_wake, struct event *ev_due, struct event *ev_stop,
-                      size_t n_running, const char *what, uint64_t default_ms)
+void daemon_stop_work(knock_daemon *d, struct event *ev_wake, struct event *ev_due,
+                      size_t n_running)
 {
         uint64_t timeout_ms;
 
@@ -459,8 +480,8 @@ void daemon_stop_work(struct event *ev_wake, struct event *ev_due, struct event 
         evtimer_del(ev_due);
         if (n_running == 0)
                 return;
-        timeout_ms = daemon_stop_timeout_ms(default_ms);
+        timeout_ms = daemon_stop_timeout_ms(d->ops->stop_timeout_ms);
         log_info("Waiting up to %llu ms for %zu %s", (unsigned long long)timeout_ms, n_running,
-                 what);
-        daemon_arm_timer(ev_stop, (int64_t)timeout_ms);
+                 d->ops->work);
+        daemon_arm_timer(d->ev_stop, (int64_t)timeout_ms);
 }

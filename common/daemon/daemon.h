@@ -45,6 +45,15 @@ typedef struct knock_daemon_ops {
         int (*heartbeat)(knock_daemon *d, const char *counters_json, const char *status);
         /* SIGTERM/SIGINT: stop taking new work; call daemon_exit_loop() when drained. */
         void (*stop)(knock_daemon *d);
+        /* The stop deadline (daemon_stop_work) passed with work still running:
+         * cut it short now (it ends as interrupted, its claims released) and
+         * return how much was cut. */
+        size_t (*interrupt)(knock_daemon *d);
+        /* For the stop records: what the running work is ("running
+         * handlers"), how it is cut short ("killing"), and the deadline when
+         * $KNOCK_STOP_TIMEOUT does not say. */
+        const char *work, *cut;
+        uint64_t stop_timeout_ms;
         /* SIGHUP with a new valid config; the role swaps it in. Return 0 to accept. */
         int (*reload)(knock_daemon *d, knock_config *new_cfg);
 } knock_daemon_ops;
@@ -64,6 +73,7 @@ struct knock_daemon {
         bool ready;             /* READY=1 was sent */
         uint64_t last_loop_us;  /* updated by a cheap prepare-side timer */
         struct event *ev_term, *ev_int, *ev_hup, *ev_watchdog;
+        struct event *ev_stop;  /* the stop deadline (daemon_stop_work) */
 };
 
 /*
@@ -103,12 +113,18 @@ int daemon_wake_listen(knock_daemon *d, const char *what, event_callback_fn cb, 
 
 /* Arms the one-shot timer ev to fire in ms milliseconds (negative: now). */
 void daemon_arm_timer(struct event *ev, int64_t ms);
+/* An event callback that activates the event userdata on the next loop turn:
+ * a timer that runs a deferred callback, e.g. evtimer_new(base,
+ * daemon_activate, ev_pump). */
+void daemon_activate(evutil_socket_t fd, short what, void *userdata);
 /* The drain deadline on stop: $KNOCK_STOP_TIMEOUT when it parses as a
  * duration, otherwise default_ms. */
 uint64_t daemon_stop_timeout_ms(uint64_t default_ms);
 /* The common first half of a role's op_stop: the wake-up event (may be NULL)
- * and the due timer are removed, and when n_running > 0 the stop deadline
- * ev_stop is armed for daemon_stop_timeout_ms(default_ms) and logged as
- * "Waiting up to N ms for <n_running> <what>". */
-void daemon_stop_work(struct event *ev_wake, struct event *ev_due, struct event *ev_stop,
-                      size_t n_running, const char *what, uint64_t default_ms);
+ * and the due timer are removed, and when n_running > 0 the stop deadline is
+ * armed for daemon_stop_timeout_ms(ops->stop_timeout_ms) and logged as
+ * "Waiting up to N ms for <n_running> <work>". When it passes, ops->interrupt
+ * cuts the work short and "Stop deadline reached: <cut> N <work> and
+ * releasing their claims" is logged. */
+void daemon_stop_work(knock_daemon *d, struct event *ev_wake, struct event *ev_due,
+                      size_t n_running);

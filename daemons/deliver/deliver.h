@@ -118,7 +118,7 @@ struct deliverer {
         hook_send *running, *done;
         size_t n_running, n_done;
 
-        struct event *ev_pump, *ev_due, *ev_stop, *ev_wake;
+        struct event *ev_pump, *ev_due, *ev_wake;
         int wake_fd;
         bool stopping;
         bool warned_no_url;
@@ -133,6 +133,9 @@ void send_complete(hook_send *s);
 /* The pump's events and the wake-up socket; freed by pump_events_free. */
 int pump_events_new(deliverer *dl);
 void pump_events_free(deliverer *dl);
+/* Cancels every attempt on the wire (they end as interrupted, their claims
+ * released by the next pump); returns how many. */
+size_t pump_cancel_all(deliverer *dl);
 /* After the loop: cancels the attempts still on the wire, records what
  * ended and gives the cancelled claims back. */
 void pump_finish_remaining(deliverer *dl);

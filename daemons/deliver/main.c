@@ -57,9 +57,14 @@ static void op_stop(knock_daemon *d)
         deliverer *dl = d->userdata;
 
         dl->stopping = true;
-        daemon_stop_work(dl->ev_wake, dl->ev_due, dl->ev_stop, dl->n_running, "hook attempts",
-                         STOP_TIMEOUT_DEFAULT_MS);
+        daemon_stop_work(d, dl->ev_wake, dl->ev_due, dl->n_running);
         event_active(dl->ev_pump, EV_TIMEOUT, 0);
+}
+
+/* The stop deadline passed: the attempts still on the wire are cancelled. */
+static size_t op_interrupt(knock_daemon *d)
+{
+        return pump_cancel_all(d->userdata);
 }
 
 static void op_status(knock_daemon *d, char *buf, size_t len)
@@ -168,6 +173,10 @@ static const knock_daemon_ops deliver_ops = {
         .status = op_status,
         .counters = op_counters,
         .stop = op_stop,
+        .interrupt = op_interrupt,
+        .work = "hook attempts",
+        .cut = "cancelling",
+        .stop_timeout_ms = STOP_TIMEOUT_DEFAULT_MS,
         .reload = op_reload,
 };
 

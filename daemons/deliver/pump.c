@@ -382,13 +382,6 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
         daemon_arm_timer(dl->ev_due, due - now);
 }
 
-static void on_due(evutil_socket_t fd, short what, void *userdata)
-{
-        deliverer *dl = userdata;
-
-        event_active(dl->ev_pump, EV_TIMEOUT, 0);
-}
-
 static void on_wake(evutil_socket_t fd, short what, void *userdata)
 {
         deliverer *dl = userdata;
@@ -399,33 +392,26 @@ static void on_wake(evutil_socket_t fd, short what, void *userdata)
 
 /* ---- stop ---------------------------------------------------------------------------- */
 
-static void cancel_all(deliverer *dl)
+size_t pump_cancel_all(deliverer *dl)
 {
         hook_send *s = dl->running;
+        size_t n = 0;
 
         while (s) {
                 hook_send *next = s->next;
 
                 send_cancel(s); /* moves it to the done list */
                 s = next;
+                n++;
         }
-}
-
-static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
-{
-        deliverer *dl = userdata;
-
-        log_notice("Stop deadline reached: cancelling %zu hook attempts and releasing their "
-                   "claims",
-                   dl->n_running);
-        cancel_all(dl);
+        return n;
 }
 
 /* After the loop: a second SIGTERM may have broken it with attempts on the
  * wire. Cancel them and give their claims back. */
 void pump_finish_remaining(deliverer *dl)
 {
-        cancel_all(dl);
+        pump_cancel_all(dl);
         dl->stopping = true;
         if (flush_and_claim(dl, 0) >= 0)
                 (void)release_interrupted(dl);
@@ -438,9 +424,10 @@ int pump_events_new(deliverer *dl)
         struct event_base *base = dl->d->base;
 
         dl->ev_pump = event_new(base, -1, 0, on_pump, dl);
-        dl->ev_due = evtimer_new(base, on_due, dl);
-        dl->ev_stop = evtimer_new(base, on_stop_deadline, dl);
-        if (!dl->ev_pump || !dl->ev_due || !dl->ev_stop)
+        if (!dl->ev_pump)
+                return log_error_errno(-ENOMEM, "Cannot create events");
+        dl->ev_due = evtimer_new(base, daemon_activate, dl->ev_pump);
+        if (!dl->ev_due)
                 return log_error_errno(-ENOMEM, "Cannot create events");
 
         /* The worker and knockctl send a datagram here after committing hook
@@ -450,7 +437,7 @@ int pump_events_new(deliverer *dl)
 
 void pump_events_free(deliverer *dl)
 {
-        struct event **evs[] = {&dl->ev_wake, &dl->ev_pump, &dl->ev_due, &dl->ev_stop};
+        struct event **evs[] = {&dl->ev_wake, &dl->ev_pump, &dl->ev_due};
 
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)
                 if (*evs[i]) {

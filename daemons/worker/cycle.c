@@ -316,13 +316,6 @@ static void on_due(evutil_socket_t fd, short what, void *userdata)
         submit_done(w, !w->stopping);
 }
 
-static void on_batch(evutil_socket_t fd, short what, void *userdata)
-{
-        worker *w = userdata;
-
-        event_active(w->ev_pump, EV_TIMEOUT, 0);
-}
-
 static void on_wake(evutil_socket_t fd, short what, void *userdata)
 {
         worker *w = userdata;
@@ -369,16 +362,6 @@ static void on_renew(evutil_socket_t fd, short what, void *userdata)
         writer_renew(&w->wr, ids, n);
 }
 
-static void on_stop_deadline(evutil_socket_t fd, short what, void *userdata)
-{
-        worker *w = userdata;
-
-        log_notice("Stop deadline reached: killing %zu running handlers and releasing their "
-                   "claims",
-                w->n_running);
-        jobs_interrupt(w);
-}
-
 /* After the loop: a second SIGTERM may have broken it with handlers still
  * running. Kill and reap them synchronously, then release their claims.
  * The loop is gone, so here we may wait for the writer. */
@@ -417,13 +400,13 @@ int cycle_events_new(worker *w)
         struct timeval renew = {LEASE_MS / 3000, (LEASE_MS / 3 % 1000) * 1000};
 
         w->ev_pump = event_new(base, -1, 0, on_pump, w);
+        if (!w->ev_pump)
+                return log_error_errno(-ENOMEM, "Cannot create events");
         w->ev_ready = event_new(base, -1, 0, on_ready, w);
         w->ev_due = evtimer_new(base, on_due, w);
-        w->ev_batch = evtimer_new(base, on_batch, w);
+        w->ev_batch = evtimer_new(base, daemon_activate, w->ev_pump);
         w->ev_renew = event_new(base, -1, EV_PERSIST, on_renew, w);
-        w->ev_stop = evtimer_new(base, on_stop_deadline, w);
-        if (!w->ev_pump || !w->ev_ready || !w->ev_due || !w->ev_batch || !w->ev_renew ||
-                !w->ev_stop)
+        if (!w->ev_pump || !w->ev_ready || !w->ev_due || !w->ev_batch || !w->ev_renew)
                 return log_error_errno(-ENOMEM, "Cannot create events");
         evtimer_add(w->ev_renew, &renew);
 
@@ -435,7 +418,7 @@ int cycle_events_new(worker *w)
 void cycle_events_free(worker *w)
 {
         struct event **evs[] = {&w->ev_wake, &w->ev_pump, &w->ev_ready, &w->ev_due,
-                &w->ev_renew, &w->ev_stop, &w->ev_batch};
+                &w->ev_renew, &w->ev_batch};
 
         for (size_t i = 0; i < ELEMENTSOF(evs); i++)
                 if (*evs[i]) {

@@ -268,9 +268,10 @@ void ready_refuse_all(worker *w)
                 job_refuse(w, j);
 }
 
-void jobs_interrupt(worker *w)
+size_t jobs_interrupt(worker *w)
 {
         job *j = w->running;
+        size_t n = 0;
 
         while (j) {
                 job *next = j->next;
@@ -279,7 +280,9 @@ void jobs_interrupt(worker *w)
                 j->interrupted = true;
                 j->runner->cancel(j);
                 j = next;
+                n++;
         }
+        return n;
 }
 
 void jobs_free(worker *w)

@@ -62,8 +62,7 @@ static void op_stop(knock_daemon *d)
         worker *w = d->userdata;
 
         w->stopping = true;
-        daemon_stop_work(w->ev_wake, w->ev_due, w->ev_stop, w->n_running, "running handlers",
-                STOP_TIMEOUT_DEFAULT_MS);
+        daemon_stop_work(d, w->ev_wake, w->ev_due, w->n_running);
         /* No claim from now on; one already in flight comes back refused, and so do
          * the jobs still waiting for a slot. */
         writer_set_capacity(&w->wr, 0);
@@ -136,6 +135,12 @@ static int op_health(knock_daemon *d)
         return writer_health(&w->wr);
 }
 
+/* The stop deadline passed: the handlers still running are killed. */
+static size_t op_interrupt(knock_daemon *d)
+{
+        return jobs_interrupt(d->userdata);
+}
+
 static int op_reload(knock_daemon *d, knock_config *new_cfg)
 {
         worker *w = d->userdata;
@@ -156,6 +161,10 @@ static const knock_daemon_ops worker_ops = {
         .counters = op_counters,
         .heartbeat = op_heartbeat,
         .stop = op_stop,
+        .interrupt = op_interrupt,
+        .work = "running handlers",
+        .cut = "killing",
+        .stop_timeout_ms = STOP_TIMEOUT_DEFAULT_MS,
         .reload = op_reload,
 };
 

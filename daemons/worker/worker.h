@@ -194,7 +194,7 @@ struct worker {
         double handler_sum_s;
         worker_writer wr;
 
-        struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_stop, *ev_batch;
+        struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_batch;
         int wake_fd;
         bool stopping;
         bool batch_deep; /* ev_batch was armed for BATCH_DEEP_US */
@@ -226,8 +226,9 @@ void claim_refuse(worker *w, knock_claim *c);
 void ready_drain(worker *w);
 /* Stopping: the jobs still waiting for a slot are given back. */
 void ready_refuse_all(worker *w);
-/* The stop deadline: every running job is cancelled, its claim released. */
-void jobs_interrupt(worker *w);
+/* The stop deadline: every running job is cancelled, its claim released.
+ * Returns how many were running. */
+size_t jobs_interrupt(worker *w);
 /* After the loop: every running job ends at once, interrupted, on the done list. */
 void jobs_abandon(worker *w);
 job *job_free(job *j);
