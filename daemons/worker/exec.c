@@ -866,7 +866,6 @@ static void exec_teardown(worker *w)
 }
 
 const job_runner exec_runner = {
-        .name = "exec",
         .prefixes = (const char *const[]){"exec:", NULL},
         .size = sizeof(exec_job),
         .setup = exec_setup,

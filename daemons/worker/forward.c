@@ -234,7 +234,6 @@ static void forward_teardown(worker *w)
 }
 
 const job_runner forward_runner = {
-        .name = "forward",
         .prefixes = (const char *const[]){"http://", "https://", NULL},
         .size = sizeof(forward_job),
         .setup = forward_setup,

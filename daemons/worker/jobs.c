@@ -39,7 +39,6 @@ static void nothing(job *j)
 
 /* A handler no runner takes fails to start: a failed attempt, as ever. */
 static const job_runner no_runner = {
-        .name = "none",
         .prefixes = (const char *const[]){NULL},
         .size = sizeof(job),
         .start = start_unsupported,

@@ -65,12 +65,11 @@ struct job {
 };
 
 /*
- * A runner: what runs one kind of handler. jobs.c picks it by the handler's
- * prefix when the job is made and calls nothing else of it; a NULL entry
- * means nothing to do.
+ * A runner: what runs one kind of handler. jobs.c picks a job's runner by
+ * the handler's prefix when the job is made; the rest of the worker reaches
+ * a runner only through these entries (NULL: nothing to do).
  */
 struct job_runner {
-        const char *name;
         const char *const *prefixes; /* the handlers it runs ("exec:"), NULL-terminated */
         size_t size;                 /* of its job: a struct job first, its fields after */
         /* At worker start, before the writer thread exists; at the end. */
