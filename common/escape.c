@@ -136,3 +136,66 @@ char *escape_text(const char *s, size_t len, unsigned flags)
         escape_buf(s, len, flags, out, need + 1);
         return out;
 }
+
+static size_t put(char *out, size_t at, const char *piece, size_t n)
+{
+        if (out)
+                memcpy(out + at, piece, n);
+        return at + n;
+}
+
+static size_t put_u(char *out, size_t at, unsigned cp)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        char e[6] = {'\\', 'u', hex[(cp >> 12) & 15], hex[(cp >> 8) & 15], hex[(cp >> 4) & 15],
+                     hex[cp & 15]};
+
+        return put(out, at, e, sizeof(e));
+}
+
+size_t json_quote_ascii(const char *s, size_t len, char *out)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        size_t at = put(out, 0, "\"", 1);
+
+        for (size_t i = 0; i < len;) {
+                size_t start = i, n;
+                unsigned cp;
+
+                /* The common case: a run of printable ASCII copied at once. */
+                while (i < len && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\')
+                        i++;
+                if (i > start)
+                        at = put(out, at, s + start, i - start);
+                if (i == len)
+                        break;
+                switch (p[i]) {
+                case '"': at = put(out, at, "\\\"", 2); i++; continue;
+                case '\\': at = put(out, at, "\\\\", 2); i++; continue;
+                case '\b': at = put(out, at, "\\b", 2); i++; continue;
+                case '\f': at = put(out, at, "\\f", 2); i++; continue;
+                case '\n': at = put(out, at, "\\n", 2); i++; continue;
+                case '\r': at = put(out, at, "\\r", 2); i++; continue;
+                case '\t': at = put(out, at, "\\t", 2); i++; continue;
+                default: break;
+                }
+                n = p[i] < 0x80 ? 1 : utf8_valid_len(p + i, len - i);
+                if (n <= 1) { /* a control, or a byte that is not UTF-8: Latin-1 */
+                        at = put_u(out, at, p[i]);
+                        i++;
+                        continue;
+                }
+                cp = p[i] & (0x7f >> n);
+                for (size_t k = 1; k < n; k++)
+                        cp = cp << 6 | (p[i + k] & 0x3f);
+                i += n;
+                if (cp < 0x10000)
+                        at = put_u(out, at, cp);
+                else {
+                        cp -= 0x10000;
+                        at = put_u(out, at, 0xd800 | cp >> 10);
+                        at = put_u(out, at, 0xdc00 | (cp & 0x3ff));
+                }
+        }
+        return put(out, at, "\"", 1);
+}

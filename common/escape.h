@@ -41,3 +41,16 @@ size_t escape_buf(const char *s, size_t len, unsigned flags, char *out, size_t o
 
 /* The escaped text, malloc'd; NULL when out of memory. */
 char *escape_text(const char *s, size_t len, unsigned flags);
+
+/*
+ * JSON text for stored values (the headers of a delivery): s as a quoted
+ * JSON string in jansson's JSON_ENSURE_ASCII form, so that what was stored
+ * through jansson before reads back byte for byte the same: \" \\ \b \f
+ * \n \r \t, other controls and every code point above U+007F as \uXXXX
+ * (upper-case hex, UTF-16 surrogate pairs above U+FFFF). A byte that is not
+ * valid UTF-8 is taken as Latin-1 (HTTP's obs-text) and becomes \u00XX —
+ * jansson refused the whole string. Writes to out when out is not NULL (the
+ * caller sized it by a first call with NULL); returns the length, without a
+ * NUL. No allocation.
+ */
+size_t json_quote_ascii(const char *s, size_t len, char *out);

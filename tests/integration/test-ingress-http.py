@@ -7,6 +7,7 @@ still gets its answer, a 413 sent before the body is read reaches a client
 that is still sending, HTTP/1.0, HEAD, and a keep-alive connection closed
 after header_timeout of silence."""
 
+import json
 import socket
 import time
 
@@ -187,6 +188,23 @@ def main():
         t.ok(st == 401 and hdrs.get("x-request-id") == "abc-123", "X-Request-ID echoed", hdrs)
         st, hdrs, _ = ep.request("POST", "/", b"{}", {"X-Request-ID": "bad id!"})
         t.ok(hdrs.get("x-request-id", "").startswith("req_"), "an invalid one is replaced", hdrs)
+
+        # Header values as stored: UTF-8 and obs-text (Latin-1) bytes both
+        # survive as JSON \\u escapes (jansson dropped a non-UTF-8 header).
+        body = b'{"headers":1}'
+        s = socket.create_connection(("127.0.0.1", ep.port))
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n" + signed("hdr-1", body) +
+                  b"X-Utf8: caf\xc3\xa9 \xf0\x9f\x94\x94\r\nX-Latin: caf\xe9\r\n"
+                  b"X-Quote: a\"b\\\\c\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        ans, _ = read_answers(s, 1)
+        s.close()
+        row = ep.query("SELECT d.headers FROM deliveries d JOIN events e ON e.id = d.event_id"
+                       " WHERE e.provider_event_id = 'hdr-1'")
+        hdr = dict(json.loads(row[0]["headers"])) if row else {}
+        t.ok(ans and ans[0][0] == 200 and hdr.get("X-Utf8") == "caf\u00e9 \U0001f514" and
+             hdr.get("X-Latin") == "caf\u00e9" and hdr.get("X-Quote") == 'a"b\\\\c',
+             "header values stored: UTF-8, Latin-1 obs-text and quotes read back", hdr)
+        t.ok(row and row[0]["headers"].isascii(), "the stored headers JSON is ASCII")
         t.eq(ep.stop("ingress"), 0, "clean stop")
     finally:
         ep.cleanup()

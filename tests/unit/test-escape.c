@@ -5,9 +5,13 @@
  * truncation only at whole pieces, and 20,000 random byte strings that never
  * leave a control byte in the output.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
+
+#include <jansson.h>
 
 #include "escape.h"
 #include "tap.h"
@@ -21,6 +25,107 @@ static void check(const char *in, size_t len, unsigned flags, const char *want, 
 }
 
 #define CHECK(in, flags, want, what) check(in, sizeof(in) - 1, flags, want, what)
+
+static char *quote(const char *s, size_t len)
+{
+        size_t n = json_quote_ascii(s, len, NULL);
+        char *out = malloc(n + 1);
+
+        if (out && json_quote_ascii(s, len, out) == n)
+                out[n] = '\0';
+        return out;
+}
+
+/* What jansson wrote with JSON_ENSURE_ASCII, for a string it accepts. */
+static char *jansson_quote(const char *s, size_t len)
+{
+        json_t *j = json_stringn(s, len);
+        char *out = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+        json_decref(j);
+        return out;
+}
+
+/* Random code points (all planes, no surrogates) as UTF-8 from the random
+ * bytes in in[0..n): returns the encoded length (at most n). */
+static size_t random_utf8(unsigned char *in, size_t n)
+{
+        unsigned char out[48];
+        size_t at = 0;
+
+        for (size_t k = 0; k + 3 < n; k += 4) {
+                uint32_t cp = ((uint32_t)in[k] << 16 | (uint32_t)in[k + 1] << 8 | in[k + 2]) %
+                              (in[k + 3] % 2 ? 0x110000 : 0x800);
+
+                if (cp >= 0xd800 && cp <= 0xdfff)
+                        cp = 'x';
+                if (cp < 0x80)
+                        out[at++] = (unsigned char)cp;
+                else if (cp < 0x800) {
+                        out[at++] = (unsigned char)(0xc0 | cp >> 6);
+                        out[at++] = (unsigned char)(0x80 | (cp & 0x3f));
+                } else if (cp < 0x10000) {
+                        out[at++] = (unsigned char)(0xe0 | cp >> 12);
+                        out[at++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                        out[at++] = (unsigned char)(0x80 | (cp & 0x3f));
+                } else {
+                        out[at++] = (unsigned char)(0xf0 | cp >> 18);
+                        out[at++] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
+                        out[at++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
+                        out[at++] = (unsigned char)(0x80 | (cp & 0x3f));
+                }
+        }
+        memcpy(in, out, at);
+        return at;
+}
+
+static void json_quote_tests(void)
+{
+        static const struct {
+                const char *in, *want, *what;
+        } cases[] = {
+                {"plain", "\"plain\"", "ASCII as it is"},
+                {"a\"b\\c/d", "\"a\\\"b\\\\c/d\"", "quote and backslash escaped, slash kept"},
+                {"\b\f\n\r\t\x01\x1f\x7f", "\"\\b\\f\\n\\r\\t\\u0001\\u001F\x7f\"",
+                 "controls named or \\u00XX, DEL kept (as jansson)"},
+                {"caf\xc3\xa9", "\"caf\\u00E9\"", "UTF-8 as \\uXXXX"},
+                {"\xf0\x9f\x94\x94", "\"\\uD83D\\uDD14\"", "above U+FFFF: a surrogate pair"},
+                {"\xe9t\xe9 \xff\xc3", "\"\\u00E9t\\u00E9 \\u00FF\\u00C3\"",
+                 "bytes that are not UTF-8 read as Latin-1"},
+                {"\xed\xa0\x80", "\"\\u00ED\\u00A0\\u0080\"", "an encoded surrogate is not UTF-8"},
+        };
+        unsigned char in[48];
+        int differ = 0, compared = 0;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                _cleanup_free_ char *got = quote(cases[i].in, strlen(cases[i].in));
+
+                is_str(got, cases[i].want, "json_quote_ascii: %s", cases[i].what);
+        }
+        /* Random strings: where jansson accepts one (valid UTF-8), the
+         * output is byte for byte jansson's. */
+        for (int i = 0; i < 20000; i++) {
+                size_t n = (size_t)(i % 48);
+                _cleanup_free_ char *mine = NULL, *theirs = NULL;
+
+                if (getrandom(in, n, 0) != (ssize_t)n)
+                        n = 0;
+                if (i % 3 == 0) /* mostly ASCII, for runs and escapes */
+                        for (size_t k = 0; k < n; k++)
+                                in[k] &= 0x7f;
+                else if (i % 3 == 1) /* random code points, encoded */
+                        n = random_utf8(in, n);
+                theirs = jansson_quote((const char *)in, n);
+                if (!theirs)
+                        continue;
+                mine = quote((const char *)in, n);
+                compared++;
+                if (!mine || strcmp(mine, theirs) != 0)
+                        differ++;
+        }
+        ok(compared > 5000, "random strings jansson accepts: %d", compared);
+        is_int(differ, 0, "json_quote_ascii writes what jansson wrote for each of them");
+}
 
 int main(void)
 {
@@ -81,5 +186,6 @@ int main(void)
                 }
                 is_int(bad, 0, "20,000 random strings: no control byte survives, the output is UTF-8");
         }
+        json_quote_tests();
         return tap_done();
 }
