@@ -2,7 +2,7 @@
 /*
  * store-floor — the storage ceiling for bench/ingest: receipt-shaped rows
  * (an event and a ~1.5 KB delivery, knock's real schema, indexes and
- * pragmas, synchronous=FULL) inserted by one thread with no HTTP at all, in
+ * pragmas, the writer's gathered WAL writes, synchronous=FULL) inserted by one thread with no HTTP at all, in
  * transactions of BATCH receipts. No ingress can store faster than this on
  * the same disk, so run-ingest.sh prints it beside the ingress figures.
  *
@@ -29,7 +29,7 @@ int main(int argc, char **argv)
         batch = atoi(argv[2]);
         secs = atoi(argv[3]);
         snprintf(path, sizeof(path), "%s/floor.db", argv[1]);
-        if (store_open(path, STORE_CREATE | STORE_NO_AUTOCHECKPOINT, &s) < 0)
+        if (store_open(path, STORE_CREATE | STORE_NO_AUTOCHECKPOINT | STORE_WAL_BUFFER, &s) < 0)
                 return 1;
         memset(body, 'x', sizeof(body));
         if (store_prepare(s, "INSERT INTO events(id,provider_event_id,event_type,status,delivery_id,"

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "store.h"
+#include "walbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,7 +447,8 @@ int store_open(const char *path, unsigned flags, knock_store **ret)
                 oflags = SQLITE_OPEN_READWRITE;
         oflags |= SQLITE_OPEN_NOMUTEX;
 
-        r = store_errno(sqlite3_open_v2(path, &s->db, oflags, NULL));
+        r = store_errno(sqlite3_open_v2(path, &s->db, oflags,
+                                        flags & STORE_WAL_BUFFER ? walbuf_vfs_name() : NULL));
         if (r < 0)
                 goto fail;
         sqlite3_extended_result_codes(s->db, 1);

@@ -59,6 +59,7 @@ enum {
         STORE_CREATE = 1 << 0,   /* create the file and run migrations */
         STORE_READONLY = 1 << 1, /* knockctl read verbs */
         STORE_NO_AUTOCHECKPOINT = 1 << 2, /* ingress writer: checkpoints run elsewhere */
+        STORE_WAL_BUFFER = 1 << 3, /* ingress writer: one write per commit's WAL frames (walbuf.c) */
 };
 
 typedef struct knock_store {

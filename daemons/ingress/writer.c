@@ -310,7 +310,7 @@ static void *writer_main(void *userdata)
 
                 t0 = mono_us();
                 if (!st) {
-                        r = store_open(w->db_path, STORE_NO_AUTOCHECKPOINT, &st);
+                        r = store_open(w->db_path, STORE_NO_AUTOCHECKPOINT | STORE_WAL_BUFFER, &st);
                         if (r < 0)
                                 snprintf(err, sizeof(err), "cannot open database: %s",
                                          strerror(-r));
