@@ -336,10 +336,6 @@ static void *writer_main(void *userdata)
                         if (r >= 0 && it->kind == INGEST_EVENT && !it->duplicate)
                                 woke_worker = true;
                 }
-                /* Tell the worker after the commit, never before: it must
-                 * find the rows when it wakes. */
-                if (woke_worker)
-                        daemon_wake_peer(w->name, "worker");
 
                 pthread_mutex_lock(&w->lock);
                 w->stats->commits++;
@@ -364,6 +360,11 @@ static void *writer_main(void *userdata)
                 w->busy = false;
                 pthread_mutex_unlock(&w->lock);
                 event_active(w->ev_done, EV_READ, 0);
+                /* Tell the worker after the commit, never before (it must find
+                 * the rows when it wakes), and after the batch went back to
+                 * the loop: the answers do not wait for the datagram. */
+                if (woke_worker)
+                        daemon_wake_peer(w->name, "worker");
                 if (r >= 0)
                         wal_restart(w, st, &ws);
         }
