@@ -81,8 +81,10 @@ for conns in 64 1; do
     done
     # The storage ceiling of this disk: the same rows, no HTTP, batches as
     # large as the connections allow.
-    fl=$(for r in $(seq "$runs"); do rm -rf "$tmp/floor"; mkdir -p "$tmp/floor"
-        "$build/bench/store-floor" "$tmp/floor" $conns "$secs" | field rps; done | median)
+    for r in $(seq "$runs"); do rm -rf "$tmp/floor"; mkdir -p "$tmp/floor"
+        "$build/bench/store-floor" "$tmp/floor" $conns "$secs"; done >"$tmp/fl"
+    fl=$(field rps <"$tmp/fl" | median)
+    flcpu=$(field cpu_us <"$tmp/fl" | median)
     b=$(field rps <"$tmp/bare" | median)
     k=$(field rps <"$tmp/knock" | median)
     w=$(field rps <"$tmp/webhook" | median)
@@ -94,5 +96,5 @@ for conns in 64 1; do
     wratio=$(awk -v k="$k" -v w="${w:-0}" 'BEGIN {if (w > 0) printf "%.2f", k / w; else print "null"}')
     kcpu=$(cpu "$tmp/knock" total); bcpu=$(cpu "$tmp/bare" total); wcpu=$(cpu "$tmp/webhook" total)
     cratio=$(awk -v k="$kcpu" -v b="$bcpu" 'BEGIN {if (b > 0) printf "%.2f", k / b; else print "null"}')
-    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"runs\":$runs}"
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"store_floor_cpu_us\":$flcpu,\"runs\":$runs}"
 done
