@@ -188,13 +188,6 @@ static void cache_reset_all(void)
                         sqlite3_reset(stmt_cache[i].st);
 }
 
-/* Ends a cached statement's run (its read snapshot, its locks); keeps it. */
-static void stmt_resetp(sqlite3_stmt **st)
-{
-        if (*st)
-                sqlite3_reset(*st);
-}
-
 static int step_done(sqlite3_stmt *st)
 {
         int rc = sqlite3_step(st);

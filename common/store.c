@@ -291,6 +291,15 @@ void store_rollback(knock_store *s)
                 (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+int store_end(knock_store *s, int r)
+{
+        if (r < 0) {
+                store_rollback(s);
+                return r;
+        }
+        return store_commit(s);
+}
+
 int store_prepare(knock_store *s, const char *sql, sqlite3_stmt **ret)
 {
         return store_errno(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
@@ -301,6 +310,97 @@ void stmt_finalizep(sqlite3_stmt **st)
         if (*st)
                 sqlite3_finalize(*st);
         *st = NULL;
+}
+
+int store_cached(knock_store *s, const char *sql, sqlite3_stmt **ret)
+{
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        /* A handful of statements per connection: a scan of addresses. */
+        for (size_t i = 0; i < s->n_cache; i++)
+                if (s->cache[i].sql == sql) {
+                        sqlite3_reset(s->cache[i].st);
+                        sqlite3_clear_bindings(s->cache[i].st);
+                        *ret = s->cache[i].st;
+                        return 0;
+                }
+        if (s->n_cache == s->cap_cache) {
+                size_t cap = s->cap_cache ? s->cap_cache * 2 : 16;
+                store_stmt *v = reallocarray(s->cache, cap, sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                s->cache = v;
+                s->cap_cache = cap;
+        }
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+        if (rc != SQLITE_OK)
+                return store_errno(rc) ?: -EIO;
+        s->cache[s->n_cache++] = (store_stmt){.sql = sql, .st = st};
+        *ret = st;
+        return 0;
+}
+
+void stmt_resetp(sqlite3_stmt **st)
+{
+        if (*st)
+                sqlite3_reset(*st);
+}
+
+int stmt_step(sqlite3_stmt *st)
+{
+        int rc = sqlite3_step(st);
+
+        if (rc == SQLITE_ROW)
+                return 1;
+        if (rc == SQLITE_DONE)
+                return 0;
+        return store_errno(rc) ?: -EIO;
+}
+
+int stmt_run(sqlite3_stmt *st)
+{
+        int r;
+
+        while ((r = stmt_step(st)) > 0)
+                ;
+        sqlite3_reset(st);
+        return r;
+}
+
+int64_t store_changes(knock_store *s)
+{
+        return sqlite3_changes64(s->db);
+}
+
+int stmt_strv(sqlite3_stmt *st, char ***ret, size_t *ret_n)
+{
+        char **v = NULL;
+        size_t n = 0;
+        int r;
+
+        while ((r = stmt_step(st)) > 0) {
+                char **nv = reallocarray(v, n + 1, sizeof(*v));
+
+                if (!nv || !(nv[n] = stmt_strdup(st, 0))) {
+                        v = nv ?: v;
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                n++;
+        }
+        sqlite3_reset(st);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(v[i]);
+                free(v);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
 }
 
 int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s)
@@ -315,6 +415,13 @@ int stmt_bind_text_static(sqlite3_stmt *st, int idx, const char *s)
         if (!s)
                 return store_errno(sqlite3_bind_null(st, idx));
         return store_errno(sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC));
+}
+
+int stmt_bind_text_len_static(sqlite3_stmt *st, int idx, const char *s, size_t len)
+{
+        if (!s || len == 0)
+                return store_errno(sqlite3_bind_null(st, idx));
+        return store_errno(sqlite3_bind_text64(st, idx, s, len, SQLITE_STATIC, SQLITE_UTF8));
 }
 
 int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v)
@@ -415,11 +522,7 @@ static int store_migrate(knock_store *s)
                         sqlite3_bind_int64(st, 3, now_ms());
                         r = store_errno(sqlite3_step(st));
                 }
-                if (r < 0) {
-                        store_rollback(s);
-                        return r;
-                }
-                r = store_commit(s);
+                r = store_end(s, r);
                 if (r < 0)
                         return r;
         }
@@ -504,6 +607,9 @@ knock_store *store_close(knock_store *s)
                 return NULL;
         sqlite3_finalize(s->begin);
         sqlite3_finalize(s->commit);
+        for (size_t i = 0; i < s->n_cache; i++)
+                sqlite3_finalize(s->cache[i].st);
+        free(s->cache);
         if (s->db)
                 sqlite3_close_v2(s->db);
         free(s->path);

@@ -62,10 +62,18 @@ enum {
         STORE_WAL_BUFFER = 1 << 3, /* ingress writer: one write per commit's WAL frames (walbuf.c) */
 };
 
+/* One cached statement: sql is the address of a string constant. */
+typedef struct store_stmt {
+        const char *sql;
+        sqlite3_stmt *st;
+} store_stmt;
+
 typedef struct knock_store {
         sqlite3 *db;
         char *path;
         sqlite3_stmt *begin, *commit; /* prepared once: every transaction uses them */
+        store_stmt *cache;            /* store_cached(): prepared once per connection */
+        size_t n_cache, cap_cache;
 } knock_store;
 
 /* Opens (and with STORE_CREATE creates/migrates) the database at path. */
@@ -83,6 +91,9 @@ int store_exec(knock_store *s, const char *sql);
 int store_begin(knock_store *s); /* BEGIN IMMEDIATE: take the write lock now */
 int store_commit(knock_store *s);
 void store_rollback(knock_store *s); /* never fails the caller; errors ignored */
+/* Ends the transaction store_begin() opened: COMMIT when r >= 0 (its result
+ * returned), else ROLLBACK and r returned as it is. */
+int store_end(knock_store *s, int r);
 
 /* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE). */
 int store_errno(int sqlite_rc);
@@ -93,12 +104,39 @@ const char *store_errmsg(knock_store *s);
 int store_prepare(knock_store *s, const char *sql, sqlite3_stmt **ret);
 void stmt_finalizep(sqlite3_stmt **st);
 #define _cleanup_stmt_ _cleanup_(stmt_finalizep)
+
+/*
+ * The connection's statement for sql, which must be a string constant: the
+ * cache is keyed by its address. Prepared on first use
+ * (SQLITE_PREPARE_PERSISTENT) and kept until store_close(); handed out reset
+ * and without bindings. Parsing a statement costs more than running the
+ * small ones the daemons run for every event, so every statement on a hot
+ * path comes from here. The statement belongs to the connection: one thread
+ * at a time, as the connection itself.
+ */
+int store_cached(knock_store *s, const char *sql, sqlite3_stmt **ret);
+/* Resets st (NULL: nothing): a statement left on a row keeps its read
+ * snapshot, and the WAL cannot be checkpointed past it. */
+void stmt_resetp(sqlite3_stmt **st);
+#define _cleanup_reset_ _cleanup_(stmt_resetp)
+
+/* Steps st once: 1 on a row, 0 when done, else a negative errno. */
+int stmt_step(sqlite3_stmt *st);
+/* Steps st to its end and resets it: 0 or a negative errno. */
+int stmt_run(sqlite3_stmt *st);
+/* Rows the last INSERT/UPDATE/DELETE on the connection changed. */
+int64_t store_changes(knock_store *s);
+/* Steps st to its end, collecting column 0 of each row as strings
+ * (the caller frees them, config.h strv_free()); the statement is reset. */
+int stmt_strv(sqlite3_stmt *st, char ***ret, size_t *ret_n);
 /* Binds text or NULL. */
 int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s);
 /* Binds s without a copy: s must stay as it is until the statement has
- * been stepped (the hot statements of the worker's writer, whose strings
- * live in the claims and results they record). */
+ * been stepped (the hot statements of the writers, whose strings live in
+ * the receipts, claims and results they record). */
 int stmt_bind_text_static(sqlite3_stmt *st, int idx, const char *s);
+/* Binds len bytes of text at s without a copy (NULL or len 0: NULL). */
+int stmt_bind_text_len_static(sqlite3_stmt *st, int idx, const char *s, size_t len);
 /* Binds an int64, or NULL when v < 0 and null_if_negative. */
 int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v);
 int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v);
