@@ -2,11 +2,20 @@
 #pragma once
 
 /*
- * events — the state changes the worker makes to events, and the hook outbox.
+ * events — every statement that writes events, deliveries or attempts: the
+ * ingress's receipts, the worker's claims and results. A daemon asks for an
+ * operation here and never writes SQL for these tables; the decisions
+ * (which status next) are event-state.h's, the hooks a state change queues
+ * are hooks.h's.
  *
  * Promises:
- *  - every function below is one transaction (BEGIN IMMEDIATE … COMMIT):
- *    a caller never sees half a claim or half a finish;
+ *  - a receipt (events_store_receipt) is stored inside the caller's
+ *    transaction: the ingress groups many into one COMMIT, and answers none
+ *    before that COMMIT returned. A duplicate provider event id leaves the
+ *    existing event exactly as it is (a dead event stays dead) and links the
+ *    new delivery to it;
+ *  - every worker function below is one transaction (BEGIN IMMEDIATE …
+ *    COMMIT): a caller never sees half a claim or half a finish;
  *  - a claim moves events to `processing` with claimed_by = the worker's
  *    identity ("worker:PID") and claim_until = now + lease. It takes
  *    `received` events, `failed` events whose next_attempt_at has come, and
@@ -30,12 +39,13 @@
  *  - releasing a claim (shutdown) does not count the attempt: attempt_count
  *    goes back down, the attempts row is kept with outcome "interrupted", and
  *    the event returns to `received` (no attempt counted yet) or to `failed`
- *    due at once, so the next worker takes it immediately.
+ *    due at once, so the next worker takes it immediately;
  *
- * Attempt outcomes (attempts.outcome): running, success, tempfail (exit 75,
- * other exit codes, signals, 408/429/5xx, connection errors), timeout,
- * permanent (exit 65, other 4xx), lost, interrupted.
+ * Attempt outcomes (attempts.outcome): queued, running, success, tempfail
+ * (exit 75, other exit codes, signals, 408/429/5xx, connection errors),
+ * timeout, permanent (exit 65, other 4xx), lost, interrupted.
  *
+ * The interface names no SQLite type: a second store engine plugs in here.
  * Library code: returns 0 or a negative errno, never logs.
  */
 
@@ -44,19 +54,46 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "event-state.h"
+#include "hooks.h"
 #include "store.h"
 #include "util.h"
 
-typedef enum event_outcome {
-        EVENT_OUTCOME_SUCCESS,
-        EVENT_OUTCOME_TEMPFAIL,
-        EVENT_OUTCOME_TIMEOUT,
-        EVENT_OUTCOME_PERMANENT,
-        EVENT_OUTCOME_INTERRUPTED,
-        _EVENT_OUTCOME_MAX,
-} event_outcome;
+/* ---- the ingress ------------------------------------------------------------------------ */
 
-const char *event_outcome_to_string(event_outcome o);
+typedef enum receipt_kind {
+        RECEIPT_EVENT,     /* verified: a delivery and its event (new or existing) */
+        RECEIPT_HANDSHAKE, /* a verified setup handshake: a delivery, no event */
+        RECEIPT_ORPHAN,    /* rejected (401/413): a delivery linked to no event */
+} receipt_kind;
+
+/* One received request. Every pointer is bound without a copy and must
+ * stay valid until events_store_receipt() returns. */
+typedef struct knock_receipt {
+        receipt_kind kind;
+        const char *delivery_id;
+        char *event_id;          /* RECEIPT_EVENT: the new event's id, KNOCK_ID_MAX bytes;
+                                  * the existing event's id after a duplicate */
+        int64_t received_at;
+        int http_status;
+        bool signature_valid;
+        const char *verify_error, *provider_event_id, *event_type, *request_id;
+        const char *method, *uri, *remote, *content_type, *headers_json;
+        const unsigned char *body; /* NULL: no body stored (NULL column) */
+        size_t body_len;           /* stored bytes */
+        size_t body_bytes;         /* size as received (413: the claimed size) */
+        bool duplicate;            /* out: the provider event id was known */
+} knock_receipt;
+
+/* Stores one receipt inside the caller's transaction (store_begin …
+ * store_commit): its delivery, and for RECEIPT_EVENT its event, or the link
+ * to the existing one (r->event_id, r->duplicate). */
+int events_store_receipt(knock_store *s, knock_receipt *r);
+
+/* Events by status, indexed by event_status. */
+int events_queue_counts(knock_store *s, int64_t counts[_EVENT_STATUS_MAX]);
+
+/* ---- the worker ------------------------------------------------------------------------- */
 
 /* One claimed event, ready to run. */
 typedef struct knock_claim {
@@ -169,21 +206,3 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n);
  * next_attempt_at or a foreign lease's claim_until. INT64_MAX when none.
  * Events claimable now give a value ≤ now. */
 int events_next_due(knock_store *s, const char *worker, int64_t *ret);
-
-/*
- * Backoff before attempt number `attempt` + 1, after `attempt` failed
- * attempts (attempt ≥ 1): exponential with full jitter between base and
- * cap. The ceiling is base·2^(attempt-1) capped at cap; the wait is uniform
- * in [base, ceiling] using `rnd` (any 64-bit random value). Pure function.
- */
-uint64_t events_backoff_ms(uint64_t base, uint64_t cap, uint64_t attempt, uint64_t rnd);
-
-/* Finalizes the calling thread's cached prepared statements (call on that
- * thread before closing the store the event functions ran on). The cache is
- * per thread; each thread must use its own connection. */
-void events_cache_clear(void);
-
-/* Builds the contract §8 hook payload (malloc'd JSON text). */
-int events_hook_payload(const char *endpoint, const char *event_id, const char *provider_event_id,
-        const char *event_type, const char *status, int64_t attempts, int64_t finished_at,
-        const char *last_error, char **ret);

@@ -72,29 +72,3 @@ int lease_take_over_gone(knock_store *s, const char *role, lease_holders_fn hold
         strv_free(v, n);
         return 0;
 }
-
-int lease_holders_collect(sqlite3_stmt *st, char ***ret, size_t *ret_n)
-{
-        char **v = NULL;
-        size_t n = 0;
-        int rc;
-
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                char **nv = realloc(v, (n + 1) * sizeof(*v));
-
-                if (!nv || !(nv[n] = stmt_strdup(st, 0))) {
-                        v = nv ?: v;
-                        strv_free(v, n);
-                        return -ENOMEM;
-                }
-                v = nv;
-                n++;
-        }
-        if (rc != SQLITE_DONE) {
-                strv_free(v, n);
-                return store_errno(rc);
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
-}

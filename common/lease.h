@@ -14,15 +14,12 @@
  *    role, a malformed name, or a PID whose command cannot be read is never
  *    gone: its lease runs out on its own;
  *  - lease_take_over_gone() expires, at once, the claims of every gone
- *    holder through the caller's table functions, so a restart after
- *    kill -9 resumes at once instead of after a whole lease;
- *  - lease_holders_collect() turns a statement selecting one text column
- *    (the distinct holders) into a string array.
+ *    holder through the caller's table functions (events.h, hooks.h), so a
+ *    restart after kill -9 resumes at once instead of after a whole lease.
  *
  * Never logs: lease_take_over_gone() reports each expiry to a callback.
  */
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +39,3 @@ typedef void (*lease_report_fn)(const char *holder, int r, size_t n, void *userd
 int lease_take_over_gone(knock_store *s, const char *role, lease_holders_fn holders,
                          lease_expire_fn expire, int64_t now, lease_report_fn report,
                          void *userdata);
-
-/* Steps st to its end, collecting column 0 of each row. */
-int lease_holders_collect(sqlite3_stmt *st, char ***ret, size_t *ret_n);

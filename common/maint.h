@@ -43,6 +43,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "event-state.h"
 #include "store.h"
 
 enum {
@@ -57,17 +58,17 @@ enum {
 /* ---- prune ---------------------------------------------------------------------- */
 
 typedef struct maint_prune_spec {
-        /* Per event status (event_status_names order): events whose
+        /* Per event status (indexed by event_status): events whose
          * coalesce(finished_at, updated_at) is before the cutoff go; -1 keeps
-         * them. Only handled, ignored and dead may be set. */
-        int64_t cutoff[6];
+         * them. Only the final ones (handled, ignored, dead) may be set. */
+        int64_t cutoff[_EVENT_STATUS_MAX];
         int64_t orphans_cutoff; /* orphan deliveries received before; -1: kept */
         unsigned batch;         /* most rows per transaction; 0: MAINT_PRUNE_BATCH */
         unsigned pause_ms;      /* minimum pause between batches; 0: 30 ms */
 } maint_prune_spec;
 
 typedef struct maint_prune_counts {
-        uint64_t by_status[6]; /* events deleted, by status */
+        uint64_t by_status[_EVENT_STATUS_MAX]; /* events deleted, by status */
         uint64_t events, deliveries, orphans, attempts, hooks, hook_attempts;
         uint64_t batches;
         uint64_t longest_batch_us; /* longest time the write lock was held */
@@ -79,7 +80,7 @@ void maint_prune_spec_init(maint_prune_spec *spec);
 /* [retention] of c relative to now: handled, ignored, orphans, and dead unless "never". */
 void maint_prune_spec_from_config(const knock_config *c, int64_t now, maint_prune_spec *spec);
 bool maint_prune_spec_empty(const maint_prune_spec *spec);
-/* Index of a prunable status name in event_status_names, or -1. */
+/* The event_status of a prunable (final) status name, or -1. */
 int maint_prunable_status(const char *name);
 
 /* Counts what maint_prune() would delete now, in one read transaction. */

@@ -19,9 +19,6 @@
 
 #include "util.h"
 
-const char *const event_status_names[6] = {"received", "processing", "failed",
-                                           "dead",     "ignored",    "handled"};
-
 static int migrate_checks_without_in(knock_store *s);
 
 /* Forward-only migrations, SQL or a function (run inside the migration's
@@ -733,22 +730,4 @@ int store_meta_get(knock_store *s, const char *key, char **ret)
                 return store_errno(rc);
         *ret = stmt_strdup(st, 0);
         return 0;
-}
-
-int store_queue_counts(knock_store *s, int64_t counts[6])
-{
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
-
-        memset(counts, 0, 6 * sizeof(int64_t));
-        r = store_prepare(s, "SELECT status, count(*) FROM events GROUP BY status", &st);
-        if (r < 0)
-                return r;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *name = (const char *)sqlite3_column_text(st, 0);
-                for (size_t i = 0; i < 6; i++)
-                        if (name && streq(name, event_status_names[i]))
-                                counts[i] = sqlite3_column_int64(st, 1);
-        }
-        return rc == SQLITE_DONE ? 0 : store_errno(rc);
 }

@@ -161,6 +161,3 @@ int store_audit(knock_store *s, const char *actor, const char *action, const cha
 int store_meta_set(knock_store *s, const char *key, const char *value);
 int store_meta_get(knock_store *s, const char *key, char **ret);
 
-/* Queue depth by status: counts[6] in the order of event_status_names. */
-extern const char *const event_status_names[6];
-int store_queue_counts(knock_store *s, int64_t counts[6]);

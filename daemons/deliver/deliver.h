@@ -3,9 +3,10 @@
 
 /*
  * knock-deliver internals: the daemon (main.c), the attempts and the
- * transaction that records them and claims more (pump.c), the hooks queue
- * in the endpoint database (queue.c) and one signed hook attempt (send.c)
- * over the shared HTTP(S) client (common/httpclient.c).
+ * transaction that records them and claims more (pump.c), and one signed
+ * hook attempt (send.c) over the shared HTTP(S) client (common/httpclient.c).
+ * The hooks table is common/hooks.c's: claims, attempts and releases are
+ * asked of it.
  */
 
 #include <event2/dns.h>
@@ -15,6 +16,7 @@
 #include <stdint.h>
 
 #include "daemon.h"
+#include "hooks.h"
 #include "httpclient.h"
 #include "list.h"
 #include "log.h"
@@ -26,52 +28,6 @@
 
 typedef struct deliverer deliverer;
 typedef struct hook_send hook_send;
-
-/* ---- queue.c: the hooks table ----------------------------------------------------- */
-
-typedef struct hook_claim {
-        char *id;
-        char *event_id;
-        char *payload;
-        int64_t attempt;      /* the attempt about to be made, 1-based */
-        int64_t max_attempts;
-        bool dead;            /* a lost last attempt moved it to failed: not to be sent */
-        char *lost_holder;    /* the previous holder whose claim expired, or NULL */
-} hook_claim;
-
-void hook_claim_clear(hook_claim *c);
-
-typedef struct hook_result {
-        const char *id;
-        int64_t attempt;
-        int64_t at;            /* wall clock at the start of the attempt */
-        int64_t duration_ms;
-        int status;            /* 0: no response */
-        const char *error;
-        const char *response;
-        size_t response_len;
-        const char *new_state; /* "delivered", "pending" or "failed" */
-        int64_t next_attempt_at; /* for "pending" */
-        bool applied;          /* out: false when our claim was lost meanwhile */
-} hook_result;
-
-/* Claims up to max due hooks for `me` until lease_until. Hooks whose
- * previous holder's claim expired get a lost attempt recorded (and go to
- * failed when that was their last). Inside the caller's transaction. */
-int hookq_claim(knock_store *s, const char *me, int64_t now, int64_t lease_until, size_t max,
-                int64_t default_max_attempts, hook_claim **ret, size_t *ret_n);
-/* Records attempts and new states. Inside the caller's transaction. */
-int hookq_finish(knock_store *s, const char *me, int64_t now, hook_result *res, size_t n);
-/* Gives claims back without counting an attempt (shutdown). */
-int hookq_release(knock_store *s, const char *me, const char *const *ids, size_t n,
-                  int64_t now);
-/* The next time a pending hook not held by `me` becomes claimable (INT64_MAX: none). */
-int hookq_next_due(knock_store *s, const char *me, int64_t now, int64_t *ret);
-/* Pending hooks, and how many of them are due now. */
-int hookq_pending(knock_store *s, int64_t now, int64_t *ret_pending, int64_t *ret_due);
-/* Distinct claim holders, and expiring one holder's claims now. */
-int hookq_holders(knock_store *s, char ***ret, size_t *ret_n);
-int hookq_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n);
 
 /* ---- send.c: one HTTP(S) attempt ---------------------------------------------------- */
 

@@ -6,12 +6,12 @@
  * One event loop, shaped like the worker's: pump.c records the attempts
  * that ended and claims due hooks in one transaction, and starts each
  * claimed hook's attempt (send.c: a signed POST over the shared HTTP(S)
- * client); queue.c holds the hooks table's statements, schedule.c the pure
- * retry decisions.
+ * client); common/hooks.c holds the hooks table's statements, schedule.c
+ * the pure retry decisions.
  *
  * Leases: a claim holds a hook for [hook] timeout plus a margin and needs
  * no renewal. After kill -9 the lease runs out and the hook is taken again,
- * with the lost attempt recorded (queue.c); at start, leases held by a
+ * with the lost attempt recorded (common/hooks.c); at start, leases held by a
  * deliverer that is provably gone are expired at once, so a restart resumes
  * immediately. Hooks can thus be sent twice around a crash (same webhook-id,
  * receivers deduplicate), never marked delivered without a 2xx, and never
@@ -72,7 +72,7 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
         deliverer *dl = d->userdata;
         int64_t pending = 0, due = 0;
 
-        if (hookq_pending(d->store, now_ms(), &pending, &due) < 0) {
+        if (hooks_pending(d->store, now_ms(), &pending, &due) < 0) {
                 snprintf(buf, len, "%zu hooks in flight; queue unknown", dl->n_running);
                 return;
         }
@@ -195,7 +195,7 @@ static void take_over_dead_holders(deliverer *dl)
 {
         int r;
 
-        r = lease_take_over_gone(dl->d->store, "deliver", hookq_holders, hookq_expire, now_ms(),
+        r = lease_take_over_gone(dl->d->store, "deliver", hooks_holders, hooks_expire, now_ms(),
                                  report_taken_over, dl);
         if (r < 0)
                 log_warning_errno(r, "Cannot list hook claim holders: %m");

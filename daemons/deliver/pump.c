@@ -243,7 +243,7 @@ static int release_interrupted(deliverer *dl)
                         rel[n++] = s->claim.id;
         if (n == 0)
                 return 0;
-        r = hookq_release(dl->d->store, dl->identity, rel, n, now_ms());
+        r = hooks_release(dl->d->store, dl->identity, rel, n, now_ms());
         if (r < 0)
                 return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
                                         LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(dl->d->store))),
@@ -309,9 +309,9 @@ static int flush_and_claim(deliverer *dl, size_t want)
         /* BEGIN IMMEDIATE: a deliverer overlapping a dying one serialises here. */
         r = store_begin(dl->d->store);
         if (r >= 0)
-                r = hookq_finish(dl->d->store, dl->identity, now, res, n);
+                r = hooks_finish(dl->d->store, dl->identity, now, res, n);
         if (r >= 0 && want > 0)
-                r = hookq_claim(dl->d->store, dl->identity, now,
+                r = hooks_claim(dl->d->store, dl->identity, now,
                                 now + (int64_t)cfg->hook_timeout_ms + LEASE_MARGIN_MS, want,
                                 (int64_t)cfg->hook_max_attempts, &claims, &n_claims);
         /* The attempt rows, the new states and the new claims commit
@@ -374,7 +374,7 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
          * known due time, or the safety rescan. */
         now = now_ms();
         if ((size_t)r < free_slots) {
-                if (hookq_next_due(dl->d->store, dl->identity, now, &due) < 0)
+                if (hooks_next_due(dl->d->store, dl->identity, now, &due) < 0)
                         due = now + FLUSH_RETRY_MS;
                 due = MIN(due, now + SAFETY_RESCAN_MS);
         } else

@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "events.h"
 #include "knock-build.h"
 #include "store.h"
 
@@ -104,7 +105,7 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         sqlite3_busy_timeout(st->db, 1000);
 
         (void)store_schema_version(st, &snap->schema_version);
-        if (store_queue_counts(st, snap->events) < 0)
+        if (events_queue_counts(st, snap->events) < 0)
                 err = -EIO;
         snap->oldest_queued_at = query_i64(
                 st, "SELECT coalesce(min(received_at),0) FROM events WHERE status IN "

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "event-state.h"
 #include "ingress.h"
 
 typedef struct admin_daemon {
@@ -39,7 +40,7 @@ typedef struct admin_snapshot {
         bool db_writable;       /* BEGIN IMMEDIATE succeeded within 100 ms */
         char writable_error[256];
         int schema_version;
-        int64_t events[6];      /* by status, order of event_status_names */
+        int64_t events[_EVENT_STATUS_MAX]; /* by event_status */
         int64_t oldest_queued_at; /* 0: none */
         int64_t hooks_pending, hooks_delivered, hooks_failed;
         int64_t hook_attempts_ok, hook_attempts_http_error, hook_attempts_error;

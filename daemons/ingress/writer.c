@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * writer — the ingress's storage thread: group commit and checkpoints.
+ * What one receipt writes is events.c's (events_store_receipt()); this file
+ * decides which receipts share a transaction and when the loop may answer.
  *
  * Invariants:
  *  - an item is on the done list with result 0 only after the COMMIT of
@@ -35,6 +37,7 @@
 
 #include "daemon.h"
 #include "admin.h"
+#include "events.h"
 #include "ingress.h"
 #include "store.h"
 
@@ -65,110 +68,49 @@ void ingest_item_free(ingest_item *it)
         free(it);
 }
 
-typedef struct writer_stmts {
-        sqlite3_stmt *ins_event, *find_event, *ins_delivery;
-} writer_stmts;
-
-static void writer_stmts_clear(writer_stmts *s)
+static receipt_kind receipt_kind_of(ingest_kind k)
 {
-        stmt_finalizep(&s->ins_event);
-        stmt_finalizep(&s->find_event);
-        stmt_finalizep(&s->ins_delivery);
+        return k == INGEST_EVENT ? RECEIPT_EVENT
+             : k == INGEST_HANDSHAKE ? RECEIPT_HANDSHAKE
+                                     : RECEIPT_ORPHAN;
 }
 
-static int writer_stmts_prepare(knock_store *st, writer_stmts *s)
+static int store_item(knock_store *st, ingest_item *it)
 {
-        int r;
-
-        /* ON CONFLICT DO NOTHING: a duplicate provider event id leaves the
-         * existing event exactly as it is (a dead event stays dead). */
-        r = store_prepare(st,
-                "INSERT INTO events(id,provider_event_id,event_type,status,delivery_id,"
-                " attempt_count,received_at,updated_at,next_attempt_at)"
-                " VALUES(?1,?2,?3,'received',?4,0,?5,?5,?5)"
-                " ON CONFLICT(provider_event_id) DO NOTHING",
-                &s->ins_event);
-        if (r < 0)
-                return r;
-        r = store_prepare(st, "SELECT id FROM events WHERE provider_event_id=?1", &s->find_event);
-        if (r < 0)
-                return r;
-        return store_prepare(st,
-                "INSERT INTO deliveries(id,event_id,received_at,signature_valid,verify_error,"
-                " http_status,provider_event_id,event_type,request_id,method,uri,remote,"
-                " content_type,headers,body,body_bytes,duplicate,handshake)"
-                " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
-                &s->ins_delivery);
-}
-
-static int step_reset(sqlite3_stmt *st)
-{
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_errno(rc);
-}
-
-static int store_item(knock_store *st, writer_stmts *s, ingest_item *it)
-{
-        bool has_event = it->kind == INGEST_EVENT;
-        int r;
+        knock_receipt r;
+        int k;
 
         it->duplicate = false;
         if (it->kind == INGEST_HEARTBEAT)
                 return store_daemon_heartbeat(st, "ingress", it->hb_counters, it->hb_status);
-        if (has_event) {
-                stmt_bind_text(s->ins_event, 1, it->event_id);
-                stmt_bind_text(s->ins_event, 2, it->provider_event_id);
-                stmt_bind_text(s->ins_event, 3, it->event_type);
-                stmt_bind_text(s->ins_event, 4, it->delivery_id);
-                stmt_bind_i64(s->ins_event, 5, it->received_at);
-                r = step_reset(s->ins_event);
-                if (r < 0)
-                        return r;
-                if (sqlite3_changes(st->db) == 0) {
-                        /* Duplicate: link this delivery to the existing event. */
-                        int rc;
-
-                        stmt_bind_text(s->find_event, 1, it->provider_event_id);
-                        rc = sqlite3_step(s->find_event);
-                        if (rc == SQLITE_ROW) {
-                                const unsigned char *id = sqlite3_column_text(s->find_event, 0);
-                                snprintf(it->event_id, sizeof(it->event_id), "%s",
-                                         id ? (const char *)id : "");
-                                it->duplicate = true;
-                        }
-                        sqlite3_reset(s->find_event);
-                        sqlite3_clear_bindings(s->find_event);
-                        if (rc != SQLITE_ROW)
-                                return rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
-                }
-        }
-
-        stmt_bind_text(s->ins_delivery, 1, it->delivery_id);
-        stmt_bind_text(s->ins_delivery, 2, has_event ? it->event_id : NULL);
-        stmt_bind_i64(s->ins_delivery, 3, it->received_at);
-        stmt_bind_i64(s->ins_delivery, 4, it->signature_valid);
-        stmt_bind_text(s->ins_delivery, 5, it->verify_error);
-        stmt_bind_i64(s->ins_delivery, 6, it->http_status);
-        stmt_bind_text(s->ins_delivery, 7, it->provider_event_id);
-        stmt_bind_text(s->ins_delivery, 8, it->event_type);
-        stmt_bind_text(s->ins_delivery, 9, it->request_id);
-        stmt_bind_text(s->ins_delivery, 10, it->method);
-        stmt_bind_text(s->ins_delivery, 11, it->uri);
-        stmt_bind_text(s->ins_delivery, 12, it->remote);
-        stmt_bind_text(s->ins_delivery, 13, it->content_type);
-        stmt_bind_text(s->ins_delivery, 14, it->headers_json);
-        if (it->body)
-                sqlite3_bind_blob64(s->ins_delivery, 15, it->body, it->body_len, SQLITE_STATIC);
-        else if (it->http_status == 413)
-                sqlite3_bind_null(s->ins_delivery, 15);
-        else
-                sqlite3_bind_zeroblob(s->ins_delivery, 15, 0);
-        stmt_bind_i64(s->ins_delivery, 16, (int64_t)it->body_bytes);
-        stmt_bind_i64(s->ins_delivery, 17, it->duplicate);
-        stmt_bind_i64(s->ins_delivery, 18, it->kind == INGEST_HANDSHAKE);
-        return step_reset(s->ins_delivery);
+        /* Pointers into the item, bound without copies: it outlives the call. */
+        r = (knock_receipt){
+                .kind = receipt_kind_of(it->kind),
+                .delivery_id = it->delivery_id,
+                .event_id = it->event_id,
+                .received_at = it->received_at,
+                .http_status = it->http_status,
+                .signature_valid = it->signature_valid,
+                .verify_error = it->verify_error,
+                .provider_event_id = it->provider_event_id,
+                .event_type = it->event_type,
+                .request_id = it->request_id,
+                .method = it->method,
+                .uri = it->uri,
+                .remote = it->remote,
+                .content_type = it->content_type,
+                .headers_json = it->headers_json,
+                /* 413: the body was never read, nothing is stored; any other
+                 * delivery without one stored an empty body. */
+                .body = it->body                ? it->body
+                      : it->http_status == 413 ? NULL
+                                               : (const unsigned char *)"",
+                .body_len = it->body_len,
+                .body_bytes = it->body_bytes,
+        };
+        k = events_store_receipt(st, &r);
+        it->duplicate = r.duplicate;
+        return k;
 }
 
 typedef struct wal_state {
@@ -216,8 +158,8 @@ static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
 }
 
 /* Stores one batch in one transaction. Returns 0 when committed. */
-static int store_batch(knock_store *st, writer_stmts *s, ingest_item *batch, char *err,
-                       size_t errlen, uint64_t *ret_commit_us)
+static int store_batch(knock_store *st, ingest_item *batch, char *err, size_t errlen,
+                       uint64_t *ret_commit_us)
 {
         uint64_t t;
         int r;
@@ -226,7 +168,7 @@ static int store_batch(knock_store *st, writer_stmts *s, ingest_item *batch, cha
         if (r < 0)
                 goto fail;
         for (ingest_item *it = batch; it; it = it->next) {
-                r = store_item(st, s, it);
+                r = store_item(st, it);
                 if (r < 0)
                         goto fail;
         }
@@ -249,9 +191,7 @@ static void *writer_main(void *userdata)
 {
         ingest_writer *w = userdata;
         _cleanup_(store_closep) knock_store *st = NULL;
-        writer_stmts stmts = {0};
         wal_state ws = {0};
-        bool prepared = false;
         int r;
 
         pthread_setname_np(pthread_self(), "writer");
@@ -311,24 +251,17 @@ static void *writer_main(void *userdata)
                 t0 = mono_us();
                 if (!st) {
                         r = store_open(w->db_path, STORE_NO_AUTOCHECKPOINT | STORE_WAL_BUFFER, &st);
-                        if (r < 0)
+                        if (r < 0) {
+                                st = NULL;
                                 snprintf(err, sizeof(err), "cannot open database: %s",
                                          strerror(-r));
-                        else
+                        } else
                                 sqlite3_wal_hook(st->db, wal_frames_hook, &ws);
                 }
-                if (st && !prepared) {
-                        r = writer_stmts_prepare(st, &stmts);
-                        if (r < 0) {
-                                snprintf(err, sizeof(err), "%s", store_errmsg(st));
-                                writer_stmts_clear(&stmts);
-                        } else
-                                prepared = true;
-                }
-                if (prepared)
-                        r = store_batch(st, &stmts, batch, err, sizeof(err), &commit_us);
-                else if (r >= 0)
-                        r = -EIO;
+                /* The statements are prepared by the first batch and cached
+                 * with the connection (store_cached()). */
+                if (st)
+                        r = store_batch(st, batch, err, sizeof(err), &commit_us);
                 dt = mono_us() - t0;
 
                 for (it = batch; it; it = it->next) {
@@ -368,7 +301,6 @@ static void *writer_main(void *userdata)
                 if (r >= 0)
                         wal_restart(w, st, &ws);
         }
-        writer_stmts_clear(&stmts);
         return NULL;
 }
 

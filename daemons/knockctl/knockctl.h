@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "escape.h"
+#include "events.h"
 #include "store.h"
 #include "util.h"
 

@@ -37,7 +37,7 @@
 
 /* ---- prune ----------------------------------------------------------------------------- */
 
-static int parse_statuses(const char *arg, bool selected[6])
+static int parse_statuses(const char *arg, bool selected[_EVENT_STATUS_MAX])
 {
         _cleanup_free_ char *copy = strdup(arg);
         char *save = NULL;
@@ -78,8 +78,8 @@ static uint64_t keep_of(const knock_config *cfg, const char *status)
 }
 
 /* The spec from the options; reports and returns KNOCKCTL_* on problems. */
-static int prune_spec(knockctl *c, const bool selected[6], bool any_status, bool orphans,
-        int64_t older_than, maint_prune_spec *spec)
+static int prune_spec(knockctl *c, const bool selected[_EVENT_STATUS_MAX], bool any_status,
+        bool orphans, int64_t older_than, maint_prune_spec *spec)
 {
         const knock_config *cfg = NULL;
 
@@ -95,7 +95,7 @@ static int prune_spec(knockctl *c, const bool selected[6], bool any_status, bool
                 }
                 maint_prune_spec_from_config(cfg, c->now, spec);
                 if (older_than >= 0) {
-                        for (size_t i = 0; i < 6; i++)
+                        for (size_t i = 0; i < _EVENT_STATUS_MAX; i++)
                                 if (spec->cutoff[i] >= 0)
                                         spec->cutoff[i] = c->now - older_than;
                         if (spec->orphans_cutoff >= 0)
@@ -107,7 +107,7 @@ static int prune_spec(knockctl *c, const bool selected[6], bool any_status, bool
                 ctl_error("the configuration of %s does not load; give --older-than", c->endpoint);
                 return KNOCKCTL_FAILED;
         }
-        for (size_t i = 0; i < 6; i++) {
+        for (size_t i = 0; i < _EVENT_STATUS_MAX; i++) {
                 if (!selected[i])
                         continue;
                 spec->cutoff[i] = older_than >= 0
@@ -167,7 +167,7 @@ static int prune_print(
                 printf(" in %" PRIu64 " batch%s (longest held the lock %.1f ms)", n->batches,
                         n->batches == 1 ? "" : "es", (double)n->longest_batch_us / 1000.0);
         putchar('\n');
-        for (size_t i = 0; i < 6; i++)
+        for (size_t i = 0; i < _EVENT_STATUS_MAX; i++)
                 if (spec->cutoff[i] >= 0) {
                         char buf[64];
 
@@ -193,7 +193,8 @@ static int verb_prune(knockctl *c, int argc, char **argv)
                 {"dry-run", no_argument, NULL, OPT_DRY},
                 {0},
         };
-        bool selected[6] = {false}, any_status = false, orphans = false, dry_run = false;
+        bool selected[_EVENT_STATUS_MAX] = {false};
+        bool any_status = false, orphans = false, dry_run = false;
         int64_t older_than = -1;
         maint_prune_spec spec;
         maint_prune_counts n = {0};

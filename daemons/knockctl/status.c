@@ -53,7 +53,7 @@ static json_t *queue_object(knock_store *s)
         int64_t counts[ELEMENTSOF(event_status_names)];
         json_t *q;
 
-        if (store_queue_counts(s, counts) < 0)
+        if (events_queue_counts(s, counts) < 0)
                 return NULL;
         q = json_object();
         for (size_t i = 0; q && i < ELEMENTSOF(event_status_names); i++)

@@ -73,7 +73,7 @@ static void op_stop(knock_daemon *d)
 static void op_status(knock_daemon *d, char *buf, size_t len)
 {
         worker *w = d->userdata;
-        int64_t c[6] = {};
+        int64_t c[_EVENT_STATUS_MAX] = {};
 
         /* Counted by the writer with the last heartbeat: never a query on the loop. */
         if (!writer_queue_counts(&w->wr, c)) {
@@ -81,13 +81,13 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
                         w->n_running, w->n_ready);
                 return;
         }
-        /* event_status_names: received processing failed dead ignored handled */
         snprintf(buf, len,
                 "%s%zu handlers running, %zu claimed ahead; queue: %lld received, %lld "
                 "processing, %lld failed (retrying), %lld dead; handled %llu since start",
-                w->stopping ? "stopping: " : "", w->n_running, w->n_ready, (long long)c[0],
-                (long long)c[1],
-                (long long)c[2], (long long)c[3], (unsigned long long)w->n_handled);
+                w->stopping ? "stopping: " : "", w->n_running, w->n_ready,
+                (long long)c[EVENT_STATUS_RECEIVED], (long long)c[EVENT_STATUS_PROCESSING],
+                (long long)c[EVENT_STATUS_FAILED], (long long)c[EVENT_STATUS_DEAD],
+                (unsigned long long)w->n_handled);
 }
 
 static char *op_counters(knock_daemon *d)
@@ -227,8 +227,6 @@ static void worker_free(worker *w)
         writer_stop(&w->wr);
         jobs_free(w);
         runners_teardown(w);
-        /* The main thread's statement cache (the start-up take-over). */
-        events_cache_clear();
         cycle_events_free(w);
 }
 

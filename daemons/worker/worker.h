@@ -142,7 +142,7 @@ typedef struct worker_writer {
         bool busy;
         uint64_t busy_since_us;
         bool healthy; /* the last transaction committed */
-        int64_t queue_counts[6];
+        int64_t queue_counts[_EVENT_STATUS_MAX];
         bool counts_valid;
         writer_reply *reply_head, **reply_tail;
         uint64_t cycles, commit_failures, cycle_us_total, cycle_us_max, batch_max;
@@ -175,7 +175,7 @@ void writer_wait_idle(worker_writer *wr);
 /* 0, or -EIO when a cycle has been stuck for long (a wedged disk). */
 int writer_health(worker_writer *wr);
 /* The queue counts read with the last heartbeat; false when none yet. */
-bool writer_queue_counts(worker_writer *wr, int64_t counts[6]);
+bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX]);
 void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,
         uint64_t *us_max, uint64_t *batch_max);
 /* Finishes what is queued, then joins the thread. */

@@ -67,13 +67,6 @@ writer_reply *writer_reply_free(writer_reply *r)
         return NULL;
 }
 
-static void strv_freep_n(char **v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
 static bool has_work(worker_writer *wr)
 {
         return wr->fin_head || wr->rel_head || wr->renew_ids || wr->hb ||
@@ -110,7 +103,7 @@ static size_t list_len(job *l)
 /* Step 1: results and refills, one transaction. started: the jobs whose queued
  * attempt started since the last cycle; a job whose result is in this cycle needs no
  * notice (its result records the start), the others get one. */
-static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_config *cfg,
+static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_config *cfg,
         writer_reply *rep, job *const *started, size_t n_started, size_t free_slots,
         size_t n_now, int64_t ahead_bytes)
 {
@@ -166,12 +159,12 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
         }
 
         rep->asked = free_slots;
-        r = events_finish_and_claim(st, cfg, wr->identity, now, notices, n_notices, res, n,
+        r = events_finish_and_claim(store, cfg, wr->identity, now, notices, n_notices, res, n,
                 &hooks, wr->lease_ms, free_slots, n_now, ahead_bytes, &rep->claims,
                 &rep->n_claims, &rep->stats);
         rep->r = r;
         if (r < 0) {
-                snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(st));
+                snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(store));
                 rep->asked = 0;
                 return;
         }
@@ -187,11 +180,11 @@ static void finish_and_claim(worker_writer *wr, knock_store *st, const knock_con
          * query only means the loop's safety rescan decides. */
         rep->due = INT64_MAX;
         if (free_slots > 0 && rep->n_claims < free_slots &&
-                events_next_due(st, wr->identity, &rep->due) < 0)
+                events_next_due(store, wr->identity, &rep->due) < 0)
                 rep->due = now + 200;
 }
 
-static void release(worker_writer *wr, knock_store *st, writer_reply *rep)
+static void release(worker_writer *wr, knock_store *store, writer_reply *rep)
 {
         _cleanup_free_ const char **ids = NULL, **att = NULL;
         size_t n = list_len(rep->rel), i = 0;
@@ -206,15 +199,15 @@ static void release(worker_writer *wr, knock_store *st, writer_reply *rep)
                 ids[i] = j->claim.id;
                 att[i] = j->claim.attempt_id;
         }
-        rep->r_rel = events_release(st, wr->identity, ids, att, n, now_ms());
+        rep->r_rel = events_release(store, wr->identity, ids, att, n, now_ms());
         if (rep->r_rel < 0 && !rep->error[0])
-                snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(st));
+                snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(store));
 }
 
 static void *writer_main(void *userdata)
 {
         worker_writer *wr = userdata;
-        _cleanup_(store_closep) knock_store *st = NULL;
+        _cleanup_(store_closep) knock_store *store = NULL;
 
         for (;;) {
                 const knock_config *cfg;
@@ -280,39 +273,39 @@ static void *writer_main(void *userdata)
 
                 t0 = mono_us();
                 rep->r_renew = rep->r_heartbeat = 1;
-                if (!st) {
-                        r = store_open(wr->db_path, 0, &st);
+                if (!store) {
+                        r = store_open(wr->db_path, 0, &store);
                         if (r < 0) {
-                                st = NULL;
+                                store = NULL;
                                 snprintf(rep->error, sizeof(rep->error),
                                         "cannot open the database: %s", strerror(-r));
                         }
                 }
                 n_fin = list_len(rep->fin);
-                if (!st) {
+                if (!store) {
                         rep->r = rep->fin || free_slots > 0 || n_started ? r : 0;
                         rep->r_rel = rep->rel ? r : 0;
                         rep->r_renew = renew ? r : 1;
                         rep->r_heartbeat = hb ? r : 1;
                 } else {
                         if (rep->fin || free_slots > 0 || n_started)
-                                finish_and_claim(wr, st, cfg, rep, started, n_started,
+                                finish_and_claim(wr, store, cfg, rep, started, n_started,
                                         free_slots, n_now, ahead_bytes);
                         if (rep->rel)
-                                release(wr, st, rep);
+                                release(wr, store, rep);
                         if (renew) {
-                                rep->r_renew = events_renew(st, wr->identity,
+                                rep->r_renew = events_renew(store, wr->identity,
                                         (const char *const *)renew, n_renew,
                                         now_ms() + wr->lease_ms);
                                 if (rep->r_renew < 0 && !rep->error[0])
                                         snprintf(rep->error, sizeof(rep->error), "%s",
-                                                store_errmsg(st));
+                                                store_errmsg(store));
                         }
                         if (hb) {
                                 rep->r_heartbeat = store_daemon_heartbeat(
-                                        st, "worker", hb_counters, hb_status);
+                                        store, "worker", hb_counters, hb_status);
                                 if (rep->r_heartbeat >= 0 &&
-                                        store_queue_counts(st, wr->queue_counts) >= 0) {
+                                        events_queue_counts(store, wr->queue_counts) >= 0) {
                                         pthread_mutex_lock(&wr->lock);
                                         wr->counts_valid = true;
                                         pthread_mutex_unlock(&wr->lock);
@@ -320,7 +313,7 @@ static void *writer_main(void *userdata)
                         }
                 }
                 dt = mono_us() - t0;
-                strv_freep_n(renew, n_renew);
+                strv_free(renew, n_renew);
                 free(hb_counters);
                 free(hb_status);
                 ok = rep->r >= 0 && rep->r_rel >= 0 && rep->r_renew >= 0 && rep->r_heartbeat >= 0;
@@ -345,8 +338,6 @@ static void *writer_main(void *userdata)
                 pthread_mutex_unlock(&wr->lock);
                 event_active(wr->ev_reply, EV_READ, 0);
         }
-        /* Thread-local statement cache of this connection. */
-        events_cache_clear();
         return NULL;
 }
 
@@ -442,7 +433,7 @@ void writer_renew(worker_writer *wr, char **ids, size_t n)
         wr->n_renew = n;
         pthread_cond_signal(&wr->cond);
         pthread_mutex_unlock(&wr->lock);
-        strv_freep_n(old, n_old);
+        strv_free(old, n_old);
 }
 
 int writer_heartbeat(worker_writer *wr, const char *counters, const char *status)
@@ -537,7 +528,7 @@ int writer_health(worker_writer *wr)
         return stuck ? -EIO : 0;
 }
 
-bool writer_queue_counts(worker_writer *wr, int64_t counts[6])
+bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX])
 {
         bool valid;
 
@@ -580,7 +571,7 @@ void writer_stop(worker_writer *wr)
         if (wr->ev_reply)
                 event_free(wr->ev_reply);
         wr->ev_reply = NULL;
-        strv_freep_n(wr->renew_ids, wr->n_renew);
+        strv_free(wr->renew_ids, wr->n_renew);
         wr->renew_ids = NULL;
         free(wr->started_v);
         wr->started_v = NULL;

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * events-internal — what events.c (the writes) and events-read.c (the
+ * reads) share of the events module; nothing outside them includes this.
+ */
+
+#include "events.h"
+
+/* The kinds of claimable event, in the order a claim takes them. */
+typedef enum claim_kind {
+        CLAIM_RECEIVED,      /* never run: oldest first */
+        CLAIM_RETRY_DUE,     /* failed, next_attempt_at come */
+        CLAIM_LEASE_EXPIRED, /* processing under another holder's expired lease */
+        _CLAIM_KIND_MAX,
+} claim_kind;
+
+/* A claimable row, read in full before any row is changed: SQLite leaves
+ * undefined what a running SELECT sees of rows changed under it. */
+typedef struct claim_candidate {
+        knock_claim c;
+        event_status status;
+        int64_t attempts;
+} claim_candidate;
+
+/* Reads up to want candidates of kind into cands (*ret_n of them; the
+ * caller clears each), with the body of the delivery that runs. */
+int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
+        size_t want, claim_candidate *cands, size_t *ret_n);

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * events-read — the events module's reads (see events.h): the candidates a
+ * claim looks at, the queue's counts, holders and due time. The statements that write are all in
+ * events.c; these only ever SELECT, so a call here changes nothing, and
+ * each statement is reset before the call returns, so none keeps a read
+ * snapshot (which would hold the WAL back from a checkpoint).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events-internal.h"
+
+void knock_claim_clear(knock_claim *c)
+{
+        if (!c)
+                return;
+        free(c->provider_event_id);
+        free(c->event_type);
+        free(c->delivery_id);
+        free(c->content_type);
+        free(c->handler);
+        free(c->body);
+        *c = (knock_claim){};
+}
+
+/* Candidate rows for a claim: the three kinds of claimable event, each
+ * with the body of the delivery that runs. */
+#define CLAIM_SELECT                                                                               \
+        "SELECT e.id, e.provider_event_id, e.event_type, e.status, e.attempt_count, "              \
+        "COALESCE(e.run_delivery_id, e.delivery_id), d.content_type, d.body, e.received_at, "      \
+        "e.last_error, e.rowid FROM events e LEFT JOIN deliveries d "                              \
+        "ON d.id = COALESCE(e.run_delivery_id, e.delivery_id) "
+
+static const char *const claim_queries[_CLAIM_KIND_MAX] = {
+        /* (next_attempt_at, rowid) is the events_queue index order: FIFO
+         * without sorting the whole backlog on every claim. */
+        [CLAIM_RECEIVED] = CLAIM_SELECT
+        "WHERE e.status = 'received' ORDER BY e.next_attempt_at, e.rowid LIMIT ?2",
+        [CLAIM_RETRY_DUE] = CLAIM_SELECT
+        "WHERE e.status = 'failed' AND e.next_attempt_at <= ?1 ORDER BY e.next_attempt_at LIMIT ?2",
+        /* Never our own: a claim of ours whose renewal failed still has its
+         * handler running, and its result must finish that attempt, not a
+         * second one (claims a previous process with our PID left behind are
+         * taken over at start, see lease.h). */
+        [CLAIM_LEASE_EXPIRED] = CLAIM_SELECT
+        "WHERE e.status = 'processing' AND e.claim_until < ?1 AND e.claimed_by IS NOT ?3 "
+        "ORDER BY e.claim_until LIMIT ?2",
+};
+
+static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
+{
+        knock_claim *c = &cand->c;
+        const char *id = (const char *)sqlite3_column_text(row, 0);
+
+        cand->status = event_status_from_string((const char *)sqlite3_column_text(row, 3));
+        if (!id || cand->status < 0)
+                return -EIO;
+        snprintf(c->id, sizeof(c->id), "%s", id);
+        cand->attempts = sqlite3_column_int64(row, 4);
+        c->received_at = sqlite3_column_int64(row, 8);
+        c->event_rowid = sqlite3_column_int64(row, 10);
+        c->provider_event_id = stmt_strdup(row, 1);
+        c->event_type = stmt_strdup(row, 2);
+        c->delivery_id = stmt_strdup(row, 5);
+        c->content_type = stmt_strdup(row, 6);
+        if (sqlite3_column_type(row, 7) != SQLITE_NULL) {
+                const void *b = sqlite3_column_blob(row, 7);
+                int n = sqlite3_column_bytes(row, 7);
+
+                c->body = malloc(n > 0 ? (size_t)n : 1);
+                if (!c->body)
+                        return -ENOMEM;
+                if (n > 0)
+                        memcpy(c->body, b, (size_t)n);
+                c->body_len = (size_t)MAX(n, 0);
+        }
+        return 0;
+}
+
+int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
+        size_t want, claim_candidate *cands, size_t *ret_n)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s, claim_queries[kind], &st);
+        if (r < 0)
+                return r;
+        stmt_bind_i64(st, 1, now);
+        stmt_bind_i64(st, 2, (int64_t)want);
+        if (sqlite3_bind_parameter_count(st) >= 3)
+                stmt_bind_text_static(st, 3, worker);
+        while (*ret_n < want && (r = stmt_step(st)) > 0) {
+                r = candidate_read(st, &cands[(*ret_n)++]);
+                if (r < 0)
+                        return r;
+        }
+        return r;
+}
+
+int events_queue_counts(knock_store *s, int64_t counts[_EVENT_STATUS_MAX])
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        memset(counts, 0, _EVENT_STATUS_MAX * sizeof(int64_t));
+        r = store_cached(s, "SELECT status, count(*) FROM events GROUP BY status", &st);
+        if (r < 0)
+                return r;
+        while ((r = stmt_step(st)) > 0) {
+                event_status k = event_status_from_string(
+                        (const char *)sqlite3_column_text(st, 0));
+
+                if (k >= 0)
+                        counts[k] = sqlite3_column_int64(st, 1);
+        }
+        return r;
+}
+
+int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                "SELECT DISTINCT claimed_by FROM events WHERE status = 'processing' "
+                "AND claimed_by IS NOT NULL",
+                &st);
+        if (r < 0)
+                return r;
+        return stmt_strv(st, ret, ret_n);
+}
+
+int events_next_due(knock_store *s, const char *worker, int64_t *ret)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                "SELECT MIN(t) FROM ("
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM events WHERE "
+                "status = 'received') THEN 0 END AS t "
+                "UNION ALL SELECT MIN(next_attempt_at) FROM events WHERE "
+                "status = 'failed' UNION ALL SELECT MIN(claim_until) + 1 FROM events "
+                "WHERE status = 'processing' AND claimed_by IS NOT ?1)",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, worker);
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -EIO;
+        *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
+        return 0;
+}
