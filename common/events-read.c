@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * events-read — the events module's reads (see events.h): the candidates a
- * claim looks at, the queue's counts, holders and due time. The statements that write are all in
+ * claim looks at, the queue's counts and due time, what knockctl checks
+ * before it asks for a transition. The statements that write are all in
  * events.c; these only ever SELECT, so a call here changes nothing, and
  * each statement is reset before the call returns, so none keeps a read
  * snapshot (which would hold the WAL back from a checkpoint).
@@ -101,6 +102,14 @@ int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker,
         return r;
 }
 
+void knock_delivery_info_clear(knock_delivery_info *d)
+{
+        free(d->event_id);
+        free(d->claimed_by);
+        free(d->verify_error);
+        *d = (knock_delivery_info){};
+}
+
 int events_queue_counts(knock_store *s, int64_t counts[_EVENT_STATUS_MAX])
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
@@ -154,5 +163,52 @@ int events_next_due(knock_store *s, const char *worker, int64_t *ret)
         if (r <= 0)
                 return r ?: -EIO;
         *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+int events_get_status(knock_store *s, const char *id, event_status *ret, char **ret_claimed_by)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s, "SELECT status, claimed_by FROM events WHERE id = ?1", &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, id);
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENOENT;
+        *ret = event_status_from_string((const char *)sqlite3_column_text(st, 0));
+        if (*ret < 0)
+                return -EBADMSG;
+        if (ret_claimed_by && sqlite3_column_type(st, 1) != SQLITE_NULL &&
+                !(*ret_claimed_by = stmt_strdup(st, 1)))
+                return -ENOMEM;
+        return 0;
+}
+
+int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_info *ret)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        *ret = (knock_delivery_info){.status = _EVENT_STATUS_INVALID};
+        r = store_cached(s,
+                "SELECT d.event_id, e.status, e.claimed_by, d.body IS NOT NULL, d.verify_error,"
+                " d.signature_valid"
+                " FROM deliveries d LEFT JOIN events e ON e.id = d.event_id WHERE d.id = ?1",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, delivery_id);
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENOENT;
+        ret->event_id = stmt_strdup(st, 0);
+        ret->status = event_status_from_string((const char *)sqlite3_column_text(st, 1));
+        ret->claimed_by = stmt_strdup(st, 2);
+        ret->has_body = sqlite3_column_int(st, 3);
+        ret->verify_error = stmt_strdup(st, 4);
+        ret->signature_valid = sqlite3_column_int(st, 5);
         return 0;
 }

@@ -691,3 +691,39 @@ int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t
                 *ret_n = (size_t)n;
         return r;
 }
+
+/* ---- the operator ----------------------------------------------------------------------- */
+
+int events_apply_op(knock_store *s, event_op op, const char *id, const char *delivery_id,
+        int64_t now)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        event_status to = event_op_target(op);
+        int r;
+
+        /* Runnable again: a new series. Ended by the operator: nothing more
+         * runs. */
+        if (to == EVENT_STATUS_RECEIVED)
+                r = store_cached(s,
+                        "UPDATE events SET status = ?3, status_reason = NULL, attempt_count = 0,"
+                        " next_attempt_at = ?2, updated_at = ?2, claimed_by = NULL,"
+                        " claim_until = NULL, finished_at = NULL, run_delivery_id = ?4"
+                        " WHERE id = ?1",
+                        &st);
+        else if (to == EVENT_STATUS_IGNORED)
+                r = store_cached(s,
+                        "UPDATE events SET status = ?3, status_reason = 'operator',"
+                        " next_attempt_at = NULL, updated_at = ?2, finished_at = ?2,"
+                        " claimed_by = NULL, claim_until = NULL WHERE id = ?1",
+                        &st);
+        else
+                return -EINVAL;
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, id);
+        stmt_bind_i64(st, 2, now);
+        stmt_bind_text_static(st, 3, event_status_to_string(to));
+        if (to == EVENT_STATUS_RECEIVED)
+                stmt_bind_text_static(st, 4, op == EVENT_OP_REPLAY_DELIVERY ? delivery_id : NULL);
+        return stmt_run(st);
+}

@@ -3,10 +3,11 @@
 
 /*
  * events — every statement that writes events, deliveries or attempts: the
- * ingress's receipts, the worker's claims and results. A daemon asks for an
- * operation here and never writes SQL for these tables; the decisions
- * (which status next) are event-state.h's, the hooks a state change queues
- * are hooks.h's.
+ * ingress's receipts, the worker's claims and results, the operator's
+ * transitions. A daemon or knockctl asks for an
+ * operation here and never writes SQL for these tables; the decisions (which
+ * status next, which verb accepts which status) are event-state.h's, the
+ * hooks a state change queues are hooks.h's.
  *
  * Promises:
  *  - a receipt (events_store_receipt) is stored inside the caller's
@@ -40,6 +41,10 @@
  *    goes back down, the attempts row is kept with outcome "interrupted", and
  *    the event returns to `received` (no attempt counted yet) or to `failed`
  *    due at once, so the next worker takes it immediately;
+ *  - an operator's transition (events_apply_op) runs inside the caller's
+ *    transaction, after the caller checked the status under the same write
+ *    lock; runnable again means a new series: attempt_count 0, due now, no
+ *    claim.
  *
  * Attempt outcomes (attempts.outcome): queued, running, success, tempfail
  * (exit 75, other exit codes, signals, 408/429/5xx, connection errors),
@@ -206,3 +211,29 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n);
  * next_attempt_at or a foreign lease's claim_until. INT64_MAX when none.
  * Events claimable now give a value ≤ now. */
 int events_next_due(knock_store *s, const char *worker, int64_t *ret);
+
+/* ---- the operator (knockctl), inside the caller's transaction ------------------------- */
+
+/* Status and holder (malloc'd, NULL when unclaimed) of event id; -ENOENT when
+ * there is none. ret_claimed_by may be NULL. */
+int events_get_status(knock_store *s, const char *id, event_status *ret, char **ret_claimed_by);
+
+/* A stored delivery as replay-delivery needs to judge it. */
+typedef struct knock_delivery_info {
+        char *event_id;     /* NULL: an orphan, linked to no event */
+        event_status status; /* the event's */
+        char *claimed_by;   /* the event's holder, NULL when unclaimed */
+        bool has_body;
+        bool signature_valid;
+        char *verify_error;
+} knock_delivery_info;
+
+void knock_delivery_info_clear(knock_delivery_info *d);
+/* -ENOENT when there is no such delivery. */
+int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_info *ret);
+
+/* Moves event id to event_op_target(op) (the caller checked event_op_check()
+ * under the same write lock). EVENT_OP_REPLAY_DELIVERY runs delivery_id's
+ * body from now on; the other verbs go back to the canonical body. */
+int events_apply_op(knock_store *s, event_op op, const char *id, const char *delivery_id,
+        int64_t now);

@@ -397,3 +397,64 @@ int hooks_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
         *ret_n = (size_t)store_changes(s);
         return 0;
 }
+
+/* ---- the operator ---------------------------------------------------------------------- */
+
+int hooks_in_flight(knock_store *s, const char *id, int64_t now, char **ret_holder)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        *ret_holder = NULL;
+        r = store_cached(s,
+                "SELECT state = 'pending' AND claim_until IS NOT NULL AND claim_until > ?2,"
+                " claimed_by FROM hooks WHERE id = ?1",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, id);
+        stmt_bind_i64(st, 2, now);
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENOENT;
+        if (!sqlite3_column_int(st, 0))
+                return 0;
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL && !(*ret_holder = stmt_strdup(st, 1)))
+                return -ENOMEM;
+        return 1;
+}
+
+int hooks_rearm(knock_store *s, const char *id, int64_t now)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                "UPDATE hooks SET state = 'pending', attempt_count = 0,"
+                " next_attempt_at = ?2, updated_at = ?2, claimed_by = NULL,"
+                " claim_until = NULL, delivered_at = NULL WHERE id = ?1",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, id);
+        stmt_bind_i64(st, 2, now);
+        return stmt_run(st);
+}
+
+int hooks_failed_between(knock_store *s, int64_t since, int64_t until, char ***ret, size_t *ret_n)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                "SELECT id FROM hooks WHERE state = 'failed'"
+                " AND coalesce(last_attempt_at, updated_at) >= ?1"
+                " AND (?2 IS NULL OR coalesce(last_attempt_at, updated_at) < ?2)"
+                " ORDER BY created_at, id",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_i64(st, 1, since);
+        stmt_bind_i64_or_null(st, 2, until);
+        return stmt_strv(st, ret, ret_n);
+}

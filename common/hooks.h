@@ -3,8 +3,8 @@
 
 /*
  * hooks — the completion-hook outbox (contract §8, §12): every statement
- * that writes hooks or hook_attempts is here, for the worker (queueing) and
- * knock-deliver (claims and attempts).
+ * that writes hooks or hook_attempts is here, for the worker (queueing),
+ * knock-deliver (claims and attempts) and knockctl (re-arming).
  *
  * Promises:
  *  - hooks_queue() inserts a pending hook inside the caller's transaction;
@@ -13,7 +13,7 @@
  *    change;
  *  - a claim is a lease: claimed_by = "deliver:PID", claim_until = the end
  *    of the lease. The state stays 'pending' while the hook is sent, which
- *    is also what `knockctl redeliver-hook` reads to refuse a hook
+ *    is also what hooks_in_flight() (redeliver-hook) reads to refuse a hook
  *    that is on the wire. A pending hook is claimable when it is due and
  *    holds no live lease;
  *  - a lease that ran out with claimed_by still set means its holder died
@@ -103,3 +103,15 @@ int hooks_pending(knock_store *s, int64_t now, int64_t *ret_pending, int64_t *re
 /* Distinct claim holders, and expiring one holder's claims now (lease.h). */
 int hooks_holders(knock_store *s, char ***ret, size_t *ret_n);
 int hooks_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n);
+
+/* ---- the operator (knockctl redeliver-hook), inside its transaction ------------------ */
+
+/* 1 when hook id is being sent at now (pending under a live claim), with the
+ * holder in *ret_holder (malloc'd, NULL when unknown); 0 when it is not;
+ * -ENOENT when there is no such hook. */
+int hooks_in_flight(knock_store *s, const char *id, int64_t now, char **ret_holder);
+/* Re-arms hook id as a new series: pending, attempt_count 0, due now, no claim. */
+int hooks_rearm(knock_store *s, const char *id, int64_t now);
+/* The failed hooks whose last attempt lies in [since, until) (until < 0: no
+ * end), oldest first (strings the caller frees). */
+int hooks_failed_between(knock_store *s, int64_t since, int64_t until, char ***ret, size_t *ret_n);

@@ -7,7 +7,8 @@
  *    stored response or error), which is the answer to "was it delivered,
  *    and if not, why";
  *  - `redeliver-hook` re-arms hooks as a new series (pending, attempt_count
- *    0, due now, no claim), in one transaction with its audit row, then
+ *    0, due now, no claim; common/hooks.c), in one transaction with its
+ *    audit row (txn.c), then
  *    wakes knock-deliver. It accepts failed and delivered hooks (a receiver
  *    that lost what it got) and pending ones that are waiting for a retry;
  *    it refuses a hook that is being sent right now (a live claim), and
@@ -202,27 +203,46 @@ KNOCKCTL_VERB(hook, .name = "hook", .synopsis = "ID", .help = "Show one hook wit
         .section = SECTION_HOOKS, .run = verb_hook);
 
 /* Failed hooks whose last attempt lies in [since, until) into ids. */
-static int select_failed(knockctl *c, int64_t since, int64_t until, bool have_until, json_t *ids)
+static int select_failed(knockctl *c, int64_t since, int64_t until, json_t *ids)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        char **v = NULL;
+        size_t n = 0;
+        int r;
 
-        r = store_prepare(c->store,
-                "SELECT id FROM hooks WHERE state = 'failed'"
-                " AND coalesce(last_attempt_at, updated_at) >= :since"
-                " AND (:until IS NULL OR coalesce(last_attempt_at, updated_at) < :until)"
-                " ORDER BY created_at, id",
-                &st);
-        if (r < 0)
-                return r;
-        stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":since"), since);
-        stmt_bind_i64_or_null(
-                st, sqlite3_bind_parameter_index(st, ":until"), have_until ? until : -1);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-                if (json_array_append_new(
-                            ids, json_string((const char *)sqlite3_column_text(st, 0))) < 0)
-                        return -ENOMEM;
-        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+        r = hooks_failed_between(c->store, since, until, &v, &n);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (json_array_append_new(ids, json_string(v[i])) < 0)
+                        r = -ENOMEM;
+        strv_free(v, n);
+        return r;
+}
+
+/* Checks one hook under the write lock: 0 when it may be re-armed, 1 when
+ * refused (reported), or a negative errno. */
+static int check_hook(knockctl *c, const char *id)
+{
+        _cleanup_free_ char *by = NULL;
+        int r;
+
+        r = hooks_in_flight(c->store, id, c->now, &by);
+        if (r == -ENOENT) {
+                _cleanup_free_ char *e = ctl_escape(id, 0); /* may come from a pipe */
+
+                fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n", e ? e : "?",
+                        c->endpoint);
+                return 1;
+        }
+        if (r > 0)
+                fprintf(stderr,
+                        "knockctl: %s: hook is being sent now (claimed by %s); "
+                        "try again when the attempt has ended\n",
+                        id, by ? by : "a deliverer");
+        return r;
+}
+
+static int apply_rearm(knockctl *c, const char *id, void *userdata)
+{
+        return hooks_rearm(c->store, id, c->now);
 }
 
 static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
@@ -233,7 +253,6 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
                 {"until", required_argument, NULL, 'U'},
                 {0},
         };
-        _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
         json_t *ids = NULL, *changed = NULL, *unchanged = NULL, *filters = NULL, *v;
         bool failed = false, have_since = false, have_until = false;
         int64_t since = 0, until = 0;
@@ -287,21 +306,11 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, true);
         if (r != 0)
                 goto out;
-        r = store_prepare(
-                c->store, "SELECT state, claim_until, claimed_by FROM hooks WHERE id = ?", &sel);
-        if (r >= 0)
-                r = store_prepare(c->store,
-                        "UPDATE hooks SET state = 'pending', attempt_count = 0,"
-                        " next_attempt_at = :now, updated_at = :now, claimed_by = NULL,"
-                        " claim_until = NULL, delivered_at = NULL WHERE id = :id",
-                        &upd);
-        if (r < 0)
-                goto out;
         r = ctl_begin(c);
         if (r != 0)
                 goto out;
         if (failed) {
-                r = select_failed(c, since, until, have_until, ids);
+                r = select_failed(c, since, have_until ? until : -1, ids);
                 if (r < 0)
                         goto rollback;
         }
@@ -313,37 +322,14 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
         }
         json_array_foreach(ids, i, v)
         {
-                const char *id = json_string_value(v), *state;
-                int rc;
-
-                sqlite3_reset(sel);
-                stmt_bind_text(sel, 1, id);
-                rc = sqlite3_step(sel);
-                if (rc == SQLITE_DONE) {
-                        _cleanup_free_ char *e = ctl_escape(id, 0); /* may come from a pipe */
-
-                        fprintf(stderr, "knockctl: %s: no such hook in endpoint %s\n",
-                                e ? e : "?", c->endpoint);
-                        problems++;
-                        continue;
-                }
-                if (rc != SQLITE_ROW) {
-                        r = store_errno(rc);
+                r = check_hook(c, json_string_value(v));
+                if (r < 0)
+                        goto rollback;
+                if (r == 0 && json_array_append(changed, v) < 0) {
+                        r = -ENOMEM;
                         goto rollback;
                 }
-                state = (const char *)sqlite3_column_text(sel, 0);
-                if (streq(state, "pending") && sqlite3_column_type(sel, 1) != SQLITE_NULL &&
-                        sqlite3_column_int64(sel, 1) > c->now) {
-                        const char *by = (const char *)sqlite3_column_text(sel, 2);
-
-                        fprintf(stderr,
-                                "knockctl: %s: hook is being sent now (claimed by %s); "
-                                "try again when the attempt has ended\n",
-                                id, by ? by : "a deliverer");
-                        problems++;
-                        continue;
-                }
-                json_array_append(changed, v);
+                problems += r;
         }
         if (problems > 0) {
                 ctl_error("redeliver-hook: nothing was changed (%zu of %zu ids refused)", problems,
@@ -352,7 +338,7 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
                 goto rollback;
         }
         /* unchanged stays empty: a hook is re-armed or refused. */
-        r = ctl_apply(c, "redeliver-hook", upd, changed, unchanged, filters, ids);
+        r = ctl_apply(c, "redeliver-hook", apply_rearm, NULL, changed, unchanged, filters, ids);
         if (r < 0)
                 goto rollback;
         r = ctl_commit(c);
@@ -364,11 +350,7 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
         goto out;
 
 rollback:
-        store_rollback(c->store);
-        if (r < 0) {
-                ctl_error("redeliver-hook failed, nothing was changed: %s", strerror(-r));
-                r = KNOCKCTL_FAILED;
-        }
+        r = ctl_rollback(c, "redeliver-hook", r);
 out:
         json_decref(ids);
         json_decref(changed);

@@ -127,18 +127,23 @@ int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret);
  */
 int ctl_resolve_event(knockctl *c, const char *ref, char **ret_id);
 
-/* ---- ops.c: shared by every mutating verb --------------------------------------- */
+/* ---- txn.c: the frame of every mutating verb ------------------------------------ */
 
 /* Appends the audit row (actor = the invoking user) inside the caller's transaction. */
 int ctl_audit(knockctl *c, const char *action, json_t *filters, json_t *counts, json_t *ids);
-/* Runs upd once per id in changed (:id and the common parameters bound), then
- * appends the audit row with counts {changed, unchanged}, inside the
- * caller's transaction. A negative errno: the caller rolls back. */
-int ctl_apply(knockctl *c, const char *action, sqlite3_stmt *upd, json_t *changed,
-        json_t *unchanged, json_t *filters, json_t *ids);
+/* One row's change, asked of common/ (events.h, hooks.h): 0 or a negative errno. */
+typedef int (*ctl_apply_fn)(knockctl *c, const char *id, void *userdata);
+/* Runs apply once per id in changed, then appends the audit row with counts
+ * {changed, unchanged}, inside the caller's transaction. A negative errno:
+ * the caller rolls back. */
+int ctl_apply(knockctl *c, const char *action, ctl_apply_fn apply, void *userdata,
+        json_t *changed, json_t *unchanged, json_t *filters, json_t *ids);
 /* BEGIN IMMEDIATE / COMMIT with the operator-facing message; 0 or KNOCKCTL_FAILED. */
 int ctl_begin(knockctl *c);
 int ctl_commit(knockctl *c);
+/* Rolls back; a negative r is reported ("VERB failed, nothing was changed")
+ * and becomes KNOCKCTL_FAILED, any other r is returned as it is. */
+int ctl_rollback(knockctl *c, const char *verb, int r);
 /* Operand ids into a JSON array of strings, duplicates dropped; "-" reads stdin. */
 int ctl_collect_ids(int argc, char **argv, json_t **ret);
 /* "requeued 2 events: …" or the JSON object {action, endpoint, changed, unchanged, counts}. */

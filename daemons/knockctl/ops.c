@@ -8,6 +8,10 @@
  *                         delivery's body (not while it is processing)
  *   ignore ID…            received|failed|dead → ignored (ignored: no-op)
  *
+ * Which statuses each verb accepts is the table in common/event-state.c;
+ * the rows change through common/events.c; the transaction, the audit row
+ * and the printed result are txn.c's. This file says it to the operator.
+ *
  * Promises:
  *  - one command is one transaction (BEGIN IMMEDIATE): the source states are
  *    checked under the write lock, so a worker cannot claim an event between
@@ -32,243 +36,103 @@
 #include "daemon.h"
 #include "knockctl.h"
 
-int ctl_audit(knockctl *c, const char *action, json_t *filters, json_t *counts, json_t *ids)
-{
-        _cleanup_free_ char *f = NULL, *n = NULL, *i = NULL;
-        char actor[128];
-
-        ctl_actor(actor, sizeof(actor));
-        if (filters && !(f = json_dumps(filters, JSON_COMPACT)))
-                return -ENOMEM;
-        if (counts && !(n = json_dumps(counts, JSON_COMPACT)))
-                return -ENOMEM;
-        if (ids && !(i = json_dumps(ids, JSON_COMPACT)))
-                return -ENOMEM;
-        return store_audit(c->store, actor, action, f, n, i);
-}
-
-int ctl_apply(knockctl *c, const char *action, sqlite3_stmt *upd, json_t *changed,
-        json_t *unchanged, json_t *filters, json_t *ids)
-{
-        json_t *counts, *v;
-        size_t i;
-        int r;
-
-        json_array_foreach(changed, i, v)
-        {
-                sqlite3_reset(upd);
-                ctl_bind_text(upd, ":id", json_string_value(v));
-                ctl_bind_common(c, upd);
-                r = store_errno(sqlite3_step(upd));
-                if (r < 0)
-                        return r;
-        }
-        counts = json_pack("{s:I, s:I}", "changed", (json_int_t)json_array_size(changed),
-                "unchanged", (json_int_t)json_array_size(unchanged));
-        r = counts ? ctl_audit(c, action, filters, counts, ids) : -ENOMEM;
-        json_decref(counts);
-        return r;
-}
-
-int ctl_begin(knockctl *c)
-{
-        int r = store_begin(c->store);
-
-        if (r == -EBUSY)
-                ctl_error("the database is busy (another writer holds the lock); try again");
-        else if (r < 0)
-                ctl_error("cannot start a transaction: %s", store_errmsg(c->store));
-        return r < 0 ? KNOCKCTL_FAILED : 0;
-}
-
-int ctl_commit(knockctl *c)
-{
-        int r = store_commit(c->store);
-
-        if (r < 0) {
-                ctl_error("commit failed, nothing was changed: %s", strerror(-r));
-                return KNOCKCTL_FAILED;
-        }
-        return 0;
-}
-
-/* Appends id unless it is there already. */
-static int ids_add(json_t *ids, const char *id, size_t len)
-{
-        size_t k;
-        json_t *v;
-
-        json_array_foreach(ids, k, v) if (json_string_length(v) == len &&
-                                          memcmp(json_string_value(v), id, len) == 0) return 0;
-        return json_array_append_new(ids, json_text(id, len)) < 0 ? -ENOMEM : 0;
-}
-
-/* Reads ids from the arguments; "-" reads whitespace-separated ids from stdin
- * (of any length: a provider's id may be long). Duplicates are dropped (the
- * second would see the state the first set). */
-int ctl_collect_ids(int argc, char **argv, json_t **ret)
-{
-        json_t *ids = json_array();
-        int r = 0;
-
-        if (!ids)
-                return -ENOMEM;
-        for (int i = 0; i < argc && r == 0; i++) {
-                _cleanup_free_ char *line = NULL;
-                size_t cap = 0;
-                ssize_t n;
-
-                if (!streq(argv[i], "-")) {
-                        r = ids_add(ids, argv[i], strlen(argv[i]));
-                        continue;
-                }
-                while (r == 0 && (n = getline(&line, &cap, stdin)) > 0) {
-                        char *save = NULL;
-
-                        for (char *t = strtok_r(line, " \t\r\n\v\f", &save); t && r == 0;
-                                t = strtok_r(NULL, " \t\r\n\v\f", &save))
-                                r = ids_add(ids, t, strlen(t));
-                }
-        }
-        if (r < 0) {
-                json_decref(ids);
-                return r;
-        }
-        *ret = ids;
-        return 0;
-}
-
-/* Prints the result of a transition: "requeued 2 events: …" or the JSON object. */
-int ctl_print_result(knockctl *c, const char *action, const char *past, const char *noun,
-        json_t *changed, json_t *unchanged, json_t *extra)
-{
-        json_t *doc;
-        size_t i;
-        json_t *v;
-        int r = 0;
-
-        if (c->json) {
-                doc = json_pack("{s:s, s:s, s:O, s:O, s:{s:I, s:I}}", "action", action, "endpoint",
-                        c->endpoint, "changed", changed, "unchanged", unchanged, "counts",
-                        "changed", (json_int_t)json_array_size(changed), "unchanged",
-                        (json_int_t)json_array_size(unchanged));
-                if (doc && extra)
-                        json_object_update(doc, extra);
-                r = print_json(doc);
-                json_decref(doc);
-                return r;
-        }
-        printf("%s %zu %s%s", past, json_array_size(changed), noun,
-                json_array_size(changed) == 1 ? "" : "s");
-        json_array_foreach(changed, i, v)
-        {
-                _cleanup_free_ char *e = ctl_escape(json_string_value(v), 0);
-
-                printf("%s%s", i == 0 ? ": " : " ", e ? e : "?");
-        }
-        putchar('\n');
-        if (json_array_size(unchanged) > 0) {
-                printf("unchanged (already in the target state):");
-                json_array_foreach(unchanged, i, v)
-                {
-                        _cleanup_free_ char *e = ctl_escape(json_string_value(v), 0);
-
-                        printf(" %s", e ? e : "?");
-                }
-                putchar('\n');
-        }
-        return 0;
-}
-
+/* One verb of the operator's state machine (event-state.h): which statuses
+ * it accepts and where it leads are the table's, not this file's. */
 typedef struct transition {
         const char *verb;
         const char *past;
-        const char *const *from; /* accepted source states, NULL-terminated */
-        const char *noop;        /* already the target: counted, unchanged */
-        const char *update;      /* binds :id, :now */
-        bool wake_worker;
+        event_op op;
 } transition;
 
-#define SET_RUNNABLE                                                                               \
-        "status = 'received', status_reason = NULL, attempt_count = 0,"                            \
-        " next_attempt_at = :now, updated_at = :now, claimed_by = NULL, claim_until = NULL,"       \
-        " finished_at = NULL"
-
-static const transition t_requeue = {
-        .verb = "requeue",
-        .past = "requeued",
-        .from = (const char *const[]){"failed", "dead", "ignored", NULL},
-        .update = "UPDATE events SET " SET_RUNNABLE ", run_delivery_id = NULL WHERE id = :id",
-        .wake_worker = true,
-};
-
-static const transition t_replay = {
-        .verb = "replay",
-        .past = "replayed",
-        .from = (const char *const[]){"handled", NULL},
-        .update = "UPDATE events SET " SET_RUNNABLE ", run_delivery_id = NULL WHERE id = :id",
-        .wake_worker = true,
-};
-
-static const transition t_ignore = {
-        .verb = "ignore",
-        .past = "ignored",
-        .from = (const char *const[]){"received", "failed", "dead", NULL},
-        .noop = "ignored",
-        .update = "UPDATE events SET status = 'ignored', status_reason = 'operator',"
-                  " next_attempt_at = NULL, updated_at = :now, finished_at = :now,"
-                  " claimed_by = NULL, claim_until = NULL WHERE id = :id",
-};
-
-static bool strv_contains(const char *const *v, const char *s)
-{
-        for (; *v; v++)
-                if (streq(*v, s))
-                        return true;
-        return false;
-}
+static const transition t_requeue = {"requeue", "requeued", EVENT_OP_REQUEUE};
+static const transition t_replay = {"replay", "replayed", EVENT_OP_REPLAY};
+static const transition t_ignore = {"ignore", "ignored", EVENT_OP_IGNORE};
 
 /* What to tell the operator when `status` is not accepted by `verb`. */
-static const char *reject_hint(const char *verb, const char *status)
+static const char *reject_hint(event_op op, event_status status)
 {
-        if (streq(status, "processing"))
+        if (status == EVENT_STATUS_PROCESSING)
                 return "a handler is running it now; wait for the attempt to end";
-        if (streq(verb, "requeue") && streq(status, "handled"))
+        if (op == EVENT_OP_REQUEUE && status == EVENT_STATUS_HANDLED)
                 return "use 'knockctl replay' to run a handled event again";
-        if (streq(verb, "requeue") && streq(status, "received"))
+        if (op == EVENT_OP_REQUEUE && status == EVENT_STATUS_RECEIVED)
                 return "it is already queued";
-        if (streq(verb, "replay"))
-                return streq(status, "received")
+        if (op == EVENT_OP_REPLAY)
+                return status == EVENT_STATUS_RECEIVED
                                ? "it is already queued"
                                : "use 'knockctl requeue' for failed, dead or ignored events";
-        if (streq(verb, "ignore") && streq(status, "handled"))
+        if (op == EVENT_OP_IGNORE && status == EVENT_STATUS_HANDLED)
                 return "it has already run successfully";
         return NULL;
 }
 
-static void reject(const char *verb, const char *id, const char *status, const char *const *from,
-        const char *claimed_by)
+static void reject(const transition *t, const char *id, event_status status, const char *claimed_by)
 {
-        const char *hint = reject_hint(verb, status);
+        const char *hint = reject_hint(t->op, status);
         char accepted[128] = "";
+        size_t n = 0, k = 0;
 
-        for (size_t i = 0; from[i]; i++) {
+        /* "failed, dead or ignored": the statuses the table lets the verb change. */
+        for (int i = 0; i < _EVENT_STATUS_MAX; i++)
+                n += event_op_check(t->op, (event_status)i) == EVENT_OP_CHANGES;
+        for (int i = 0; i < _EVENT_STATUS_MAX; i++) {
                 size_t len = strlen(accepted);
 
+                if (event_op_check(t->op, (event_status)i) != EVENT_OP_CHANGES)
+                        continue;
+                k++;
                 snprintf(accepted + len, sizeof(accepted) - len, "%s%s",
-                        i == 0        ? ""
-                        : from[i + 1] ? ", "
-                                      : " or ",
-                        from[i]);
+                        k == 1 ? "" : k < n ? ", " : " or ", event_status_names[i]);
         }
-        fprintf(stderr, "knockctl: %s: event is %s%s%s%s; %s accepts %s events%s%s\n", id, status,
-                claimed_by ? " (claimed by " : "", claimed_by ? claimed_by : "",
-                claimed_by ? ")" : "", verb, accepted, hint ? ": " : "", hint ? hint : "");
+        fprintf(stderr, "knockctl: %s: event is %s%s%s%s; %s accepts %s events%s%s\n", id,
+                event_status_to_string(status), claimed_by ? " (claimed by " : "",
+                claimed_by ? claimed_by : "", claimed_by ? ")" : "", t->verb, accepted,
+                hint ? ": " : "", hint ? hint : "");
+}
+
+static int apply_op(knockctl *c, const char *id, void *userdata)
+{
+        const transition *t = userdata;
+
+        return events_apply_op(c->store, t->op, id, NULL, c->now);
+}
+
+/* Checks one operand under the write lock: into changed, unchanged, or
+ * reported (1). Two operands naming one event (its id and its provider id)
+ * count once. */
+static int check_operand(knockctl *c, const transition *t, const char *operand, json_t *resolved,
+        json_t *changed, json_t *unchanged)
+{
+        _cleanup_free_ char *id = NULL, *claimed_by = NULL, *eid = NULL;
+        event_status status;
+        size_t k;
+        json_t *w;
+        int r;
+
+        r = ctl_resolve_event(c, operand, &id);
+        if (r != 0)
+                return r < 0 ? r : 1;
+        json_array_foreach(resolved, k, w) if (streq(json_string_value(w), id)) return 0;
+        w = json_string(id);
+        if (!w || json_array_append_new(resolved, w) < 0)
+                return -ENOMEM;
+        r = events_get_status(c->store, id, &status, &claimed_by);
+        if (r < 0)
+                return r;
+        switch (event_op_check(t->op, status)) {
+        case EVENT_OP_UNCHANGED:
+                return json_array_append(unchanged, w) < 0 ? -ENOMEM : 0;
+        case EVENT_OP_CHANGES:
+                return json_array_append(changed, w) < 0 ? -ENOMEM : 0;
+        default:
+                eid = ctl_escape(id, 0);
+                reject(t, eid ? eid : "?", status, claimed_by);
+                return 1;
+        }
 }
 
 static int run_transition(knockctl *c, const transition *t, int argc, char **argv)
 {
-        _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
         json_t *ids = NULL, *resolved = NULL, *changed = NULL, *unchanged = NULL, *v;
         size_t i, problems = 0;
         int o, r;
@@ -292,71 +156,25 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
         r = ctl_open_store(c, true);
         if (r != 0)
                 goto out;
-        r = store_prepare(c->store, "SELECT status, claimed_by FROM events WHERE id = ?", &sel);
-        if (r >= 0)
-                r = store_prepare(c->store, t->update, &upd);
-        if (r < 0)
-                goto out;
         r = ctl_begin(c);
         if (r != 0)
                 goto out;
 
         changed = json_array();
         unchanged = json_array();
-        if (!changed || !unchanged) {
+        resolved = json_array();
+        if (!changed || !unchanged || !resolved) {
                 r = -ENOMEM;
                 goto rollback;
         }
         /* Resolve and check every operand under the write lock before changing
-         * any. Two operands naming one event (its id and its provider id)
-         * count once. */
-        resolved = json_array();
-        if (!resolved) {
-                r = -ENOMEM;
-                goto rollback;
-        }
+         * any. */
         json_array_foreach(ids, i, v)
         {
-                _cleanup_free_ char *id = NULL, *eid = NULL;
-                const char *status;
-                size_t k;
-                json_t *w;
-                bool dup = false;
-                int rc;
-
-                r = ctl_resolve_event(c, json_string_value(v), &id);
+                r = check_operand(c, t, json_string_value(v), resolved, changed, unchanged);
                 if (r < 0)
                         goto rollback;
-                if (r > 0) {
-                        problems++;
-                        continue;
-                }
-                json_array_foreach(resolved, k, w) dup = dup || streq(json_string_value(w), id);
-                if (dup)
-                        continue;
-                if (json_array_append_new(resolved, json_string(id)) < 0) {
-                        r = -ENOMEM;
-                        goto rollback;
-                }
-                sqlite3_reset(sel);
-                stmt_bind_text(sel, 1, id);
-                rc = sqlite3_step(sel);
-                if (rc != SQLITE_ROW) {
-                        r = rc == SQLITE_DONE ? -ENOENT : store_errno(rc);
-                        goto rollback;
-                }
-                status = (const char *)sqlite3_column_text(sel, 0);
-                w = json_array_get(resolved, json_array_size(resolved) - 1);
-                if (t->noop && streq(status, t->noop))
-                        json_array_append(unchanged, w);
-                else if (strv_contains(t->from, status))
-                        json_array_append(changed, w);
-                else {
-                        eid = ctl_escape(id, 0);
-                        reject(t->verb, eid ? eid : "?", status, t->from,
-                                (const char *)sqlite3_column_text(sel, 1));
-                        problems++;
-                }
+                problems += r;
         }
         if (problems > 0) {
                 ctl_error("%s: nothing was changed (%zu of %zu ids refused)", t->verb, problems,
@@ -365,7 +183,7 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
                 goto rollback;
         }
 
-        r = ctl_apply(c, t->verb, upd, changed, unchanged, NULL, resolved);
+        r = ctl_apply(c, t->verb, apply_op, (void *)t, changed, unchanged, NULL, resolved);
         if (r < 0)
                 goto rollback;
         r = ctl_commit(c);
@@ -373,17 +191,13 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
                 goto out;
 
         /* After the commit, never before: a woken worker must see the rows. */
-        if (t->wake_worker && json_array_size(changed) > 0)
+        if (event_op_target(t->op) == EVENT_STATUS_RECEIVED && json_array_size(changed) > 0)
                 daemon_wake_peer(c->endpoint, "worker");
         r = ctl_print_result(c, t->verb, t->past, "event", changed, unchanged, NULL);
         goto out;
 
 rollback:
-        store_rollback(c->store);
-        if (r < 0) {
-                ctl_error("%s failed, nothing was changed: %s", t->verb, strerror(-r));
-                r = KNOCKCTL_FAILED;
-        }
+        r = ctl_rollback(c, t->verb, r);
 out:
         json_decref(ids);
         json_decref(resolved);
@@ -422,13 +236,38 @@ KNOCKCTL_VERB(ignore, .name = "ignore", .synopsis = "ID...",
  * whose body differed, say) instead of the event's canonical one. The event
  * keeps the choice in run_delivery_id until the next requeue/replay.
  */
+/* Whether delivery dlv may be replayed now (0), or why not (reported,
+ * KNOCKCTL_FAILED). */
+static int check_delivery(const char *dlv, const knock_delivery_info *d)
+{
+        if (!d->event_id) {
+                ctl_error("%s: an orphan delivery (%s%s%s) is linked to no event and cannot be "
+                          "replayed",
+                        dlv, d->signature_valid ? "stored without an event" : "signature invalid",
+                        d->verify_error ? ": " : "", d->verify_error ?: "");
+                return KNOCKCTL_FAILED;
+        }
+        if (event_op_check(EVENT_OP_REPLAY_DELIVERY, d->status) != EVENT_OP_CHANGES) {
+                ctl_error("%s: its event %s is %s%s%s%s; replay-delivery accepts an "
+                          "event in any other state: wait for the attempt to end",
+                        dlv, d->event_id, event_status_to_string(d->status) ?: "?",
+                        d->claimed_by ? " (claimed by " : "", d->claimed_by ?: "",
+                        d->claimed_by ? ")" : "");
+                return KNOCKCTL_FAILED;
+        }
+        if (!d->has_body) {
+                ctl_error("%s: the delivery has no stored body; nothing to replay", dlv);
+                return KNOCKCTL_FAILED;
+        }
+        return 0;
+}
+
 static int verb_replay_delivery(knockctl *c, int argc, char **argv)
 {
-        _cleanup_stmt_ sqlite3_stmt *sel = NULL, *upd = NULL;
-        _cleanup_free_ char *event_id = NULL;
-        const char *dlv, *status;
+        _cleanup_(knock_delivery_info_clear) knock_delivery_info d = {};
+        const char *dlv;
         json_t *changed = NULL, *unchanged = NULL, *filters = NULL, *counts = NULL, *extra = NULL;
-        int o, r, rc;
+        int o, r;
 
         while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
                 return o;
@@ -440,75 +279,25 @@ static int verb_replay_delivery(knockctl *c, int argc, char **argv)
         r = ctl_open_store(c, true);
         if (r != 0)
                 return r;
-        r = store_prepare(c->store,
-                "SELECT d.event_id, e.status, e.claimed_by, d.body IS NULL, d.verify_error,"
-                "       d.signature_valid"
-                " FROM deliveries d LEFT JOIN events e ON e.id = d.event_id WHERE d.id = ?",
-                &sel);
-        if (r >= 0)
-                r = store_prepare(c->store,
-                        "UPDATE events SET " SET_RUNNABLE ", run_delivery_id = :delivery"
-                        " WHERE id = :id",
-                        &upd);
-        if (r < 0)
-                return r;
         r = ctl_begin(c);
         if (r != 0)
                 return r;
 
-        stmt_bind_text(sel, 1, dlv);
-        rc = sqlite3_step(sel);
-        if (rc == SQLITE_DONE) {
+        r = events_get_delivery(c->store, dlv, &d);
+        if (r == -ENOENT) {
                 ctl_error("%s: no such delivery in endpoint %s", dlv, c->endpoint);
                 r = KNOCKCTL_FAILED;
-                goto rollback;
         }
-        if (rc != SQLITE_ROW) {
-                r = store_errno(rc);
+        if (r == 0)
+                r = check_delivery(dlv, &d);
+        if (r == 0)
+                r = events_apply_op(c->store, EVENT_OP_REPLAY_DELIVERY, d.event_id, dlv, c->now);
+        if (r != 0)
                 goto rollback;
-        }
-        if (sqlite3_column_type(sel, 0) == SQLITE_NULL) {
-                const char *why = (const char *)sqlite3_column_text(sel, 4);
-
-                ctl_error("%s: an orphan delivery (%s%s%s) is linked to no event and cannot be "
-                          "replayed",
-                        dlv,
-                        sqlite3_column_int(sel, 5) ? "stored without an event"
-                                                   : "signature invalid",
-                        why ? ": " : "", why ? why : "");
-                r = KNOCKCTL_FAILED;
-                goto rollback;
-        }
-        event_id = stmt_strdup(sel, 0);
-        status = (const char *)sqlite3_column_text(sel, 1);
-        if (!event_id || !status) {
-                r = -ENOMEM;
-                goto rollback;
-        }
-        if (streq(status, "processing")) {
-                const char *by = (const char *)sqlite3_column_text(sel, 2);
-
-                ctl_error("%s: its event %s is processing%s%s%s; replay-delivery accepts an "
-                          "event in any other state: wait for the attempt to end",
-                        dlv, event_id, by ? " (claimed by " : "", by ? by : "", by ? ")" : "");
-                r = KNOCKCTL_FAILED;
-                goto rollback;
-        }
-        if (sqlite3_column_int(sel, 3)) {
-                ctl_error("%s: the delivery has no stored body; nothing to replay", dlv);
-                r = KNOCKCTL_FAILED;
-                goto rollback;
-        }
-
-        stmt_bind_text(upd, sqlite3_bind_parameter_index(upd, ":id"), event_id);
-        stmt_bind_text(upd, sqlite3_bind_parameter_index(upd, ":delivery"), dlv);
-        ctl_bind_common(c, upd);
-        r = store_errno(sqlite3_step(upd));
-        if (r < 0)
-                goto rollback;
-        changed = json_pack("[s]", event_id);
+        changed = json_pack("[s]", d.event_id);
         unchanged = json_array();
-        filters = json_pack("{s:s, s:s}", "delivery_id", dlv, "previous_status", status);
+        filters = json_pack("{s:s, s:s}", "delivery_id", dlv, "previous_status",
+                event_status_to_string(d.status));
         counts = json_pack("{s:i, s:i}", "changed", 1, "unchanged", 0);
         extra = json_pack("{s:s}", "delivery_id", dlv);
         if (!changed || !unchanged || !filters || !counts || !extra) {
@@ -526,16 +315,12 @@ static int verb_replay_delivery(knockctl *c, int argc, char **argv)
                 r = ctl_print_result(
                         c, "replay-delivery", "replayed", "event", changed, unchanged, extra);
         else
-                printf("event %s will run the body of delivery %s (attempts reset)\n", event_id,
+                printf("event %s will run the body of delivery %s (attempts reset)\n", d.event_id,
                         dlv);
         goto out;
 
 rollback:
-        store_rollback(c->store);
-        if (r < 0) {
-                ctl_error("replay-delivery failed, nothing was changed: %s", strerror(-r));
-                r = KNOCKCTL_FAILED;
-        }
+        r = ctl_rollback(c, "replay-delivery", r);
 out:
         json_decref(changed);
         json_decref(unchanged);
