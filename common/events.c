@@ -21,7 +21,9 @@
  *    "running" with its real start time in a later transaction;
  *  - finish: the event update is guarded by (status, claimed_by); a worker
  *    whose lease was taken over records its attempt but leaves the event to
- *    the new holder.
+ *    the new holder;
+ *  - prune: candidates are picked by a plain read outside the lock, then
+ *    checked again by primary key under it (maint.h says why).
  *
  * Every statement comes from the connection's cache (store_cached()): the
  * ingress and the worker run the same handful for every request and event,
@@ -726,4 +728,147 @@ int events_apply_op(knock_store *s, event_op op, const char *id, const char *del
         if (to == EVENT_STATUS_RECEIVED)
                 stmt_bind_text_static(st, 4, op == EVENT_OP_REPLAY_DELIVERY ? delivery_id : NULL);
         return stmt_run(st);
+}
+
+/* ---- retention -------------------------------------------------------------------------- */
+
+/* The one definition of "this event may go": final status, old enough, no
+ * completion hook still waiting to be sent. Binds ?1 status, ?2 cutoff. */
+#define EVENT_PRUNABLE_(plus, e)                                                                   \
+        plus e ".status = ?1 AND coalesce(" e ".finished_at, " e ".updated_at) < ?2"               \
+               " AND NOT EXISTS (SELECT 1 FROM hooks h WHERE h.event_id = " e ".id"                \
+               " AND h.state = 'pending')"
+#define EVENT_PRUNABLE(e) EVENT_PRUNABLE_("", e)
+#define PRUNABLE_IDS "(SELECT id FROM events e WHERE " EVENT_PRUNABLE("e") ")"
+#define ORPHAN_PRUNABLE(d) d ".event_id IS NULL AND " d ".received_at < ?2"
+
+/* Runs a statement of a class: ?1 its status (NULL: orphans), ?2 its cutoff. */
+static int prune_step(knock_store *s, const char *sql, event_status status, int64_t cutoff,
+        uint64_t *acc)
+{
+        return run_text_i64(s, sql, event_status_to_string(status), cutoff, acc);
+}
+
+int events_prune_count(knock_store *s, event_status status, int64_t cutoff, events_pruned *acc)
+{
+        static const char *const orphans =
+                "SELECT count(*) FROM deliveries d WHERE " ORPHAN_PRUNABLE("d");
+        static const struct {
+                const char *sql;
+                size_t field;
+        } counts[] = {
+                {"SELECT count(*) FROM events e WHERE " EVENT_PRUNABLE("e"),
+                        offsetof(events_pruned, events)},
+                {"SELECT count(*) FROM deliveries WHERE event_id IN " PRUNABLE_IDS,
+                        offsetof(events_pruned, deliveries)},
+                {"SELECT count(*) FROM attempts WHERE event_id IN " PRUNABLE_IDS,
+                        offsetof(events_pruned, attempts)},
+                {"SELECT count(*) FROM hooks WHERE event_id IN " PRUNABLE_IDS,
+                        offsetof(events_pruned, hooks)},
+                {"SELECT count(*) FROM hook_attempts WHERE hook_id IN (SELECT id FROM hooks"
+                 " WHERE event_id IN " PRUNABLE_IDS ")",
+                        offsetof(events_pruned, hook_attempts)},
+        };
+        int r = 0;
+
+        if (status < 0)
+                return prune_step(s, orphans, status, cutoff, &acc->orphans);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(counts); i++)
+                r = prune_step(s, counts[i].sql, status, cutoff,
+                        (uint64_t *)((char *)acc + counts[i].field));
+        return r;
+}
+
+int events_prune_start(knock_store *s)
+{
+        return store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS prune_batch(id TEXT PRIMARY KEY)");
+}
+
+void events_prune_stop(knock_store *s)
+{
+        (void)store_exec(s, "DROP TABLE IF EXISTS temp.prune_batch");
+}
+
+int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char *cursor,
+        size_t cursor_len, unsigned limit, uint64_t *ret_n)
+{
+        /* The next candidates after the cursor ?3. "+status" keeps the
+         * planner off the status index: walking the primary key from the
+         * cursor needs no sort and visits each row once over the whole run,
+         * where the status index would sort every remaining row of the
+         * status per batch. Orphans come through the event_id index, whose
+         * NULL entries come in insertion (≈ time) order, so the old ones come
+         * first; the cursor only guarantees progress (an orphan it skips is
+         * taken by the next run). */
+        static const char *const pick_events =
+                "INSERT INTO temp.prune_batch(id) SELECT e.id FROM events e"
+                " WHERE e.id > ?3 AND " EVENT_PRUNABLE_("+", "e") " ORDER BY e.id LIMIT ?4";
+        static const char *const pick_orphans =
+                "INSERT INTO temp.prune_batch(id) SELECT id FROM deliveries d"
+                " WHERE " ORPHAN_PRUNABLE("d") " AND id > ?3 LIMIT ?4";
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        *ret_n = 0;
+        r = prune_step(s, "DELETE FROM temp.prune_batch", status, cutoff, NULL);
+        if (r >= 0)
+                r = store_cached(s, status >= 0 ? pick_events : pick_orphans, &st);
+        if (r < 0)
+                return r;
+        bind_text_i64(st, event_status_to_string(status), cutoff);
+        stmt_bind_text_static(st, 3, cursor);
+        stmt_bind_i64(st, 4, limit);
+        r = stmt_run(st);
+        if (r < 0)
+                return r;
+        *ret_n = (uint64_t)store_changes(s);
+        if (*ret_n == 0)
+                return 0;
+        r = store_cached(s, "SELECT max(id) FROM temp.prune_batch", &st);
+        if (r >= 0)
+                r = stmt_step(st);
+        if (r > 0)
+                snprintf(cursor, cursor_len, "%s",
+                        (const char *)sqlite3_column_text(st, 0) ?: "");
+        sqlite3_reset(st);
+        return MIN(r, 0);
+}
+
+int events_prune_delete(knock_store *s, event_status status, int64_t cutoff, events_pruned *acc)
+{
+        int r;
+
+        /* Drop every id that no longer qualifies. */
+        if (status < 0) {
+                r = prune_step(s,
+                        "DELETE FROM temp.prune_batch WHERE NOT EXISTS (SELECT 1 FROM deliveries d"
+                        " WHERE d.id = prune_batch.id AND " ORPHAN_PRUNABLE("d") ")",
+                        status, cutoff, NULL);
+                if (r >= 0)
+                        r = prune_step(s,
+                                "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.prune_batch)"
+                                " AND event_id IS NULL",
+                                status, cutoff, &acc->orphans);
+                return r;
+        }
+        r = prune_step(s,
+                "DELETE FROM temp.prune_batch WHERE NOT EXISTS (SELECT 1 FROM events e"
+                " WHERE e.id = prune_batch.id AND " EVENT_PRUNABLE("e") ")",
+                status, cutoff, NULL);
+        /* Children first, so every table's count is exact and the ON DELETE
+         * CASCADEs find nothing left to do. */
+        if (r >= 0)
+                r = hooks_prune_batch(s, &acc->hooks, &acc->hook_attempts);
+        if (r >= 0)
+                r = prune_step(s,
+                        "DELETE FROM attempts WHERE event_id IN (SELECT id FROM temp.prune_batch)",
+                        status, cutoff, &acc->attempts);
+        if (r >= 0)
+                r = prune_step(s,
+                        "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM temp.prune_batch)",
+                        status, cutoff, &acc->deliveries);
+        if (r >= 0)
+                r = prune_step(s, "DELETE FROM events WHERE id IN (SELECT id FROM temp.prune_batch)",
+                        status, cutoff, &acc->events);
+        return r;
 }

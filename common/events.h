@@ -4,7 +4,7 @@
 /*
  * events — every statement that writes events, deliveries or attempts: the
  * ingress's receipts, the worker's claims and results, the operator's
- * transitions. A daemon or knockctl asks for an
+ * transitions, retention's deletes. A daemon or knockctl asks for an
  * operation here and never writes SQL for these tables; the decisions (which
  * status next, which verb accepts which status) are event-state.h's, the
  * hooks a state change queues are hooks.h's.
@@ -44,7 +44,10 @@
  *  - an operator's transition (events_apply_op) runs inside the caller's
  *    transaction, after the caller checked the status under the same write
  *    lock; runnable again means a new series: attempt_count 0, due now, no
- *    claim.
+ *    claim;
+ *  - prune deletes an event only in a final status, old enough, with no hook
+ *    still pending, and deletes its rows children first so each table's
+ *    count is exact.
  *
  * Attempt outcomes (attempts.outcome): queued, running, success, tempfail
  * (exit 75, other exit codes, signals, 408/429/5xx, connection errors),
@@ -237,3 +240,32 @@ int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_
  * body from now on; the other verbs go back to the canonical body. */
 int events_apply_op(knock_store *s, event_op op, const char *id, const char *delivery_id,
         int64_t now);
+
+/* ---- retention ------------------------------------------------------------------------- */
+
+/* Rows that pruning deletes (or would), by table. */
+typedef struct events_pruned {
+        uint64_t events, deliveries, orphans, attempts, hooks, hook_attempts;
+} events_pruned;
+
+/* Adds to *acc what pruning one class would delete now: events of a final
+ * status finished before cutoff, or with status _EVENT_STATUS_INVALID the
+ * orphan deliveries received before it. Inside the caller's read transaction. */
+int events_prune_count(knock_store *s, event_status status, int64_t cutoff, events_pruned *acc);
+
+/*
+ * Pruning in batches. events_prune_start() makes the connection's batch
+ * table (temp.prune_batch) and events_prune_stop() drops it.
+ * events_prune_pick() fills it, outside any transaction (a plain read blocks
+ * no writer), with up to limit rows of the class after *cursor (a string of
+ * KNOCK_ID_MAX + 8 bytes, "" at first, moved to the last row picked);
+ * *ret_n is 0 when the class is exhausted. events_prune_delete(), inside
+ * the caller's write transaction, drops every picked row that no longer
+ * qualifies (a worker or an operator may have changed it since) and deletes
+ * the rest with their children, adding to *acc.
+ */
+int events_prune_start(knock_store *s);
+void events_prune_stop(knock_store *s);
+int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char *cursor,
+        size_t cursor_len, unsigned limit, uint64_t *ret_n);
+int events_prune_delete(knock_store *s, event_status status, int64_t cutoff, events_pruned *acc);

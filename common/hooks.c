@@ -458,3 +458,31 @@ int hooks_failed_between(knock_store *s, int64_t since, int64_t until, char ***r
         stmt_bind_i64_or_null(st, 2, until);
         return stmt_strv(st, ret, ret_n);
 }
+
+/* ---- pruning -------------------------------------------------------------------------- */
+
+int hooks_prune_batch(knock_store *s, uint64_t *ret_hooks, uint64_t *ret_attempts)
+{
+        static const char *const sql[] = {
+                /* Children first, so each count is exact and the ON DELETE
+                 * CASCADE of the events that follow finds nothing left. */
+                "DELETE FROM hook_attempts WHERE hook_id IN (SELECT id FROM hooks"
+                " WHERE event_id IN (SELECT id FROM temp.prune_batch))",
+                "DELETE FROM hooks WHERE event_id IN (SELECT id FROM temp.prune_batch)",
+        };
+        uint64_t *counts[] = {ret_attempts, ret_hooks};
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(sql); i++) {
+                sqlite3_stmt *st = NULL;
+
+                r = store_cached(s, sql[i], &st);
+                if (r < 0)
+                        return r;
+                r = stmt_run(st);
+                if (r < 0)
+                        return r;
+                *counts[i] += (uint64_t)store_changes(s);
+        }
+        return 0;
+}

@@ -4,7 +4,8 @@
 /*
  * hooks — the completion-hook outbox (contract §8, §12): every statement
  * that writes hooks or hook_attempts is here, for the worker (queueing),
- * knock-deliver (claims and attempts) and knockctl (re-arming).
+ * knock-deliver (claims and attempts), knockctl (re-arming) and maintenance
+ * (pruning).
  *
  * Promises:
  *  - hooks_queue() inserts a pending hook inside the caller's transaction;
@@ -115,3 +116,10 @@ int hooks_rearm(knock_store *s, const char *id, int64_t now);
 /* The failed hooks whose last attempt lies in [since, until) (until < 0: no
  * end), oldest first (strings the caller frees). */
 int hooks_failed_between(knock_store *s, int64_t since, int64_t until, char ***ret, size_t *ret_n);
+
+/* ---- pruning (events_prune_batch) -------------------------------------------------- */
+
+/* Deletes the hooks of the events in the prune batch (temp.prune_batch, see
+ * events.h), their attempts first, adding what went to the counts. Inside
+ * the caller's transaction. */
+int hooks_prune_batch(knock_store *s, uint64_t *ret_hooks, uint64_t *ret_attempts);

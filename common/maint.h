@@ -12,9 +12,10 @@
  *    halved while batches hold the lock longer than about 40 ms (a slow
  *    disk, a busy machine), followed by a pause at least as long as the
  *    batch held the lock, so the ingress writer, whose busy handler polls
- *    the lock, always gets in between two batches. An event goes with its deliveries, attempts,
- * hooks and hook attempts (deleted explicitly, so each table is counted). An event whose completion
- * hook is still pending is never pruned: the hook outbox must not lose a queued hook.
+ *    the lock, always gets in between two batches. An event goes with its
+ *    deliveries, attempts, hooks and hook attempts (deleted explicitly, so
+ *    each table is counted). An event whose completion hook is still
+ *    pending is never pruned: the hook outbox must not lose a queued hook.
  *  - only final states are prunable (handled, ignored, dead); received,
  *    processing and failed events are still work.
  *  - a prune run leaves one audit row (maint_prune_record), also when it
@@ -33,6 +34,10 @@
  *    (with its WAL when it could not be checkpointed), never leaves a stale
  *    -wal/-shm next to the restored file, and swaps the file in with one
  *    rename.
+ *
+ * Where: maint.c (what every task shares, the checks), maint-prune.c,
+ * maint-backup.c, maint-restore.c; the rows prune deletes and the
+ * statements that delete them are events.c's and hooks.c's.
  *
  * Library code: returns 0 or a negative errno, positive MAINT_E_* codes for
  * expected outcomes; never logs.
@@ -164,7 +169,3 @@ int maint_prune_audit(knock_store *s, int64_t before, uint64_t *ret_deleted);
 int maint_checkpoint(knock_store *s, bool *ret_busy);
 /* Sizes of path and path-wal (0 when absent). */
 int maint_db_sizes(const char *db_path, uint64_t *ret_db, uint64_t *ret_wal);
-
-/* Writes DIR/knock_maint.prom (tmp + rename) for every configured endpoint
- * from its meta values and file sizes. */
-int maint_write_textfile(const char *dir);

@@ -35,6 +35,7 @@
 #include "maint.h"
 #include "notify.h"
 #include "store.h"
+#include "textfile.h"
 #include "util.h"
 
 #define ACTOR "knock-maint"
