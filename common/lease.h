@@ -8,11 +8,11 @@
  *
  * Promises:
  *  - lease_holder_gone() says "gone" only when it is certain: the holder's
- *    name is ROLE:PID for the asking role and that PID does not exist, is
- *    our own (a previous life of this PID: we are not holding anything
- *    yet), or runs something other than knock-ROLE. A holder of another
- *    role, a malformed name, or a PID whose command cannot be read is never
- *    gone: its lease runs out on its own;
+ *    name is ROLE:PID for the asking role and that PID is not a live
+ *    knock-ROLE (process_alive(): our own PID, a PID that does not exist, or
+ *    one running something else). A holder of another role, a malformed
+ *    name, or a PID whose command cannot be read is never gone: its lease
+ *    runs out on its own;
  *  - lease_take_over_gone() expires, at once, the claims of every gone
  *    holder through the caller's table functions (events.h, hooks.h), so a
  *    restart after kill -9 resumes at once instead of after a whole lease.

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "process.h"
 #include "util.h"
 
 #define PATIENT_BUSY_MAX_MS 60000U
@@ -301,29 +301,13 @@ int maint_integrity_check(const char *path, char **ret_message)
 
 /* ---- checks --------------------------------------------------------------------------- */
 
-/* Alive, not us, and (where /proc tells) a knock- process rather than a reused pid. */
-static bool pid_is_knock(pid_t pid)
+/* pid is a live knock-DAEMON other than us (process.h says why exactly that). */
+static bool daemon_alive(pid_t pid, const char *daemon, size_t daemon_len)
 {
-        _cleanup_free_ char *path = NULL;
-        _cleanup_close_ int fd = -1;
-        char comm[32] = "";
-        ssize_t n;
+        char comm[64];
 
-        if (pid <= 0 || pid == getpid())
-                return false;
-        if (kill(pid, 0) < 0 && errno != EPERM)
-                return false;
-        if (asprintf(&path, "/proc/%d/comm", (int)pid) < 0)
-                return true;
-        /* proc files report size 0: read, don't stat. */
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return true;
-        n = read(fd, comm, sizeof(comm) - 1);
-        if (n <= 0)
-                return true;
-        comm[n] = 0;
-        return startswith(comm, "knock-");
+        snprintf(comm, sizeof(comm), "knock-%.*s", (int)MIN(daemon_len, (size_t)32), daemon);
+        return process_alive(pid, comm);
 }
 
 int maint_endpoint_running(
@@ -336,15 +320,17 @@ int maint_endpoint_running(
 
         if (asprintf(&prefix, "%s.", name) < 0)
                 return -ENOMEM;
-        /* The OOM watchdog files: they outlive a deleted database. */
+        /* The OOM watchdog files, NAME.DAEMON.watchdog: they outlive a deleted
+         * database. */
         d = opendir(state);
         if (d) {
                 while ((de = readdir(d))) {
                         _cleanup_free_ char *path = NULL, *content = NULL;
-                        const char *dot, *pidline;
-                        size_t len = strlen(de->d_name);
+                        const char *daemon = de->d_name + strlen(prefix), *pidline;
+                        size_t len = strlen(de->d_name), n = len - MIN(len, 9 + strlen(prefix));
+                        pid_t pid;
 
-                        if (!startswith(de->d_name, prefix) || len < 9 ||
+                        if (!startswith(de->d_name, prefix) || n == 0 ||
                                 !streq(de->d_name + len - 9, ".watchdog"))
                                 continue;
                         if (asprintf(&path, "%s/%s", state, de->d_name) < 0)
@@ -354,12 +340,11 @@ int maint_endpoint_running(
                         if (strstr(content, "CLEAN_EXIT"))
                                 continue;
                         pidline = strstr(content, "PID=");
-                        if (!pidline || !pid_is_knock((pid_t)atoi(pidline + 4)))
+                        pid = pidline ? (pid_t)atoi(pidline + 4) : 0;
+                        if (!daemon_alive(pid, daemon, n))
                                 continue;
-                        *ret_pid = (pid_t)atoi(pidline + 4);
-                        dot = de->d_name + strlen(prefix);
-                        snprintf(ret_daemon, daemon_len, "%.*s", (int)(len - 9 - strlen(prefix)),
-                                dot);
+                        *ret_pid = pid;
+                        snprintf(ret_daemon, daemon_len, "%.*s", (int)n, daemon);
                         closedir(d);
                         return MAINT_E_RUNNING;
                 }
@@ -376,13 +361,13 @@ int maint_endpoint_running(
                             &st) >= 0) {
                         stmt_bind_i64(st, 1, now_ms() - HEARTBEAT_STALE_MS);
                         while (sqlite3_step(st) == SQLITE_ROW) {
+                                const char *daemon = (const char *)sqlite3_column_text(st, 0);
                                 pid_t pid = (pid_t)sqlite3_column_int64(st, 1);
 
-                                if (!pid_is_knock(pid))
+                                if (!daemon || !daemon_alive(pid, daemon, strlen(daemon)))
                                         continue;
                                 *ret_pid = pid;
-                                snprintf(ret_daemon, daemon_len, "%s",
-                                        (const char *)sqlite3_column_text(st, 0));
+                                snprintf(ret_daemon, daemon_len, "%s", daemon);
                                 return MAINT_E_RUNNING;
                         }
                 }

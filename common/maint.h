@@ -137,7 +137,7 @@ int maint_newest_backup(const char *name, char **ret_path);
 
 /* Is a daemon of the endpoint running? Looks at the OOM watchdog files
  * (PID=, no CLEAN_EXIT) and, when s is given, the daemons table; a pid
- * counts when it is alive and (where /proc tells) a knock- process.
+ * counts when it is a live knock-DAEMON (process_alive(), process.h).
  * Returns 0 (not running) or MAINT_E_RUNNING with *ret_pid and ret_daemon. */
 int maint_endpoint_running(
         const char *name, knock_store *s, pid_t *ret_pid, char *ret_daemon, size_t daemon_len);
