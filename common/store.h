@@ -18,7 +18,15 @@
  *  - SQLite result codes are mapped to negative errno at this boundary
  *    (SQLITE_FULL → -ENOSPC, IOERR → -EIO, BUSY/LOCKED → -EBUSY, …), so
  *    callers decide 503 vs crash on errno alone;
- *  - primary keys are time-ordered ids (util.h id_new), so inserts append.
+ *  - primary keys are time-ordered ids (util.h id_new), so inserts append;
+ *  - a statement that runs again and again is prepared once per connection
+ *    (store_cached()) and finalized with it; the step helpers map every
+ *    result the same way.
+ *
+ * Which rows change is not this module's: every statement that writes
+ * events, deliveries or attempts is in events.c, every one on hooks and
+ * hook_attempts in hooks.c. This module has the connection, the schema and
+ * the small tables every daemon shares (daemons, audit, meta).
  *
  * Schema (version STORE_SCHEMA_VERSION), times are ms since the epoch:
  *

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * maint — the operator's maintenance verbs (contract §9, §10), over the same
- * common/maint.c that knock-maint runs from its timers.
+ * common/maint*.c (maint.h) that knock-maint runs from its timers.
  *
  *   prune [--status S,…] [--older-than D] [--orphans] [--dry-run]
  *   backup [--to PATH]
