@@ -199,6 +199,23 @@ static int run_text_i64(knock_store *s, const char *sql, const char *a, int64_t 
         return MIN(r, 0);
 }
 
+/* Runs sql on event id while worker still holds its claim: ?1 = v, ?2 = id,
+ * ?3 = worker (the statement's guard: status processing, claimed_by ?3). */
+static int update_held(knock_store *s, const char *sql, int64_t v, const char *id,
+        const char *worker)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s, sql, &st);
+        if (r < 0)
+                return r;
+        stmt_bind_i64(st, 1, v);
+        stmt_bind_text_static(st, 2, id);
+        stmt_bind_text_static(st, 3, worker);
+        return stmt_run(st);
+}
+
 /* The holder of the expired lease on event id is gone: a claim it held ahead of a
  * free slot never ran (uncounted, as if never claimed), a running attempt
  * ends "lost" and counts. *attempts is the event's count, kept in step. */
@@ -388,20 +405,11 @@ int events_renew(
         if (n == 0)
                 return 0;
         r = store_begin(s);
-        for (size_t i = 0; r >= 0 && i < n; i++) {
-                sqlite3_stmt *st = NULL;
-
-                r = store_cached(s,
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = update_held(s,
                         "UPDATE events SET claim_until = ?1 WHERE id = ?2 AND "
                         "status = 'processing' AND claimed_by = ?3",
-                        &st);
-                if (r < 0)
-                        break;
-                stmt_bind_i64(st, 1, until);
-                stmt_bind_text_static(st, 2, ids[i]);
-                stmt_bind_text_static(st, 3, worker);
-                r = stmt_run(st);
-        }
+                        until, ids[i], worker);
         return store_end(s, r);
 }
 
@@ -647,7 +655,6 @@ int events_release(knock_store *s, const char *worker, const char *const *ids,
         r = store_begin(s);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const char *att = attempt_ids ? attempt_ids[i] : NULL;
-                sqlite3_stmt *e = NULL;
 
                 /* A claim held ahead of a free slot never ran: no attempt. */
                 r = run_text_i64(s, "DELETE FROM attempts WHERE id = ?1 AND outcome = 'queued'",
@@ -661,20 +668,14 @@ int events_release(knock_store *s, const char *worker, const char *const *ids,
                 /* Not counted: the worker chose to stop, the handler did not
                  * fail. Due at once, so the next worker picks it up first. */
                 if (r >= 0)
-                        r = store_cached(s,
+                        r = update_held(s,
                                 "UPDATE events SET status = CASE WHEN attempt_count <= 1 THEN "
                                 "'received' ELSE 'failed' END, next_attempt_at = CASE WHEN "
                                 "attempt_count <= 1 THEN NULL ELSE ?1 END, "
                                 "attempt_count = MAX(attempt_count - 1, 0), claimed_by = NULL, "
                                 "claim_until = NULL, updated_at = ?1 WHERE id = ?2 AND "
                                 "status = 'processing' AND claimed_by = ?3",
-                                &e);
-                if (r < 0)
-                        break;
-                stmt_bind_i64(e, 1, now);
-                stmt_bind_text_static(e, 2, ids[i]);
-                stmt_bind_text_static(e, 3, worker);
-                r = stmt_run(e);
+                                now, ids[i], worker);
         }
         return store_end(s, r);
 }
