@@ -17,9 +17,9 @@ set -eu
 build=${1:-build}
 secs=${2:-5}
 runs=${3:-3}
-port=18431
-bport=18432
-wport=18433
+port=$((30000 + $$ % 10000))
+bport=$((port + 1))
+wport=$((port + 2))
 . "$(dirname "$0")/lib.sh"
 bench_endpoint bench $port "max_connections = 1024"
 
