@@ -16,20 +16,9 @@
 #include <unistd.h>
 
 #include "lease.h"
+#include "child.h"
 #include "tap.h"
 
-static pid_t child_named(const char *comm)
-{
-        pid_t pid = fork();
-
-        if (pid == 0) {
-                if (comm)
-                        (void)prctl(PR_SET_NAME, comm);
-                pause();
-                _exit(0);
-        }
-        return pid;
-}
 
 static char *fake_holders[4];
 static size_t n_fake, n_expired;

@@ -17,20 +17,9 @@
 
 #include "maint.h"
 #include "process.h"
+#include "child.h"
 #include "tap.h"
 
-static pid_t child_named(const char *comm)
-{
-        pid_t pid = fork();
-
-        if (pid == 0) {
-                if (comm)
-                        (void)prctl(PR_SET_NAME, comm);
-                pause();
-                _exit(0);
-        }
-        return pid;
-}
 
 static void write_watchdog(const char *dir, const char *daemon, pid_t pid, bool clean)
 {
