@@ -114,6 +114,7 @@ typedef struct parse_ctx {
         /* collected across both files */
         secret_list secrets;
         secret_list hook_secrets;
+        secret_list console_tokens;
         origin provider_at;
         bool provider_rejected; /* an unknown name was reported */
         bool secret_rejected;   /* a malformed `secret` was reported */
@@ -440,6 +441,11 @@ static void parse_secret(parse_ctx *ctx, const key_def *k, const char *value)
         parse_secret_into(ctx, &ctx->secrets, value);
 }
 
+static void parse_console_token(parse_ctx *ctx, const key_def *k, const char *value)
+{
+        parse_secret_into(ctx, &ctx->console_tokens, value);
+}
+
 static void parse_listen(parse_ctx *ctx, const key_def *k, const char *value)
 {
         if (*value && !listen_valid(value)) {
@@ -747,6 +753,8 @@ static const key_def keys[] = {
         {SECTION_ENDPOINT, "dedupe", parse_extractor, F(verify.dedupe), 0, 0},
         {SECTION_ENDPOINT, "type", parse_extractor, F(verify.type), 0, 0},
         {SECTION_ENDPOINT, "verify_token", parse_string_key, F(verify.verify_token), 0, 0},
+        {SECTION_ENDPOINT, "console_token", parse_console_token, 0, 0, 0},
+        {SECTION_ENDPOINT, "prometheus_url", parse_url, F(prometheus_url), 0, 0},
 
         {SECTION_WORKER, "handler", parse_handler, 0, 0, 0},
         {SECTION_WORKER, "concurrency", parse_count_key, F(concurrency), 1, 1024},
@@ -1243,6 +1251,38 @@ static int resolve_hook_secrets(parse_ctx *ctx)
         return 0;
 }
 
+/* The console's tokens are credentials like the provider's secret; a short
+ * one could be guessed over the network, so 16 characters at least. */
+#define CONSOLE_TOKEN_MIN 16
+
+static int resolve_console_tokens(parse_ctx *ctx)
+{
+        knock_config *c = ctx->c;
+
+        c->console_tokens = calloc(ctx->console_tokens.n + 1, sizeof(char *));
+        if (!c->console_tokens)
+                return -ENOMEM;
+        for (size_t i = 0; i < ctx->console_tokens.n; i++) {
+                const secret_spec *s = &ctx->console_tokens.v[i];
+                char *text = NULL;
+                int r;
+
+                r = resolve_secret(ctx, s, &text);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        continue;
+                if (strlen(text) < CONSOLE_TOKEN_MIN) {
+                        secret_free(text);
+                        add_error(ctx, s->file, s->line,
+                                "console_token must be at least %d characters", CONSOLE_TOKEN_MIN);
+                        continue;
+                }
+                c->console_tokens[c->n_console_tokens++] = text;
+        }
+        return 0;
+}
+
 /* ---- checks across keys ---------------------------------------------------------- */
 
 static int finish(parse_ctx *ctx)
@@ -1306,6 +1346,9 @@ static int finish(parse_ctx *ctx)
         if (c->hook_url && ctx->hook_secrets.n == 0)
                 add_error(ctx, ctx->hook_url_at.file, ctx->hook_url_at.line,
                         "hook url requires at least one secret in [hook]");
+        r = resolve_console_tokens(ctx);
+        if (r < 0)
+                return r;
         return resolve_hook_secrets(ctx);
 }
 
@@ -1369,6 +1412,7 @@ out:
         wipe_buf(&ctx.buf, ctx.len);
         secret_list_clear(&ctx.secrets);
         secret_list_clear(&ctx.hook_secrets);
+        secret_list_clear(&ctx.console_tokens);
         return r;
 }
 
@@ -1392,6 +1436,11 @@ knock_config *config_free(knock_config *c)
                 for (size_t i = 0; i < c->n_hook_secrets; i++)
                         secret_free(c->hook_secrets[i]);
         free(c->hook_secrets);
+        if (c->console_tokens)
+                for (size_t i = 0; i < c->n_console_tokens; i++)
+                        secret_free(c->console_tokens[i]);
+        free(c->console_tokens);
+        free(c->prometheus_url);
         free(c->hook_schedule_ms);
         free(c);
         return NULL;

@@ -53,6 +53,9 @@ typedef struct knock_config {
         knock_rate orphan_rate;     /* rejected deliveries stored, default 10/s */
         uint64_t orphan_burst;      /* the bucket's size, default 100 */
         knock_verify_config verify; /* provider, secrets, tolerance, options */
+        char **console_tokens;      /* the web console on a TCP admin listener (wiped on free) */
+        size_t n_console_tokens;
+        char *prometheus_url;       /* the console links its graphs there; NULL: no links */
 
         /* [worker] */
         char *handler;         /* exec:… | http(s)://… | NULL */

@@ -66,7 +66,7 @@ static bool codepoint_is_control(uint32_t cp)
                (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
-/* The escape of one ASCII byte into e (at least 5 bytes), or 0 to keep it. */
+/* The escape of one ASCII byte into e (at least 7 bytes), or 0 to keep it. */
 static size_t escape_ascii(unsigned char c, unsigned flags, char *e)
 {
         static const char names[] = {
@@ -74,6 +74,12 @@ static size_t escape_ascii(unsigned char c, unsigned flags, char *e)
                 ['\v'] = 'v', ['\f'] = 'f', ['\r'] = 'r',
         };
 
+        static const char *const html[] = {
+                ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;", ['\''] = "&#39;",
+        };
+
+        if ((flags & ESCAPE_HTML) && c < sizeof(html) / sizeof(html[0]) && html[c])
+                return (size_t)sprintf(e, "%s", html[c]);
         if ((flags & ESCAPE_KEEP_NEWLINE) && (c == '\n' || c == '\t'))
                 return 0;
         if (c == '\\')

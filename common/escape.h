@@ -20,6 +20,9 @@
  *    (U+202A..U+202E, U+2066..U+2069), which become \uXXXX;
  *  - ESCAPE_KEEP_NEWLINE keeps \n and \t as they are (a multi-line block
  *    such as a handler's output), everything else is still escaped;
+ *  - ESCAPE_HTML also writes & < > " ' as character references (&amp; &lt;
+ *    &gt; &quot; &#39;), so the text is safe as an HTML element's content
+ *    and as a quoted attribute value (the web console);
  *  - the output never contains a byte below 0x20 (but kept \n and \t) or 0x7f;
  *  - no allocation in escape_buf(); never logs.
  */
@@ -29,6 +32,7 @@
 
 enum {
         ESCAPE_KEEP_NEWLINE = 1 << 0,
+        ESCAPE_HTML = 1 << 1,
 };
 
 /* Length of the valid UTF-8 sequence at p (at most left bytes), 0 if invalid. */

@@ -720,6 +720,34 @@ static void test_grammar(void)
         config_free(c);
 }
 
+/* console_token is a credential (rotation, sources, wiped) with a minimum
+ * length; prometheus_url a URL. */
+static void test_console_keys(void)
+{
+        knock_config *c;
+
+        c = expect_ok(NULL,
+                "console_token = literal:0123456789abcdef\n"
+                "console_token = literal:fedcba9876543210-next\n"
+                "prometheus_url = http://prometheus.example:9090\n",
+                "console_token twice and prometheus_url");
+        ok(c && c->n_console_tokens == 2 && streq(c->console_tokens[0], "0123456789abcdef") &&
+                        streq(c->console_tokens[1], "fedcba9876543210-next") &&
+                        streq(c->prometheus_url, "http://prometheus.example:9090"),
+                "both tokens kept in order, the URL as written");
+        config_free(c);
+        c = expect_ok(NULL, "", "no console_token");
+        ok(c && c->n_console_tokens == 0 && !c->prometheus_url, "no token, no URL by default");
+        config_free(c);
+        expect_one("console_token = literal:short\n", 5,
+                "console_token must be at least 16 characters", "a short console_token");
+        expect_one("console_token = hunter2hunter2hunter2\n", 5,
+                "secret must be credential:NAME, an absolute file path or literal:TEXT",
+                "a console_token that is not a credential reference");
+        expect_one("prometheus_url = prometheus:9090\n", 5,
+                "prometheus_url must start with http:// or https://", "a prometheus_url without scheme");
+}
+
 static void test_secret_never_in_errors(void)
 {
         const char *sentinel = "S3cr3tSentinel42";
@@ -862,7 +890,8 @@ static bool same_config(const knock_config *a, const knock_config *b)
                a->keep_ignored_ms == b->keep_ignored_ms &&
                a->keep_orphans_ms == b->keep_orphans_ms && a->keep_dead_ms == b->keep_dead_ms &&
                a->keep_backups == b->keep_backups && a->keep_audit_ms == b->keep_audit_ms &&
-               a->min_free_disk == b->min_free_disk;
+               a->min_free_disk == b->min_free_disk && a->n_console_tokens == b->n_console_tokens &&
+               streq_ptr(a->prometheus_url, b->prometheus_url);
 }
 
 /* etc/knock.conf documents every key with its default: loaded as it is, and
@@ -900,7 +929,7 @@ static void test_shipped_files(void)
         c = expect_ok(conf, "", "etc/knock.conf as shipped loads");
         ok(plain && c && same_config(plain, c), "etc/knock.conf as shipped changes nothing");
         config_free(c);
-        is_int(n_keys, 44, "etc/knock.conf shows every key but [route] handler (44)");
+        is_int(n_keys, 46, "etc/knock.conf shows every key but [route] handler (46)");
         c = expect_ok(uncommented, "", "etc/knock.conf with every key uncommented loads");
         ok(plain && c && same_config(plain, c), "every documented default is the built-in one");
         config_free(c);
@@ -953,6 +982,7 @@ int main(void)
         test_routes();
         test_grammar();
         test_secret_never_in_errors();
+        test_console_keys();
         test_list_and_paths();
         test_shipped_files();
 

@@ -144,6 +144,13 @@ int main(void)
         CHECK("\xe2\x80\xa8", 0, "\\u2028", "line separator escaped");
         CHECK("\x9b\xff\xc3", 0, "\\x9b\\xff\\xc3", "invalid bytes as \\xNN");
         check("a\0b", 3, 0, "a\\x00b", "NUL inside the length escaped");
+        CHECK("<script>alert(1)</script>", ESCAPE_HTML, "&lt;script&gt;alert(1)&lt;/script&gt;",
+              "HTML: a script element becomes text");
+        CHECK("\"><img src=x onerror='a&b'>", ESCAPE_HTML,
+              "&quot;&gt;&lt;img src=x onerror=&#39;a&amp;b&#39;&gt;",
+              "HTML: quotes and ampersand, so an attribute value cannot be closed");
+        CHECK("<b>\n\x1b", ESCAPE_HTML | ESCAPE_KEEP_NEWLINE, "&lt;b&gt;\n\\x1b",
+              "HTML with KEEP_NEWLINE: newline kept, ESC still escaped");
 
         need = escape_buf("ab\x1b" "cd", 5, 0, buf, 5);
         is_int(need, 8, "escape_buf returns the length the whole text needs");
@@ -159,7 +166,8 @@ int main(void)
                 for (int i = 0; i < 20000; i++) {
                         _cleanup_free_ char *out = NULL;
                         size_t n = (size_t)(i % 64);
-                        unsigned flags = i % 2 ? ESCAPE_KEEP_NEWLINE : 0;
+                        unsigned flags = (i % 2 ? ESCAPE_KEEP_NEWLINE : 0) |
+                                         (i % 4 >= 2 ? ESCAPE_HTML : 0);
 
                         if (getrandom(in, n, 0) != (ssize_t)n)
                                 n = 0;
@@ -171,7 +179,7 @@ int main(void)
                         for (const unsigned char *p = (const unsigned char *)out; *p; p++)
                                 if ((*p < 0x20 && !((flags & ESCAPE_KEEP_NEWLINE) &&
                                                           (*p == '\n' || *p == '\t'))) ||
-                                        *p == 0x7f)
+                                        *p == 0x7f || ((flags & ESCAPE_HTML) && strchr("<>\"'", *p)))
                                         bad++;
                         /* And the output is valid UTF-8 throughout. */
                         for (size_t k = 0, l = strlen(out); k < l;) {
@@ -184,7 +192,8 @@ int main(void)
                                 k += m;
                         }
                 }
-                is_int(bad, 0, "20,000 random strings: no control byte survives, the output is UTF-8");
+                is_int(bad, 0, "20,000 random strings: no control byte survives (nor < > \" ' in HTML), the "
+                       "output is UTF-8");
         }
         json_quote_tests();
         return tap_done();
