@@ -39,6 +39,9 @@
 #include "verify.h"
 
 #define HTTPREQ_MAX_HEADERS 100
+/* The public listener's bound on a head (knock-ingress(8), LIMITS), also
+ * the probe's (probe.h). */
+#define HTTPREQ_MAX_HEAD_BYTES (64 * 1024)
 
 typedef enum httpreq_state {
         HTTPREQ_HEAD,      /* reading the request line and fields */

@@ -33,8 +33,8 @@
 #include "conn.h"
 #include "log.h"
 
-#define MAX_HEAD_BYTES (64 * 1024)
-#define MAX_HEADERS 100
+#define MAX_HEAD_BYTES HTTPREQ_MAX_HEAD_BYTES
+#define MAX_HEADERS HTTPREQ_MAX_HEADERS
 #define MAX_REST (64 * 1024)
 #define READ_CHUNK (64 * 1024)
 #define ACCEPT_PAUSE_MS 100

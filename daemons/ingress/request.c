@@ -21,6 +21,7 @@
 
 #include "catalog-ids.h"
 #include "escape.h"
+#include "probe.h"
 #include "request.h"
 #include "verify.h"
 
@@ -280,8 +281,8 @@ conn_verdict request_on_head(ingest_conn *c, httpreq *req, void *userdata)
         ingress *in = userdata;
         const knock_config *cfg = in->d.cfg;
         const char *rid_in = httpreq_header(req, "X-Request-ID");
-        size_t plen = strcspn(req->target, "?#");
         ingest_item *it;
+        int status;
 
         if (rid_in && request_id_valid(rid_in))
                 snprintf(c->request_id, sizeof(c->request_id), "%s", rid_in);
@@ -292,20 +293,21 @@ conn_verdict request_on_head(ingest_conn *c, httpreq *req, void *userdata)
                 conn_error(c, 503, "Service Unavailable", "shutting down", NULL, false);
                 return CONN_ANSWERED;
         }
-        if (plen != strlen(cfg->path) || strncmp(req->target, cfg->path, plen) != 0) {
+        /* The same decision as knockctl probe's (probe.h). */
+        status = request_admission(cfg, req->method, req->target, req->content_length);
+        if (status == 0)
+                return CONN_READ_BODY;
+        if (status == 404) {
                 in->stats.rejected_other++;
                 conn_error(c, 404, "Not Found", "no such path", NULL, false);
                 return CONN_ANSWERED;
         }
-        if (!streq(req->method, "POST") &&
-            !(streq(req->method, "GET") && cfg->verify.provider == provider_from_string("meta"))) {
+        if (status == 405) {
                 in->stats.rejected_other++;
                 conn_error(c, 405, "Method Not Allowed", "method not allowed", "Allow: POST\r\n",
                            false);
                 return CONN_ANSWERED;
         }
-        if (req->content_length < 0 || (uint64_t)req->content_length <= cfg->max_body)
-                return CONN_READ_BODY;
 
         /* Recorded without its body, which is never read: the row says it
          * came and why it was refused. */
