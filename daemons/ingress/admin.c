@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "console.h"
 #include "events.h"
 #include "knock-build.h"
 #include "store.h"
@@ -31,6 +32,9 @@
 #define SNAPSHOT_WAIT_MS 500
 #define SNAPSHOT_STALE_MS 3000
 #define WRITER_STUCK_US (1000 * 1000ULL)
+/* A request to the admin listener: the console's probe form holds a pasted
+ * request of up to max_body, form-encoded (up to three bytes a byte). */
+#define ADMIN_MAX_BODY (4 * 1024 * 1024)
 
 const double admin_batch_bounds[KNOCK_HIST_BUCKETS] = {
         1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096,
@@ -56,6 +60,18 @@ static int64_t query_i64(knock_store *st, const char *sql, int *err)
         else if (rc != SQLITE_DONE)
                 *err = store_errno(rc);
         return v;
+}
+
+/* A meta value that is a number, 0 when absent. */
+static int64_t meta_i64(knock_store *st, const char *key)
+{
+        _cleanup_free_ char *v = NULL;
+        uint64_t n;
+
+        if (store_meta_get(st, key, &v) >= 0 && v && parse_u64_strict(v, &n) >= 0 &&
+            n <= INT64_MAX)
+                return (int64_t)n;
+        return 0;
 }
 
 static int64_t file_size(const char *path)
@@ -129,9 +145,12 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
                 err = -EIO;
 
         if (store_prepare(st, "SELECT daemon, pid, heartbeat_at, started_at, stopped_at,"
-                              " suspected_oom_kills, counters FROM daemons", &s) >= 0) {
+                              " suspected_oom_kills, counters, coalesce(last_clean_exit, -1),"
+                              " status FROM daemons", &s) >= 0) {
                 while (sqlite3_step(s) == SQLITE_ROW) {
                         const char *name = (const char *)sqlite3_column_text(s, 0);
+                        const char *counters = (const char *)sqlite3_column_text(s, 6);
+                        const char *status = (const char *)sqlite3_column_text(s, 8);
                         for (size_t i = 0; i < 3; i++) {
                                 admin_daemon *d = &snap->daemons[i];
                                 if (!name || !streq(name, daemon_roles[i]))
@@ -142,9 +161,13 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
                                 d->started_at = sqlite3_column_int64(s, 3);
                                 d->stopped_at = sqlite3_column_int64(s, 4);
                                 d->oom_kills = sqlite3_column_int64(s, 5);
+                                d->last_clean_exit = sqlite3_column_int64(s, 7);
+                                snprintf(d->status, sizeof(d->status), "%s", status ? status : "");
+                                /* Cut JSON is no JSON: too long means none. */
+                                if (counters && strlen(counters) < sizeof(d->counters))
+                                        strcpy(d->counters, counters);
                                 if (streq(name, "worker"))
-                                        handler_durations(
-                                                snap, (const char *)sqlite3_column_text(s, 6));
+                                        handler_durations(snap, counters);
                         }
                 }
                 stmt_finalizep(&s);
@@ -154,13 +177,9 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
                 snprintf(snap->daemons[i].name, sizeof(snap->daemons[i].name), "%s",
                          daemon_roles[i]);
 
-        {
-                _cleanup_free_ char *v = NULL;
-                uint64_t ms;
-                if (store_meta_get(st, "last_backup_at", &v) >= 0 && v &&
-                    parse_u64_strict(v, &ms) >= 0)
-                        snap->last_backup_at = (int64_t)ms;
-        }
+        snap->last_backup_at = meta_i64(st, "last_backup_at");
+        snap->last_prune_at = meta_i64(st, "last_prune_at");
+        snap->last_prune_rows = meta_i64(st, "last_prune_rows");
         snap->db_bytes = file_size(a->db_path);
         if (asprintf(&wal, "%s-wal", a->db_path) >= 0)
                 snap->wal_bytes = file_size(wal);
@@ -169,6 +188,26 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         if (err < 0)
                 snprintf(snap->error, sizeof(snap->error), "%s", store_errmsg(st));
         snap->valid = true;
+}
+
+/* One sample of the ingress's receipts into the ring, when one is due
+ * (under a->lock). The counters are the loop's; reading them races a
+ * receipt at worst by one. */
+static void sample_counters(admin *a)
+{
+        uint64_t now = mono_us();
+        ingest_stats st;
+
+        if (now < (uint64_t)a->next_sample_us)
+                return;
+        a->next_sample_us = (int64_t)(now + ADMIN_SAMPLE_MS * 1000ULL);
+        st = admin_get_stats(a);
+        a->samples[a->sample_next] = (admin_sample){
+                .at = now_ms(),
+                .stored = st.accepted + st.duplicates,
+                .rejected = st.invalid + st.too_large,
+        };
+        a->sample_next = (a->sample_next + 1) % ADMIN_SAMPLES;
 }
 
 static void *admin_main(void *userdata)
@@ -183,6 +222,8 @@ static void *admin_main(void *userdata)
                 admin_snapshot snap;
                 struct timespec ts;
                 bool wanted = mono_us() < a->wanted_until_us;
+
+                sample_counters(a);
 
                 if (wanted) {
                         pthread_mutex_unlock(&a->lock);
@@ -201,12 +242,10 @@ static void *admin_main(void *userdata)
                         a->snap = snap;
                         pthread_cond_broadcast(&a->cond);
                 }
+                /* Every second while someone looks, else only to sample. */
                 clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += 1;
-                if (wanted)
-                        pthread_cond_timedwait(&a->cond, &a->lock, &ts);
-                else
-                        pthread_cond_wait(&a->cond, &a->lock);
+                ts.tv_sec += wanted ? 1 : ADMIN_SAMPLE_MS / 1000;
+                pthread_cond_timedwait(&a->cond, &a->lock, &ts);
         }
         pthread_mutex_unlock(&a->lock);
         return NULL;
@@ -236,8 +275,20 @@ int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *s
         return 0;
 }
 
+int admin_serve(admin *a, struct evhttp *http, struct event_base *base)
+{
+        evhttp_set_timeout(http, 10);
+        /* The console's probe takes a pasted request, form-encoded. */
+        evhttp_set_max_body_size(http, ADMIN_MAX_BODY);
+        evhttp_set_max_headers_size(http, 64 * 1024);
+        evhttp_set_gencb(http, admin_handle, a);
+        return console_new(a, base, &a->console);
+}
+
 void admin_stop(admin *a)
 {
+        /* First: the console's thread reads the snapshot under a->lock. */
+        a->console = console_free(a->console);
         if (a->started) {
                 pthread_mutex_lock(&a->lock);
                 a->stop = true;
@@ -257,7 +308,7 @@ void admin_stop(admin *a)
  * waits (up to SNAPSHOT_WAIT_MS) for a fresh one instead of answering from
  * stale data. The caller checks taken_at: a snapshot thread stuck in the
  * database must not hold the answer. */
-static admin_snapshot get_snapshot(admin *a)
+admin_snapshot admin_get_snapshot(admin *a)
 {
         admin_snapshot snap;
         uint64_t now = mono_us();
@@ -280,6 +331,24 @@ static admin_snapshot get_snapshot(admin *a)
         snap = a->snap;
         pthread_mutex_unlock(&a->lock);
         return snap;
+}
+
+void admin_get_samples(admin *a, admin_sample *out)
+{
+        pthread_mutex_lock(&a->lock);
+        for (size_t i = 0; i < ADMIN_SAMPLES; i++)
+                out[i] = a->samples[(a->sample_next + i) % ADMIN_SAMPLES];
+        pthread_mutex_unlock(&a->lock);
+}
+
+ingest_stats admin_get_stats(admin *a)
+{
+        ingest_stats st;
+
+        pthread_mutex_lock(&a->writer->lock);
+        st = *a->stats;
+        pthread_mutex_unlock(&a->writer->lock);
+        return st;
 }
 
 /* ---- HTTP (loop thread) ------------------------------------------------------------ */
@@ -322,7 +391,7 @@ static void add_check(json_t *checks, bool *all_ok, const char *name, bool ok, c
 
 static void handle_readyz(admin *a, struct evhttp_request *req)
 {
-        admin_snapshot snap = get_snapshot(a);
+        admin_snapshot snap = admin_get_snapshot(a);
         const knock_config *cfg = a->cfg;
         json_t *checks = json_array(), *doc;
         bool ok = true, writer_ok;
@@ -401,7 +470,7 @@ static void emit_histogram(struct evbuffer *b, const char *name, const char *hel
 
 static void handle_metrics(admin *a, struct evhttp_request *req)
 {
-        admin_snapshot snap = get_snapshot(a);
+        admin_snapshot snap = admin_get_snapshot(a);
         struct evbuffer *b = evbuffer_new();
         ingest_stats st;
         int64_t now = now_ms();
@@ -410,9 +479,7 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
                 evhttp_send_error(req, 500, NULL);
                 return;
         }
-        pthread_mutex_lock(&a->writer->lock);
-        st = *a->stats;
-        pthread_mutex_unlock(&a->writer->lock);
+        st = admin_get_stats(a);
 
         evbuffer_add_printf(b, "# HELP knock_build_info Build information.\n"
                                "# TYPE knock_build_info gauge\n"
@@ -545,8 +612,13 @@ void admin_handle(struct evhttp_request *req, void *userdata)
         admin *a = userdata;
         const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
         const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+        bool probe = path && (streq(path, "/healthz") || streq(path, "/readyz") ||
+                              streq(path, "/metrics"));
         struct evbuffer *b;
 
+        /* Everything else is the console's, when this listener serves it. */
+        if (!probe && path && a->console && console_handle(a->console, req, path))
+                return;
         if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
                 evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
                 evhttp_send_error(req, 405, NULL);

@@ -30,7 +30,10 @@ typedef struct admin_daemon {
         int64_t heartbeat_at;
         int64_t started_at;
         int64_t stopped_at; /* 0: running */
+        int64_t last_clean_exit; /* 1 clean, 0 not, -1 unknown */
         int64_t oom_kills;
+        char status[256];    /* its last STATUS= line */
+        char counters[1024]; /* its counters since start (JSON), "" when none or too long */
 } admin_daemon;
 
 typedef struct admin_snapshot {
@@ -50,8 +53,22 @@ typedef struct admin_snapshot {
         double handler_sum_s;
         int64_t db_bytes, wal_bytes;
         int64_t last_backup_at; /* ms, 0: never */
+        int64_t last_prune_at;  /* ms, 0: never */
+        int64_t last_prune_rows;
         uint64_t disk_free_bytes;
 } admin_snapshot;
+
+/* The ingress's receipts, sampled every ADMIN_SAMPLE_MS (for the console's
+ * throughput figures): ADMIN_SAMPLES of them, the newest last. */
+#define ADMIN_SAMPLE_MS 10000
+#define ADMIN_SAMPLES 91
+typedef struct admin_sample {
+        int64_t at;        /* ms; 0: no sample */
+        uint64_t stored;   /* verified receipts: new events and duplicates */
+        uint64_t rejected; /* 401 and 413 */
+} admin_sample;
+
+typedef struct console console;
 
 typedef struct admin {
         pthread_t thread;
@@ -61,6 +78,10 @@ typedef struct admin {
         bool stop;
         uint64_t wanted_until_us; /* refresh while now < this */
         admin_snapshot snap;
+        admin_sample samples[ADMIN_SAMPLES]; /* a ring; under lock */
+        size_t sample_next;
+        int64_t next_sample_us;
+        console *console; /* the web console; NULL until admin_serve() */
         char *db_path;
         char *state_dir;
         ingest_writer *writer;
@@ -69,7 +90,17 @@ typedef struct admin {
 } admin;
 
 int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *stats);
+/* Serves the admin listener on http (timeouts, limits, the callback) and
+ * starts the web console. */
+int admin_serve(admin *a, struct evhttp *http, struct event_base *base);
 void admin_stop(admin *a);
+/* The latest snapshot; after a quiet period it waits (up to 500 ms) for a
+ * fresh one. */
+admin_snapshot admin_get_snapshot(admin *a);
+/* The samples, oldest first, into out[ADMIN_SAMPLES]. */
+void admin_get_samples(admin *a, admin_sample *out);
+/* The ingress's counters, copied as /metrics reads them. */
+ingest_stats admin_get_stats(admin *a);
 /* Every answer of both listeners: Content-Type, no caching, the body. */
 void http_send(struct evhttp_request *req, int code, const char *reason,
                const char *content_type, struct evbuffer *body);

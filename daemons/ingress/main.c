@@ -203,8 +203,6 @@ int main(int argc, char **argv)
                 r = log_error_errno(-ENOMEM, "Out of memory");
                 goto finish;
         }
-        evhttp_set_timeout(in.http_admin, 10);
-        evhttp_set_gencb(in.http_admin, admin_handle, &in.admin);
 
         db = config_db_path(in.d.name);
         r = writer_start(&in.writer, db, in.d.name, in.d.base, request_on_stored, &in, &in.stats);
@@ -218,6 +216,11 @@ int main(int argc, char **argv)
                 goto finish;
         }
         in.admin.cfg = in.d.cfg;
+        r = admin_serve(&in.admin, in.http_admin, in.d.base);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start the web console: %m");
+                goto finish;
+        }
         r = sockets_open(&in.srv, in.http_admin, in.d.cfg);
         if (r < 0)
                 goto finish;
