@@ -216,9 +216,10 @@ int probe_request(const knock_config *cfg, const void *raw, size_t len, unsigned
         }
         if (used < n)
                 note(&r,
-                        "%zu bytes after the request are not part of it (a trailing newline? "
+                        "%zu byte%s after the request %s not part of it (a trailing newline? "
                         "Content-Length is %lld)",
-                        n - used, (long long)req.content_length);
+                        n - used, n - used == 1 ? "" : "s", n - used == 1 ? "is" : "are",
+                        (long long)req.content_length);
         v = verify(cfg, &req, now_ms, &r);
 done:
         httpreq_free(&req);

@@ -52,6 +52,7 @@ _knockctl()
                 [status]=''
                 [endpoints]=''
                 [check-config]=''
+                [probe]='--at'
                 [requeue]=''
                 [replay]=''
                 [replay-delivery]=''
@@ -103,7 +104,7 @@ _knockctl()
                         restore migrate redeliver-hook" -- "$cur"))
                 return 0
                 ;;
-        --type | --since | --until | --limit | --older-than | --event | --provider-id)
+        --type | --since | --until | --limit | --older-than | --event | --provider-id | --at)
                 return 0
                 ;;
         esac
@@ -121,7 +122,7 @@ _knockctl()
                 return 0
         fi
         case $verb in
-        restore)
+        restore | probe)
                 compopt -o filenames 2>/dev/null
                 COMPREPLY=($(compgen -f -- "$cur"))
                 ;;

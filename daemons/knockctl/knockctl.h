@@ -105,6 +105,10 @@ bool verb_wants_help(int argc, char **argv);
 int ctl_open_store(knockctl *c, bool write);
 /* The endpoint's configuration, or NULL when it does not load (silently). */
 const knock_config *ctl_config(knockctl *c);
+/* Run as root, becomes the state directory's owner (main.c does it before
+ * every verb but VERB_KEEPS_ROOT ones, which call it once they read what
+ * only root may). 0 or KNOCKCTL_FAILED (reported). */
+int ctl_drop_to_state_owner(void);
 /* "user(uid)" of the invoking user, for audit rows. */
 void ctl_actor(char *buf, size_t len);
 /* Binds the named parameters every query may use: :endpoint, :now, :max_attempts. */

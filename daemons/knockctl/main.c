@@ -185,7 +185,7 @@ const knock_config *ctl_config(knockctl *c)
         return c->cfg;
 }
 
-/* Who ran knockctl, before drop_to_state_owner(): the audit rows name them. */
+/* Who ran knockctl, before ctl_drop_to_state_owner(): the audit rows name them. */
 static uid_t invoking_uid;
 
 void ctl_actor(char *buf, size_t len)
@@ -268,7 +268,7 @@ int ctl_parse_time(const char *opt, const char *s, int64_t now, int64_t *ret)
  * backups/NAME that the timer's backups could no longer write into.
  * Returns 0 or KNOCKCTL_FAILED (reported).
  */
-static int drop_to_state_owner(void)
+int ctl_drop_to_state_owner(void)
 {
         const char *dir = knock_state_dir();
         struct passwd *pw;
@@ -407,7 +407,7 @@ int main(int argc, char **argv)
         if (r != 0)
                 return r;
         if (!(v->flags & VERB_KEEPS_ROOT)) {
-                r = drop_to_state_owner();
+                r = ctl_drop_to_state_owner();
                 if (r != 0)
                         return r;
         }

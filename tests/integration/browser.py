@@ -43,10 +43,17 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="knock-chromium-")
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
+        for fd in (self._w, self._r):
+            os.set_inheritable(fd, False)
 
         def child_fds():
-            os.dup2(to_chrome_r, 3)
-            os.dup2(from_chrome_w, 4)
+            # Through high numbers first: either pipe end may itself be 3 or 4.
+            os.dup2(to_chrome_r, 100)
+            os.dup2(from_chrome_w, 101)
+            os.dup2(100, 3)
+            os.dup2(101, 4)
+            os.close(100)
+            os.close(101)
 
         args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
                 "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
@@ -54,7 +61,7 @@ class Browser:
                 "--disable-component-update", "--disable-sync", "--remote-debugging-pipe",
                 "--user-data-dir=" + self.profile, "--window-size=1280,900", "about:blank"]
         self.stderr = open(os.path.join(self.profile, "stderr"), "wb")
-        self.proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=child_fds,
+        self.proc = subprocess.Popen(args, close_fds=False, preexec_fn=child_fds,
                                      stdout=subprocess.DEVNULL, stderr=self.stderr)
         os.close(to_chrome_r)
         os.close(from_chrome_w)

@@ -132,7 +132,7 @@ static void test_github(void)
         if (asprintf(&trailing, "%s\n", ok) < 0)
                 abort();
         r = run(c, trailing, 0);
-        ok(r.outcome == PROBE_ACCEPTED && r.n_notes == 1 && strstr(r.notes[0], "1 bytes after"),
+        ok(r.outcome == PROBE_ACCEPTED && r.n_notes == 1 && strstr(r.notes[0], "1 byte after"),
                 "a trailing newline is not part of the request, and noted");
         probe_result_clear(&r);
 
