@@ -33,7 +33,7 @@ void console_headers(struct evhttp_request *req, const char *content_type)
         evhttp_add_header(h, "Content-Security-Policy", CSP);
         evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
         evhttp_add_header(h, "X-Frame-Options", "DENY");
-        evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+        evhttp_add_header(h, "Referrer-Policy", "same-origin");
 }
 
 void html_textn(struct evbuffer *b, const char *s, size_t len, unsigned flags)
@@ -164,7 +164,7 @@ void html_head(struct evbuffer *b, const console_job *j, const char *title, int 
 {
         evbuffer_add_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                                "<meta name=\"viewport\" content=\"width=device-width\">"
-                               "<meta name=\"referrer\" content=\"no-referrer\">");
+                               "<meta name=\"referrer\" content=\"same-origin\">");
         if (refresh_s > 0)
                 evbuffer_add_printf(b, "<meta http-equiv=\"refresh\" content=\"%d\">", refresh_s);
         evbuffer_add_printf(b, "<title>");

@@ -260,6 +260,7 @@ static void dash_throughput(struct evbuffer *b, const console_job *j, const admi
         }
         for (size_t i = (size_t)first + 1; i < ADMIN_SAMPLES; i++)
                 peak = MAX(peak, sm[i].stored - sm[i - 1].stored);
+        peak = MAX(peak, now_stored - sm[ADMIN_SAMPLES - 1].stored);
         {
                 const admin_sample *last = &sm[ADMIN_SAMPLES - 1], *f = &sm[first];
                 const admin_sample *m = &sm[ADMIN_SAMPLES - 7 < (size_t)first ? (size_t)first
@@ -277,11 +278,13 @@ static void dash_throughput(struct evbuffer *b, const console_job *j, const admi
                                     ADMIN_SAMPLE_MS / 1000,
                                     (unsigned long long)(s->invalid + s->too_large - last->rejected));
         }
+        /* One bar per interval between samples, the last one since the
+         * newest sample, so far. */
         evbuffer_add_printf(b, "<svg class=\"spark\" viewBox=\"0 0 %d 40\" role=\"img\" "
                                "aria-label=\"receipts per %d s\">",
-                            (ADMIN_SAMPLES - 1) * 4, ADMIN_SAMPLE_MS / 1000);
-        for (size_t i = (size_t)first + 1; i < ADMIN_SAMPLES; i++) {
-                uint64_t v = sm[i].stored - sm[i - 1].stored;
+                            ADMIN_SAMPLES * 4, ADMIN_SAMPLE_MS / 1000);
+        for (size_t i = (size_t)first + 1; i <= ADMIN_SAMPLES; i++) {
+                uint64_t v = (i < ADMIN_SAMPLES ? sm[i].stored : now_stored) - sm[i - 1].stored;
                 int h = (int)(v * 38 / peak) + (v > 0);
 
                 evbuffer_add_printf(b, "<rect x=\"%zu\" y=\"%d\" width=\"3\" height=\"%d\">"

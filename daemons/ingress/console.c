@@ -553,7 +553,8 @@ static console_access check_access(console *c, struct evhttp_request *req)
 }
 
 /* A form's POST must come from the console's own pages: a browser names
- * the page's origin, which must be this Host. */
+ * the page's origin, which must be this Host (the pages' Referrer-Policy,
+ * same-origin, lets it: with no-referrer a browser sends "null"). */
 static bool same_origin(struct evhttp_request *req)
 {
         struct evkeyvalq *in = evhttp_request_get_input_headers(req);

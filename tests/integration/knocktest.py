@@ -165,6 +165,8 @@ class Endpoint:
             "KNOCK_STATE_DIR": self.state_dir,
             "KNOCK_RUNTIME_DIR": self.runtime_dir,
             "KNOCK_LOG": os.environ.get("KNOCK_LOG", "stderr"),
+            # The web console's style sheet and script, from the source tree.
+            "KNOCK_CONSOLE_DIR": os.path.join(SOURCE, "console"),
         })
         self.env.pop("NOTIFY_SOCKET", None)
         self.env.pop("LISTEN_FDS", None)
@@ -209,7 +211,7 @@ class Endpoint:
             argv += ["--fdname=" + names]
             for k in ("KNOCK_CONFIG_DIR", "KNOCK_STATE_DIR", "KNOCK_RUNTIME_DIR", "KNOCK_LOG",
                       "NOTIFY_SOCKET", "KNOCK_FAKE_NOW_MS", "KNOCK_LOG_LEVEL", "ASAN_OPTIONS",
-                      "UBSAN_OPTIONS", "WATCHDOG_USEC"):
+                      "UBSAN_OPTIONS", "WATCHDOG_USEC", "KNOCK_CONSOLE_DIR"):
                 if k in env:
                     argv += ["-E", "%s=%s" % (k, env[k])]
         argv += [binary("knock-ingress"), self.name]
@@ -313,6 +315,32 @@ class Endpoint:
         s.connect(self.admin)
         return http_exchange(
             s, ("GET %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n" % path).encode())
+
+    def admin_request(self, method, path, body=b"", headers=None):
+        """A request on the admin unix socket: (status, {header: value}, body)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(self.admin)
+        head = "%s %s HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n" % (
+            method, path, len(body))
+        hdrs = {"Host": "localhost"}
+        hdrs.update(headers or {})
+        head += "".join("%s: %s\r\n" % kv for kv in hdrs.items())
+        s.sendall(head.encode() + b"\r\n" + body)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        rawhead, _, rbody = data.partition(b"\r\n\r\n")
+        lines = rawhead.decode("latin-1").split("\r\n")
+        rh = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            rh[k.strip().lower()] = v.strip()
+        return int(lines[0].split(" ")[1]), rh, rbody
 
     # ---- database and CLI -----------------------------------------------
 
