@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -447,6 +448,7 @@ static bool request_on_unix_socket(struct evhttp_request *req)
  * its own origin). */
 static bool host_is_local(const char *host)
 {
+        struct in_addr v4;
         char name[256];
         size_t n;
 
@@ -461,8 +463,9 @@ static bool host_is_local(const char *host)
                 return false;
         memcpy(name, host, n);
         name[n] = 0;
-        if (streq(name, "localhost") ||
-            (n > 10 && streq(name + n - 10, ".localhost")) || startswith(name, "127."))
+        if (inet_pton(AF_INET, name, &v4) == 1)
+                return (ntohl(v4.s_addr) >> 24) == 127;
+        if (streq(name, "localhost") || (n > 10 && streq(name + n - 10, ".localhost")))
                 return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
         return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == n;
 }
