@@ -50,7 +50,6 @@ struct console_job {
         /* Copied on the loop: the configuration may be replaced meanwhile. */
         char *endpoint;
         char *prometheus_url;
-        char *instance; /* the admin listener's host:port when TCP, for graph links */
         bool hooks_configured;
         console_params p;
         ingest_stats stats;

@@ -394,7 +394,8 @@ static void dash_prometheus(struct evbuffer *b, const console_job *j)
                 return;
         while (*base && base[strlen(base) - 1] == '/')
                 base[strlen(base) - 1] = 0;
-        sel = j->instance ? strdup_printf("{instance=\"%s\"}", j->instance) : strdup("");
+        /* knock(7), MONITORING: every series is scraped with its endpoint label. */
+        sel = strdup_printf("{endpoint=\"%s\"}", j->endpoint);
         if (!sel)
                 return;
         evbuffer_add_printf(b, "<section id=\"prometheus\"><h2>Graphs in Prometheus</h2><ul>");

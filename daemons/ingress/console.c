@@ -104,7 +104,6 @@ static console_job *job_free(console_job *j)
                 return NULL;
         free(j->endpoint);
         free(j->prometheus_url);
-        free(j->instance);
         params_clear(&j->p);
         free(j->probe_text);
         probe_result_clear(&j->probe);
@@ -705,11 +704,6 @@ static void handle_logout(struct evhttp_request *req)
 
 /* ---- pages ----------------------------------------------------------------------------------- */
 
-static char *tcp_instance(const knock_config *cfg)
-{
-        return cfg->admin && cfg->admin[0] != '/' ? strdup(cfg->admin) : NULL;
-}
-
 static console_job *job_new(console *c, struct evhttp_request *req, const console_route *r)
 {
         const knock_config *cfg = c->a->cfg;
@@ -725,7 +719,6 @@ static console_job *job_new(console *c, struct evhttp_request *req, const consol
                 .a = c->a,
                 .endpoint = strdup(cfg->name),
                 .prometheus_url = cfg->prometheus_url ? strdup(cfg->prometheus_url) : NULL,
-                .instance = tcp_instance(cfg),
                 .hooks_configured = cfg->hook_url != NULL,
                 .stats = admin_get_stats(c->a),
                 .now = now_ms(),

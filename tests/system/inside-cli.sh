@@ -41,6 +41,8 @@ check "alert rules installed in /usr/share/knock/prometheus" \
         grep -q 'alert: KnockQueueStuck' /usr/share/knock/prometheus/knock.rules.yml
 check "Grafana dashboard installed in /usr/share/knock/grafana" \
         grep -q '"uid": "knock-overview"' /usr/share/knock/grafana/knock-dashboard.json
+check "web console's script and style sheet installed in /usr/share/knock/console" \
+        grep -q 'EventSource' /usr/share/knock/console/live.js
 check "knock-textfile installed" test -x /usr/libexec/knock/knock-textfile
 check "the package owns /etc/knock/endpoints (dpkg -S)" \
         sh -c 'dpkg -S /etc/knock/endpoints | grep -q "^knock: /etc/knock/endpoints$"'
@@ -68,6 +70,8 @@ check "/metrics answers on the TCP admin listener (admin = 127.0.0.1:19190)" \
         wait_for 10 sh -c 'curl -sf http://127.0.0.1:19190/metrics | grep -q "^knock_events{status=\"received\"}"'
 check "the public listener does not serve /metrics" \
         sh -c '[ "$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:18190/metrics)" != 200 ]'
+check "a TCP admin listener without console_token serves no console (404)" \
+        sh -c '[ "$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:19190/)" = 404 ]'
 check "knock-deliver is running" wait_for 10 systemctl is-active -q knock-deliver@scrape.service
 check "knock-deliver: no resolver warning with an empty /etc/resolv.conf" \
         sh -c '[ ! -s /etc/resolv.conf ] && journalctl -b -u knock-deliver@scrape.service | grep -q "started for scrape" &&
@@ -93,6 +97,9 @@ check "knock-textfile writes knock_tf.prom as user knock" \
 check "knock_tf.prom: series labelled endpoint=\"tf\"" \
         grep -q '^knock_events{endpoint="tf",status="received"} ' \
         /var/lib/prometheus/node-exporter/knock_tf.prom
+check "the web console on the unix admin socket, its style sheet from /usr/share/knock/console" \
+        sh -c 'curl -sf --unix-socket /run/knock/tf.admin http://localhost/ | grep -q "<h1>Dashboard</h1>" &&
+               curl -sf --unix-socket /run/knock/tf.admin http://localhost/static/console.css | grep -q "font"'
 systemctl stop knock@tf.service
 
 # ---- knockctl as an administrator types it ----------------------------------------
