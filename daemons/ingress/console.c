@@ -421,8 +421,10 @@ static void on_done(evutil_socket_t fd, short what, void *userdata)
                 size_t len = evbuffer_get_length(text);
                 const char *p = (const char *)evbuffer_pullup(text, -1);
 
-                for (live_client *cl = c->clients; cl && p; cl = cl->next)
+                for (live_client *cl = c->clients, *next; cl && p; cl = next) {
+                        next = cl->next; /* should a write fail at once, cl goes */
                         live_send(cl, p, len, messages);
+                }
         }
         if (text)
                 evbuffer_free(text);
