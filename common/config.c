@@ -1212,75 +1212,67 @@ static int resolve_endpoint_secrets(parse_ctx *ctx)
         return 0;
 }
 
-static int resolve_hook_secrets(parse_ctx *ctx)
+/* Resolves the texts of a list of specs into *ret (n of them, room for one
+ * more), keeping those check() accepts: 0, or -EINVAL after it reported
+ * why not. A text that does not resolve was reported by resolve_secret(). */
+static int resolve_texts(parse_ctx *ctx, const secret_list *l,
+        int (*check)(parse_ctx *ctx, const secret_spec *s, const char *text), char ***ret,
+        size_t *ret_n)
 {
-        knock_config *c = ctx->c;
-
-        c->hook_secrets = calloc(ctx->hook_secrets.n + 1, sizeof(char *));
-        if (!c->hook_secrets)
+        *ret = calloc(l->n + 1, sizeof(char *));
+        if (!*ret)
                 return -ENOMEM;
-        for (size_t i = 0; i < ctx->hook_secrets.n; i++) {
-                const secret_spec *s = &ctx->hook_secrets.v[i];
-                knock_secret key = {};
+        for (size_t i = 0; i < l->n; i++) {
                 char *text = NULL;
                 int r;
 
-                r = resolve_secret(ctx, s, &text);
+                r = resolve_secret(ctx, &l->v[i], &text);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
                         continue;
-                /* Hooks are signed the Standard Webhooks way: check the text
-                 * decodes now rather than at the first hook. */
-                r = verify_secret_from_text(KNOCK_PROVIDER_STANDARD, text, &key);
-                if (r >= 0 && key.kind != KNOCK_KEY_SHARED)
-                        r = -EINVAL; /* a whpk_ public key cannot sign */
-                verify_secret_clear(&key);
-                if (r == -ENOMEM) {
-                        secret_free(text);
-                        return r;
-                }
+                r = check(ctx, &l->v[i], text);
                 if (r < 0) {
                         secret_free(text);
-                        add_error(ctx, s->file, s->line,
-                                "hook secret is not a Standard Webhooks secret (whsec_...)");
+                        if (r == -ENOMEM)
+                                return r;
                         continue;
                 }
-                c->hook_secrets[c->n_hook_secrets++] = text;
+                (*ret)[(*ret_n)++] = text;
         }
         return 0;
+}
+
+/* Hooks are signed the Standard Webhooks way: check the text decodes now
+ * rather than at the first hook. */
+static int check_hook_secret(parse_ctx *ctx, const secret_spec *s, const char *text)
+{
+        knock_secret key = {};
+        int r;
+
+        r = verify_secret_from_text(KNOCK_PROVIDER_STANDARD, text, &key);
+        if (r >= 0 && key.kind != KNOCK_KEY_SHARED)
+                r = -EINVAL; /* a whpk_ public key cannot sign */
+        verify_secret_clear(&key);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                add_error(ctx, s->file, s->line,
+                        "hook secret is not a Standard Webhooks secret (whsec_...)");
+        return r < 0 ? -EINVAL : 0;
 }
 
 /* The console's tokens are credentials like the provider's secret; a short
  * one could be guessed over the network, so 16 characters at least. */
 #define CONSOLE_TOKEN_MIN 16
 
-static int resolve_console_tokens(parse_ctx *ctx)
+static int check_console_token(parse_ctx *ctx, const secret_spec *s, const char *text)
 {
-        knock_config *c = ctx->c;
-
-        c->console_tokens = calloc(ctx->console_tokens.n + 1, sizeof(char *));
-        if (!c->console_tokens)
-                return -ENOMEM;
-        for (size_t i = 0; i < ctx->console_tokens.n; i++) {
-                const secret_spec *s = &ctx->console_tokens.v[i];
-                char *text = NULL;
-                int r;
-
-                r = resolve_secret(ctx, s, &text);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0)
-                        continue;
-                if (strlen(text) < CONSOLE_TOKEN_MIN) {
-                        secret_free(text);
-                        add_error(ctx, s->file, s->line,
-                                "console_token must be at least %d characters", CONSOLE_TOKEN_MIN);
-                        continue;
-                }
-                c->console_tokens[c->n_console_tokens++] = text;
-        }
-        return 0;
+        if (strlen(text) >= CONSOLE_TOKEN_MIN)
+                return 0;
+        add_error(ctx, s->file, s->line, "console_token must be at least %d characters",
+                CONSOLE_TOKEN_MIN);
+        return -EINVAL;
 }
 
 /* ---- checks across keys ---------------------------------------------------------- */
@@ -1346,10 +1338,12 @@ static int finish(parse_ctx *ctx)
         if (c->hook_url && ctx->hook_secrets.n == 0)
                 add_error(ctx, ctx->hook_url_at.file, ctx->hook_url_at.line,
                         "hook url requires at least one secret in [hook]");
-        r = resolve_console_tokens(ctx);
+        r = resolve_texts(ctx, &ctx->console_tokens, check_console_token, &c->console_tokens,
+                &c->n_console_tokens);
         if (r < 0)
                 return r;
-        return resolve_hook_secrets(ctx);
+        return resolve_texts(ctx, &ctx->hook_secrets, check_hook_secret, &c->hook_secrets,
+                &c->n_hook_secrets);
 }
 
 /* ---- public API -------------------------------------------------------------- */

@@ -120,7 +120,8 @@ class Browser:
 
     def open(self):
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        session = self.call("Target.attachToTarget",
+                            {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self, session)
         for domain in ("Page", "Runtime", "Log"):
             self.call(domain + ".enable", session=session)
@@ -162,7 +163,8 @@ class Page:
                 keep.append((sess, method, params))
                 continue
             if method == "Runtime.consoleAPICalled":
-                text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+                text = " ".join(str(a.get("value", a.get("description", "")))
+                                for a in params.get("args", []))
                 self.console.append((params.get("type"), text))
             elif method == "Log.entryAdded":
                 e = params.get("entry", {})
@@ -174,7 +176,8 @@ class Page:
                 self.b._send("Page.handleJavaScriptDialog", {"accept": False}, self.session)
             elif method == "Network.responseReceived":
                 r = params.get("response", {})
-                self.responses[r.get("url")] = (r.get("status"), {k.lower(): v for k, v in r.get("headers", {}).items()})
+                headers = {k.lower(): v for k, v in r.get("headers", {}).items()}
+                self.responses[r.get("url")] = (r.get("status"), headers)
             elif method == "Page.loadEventFired":
                 self._loaded = True
         self.b.events = keep
@@ -220,8 +223,10 @@ class Page:
     def screenshot(self, path, full=True):
         params = {"format": "png"}
         if full:
-            size = self.eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-            params["clip"] = {"x": 0, "y": 0, "width": max(size[0], 1280), "height": min(max(size[1], 300), 6000), "scale": 1}
+            size = self.eval("[document.documentElement.scrollWidth, "
+                             "document.documentElement.scrollHeight]")
+            params["clip"] = {"x": 0, "y": 0, "width": max(size[0], 1280),
+                              "height": min(max(size[1], 300), 6000), "scale": 1}
             params["captureBeyondViewport"] = True
         data = self.b.call("Page.captureScreenshot", params, session=self.session)["data"]
         with open(path, "wb") as f:

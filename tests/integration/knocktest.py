@@ -84,6 +84,18 @@ def free_port():
     return port
 
 
+def rss_kb(pid):
+    """The resident set of process pid, in KiB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def wait_for(pred, timeout=10.0, interval=0.01):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -129,10 +141,8 @@ class NotifyListener:
         self.sock.close()
 
 
-def http_exchange(s, request):
-    """Sends REQUEST on the connected socket S, reads until the server
-    closes, closes S; (status, body bytes)."""
-    s.sendall(request)
+def read_to_close(s):
+    """Every byte the peer sends on S until it closes; closes S."""
     data = b""
     while True:
         chunk = s.recv(65536)
@@ -140,7 +150,14 @@ def http_exchange(s, request):
             break
         data += chunk
     s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
+    return data
+
+
+def http_exchange(s, request):
+    """Sends REQUEST on the connected socket S, reads until the server
+    closes, closes S; (status, body bytes)."""
+    s.sendall(request)
+    head, _, body = read_to_close(s).partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), body
 
 
@@ -327,14 +344,7 @@ class Endpoint:
         hdrs.update(headers or {})
         head += "".join("%s: %s\r\n" % kv for kv in hdrs.items())
         s.sendall(head.encode() + b"\r\n" + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        rawhead, _, rbody = data.partition(b"\r\n\r\n")
+        rawhead, _, rbody = read_to_close(s).partition(b"\r\n\r\n")
         lines = rawhead.decode("latin-1").split("\r\n")
         rh = {}
         for line in lines[1:]:

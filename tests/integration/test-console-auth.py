@@ -8,7 +8,6 @@ right one, an HttpOnly cookie that is not the token; a forged cookie is
 refused. On the unix socket, a Host that is not this machine's (a page
 that rebinds its own name to a tunnel's port) is refused."""
 
-import http.client
 import re
 import time
 import urllib.parse
@@ -20,14 +19,6 @@ SECRET = "auth-secret"
 TOKEN = "c0ns0le-t0ken-f0r-the-test-0123456789"
 
 
-def req(port, method, path, headers=None, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse()
-    data = r.read()
-    h = {k.lower(): v for k, v in r.getheaders()}
-    c.close()
-    return r.status, h, data
 
 
 def config(ep, aport, token=None):
@@ -42,60 +33,64 @@ def main():
     ep = kt.Endpoint("auth")
     aport = kt.free_port()
     b = None
+
+    def get(path, headers=None):
+        return ep.request("GET", path, headers=headers, port=aport)
     try:
         # ---- TCP without console_token: the three probes only ----
         config(ep, aport)
         ep.start_ingress(activate=False)
         for path in ("/healthz", "/metrics"):
-            t.eq(req(aport, "GET", path)[0], 200, "no token: %s is served" % path)
+            t.eq(get(path)[0], 200, "no token: %s is served" % path)
         for path in ("/", "/events", "/event?id=x", "/live", "/live/stream", "/probe", "/login",
                      "/static/live.js"):
-            st, _, body = req(aport, "GET", path, {"Accept": "text/html"})
+            st, _, body = get(path, {"Accept": "text/html"})
             t.ok(st == 404 and b"<html" not in body, "no token: GET %s is 404, no console" % path,
                  (st, body[:200]))
-        st, _, _ = req(aport, "GET", "/", {"Authorization": "Bearer " + TOKEN})
+        st, _, _ = get("/", {"Authorization": "Bearer " + TOKEN})
         t.eq(st, 404, "no token: a bearer token opens nothing")
-        st, _, _ = req(aport, "POST", "/probe", body=b"request=x")
+        st, _, _ = ep.request("POST", "/probe", b"request=x", port=aport)
         t.eq(st, 405, "no token: POST is refused as before (405)")
         ep.stop("ingress")
 
         # ---- TCP with console_token ----
         config(ep, aport, TOKEN)
         ep.start_ingress(activate=False)
-        st, h, _ = req(aport, "GET", "/", {"Accept": "text/html"})
+        st, h, _ = get("/", {"Accept": "text/html"})
         t.ok(st == 303 and h.get("location") == "/login", "a browser without the token is sent "
              "to /login", (st, h))
-        st, h, _ = req(aport, "GET", "/events")
+        st, h, _ = get("/events")
         t.ok(st == 401 and "Bearer" in h.get("www-authenticate", ""),
              "a script without the token: 401 with WWW-Authenticate", (st, h))
-        st, _, body = req(aport, "GET", "/events", {"Authorization": "Bearer " + TOKEN[:-1] + "x"})
+        st, _, body = get("/events", {"Authorization": "Bearer " + TOKEN[:-1] + "x"})
         t.ok(st == 401 and b"<table" not in body, "a wrong bearer token is refused", st)
-        st, _, _ = req(aport, "GET", "/live/stream", {"Authorization": "Bearer wrong"})
+        st, _, _ = get("/live/stream", {"Authorization": "Bearer wrong"})
         t.eq(st, 401, "the live stream refuses a wrong token too")
-        st, h, body = req(aport, "GET", "/events", {"Authorization": "Bearer " + TOKEN})
+        st, h, body = get("/events", {"Authorization": "Bearer " + TOKEN})
         t.ok(st == 200 and b"<h1>Events</h1>" in body and "content-security-policy" in h,
              "the right bearer token: the page, with its CSP", st)
-        t.eq(req(aport, "GET", "/metrics")[0], 200, "/metrics needs no token")
+        t.eq(get("/metrics")[0], 200, "/metrics needs no token")
 
         form = {"Content-Type": "application/x-www-form-urlencoded"}
-        st, h, body = req(aport, "POST", "/login", form, urllib.parse.urlencode({"token": "nope"}))
+        st, h, body = ep.request("POST", "/login", urllib.parse.urlencode({"token": "nope"}), form,
+                                port=aport)
         t.ok(st == 403 and "set-cookie" not in h, "login with a wrong token: 403, no cookie", st)
-        st, h, body = req(aport, "POST", "/login", form, urllib.parse.urlencode({"token": TOKEN}))
+        st, h, body = ep.request("POST", "/login", urllib.parse.urlencode({"token": TOKEN}), form,
+                                port=aport)
         cookie = h.get("set-cookie", "")
         m = re.match(r"knock_console=([0-9a-f]{64}); Path=/; HttpOnly; SameSite=Strict$", cookie)
         t.ok(st == 303 and m and TOKEN not in cookie,
              "login with the token: an HttpOnly, SameSite cookie that is not the token", (st, cookie))
         value = m.group(1) if m else ""
-        st, _, body = req(aport, "GET", "/", {"Cookie": "a=b; knock_console=" + value})
+        st, _, body = get("/", {"Cookie": "a=b; knock_console=" + value})
         t.ok(st == 200 and b"<h1>Dashboard</h1>" in body, "the cookie opens the console", st)
         forged = value[:-1] + ("0" if value[-1:] != "0" else "1")
-        st, _, _ = req(aport, "GET", "/", {"Cookie": "knock_console=" + forged,
+        st, _, _ = get("/", {"Cookie": "knock_console=" + forged,
                                            "Accept": "text/html"})
         t.eq(st, 303, "a forged cookie is refused (back to /login)")
-        st, _, _ = req(aport, "POST", "/probe", {"Cookie": "knock_console=" + value,
-                                                 "Origin": "http://evil.example",
-                                                 "Content-Type": form["Content-Type"]},
-                       "request=x")
+        st, _, _ = ep.request("POST", "/probe", "request=x",
+                              {"Cookie": "knock_console=" + value, "Origin": "http://evil.example",
+                               "Content-Type": form["Content-Type"]}, port=aport)
         t.eq(st, 403, "a form posted from another origin is refused")
 
         # The login form in a browser.

@@ -37,14 +37,6 @@ def open_stream(ep, rcvbuf=None):
     return s, int(head.split(b" ")[1]) if head else 0
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 class Reader(threading.Thread):
     def __init__(self, s):
         super().__init__(daemon=True)
@@ -89,14 +81,14 @@ def main():
         t.eq(st, 503, "a ninth watcher is refused (503)")
         extra.close()
         kt.wait_for(lambda: b"event: ready" in reader.data, 5)
-        before = rss_kb(ing.pid)
+        before = kt.rss_kb(ing.pid)
 
         p = subprocess.run([load, "-p", str(ep.port), "-c", "16", "-d", "12", "-s", SECRET],
                            capture_output=True, text=True, timeout=120)
         out = p.stdout.strip()
         t.ok(p.returncode == 0 and '"errors":0' in out, "every webhook was answered 2xx under load",
              out + p.stderr)
-        after = rss_kb(ing.pid)
+        after = kt.rss_kb(ing.pid)
         t.ok(after - before < 32 * 1024, "the ingress grew by %d KiB with seven stuck watchers"
              % (after - before), (before, after))
         time.sleep(1.5)

@@ -52,14 +52,6 @@ def fd_links(pid):
     return sorted(out)
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def file_size(path):
     try:
         return os.path.getsize(path)
@@ -116,7 +108,7 @@ class Sampler(threading.Thread):
         while not self.stop.is_set():
             self.max_fds = max(self.max_fds, fd_count(self.pid))
             try:
-                self.max_rss = max(self.max_rss, rss_kb(self.pid))
+                self.max_rss = max(self.max_rss, kt.rss_kb(self.pid))
             except OSError:
                 pass
             time.sleep(0.002)
@@ -196,7 +188,7 @@ def connection_burst(t, ep, pid, idle_fds):
 
 def disk_fill(t, ep, pid):
     db_before, wal_before = file_size(ep.db_path), file_size(ep.db_path + "-wal")
-    rss_before = rss_kb(pid)
+    rss_before = kt.rss_kb(pid)
     sampler = Sampler(pid)
     sampler.start()
     body = b"x" * 1000000
