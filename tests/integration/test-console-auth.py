@@ -118,7 +118,9 @@ def main():
             page.goto(base + "/events")
             t.eq(page.eval("document.querySelector('h1').textContent"), "Events",
                  "browser: the next page needs no token again")
-        ep.stop("ingress")
+        t.eq(ep.stop("ingress"), 0, "the ingress stops cleanly")
+        t.ok("Sanitizer" not in ep.stderr("ingress"), "no sanitizer report from the ingress",
+             ep.stderr("ingress")[-3000:])
 
         # ---- unix socket: this machine's Host only ----
         ep2 = kt.Endpoint("unx", tmp=ep.tmp + "/unx")

@@ -276,6 +276,11 @@ def main():
         t.ok(dom["xss"] is None and dom["imgs"] == 0 and dom["handlers"] == 0 and not page.dialogs,
              "live: the payload id is text there too", dom)
         page.screenshot(os.path.join(ARTIFACTS, "live.png"))
+
+        # Stopped with the live view still open: the stream ends, the exit is clean.
+        t.eq(ep.stop("ingress"), 0, "the ingress stops cleanly while a browser watches")
+        t.ok("Sanitizer" not in ep.stderr("ingress"), "no sanitizer report from the ingress",
+             ep.stderr("ingress")[-3000:])
     finally:
         if b:
             b.close()
