@@ -111,6 +111,7 @@ def main():
     try:
         ep.write_config(
             "[endpoint]\nprovider = github\nsecret = literal:%s\nlisten = 127.0.0.1:%d\n"
+            "prometheus_url = http://prometheus.example:9090/\n"
             "[worker]\nhandler = exec:%s\nbackoff = 1s..1s\nmax_attempts = 3\n"
             "[hook]\nurl = http://127.0.0.1:%d/hook\nsecret = literal:%s\non = handled, dead\n"
             % (SECRET, ep.port, handler, receiver.server_address[1], HOOK_SECRET))
@@ -167,6 +168,13 @@ def main():
         t.ok(page.eval("document.querySelectorAll('svg.spark rect').length") >= 1,
              "dashboard: a throughput sparkline")
         t.ok("knockctl -e con status" in text, "dashboard: names the knockctl command")
+        graphs = page.eval("[...document.querySelectorAll('#prometheus a')].map(a => a.href)")
+        exprs = [urllib.parse.parse_qs(urllib.parse.urlsplit(g).query).get("g0.expr", [""])[0]
+                 for g in graphs]
+        t.ok(len(graphs) >= 5 and all(g.startswith("http://prometheus.example:9090/graph?")
+                                      for g in graphs)
+             and 'sum by (result) (rate(knock_deliveries_total{endpoint="con"}[5m]))' in exprs,
+             "dashboard: links to Prometheus graphs of this endpoint's series", exprs)
         page.screenshot(os.path.join(ARTIFACTS, "dashboard.png"))
         t.diag("artifact: " + os.path.join(ARTIFACTS, "dashboard.png"))
 
