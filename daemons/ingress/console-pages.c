@@ -113,6 +113,57 @@ static bool no_store(struct evbuffer *b, knock_store *st)
         return true;
 }
 
+/* A list page's table: its head, one row() a row, and the row columns that
+ * make the cursor of the older page. */
+typedef struct list_spec {
+        const char *what, *head, *empty;
+        int at_col, id_col;
+        void (*row)(struct evbuffer *b, console_job *j, sqlite3_stmt *st);
+        const char *path;
+        const char *const *names; /* the filters the older page keeps */
+        size_t n_names;
+} list_spec;
+
+/* Before a list's query: the page size and cursor from the parameters, and
+ * whether the database can be read (false: the page is finished). */
+static bool list_open(struct evbuffer *b, console_job *j, knock_store *st, cq_page *p)
+{
+        *p = (cq_page){.limit = parse_int(j->p.limit, 1, CQ_MAX_LIMIT, CQ_DEFAULT_LIMIT)};
+        if (j->p.before && !cq_parse_cursor(j->p.before, p))
+                evbuffer_add_printf(b, "<p class=\"error\">A malformed page cursor: showing the "
+                                       "newest.</p>\n");
+        if (!no_store(b, st))
+                return true;
+        html_foot(b, j);
+        return false;
+}
+
+/* The rows of s into the table, then what ended them: an error, none at
+ * all, or a full page, which links to the older one with values of the
+ * filters (in ls->names' order). */
+static void list_rows(struct evbuffer *b, console_job *j, knock_store *st, sqlite3_stmt *s,
+                      const list_spec *ls, int limit, const char *const *values)
+{
+        char cursor[80] = "";
+        int rc, rows = 0;
+
+        evbuffer_add_printf(b, "%s", ls->head);
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                rows++;
+                evbuffer_add_printf(b, "<tr>");
+                ls->row(b, j, s);
+                evbuffer_add_printf(b, "</tr>\n");
+                page_cursor(s, ls->at_col, ls->id_col, cursor, sizeof(cursor));
+        }
+        evbuffer_add_printf(b, "</tbody></table>\n");
+        if (rc != SQLITE_DONE)
+                html_error(b, ls->what, store_errno(rc), st);
+        else if (rows == 0)
+                evbuffer_add_printf(b, "<p class=\"empty\">%s</p>\n", ls->empty);
+        else if (rows == limit)
+                older_link(b, ls->path, ls->names, values, ls->n_names, cursor);
+}
+
 static const char *status_param(console_job *j, struct evbuffer *b)
 {
         if (!j->p.status)
@@ -497,72 +548,67 @@ static bool time_param(struct evbuffer *b, const char *name, const char *v, int6
         return false;
 }
 
+static void event_row(struct evbuffer *b, console_job *j, sqlite3_stmt *ev)
+{
+        evbuffer_add_printf(b, "<td>");
+        html_time(b, col_i64(ev, CQ_EV_RECEIVED_AT), j->now);
+        evbuffer_add_printf(b, "</td><td>");
+        event_link(b, ev, CQ_EV_ID);
+        evbuffer_add_printf(b, "</td><td>");
+        html_status(b, col_text(ev, CQ_EV_STATUS));
+        evbuffer_add_printf(b, "</td><td class=\"pid\">");
+        html_col(b, ev, CQ_EV_PROVIDER_ID);
+        evbuffer_add_printf(b, "</td><td class=\"type\">");
+        html_col(b, ev, CQ_EV_TYPE);
+        evbuffer_add_printf(b, "</td><td class=\"num\">%lld</td><td>",
+                            (long long)col_i64(ev, CQ_EV_ATTEMPTS));
+        html_time(b, col_null(ev, CQ_EV_NEXT_ATTEMPT_AT) ? 0 : col_i64(ev, CQ_EV_NEXT_ATTEMPT_AT),
+                  j->now);
+        evbuffer_add_printf(b, "</td><td class=\"error-text\">");
+        html_col(b, ev, CQ_EV_LAST_ERROR);
+        evbuffer_add_printf(b, "</td>");
+}
+
+static const list_spec events_list = {
+        .what = "events",
+        .head = "<table class=\"list\" id=\"events\"><thead><tr><th>received</th><th>event</th>"
+                "<th>status</th><th>provider id</th><th>type</th><th>attempts</th>"
+                "<th>next attempt</th><th>last error</th></tr></thead><tbody>\n",
+        .empty = "No event matches.",
+        .at_col = CQ_EV_RECEIVED_AT,
+        .id_col = CQ_EV_ID,
+        .row = event_row,
+        .path = "/events",
+        .names = (const char *const[]){"status", "type", "pid", "since", "until", "limit"},
+        .n_names = 6,
+};
+
 void page_events(console_job *j, knock_store *st, struct evbuffer *b)
 {
         _cleanup_stmt_ sqlite3_stmt *ev = NULL;
         cq_event_filter f = {.type = j->p.type, .provider_id = j->p.pid};
         const char *words[12] = {"events"};
-        char cursor[80] = "";
         size_t nw = 1;
-        int rc, r, rows = 0;
+        int r;
 
         html_head(b, j, "Events", 0);
         f.status = status_param(j, b);
         events_form(b, j, f.status);
-        f.page.limit = parse_int(j->p.limit, 1, CQ_MAX_LIMIT, CQ_DEFAULT_LIMIT);
-        if (j->p.before && !cq_parse_cursor(j->p.before, &f.page))
-                evbuffer_add_printf(b, "<p class=\"error\">A malformed page cursor: showing the "
-                                       "newest.</p>\n");
         if (!time_param(b, "since", j->p.since, j->now, &f.since) ||
-            !time_param(b, "until", j->p.until, j->now, &f.until) || no_store(b, st)) {
+            !time_param(b, "until", j->p.until, j->now, &f.until)) {
                 j->code = 400;
                 html_foot(b, j);
                 return;
         }
-        r = cq_events(st, &f, &ev);
-        if (r < 0) {
-                html_error(b, "events", r, st);
-                html_foot(b, j);
+        if (!list_open(b, j, st, &f.page))
                 return;
-        }
-        evbuffer_add_printf(b, "<table class=\"list\" id=\"events\"><thead><tr><th>received</th>"
-                               "<th>event</th><th>status</th><th>provider id</th><th>type</th>"
-                               "<th>attempts</th><th>next attempt</th><th>last error</th></tr>"
-                               "</thead><tbody>\n");
-        while ((rc = sqlite3_step(ev)) == SQLITE_ROW) {
-                rows++;
-                evbuffer_add_printf(b, "<tr><td>");
-                html_time(b, col_i64(ev, CQ_EV_RECEIVED_AT), j->now);
-                evbuffer_add_printf(b, "</td><td>");
-                event_link(b, ev, CQ_EV_ID);
-                evbuffer_add_printf(b, "</td><td>");
-                html_status(b, col_text(ev, CQ_EV_STATUS));
-                evbuffer_add_printf(b, "</td><td class=\"pid\">");
-                html_col(b, ev, CQ_EV_PROVIDER_ID);
-                evbuffer_add_printf(b, "</td><td class=\"type\">");
-                html_col(b, ev, CQ_EV_TYPE);
-                evbuffer_add_printf(b, "</td><td class=\"num\">%lld</td><td>",
-                                    (long long)col_i64(ev, CQ_EV_ATTEMPTS));
-                html_time(b, col_null(ev, CQ_EV_NEXT_ATTEMPT_AT) ? 0
-                                                                 : col_i64(ev, CQ_EV_NEXT_ATTEMPT_AT),
-                          j->now);
-                evbuffer_add_printf(b, "</td><td class=\"error-text\">");
-                html_col(b, ev, CQ_EV_LAST_ERROR);
-                evbuffer_add_printf(b, "</td></tr>\n");
-                page_cursor(ev, CQ_EV_RECEIVED_AT, CQ_EV_ID, cursor, sizeof(cursor));
-        }
-        evbuffer_add_printf(b, "</tbody></table>\n");
-        if (rc != SQLITE_DONE)
-                html_error(b, "events", store_errno(rc), st);
-        else if (rows == 0)
-                evbuffer_add_printf(b, "<p class=\"empty\">No event matches.</p>\n");
-        else if (rows == f.page.limit) {
-                const char *names[] = {"status", "type", "pid", "since", "until", "limit"};
-                const char *values[] = {f.status, j->p.type, j->p.pid,
-                                        j->p.since, j->p.until, j->p.limit};
-
-                older_link(b, "/events", names, values, ELEMENTSOF(names), cursor);
-        }
+        r = cq_events(st, &f, &ev);
+        if (r < 0)
+                html_error(b, "events", r, st);
+        else
+                list_rows(b, j, st, ev, &events_list, f.page.limit,
+                          (const char *const[]){f.status, j->p.type, j->p.pid, j->p.since,
+                                                j->p.until, j->p.limit});
         if (f.status) {
                 words[nw++] = "--status";
                 words[nw++] = f.status;
@@ -946,77 +992,111 @@ void page_delivery(console_job *j, knock_store *st, struct evbuffer *b)
 
 /* ---- rejected, hooks, audit ------------------------------------------------------------------ */
 
+static void rejected_row(struct evbuffer *b, console_job *j, sqlite3_stmt *d)
+{
+        evbuffer_add_printf(b, "<td>");
+        html_time(b, col_i64(d, CQ_DL_RECEIVED_AT), j->now);
+        evbuffer_add_printf(b, "</td><td>");
+        html_link(b, "/delivery", "id", col_text(d, CQ_DL_ID), col_text(d, CQ_DL_ID));
+        evbuffer_add_printf(b, "</td><td class=\"num\">");
+        html_col(b, d, CQ_DL_HTTP_STATUS);
+        evbuffer_add_printf(b, "</td><td class=\"error-text\">");
+        html_col(b, d, CQ_DL_VERIFY_ERROR);
+        evbuffer_add_printf(b, "</td><td class=\"pid\">");
+        html_col(b, d, CQ_DL_PROVIDER_ID);
+        evbuffer_add_printf(b, "</td><td class=\"type\">");
+        html_col(b, d, CQ_DL_TYPE);
+        evbuffer_add_printf(b, "</td><td>");
+        html_col(b, d, CQ_DL_REQUEST_ID);
+        evbuffer_add_printf(b, "</td><td class=\"num\">");
+        html_bytes(b, col_i64(d, CQ_DL_BODY_BYTES));
+        evbuffer_add_printf(b, "</td><td>");
+        html_col(b, d, CQ_DL_REMOTE);
+        evbuffer_add_printf(b, "</td>");
+}
+
+static const list_spec rejected_list = {
+        .what = "rejected deliveries",
+        .head = "<table class=\"list\" id=\"rejected\"><thead><tr><th>received</th>"
+                "<th>delivery</th><th>answered</th><th>reason</th><th>provider id</th>"
+                "<th>type</th><th>request id</th><th>body</th><th>from</th></tr></thead>"
+                "<tbody>\n",
+        .empty = "No rejected delivery is stored.",
+        .at_col = CQ_DL_RECEIVED_AT,
+        .id_col = CQ_DL_ID,
+        .row = rejected_row,
+        .path = "/rejected",
+        .names = (const char *const[]){"limit"},
+        .n_names = 1,
+};
+
 void page_rejected(console_job *j, knock_store *st, struct evbuffer *b)
 {
         _cleanup_stmt_ sqlite3_stmt *d = NULL;
-        cq_page p = {.limit = parse_int(j->p.limit, 1, CQ_MAX_LIMIT, CQ_DEFAULT_LIMIT)};
-        char cursor[80] = "";
-        int r, rc, rows = 0;
+        cq_page p;
+        int r;
 
         html_head(b, j, "Rejected deliveries", 0);
         evbuffer_add_printf(b, "<p class=\"note\">Requests answered 401 or 413, kept with "
                                "their reason (within orphan_rate; the first orphan_body bytes "
                                "of the body). To see what a request would get, "
                                "<a href=\"/probe\">probe</a> it.</p>\n");
-        if (j->p.before)
-                (void)cq_parse_cursor(j->p.before, &p);
-        if (no_store(b, st)) {
-                html_foot(b, j);
+        if (!list_open(b, j, st, &p))
                 return;
-        }
         r = cq_rejected(st, &p, &d);
-        if (r < 0) {
-                html_error(b, "rejected deliveries", r, st);
-                html_foot(b, j);
-                return;
-        }
-        evbuffer_add_printf(b, "<table class=\"list\" id=\"rejected\"><thead><tr><th>received"
-                               "</th><th>delivery</th><th>answered</th><th>reason</th>"
-                               "<th>provider id</th><th>type</th><th>request id</th><th>body"
-                               "</th><th>from</th></tr></thead><tbody>\n");
-        while ((rc = sqlite3_step(d)) == SQLITE_ROW) {
-                rows++;
-                evbuffer_add_printf(b, "<tr><td>");
-                html_time(b, col_i64(d, CQ_DL_RECEIVED_AT), j->now);
-                evbuffer_add_printf(b, "</td><td>");
-                html_link(b, "/delivery", "id", col_text(d, CQ_DL_ID), col_text(d, CQ_DL_ID));
-                evbuffer_add_printf(b, "</td><td class=\"num\">");
-                html_col(b, d, CQ_DL_HTTP_STATUS);
-                evbuffer_add_printf(b, "</td><td class=\"error-text\">");
-                html_col(b, d, CQ_DL_VERIFY_ERROR);
-                evbuffer_add_printf(b, "</td><td class=\"pid\">");
-                html_col(b, d, CQ_DL_PROVIDER_ID);
-                evbuffer_add_printf(b, "</td><td class=\"type\">");
-                html_col(b, d, CQ_DL_TYPE);
-                evbuffer_add_printf(b, "</td><td>");
-                html_col(b, d, CQ_DL_REQUEST_ID);
-                evbuffer_add_printf(b, "</td><td class=\"num\">");
-                html_bytes(b, col_i64(d, CQ_DL_BODY_BYTES));
-                evbuffer_add_printf(b, "</td><td>");
-                html_col(b, d, CQ_DL_REMOTE);
-                evbuffer_add_printf(b, "</td></tr>\n");
-                page_cursor(d, CQ_DL_RECEIVED_AT, CQ_DL_ID, cursor, sizeof(cursor));
-        }
-        evbuffer_add_printf(b, "</tbody></table>\n");
-        if (rc != SQLITE_DONE)
-                html_error(b, "rejected deliveries", store_errno(rc), st);
-        else if (rows == 0)
-                evbuffer_add_printf(b, "<p class=\"empty\">No rejected delivery is stored.</p>\n");
-        else if (rows == p.limit)
-                older_link(b, "/rejected", (const char *[]){"limit"},
-                           (const char *[]){j->p.limit}, 1, cursor);
+        if (r < 0)
+                html_error(b, rejected_list.what, r, st);
+        else
+                list_rows(b, j, st, d, &rejected_list, p.limit, (const char *const[]){j->p.limit});
         html_cli(b, j, "deliveries", "--invalid", NULL);
         html_foot(b, j);
 }
+
+static void hook_row(struct evbuffer *b, console_job *j, sqlite3_stmt *h)
+{
+        evbuffer_add_printf(b, "<td>");
+        html_time(b, col_i64(h, CQ_HK_CREATED_AT), j->now);
+        evbuffer_add_printf(b, "</td><td><code>");
+        html_col(b, h, CQ_HK_ID);
+        evbuffer_add_printf(b, "</code></td><td>");
+        event_link(b, h, CQ_HK_EVENT_ID);
+        evbuffer_add_printf(b, "</td><td>");
+        html_col(b, h, CQ_HK_TYPE);
+        evbuffer_add_printf(b, "</td><td>");
+        html_status(b, col_text(h, CQ_HK_STATE));
+        evbuffer_add_printf(b, "</td><td class=\"num\">");
+        html_col(b, h, CQ_HK_ATTEMPTS);
+        evbuffer_add_printf(b, "</td><td class=\"num\">");
+        html_col(b, h, CQ_HK_LAST_STATUS);
+        evbuffer_add_printf(b, "</td><td class=\"error-text\">");
+        html_col(b, h, CQ_HK_LAST_ERROR);
+        evbuffer_add_printf(b, "</td><td>");
+        html_time(b, col_null(h, CQ_HK_NEXT_ATTEMPT_AT) ? 0 : col_i64(h, CQ_HK_NEXT_ATTEMPT_AT),
+                  j->now);
+        evbuffer_add_printf(b, "</td>");
+}
+
+static const list_spec hooks_list = {
+        .what = "hooks",
+        .head = "<table class=\"list\" id=\"hooks\"><thead><tr><th>created</th><th>hook</th>"
+                "<th>event</th><th>type</th><th>state</th><th>attempts</th><th>last status"
+                "</th><th>last error</th><th>next attempt</th></tr></thead><tbody>\n",
+        .empty = "No hook in this state.",
+        .at_col = CQ_HK_CREATED_AT,
+        .id_col = CQ_HK_ID,
+        .row = hook_row,
+        .path = "/hooks",
+        .names = (const char *const[]){"state", "limit"},
+        .n_names = 2,
+};
 
 void page_hooks(console_job *j, knock_store *st, struct evbuffer *b)
 {
         static const char *const states[] = {"failed", "pending", "delivered"};
         _cleanup_stmt_ sqlite3_stmt *h = NULL;
-        cq_page p = {.limit = parse_int(j->p.limit, 1, CQ_MAX_LIMIT, CQ_DEFAULT_LIMIT)};
         const char *state = "failed";
-        char cursor[80] = "";
-        int r, rc, rows = 0;
+        cq_page p;
+        int r;
 
         if (j->p.state && streq(j->p.state, "all"))
                 state = NULL;
@@ -1034,55 +1114,14 @@ void page_hooks(console_job *j, knock_store *st, struct evbuffer *b)
         if (!j->hooks_configured)
                 evbuffer_add_printf(b, "<p class=\"note\">This endpoint has no [hook] url: no "
                                        "hook is queued now.</p>\n");
-        if (j->p.before)
-                (void)cq_parse_cursor(j->p.before, &p);
-        if (no_store(b, st)) {
-                html_foot(b, j);
+        if (!list_open(b, j, st, &p))
                 return;
-        }
         r = cq_hooks(st, state, &p, &h);
-        if (r < 0) {
-                html_error(b, "hooks", r, st);
-                html_foot(b, j);
-                return;
-        }
-        evbuffer_add_printf(b, "<table class=\"list\" id=\"hooks\"><thead><tr><th>created</th>"
-                               "<th>hook</th><th>event</th><th>type</th><th>state</th>"
-                               "<th>attempts</th><th>last status</th><th>last error</th>"
-                               "<th>next attempt</th></tr></thead><tbody>\n");
-        while ((rc = sqlite3_step(h)) == SQLITE_ROW) {
-                rows++;
-                evbuffer_add_printf(b, "<tr><td>");
-                html_time(b, col_i64(h, CQ_HK_CREATED_AT), j->now);
-                evbuffer_add_printf(b, "</td><td><code>");
-                html_col(b, h, CQ_HK_ID);
-                evbuffer_add_printf(b, "</code></td><td>");
-                event_link(b, h, CQ_HK_EVENT_ID);
-                evbuffer_add_printf(b, "</td><td>");
-                html_col(b, h, CQ_HK_TYPE);
-                evbuffer_add_printf(b, "</td><td>");
-                html_status(b, col_text(h, CQ_HK_STATE));
-                evbuffer_add_printf(b, "</td><td class=\"num\">");
-                html_col(b, h, CQ_HK_ATTEMPTS);
-                evbuffer_add_printf(b, "</td><td class=\"num\">");
-                html_col(b, h, CQ_HK_LAST_STATUS);
-                evbuffer_add_printf(b, "</td><td class=\"error-text\">");
-                html_col(b, h, CQ_HK_LAST_ERROR);
-                evbuffer_add_printf(b, "</td><td>");
-                html_time(b, col_null(h, CQ_HK_NEXT_ATTEMPT_AT) ? 0
-                                                               : col_i64(h, CQ_HK_NEXT_ATTEMPT_AT),
-                          j->now);
-                evbuffer_add_printf(b, "</td></tr>\n");
-                page_cursor(h, CQ_HK_CREATED_AT, CQ_HK_ID, cursor, sizeof(cursor));
-        }
-        evbuffer_add_printf(b, "</tbody></table>\n");
-        if (rc != SQLITE_DONE)
-                html_error(b, "hooks", store_errno(rc), st);
-        else if (rows == 0)
-                evbuffer_add_printf(b, "<p class=\"empty\">No hook in this state.</p>\n");
-        else if (rows == p.limit)
-                older_link(b, "/hooks", (const char *[]){"state", "limit"},
-                           (const char *[]){state ? state : "all", j->p.limit}, 2, cursor);
+        if (r < 0)
+                html_error(b, hooks_list.what, r, st);
+        else
+                list_rows(b, j, st, h, &hooks_list, p.limit,
+                          (const char *const[]){state ? state : "all", j->p.limit});
         if (state)
                 html_cli(b, j, "hooks", "--state", state, NULL);
         else
@@ -1106,56 +1145,51 @@ static void json_cell(struct evbuffer *b, sqlite3_stmt *st, int col)
         evbuffer_add_printf(b, "%s</code>", n > 400 ? "…" : "");
 }
 
+static void audit_row(struct evbuffer *b, console_job *j, sqlite3_stmt *a)
+{
+        evbuffer_add_printf(b, "<td>");
+        html_time(b, col_i64(a, CQ_AU_AT), j->now);
+        evbuffer_add_printf(b, "</td><td>");
+        html_col(b, a, CQ_AU_ACTOR);
+        evbuffer_add_printf(b, "</td><td>");
+        html_col(b, a, CQ_AU_ACTION);
+        for (int col = CQ_AU_FILTERS; col <= CQ_AU_IDS; col++) {
+                evbuffer_add_printf(b, "</td><td>");
+                json_cell(b, a, col);
+        }
+        evbuffer_add_printf(b, "</td>");
+}
+
+static const list_spec audit_list = {
+        .what = "audit",
+        .head = "<table class=\"list\" id=\"audit\"><thead><tr><th>at</th><th>actor</th>"
+                "<th>action</th><th>filters</th><th>counts</th><th>ids</th></tr></thead>"
+                "<tbody>\n",
+        .empty = "No audit row yet.",
+        .at_col = CQ_AU_AT,
+        .id_col = CQ_AU_ID,
+        .row = audit_row,
+        .path = "/audit",
+        .names = (const char *const[]){"limit"},
+        .n_names = 1,
+};
+
 void page_audit(console_job *j, knock_store *st, struct evbuffer *b)
 {
         _cleanup_stmt_ sqlite3_stmt *a = NULL;
-        cq_page p = {.limit = parse_int(j->p.limit, 1, CQ_MAX_LIMIT, CQ_DEFAULT_LIMIT)};
-        char cursor[80] = "";
-        int r, rc, rows = 0;
+        cq_page p;
+        int r;
 
         html_head(b, j, "Audit trail", 0);
         evbuffer_add_printf(b, "<p class=\"note\">Every change knockctl and knock-maint made, "
                                "and who made it.</p>\n");
-        if (j->p.before)
-                (void)cq_parse_cursor(j->p.before, &p);
-        if (no_store(b, st)) {
-                html_foot(b, j);
+        if (!list_open(b, j, st, &p))
                 return;
-        }
         r = cq_audit(st, &p, &a);
-        if (r < 0) {
-                html_error(b, "audit", r, st);
-                html_foot(b, j);
-                return;
-        }
-        evbuffer_add_printf(b, "<table class=\"list\" id=\"audit\"><thead><tr><th>at</th>"
-                               "<th>actor</th><th>action</th><th>filters</th><th>counts</th>"
-                               "<th>ids</th></tr></thead><tbody>\n");
-        while ((rc = sqlite3_step(a)) == SQLITE_ROW) {
-                rows++;
-                evbuffer_add_printf(b, "<tr><td>");
-                html_time(b, col_i64(a, CQ_AU_AT), j->now);
-                evbuffer_add_printf(b, "</td><td>");
-                html_col(b, a, CQ_AU_ACTOR);
-                evbuffer_add_printf(b, "</td><td>");
-                html_col(b, a, CQ_AU_ACTION);
-                evbuffer_add_printf(b, "</td><td>");
-                json_cell(b, a, CQ_AU_FILTERS);
-                evbuffer_add_printf(b, "</td><td>");
-                json_cell(b, a, CQ_AU_COUNTS);
-                evbuffer_add_printf(b, "</td><td>");
-                json_cell(b, a, CQ_AU_IDS);
-                evbuffer_add_printf(b, "</td></tr>\n");
-                page_cursor(a, CQ_AU_AT, CQ_AU_ID, cursor, sizeof(cursor));
-        }
-        evbuffer_add_printf(b, "</tbody></table>\n");
-        if (rc != SQLITE_DONE)
-                html_error(b, "audit", store_errno(rc), st);
-        else if (rows == 0)
-                evbuffer_add_printf(b, "<p class=\"empty\">No audit row yet.</p>\n");
-        else if (rows == p.limit)
-                older_link(b, "/audit", (const char *[]){"limit"}, (const char *[]){j->p.limit}, 1,
-                           cursor);
+        if (r < 0)
+                html_error(b, audit_list.what, r, st);
+        else
+                list_rows(b, j, st, a, &audit_list, p.limit, (const char *const[]){j->p.limit});
         html_cli(b, j, "audit", NULL);
         html_foot(b, j);
 }
