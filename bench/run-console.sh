@@ -16,7 +16,7 @@ secs=${2:-5}
 runs=${3:-3}
 interval=${4:-1}
 parts=${PARTS:-live dashboard}
-port=18461
+port=$((30000 + $$ % 10000))
 . "$(dirname "$0")/lib.sh"
 bench_endpoint console $port
 export KNOCK_CONSOLE_DIR="$(cd "$(dirname "$0")/.." && pwd)/console"
