@@ -4,7 +4,6 @@
 #endif
 #include "util.h"
 
-#include <ctype.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -213,11 +212,122 @@ char *format_rfc3339(int64_t ms, char *buf, size_t len)
         return buf;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+        int64_t era, yoe, doy, doe;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+/* The value of n decimal digits at p, or -1 when one of them is not a digit. */
+static int digits_at(const char *p, int n)
+{
+        int v = 0;
+
+        for (int i = 0; i < n; i++) {
+                if (p[i] < '0' || p[i] > '9')
+                        return -1;
+                v = v * 10 + (p[i] - '0');
+        }
+        return v;
+}
+
+static bool leap_year(int y)
+{
+        return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+/* "YYYY-MM-DD" at p (10 bytes there): a date that exists, as days since the epoch. */
+static int parse_date(const char *p, int64_t *ret_days)
+{
+        static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        int y = digits_at(p, 4), mo = digits_at(p + 5, 2), d = digits_at(p + 8, 2);
+
+        if (p[4] != '-' || p[7] != '-' || y < 0 || mo < 1 || mo > 12 || d < 1 ||
+                d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap_year(y)))
+                return -EINVAL;
+        *ret_days = days_from_civil(y, mo, d);
+        return 0;
+}
+
+/* "Thh:mm:ss" at p (9 bytes there), then an optional fraction up to end, kept to the
+ * millisecond. Returns the ms into the day and leaves *p after what it read. */
+static int parse_time_of_day(const char **p, const char *end, int64_t *ret_ms)
+{
+        const char *t = *p;
+        int h = digits_at(t + 1, 2), mi = digits_at(t + 4, 2), sec = digits_at(t + 7, 2);
+        int64_t frac = 0, scale = 100;
+
+        if ((t[0] != 'T' && t[0] != 't') || t[3] != ':' || t[6] != ':' || h < 0 || h > 23 ||
+                mi < 0 || mi > 59 || sec < 0 || sec > 59)
+                return -EINVAL;
+        t += 9;
+        if (t < end && *t == '.') {
+                const char *f = ++t;
+
+                for (; t < end && *t >= '0' && *t <= '9'; t++) {
+                        frac += (*t - '0') * scale;
+                        scale /= 10;
+                }
+                if (t == f)
+                        return -EINVAL;
+        }
+        *p = t;
+        *ret_ms = ((int64_t)h * 60 + mi) * 60000 + (int64_t)sec * 1000 + frac;
+        return 0;
+}
+
+/* The zone from p to end: "Z", or with RFC3339_OFFSET "+hh:mm"/"-hh:mm", as the ms to
+ * subtract for UTC. */
+static int parse_zone(const char *p, const char *end, unsigned flags, int64_t *ret_ms)
+{
+        int h, m;
+
+        if (end - p == 1 && (*p == 'Z' || *p == 'z')) {
+                *ret_ms = 0;
+                return 0;
+        }
+        if (!(flags & RFC3339_OFFSET) || end - p != 6 || (*p != '+' && *p != '-') || p[3] != ':')
+                return -EINVAL;
+        h = digits_at(p + 1, 2);
+        m = digits_at(p + 4, 2);
+        if (h < 0 || h > 23 || m < 0 || m > 59)
+                return -EINVAL;
+        *ret_ms = ((int64_t)h * 60 + m) * 60000 * (*p == '-' ? -1 : 1);
+        return 0;
+}
+
+int parse_rfc3339_ms(const char *s, size_t n, unsigned flags, int64_t *ret_ms)
+{
+        bool partial = flags & RFC3339_PARTIAL;
+        int64_t days, ms = 0, offset = 0;
+        const char *p, *end;
+
+        if (!s || n < 10 || parse_date(s, &days) < 0)
+                return -EINVAL;
+        p = s + 10;
+        end = s + n;
+        if (p == end && partial)
+                goto done;
+        if (end - p < 9 || parse_time_of_day(&p, end, &ms) < 0)
+                return -EINVAL;
+        if (p == end && partial)
+                goto done;
+        if (parse_zone(p, end, flags, &offset) < 0)
+                return -EINVAL;
+done:
+        *ret_ms = days * 86400000 + ms - offset;
+        return 0;
+}
+
 int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms)
 {
-        int64_t frac_ms = 0, offset_ms = 0;
-        struct tm tm = {0};
-        const char *end;
         uint64_t d;
         int r;
 
@@ -238,110 +348,8 @@ int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms)
         }
         if (r == -ERANGE)
                 return r;
-        if (!isdigit((unsigned char)s[0]))
-                return -EINVAL; /* strptime would skip blanks and accept signs */
-        end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-        if (!end) {
-                memset(&tm, 0, sizeof(tm)); /* a failed strptime leaves fields set */
-                end = strptime(s, "%Y-%m-%d", &tm);
-                if (!end || *end != 0)
-                        return -EINVAL;
-        } else {
-                /* RFC 3339: optional fraction (kept to the millisecond), then Z or ±HH:MM */
-                if (*end == '.') {
-                        int digits = 0;
-
-                        end++;
-                        if (!isdigit((unsigned char)*end))
-                                return -EINVAL;
-                        for (; isdigit((unsigned char)*end); end++, digits++)
-                                if (digits < 3)
-                                        frac_ms = frac_ms * 10 + (*end - '0');
-                        for (; digits < 3; digits++)
-                                frac_ms *= 10;
-                }
-                if (*end == 'Z' || *end == 'z')
-                        end++;
-                else if ((*end == '+' || *end == '-') && isdigit((unsigned char)end[1]) &&
-                         isdigit((unsigned char)end[2]) && end[3] == ':' &&
-                         isdigit((unsigned char)end[4]) && isdigit((unsigned char)end[5])) {
-                        int h = (end[1] - '0') * 10 + (end[2] - '0');
-                        int m = (end[4] - '0') * 10 + (end[5] - '0');
-
-                        if (h > 23 || m > 59)
-                                return -EINVAL;
-                        offset_ms = ((int64_t)h * 60 + m) * 60 * 1000 * (*end == '-' ? -1 : 1);
-                        end += 6;
-                }
-                if (*end != 0)
-                        return -EINVAL;
-        }
-        *ret_ms = (int64_t)timegm(&tm) * 1000 + frac_ms - offset_ms;
-        return 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-        int64_t era, yoe, doy, doe;
-
-        y -= m <= 2;
-        era = (y >= 0 ? y : y - 399) / 400;
-        yoe = y - era * 400;
-        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        return era * 146097 + doe - 719468;
-}
-
-static int digits_at(const char *p, int n)
-{
-        int v = 0;
-
-        for (int i = 0; i < n; i++) {
-                if (p[i] < '0' || p[i] > '9')
-                        return -1;
-                v = v * 10 + (p[i] - '0');
-        }
-        return v;
-}
-
-/* "2021-07-25T10:00:00Z", optionally with fractional seconds: exactly that shape, UTC. */
-int parse_rfc3339_utc_ms(const char *s, size_t n, int64_t *ret_ms)
-{
-        static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-        const char *p = s, *end = s + n;
-        int y, mo, d, h, mi, sec;
-        int64_t frac = 0, scale = 100;
-
-        if (n < 20 || p[4] != '-' || p[7] != '-' || (p[10] != 'T' && p[10] != 't') ||
-                p[13] != ':' || p[16] != ':')
-                return -EINVAL;
-        y = digits_at(p, 4);
-        mo = digits_at(p + 5, 2);
-        d = digits_at(p + 8, 2);
-        h = digits_at(p + 11, 2);
-        mi = digits_at(p + 14, 2);
-        sec = digits_at(p + 17, 2);
-        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h < 0 || h > 23 || mi < 0 ||
-                mi > 59 || sec < 0 || sec > 59)
-                return -EINVAL;
-        if (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
-                return -EINVAL;
-        p += 19;
-        if (p < end && *p == '.') {
-                const char *f = ++p;
-                for (; p < end && *p >= '0' && *p <= '9'; p++) {
-                        frac += (*p - '0') * scale;
-                        scale /= 10;
-                }
-                if (p == f)
-                        return -EINVAL;
-        }
-        if (p + 1 != end || (*p != 'Z' && *p != 'z'))
-                return -EINVAL;
-        *ret_ms = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 +
-               frac;
-        return 0;
+        /* An operator's time: any offset, and without one (or without a time of day) UTC. */
+        return parse_rfc3339_ms(s, strlen(s), RFC3339_OFFSET | RFC3339_PARTIAL, ret_ms);
 }
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

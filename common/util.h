@@ -113,11 +113,20 @@ int64_t now_ms(void);
 uint64_t mono_us(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-26T12:00:00.123Z". buf ≥ 32 bytes. */
 char *format_rfc3339(int64_t ms, char *buf, size_t len);
-/* Parses "2h", "30m" (relative, before now), an RFC 3339 time or "@<unix>". */
+/* Parses "2h", "30m" (relative, before now), "@<unix>" or an RFC 3339 time, which may
+ * have an offset, or none (UTC), or no time of day (its midnight UTC). */
 int parse_time_spec(const char *s, int64_t now, int64_t *ret_ms);
-/* Exactly "2021-07-25T10:00:00Z" with an optional fraction (kept to the
- * millisecond), UTC only: the n bytes at s (no NUL needed), as ms since the epoch. */
-int parse_rfc3339_utc_ms(const char *s, size_t n, int64_t *ret_ms);
+
+enum {
+        RFC3339_OFFSET = 1 << 0,  /* "+01:30" or "-05:00" may stand where "Z" does */
+        RFC3339_PARTIAL = 1 << 1, /* the zone may be left out (UTC), and the time of
+                                   * day with it (a date alone is its midnight UTC) */
+};
+/* The one RFC 3339 parser: "2021-07-25T10:00:00Z", the n bytes at s (no NUL needed), as
+ * ms since the epoch. Exactly that shape (T and Z in either case), a date that exists,
+ * hours 00-23, no leap second, an optional fraction kept to the millisecond; with flags
+ * 0 the zone is Z, nothing else. -EINVAL for anything else. */
+int parse_rfc3339_ms(const char *s, size_t n, unsigned flags, int64_t *ret_ms);
 
 #define KNOCK_ID_MAX 40
 /* Writes "<prefix>_<26 chars>" into buf (KNOCK_ID_MAX). Thread-safe. */

@@ -635,7 +635,7 @@ static int parse_ts_ms(span s, ts_kind kind, int64_t *ret)
         uint64_t v;
 
         if (kind == TS_RFC3339)
-                return parse_rfc3339_utc_ms(s.p, s.n, ret);
+                return parse_rfc3339_ms(s.p, s.n, 0, ret);
         if (s.n == 0 || s.n >= sizeof(buf))
                 return -EINVAL;
         memcpy(buf, s.p, s.n);

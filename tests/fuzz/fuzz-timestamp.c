@@ -1,20 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * fuzz-timestamp — the time and number parsers knock reads from peers and
- * operators: Retry-After (hook_retry_after_ms, knock-deliver), the strict
- * RFC 3339 timestamps of signature headers (parse_rfc3339_utc_ms), knockctl's
+ * operators: Retry-After (hook_retry_after_ms, knock-deliver), the one
+ * RFC 3339 parser (parse_rfc3339_ms: signature headers with flags 0,
+ * knockctl's times with offsets and partial forms), knockctl's
  * --since/--until (parse_time_spec) and the config grammar's durations,
  * sizes and integers (parse_duration_ms, parse_size, parse_u64_strict).
  *
- * An input is one selector byte (which parser, modulo 4), then the text.
- * The text reaches each parser as a C string cut at its first NUL (as a
- * header or a config value would), except parse_rfc3339_utc_ms, which gets
- * the bytes with their length, as verify passes a header span.
+ * An input is one selector byte (which parser, modulo 4; for RFC 3339 the
+ * next two bits are its flags), then the text. The text reaches each parser
+ * as a C string cut at its first NUL (as a header or a config value would),
+ * except parse_rfc3339_ms, which gets the bytes with their length, as verify
+ * passes a header span.
  *
  * Beyond what ASan and UBSan catch (signed overflow in the arithmetic above
  * all): a Retry-After wait is never negative, a parsed RFC 3339 time formats
- * back to the same millisecond, and integers, sizes and durations that parse
- * are consistent with one another.
+ * back to the same millisecond (which the strict form reads), what parses
+ * under some flags parses to the same time under more of them, and
+ * integers, sizes and durations that parse are consistent with one another.
  */
 
 #include <inttypes.h>
@@ -43,17 +46,24 @@ static void retry_after(const char *s)
                 fail("a negative Retry-After wait");
 }
 
-static void rfc3339(const char *p, size_t n)
+static void rfc3339(const char *p, size_t n, unsigned flags)
 {
+        const unsigned all = RFC3339_OFFSET | RFC3339_PARTIAL;
         char buf[64];
         int64_t ms, again;
 
-        if (parse_rfc3339_utc_ms(p, n, &ms) < 0)
+        if (parse_rfc3339_ms(p, n, flags, &ms) < 0)
                 return;
-        /* Years 0000-9999 and a fraction kept to the millisecond: format_rfc3339's range. */
-        format_rfc3339(ms, buf, sizeof(buf));
-        if (parse_rfc3339_utc_ms(buf, strlen(buf), &again) < 0 || again != ms)
-                fail("an RFC 3339 time does not survive formatting");
+        /* Years 0000-9999 and a fraction kept to the millisecond: format_rfc3339's range.
+         * An offset may move a time out of those years (to -0001 or 10000, which do not
+         * print in four digits), so only the times inside them are formatted. */
+        if (ms >= -62167219200000LL && ms < 253402300800000LL) {
+                format_rfc3339(ms, buf, sizeof(buf));
+                if (parse_rfc3339_ms(buf, strlen(buf), 0, &again) < 0 || again != ms)
+                        fail("an RFC 3339 time does not survive formatting");
+        }
+        if (parse_rfc3339_ms(p, n, all, &again) < 0 || again != ms)
+                fail("an RFC 3339 time reads otherwise with more flags");
 }
 
 static void time_spec(const char *s)
@@ -111,7 +121,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
                 if (!raw)
                         abort();
                 memcpy(raw, data + 1, n);
-                rfc3339(raw, n);
+                rfc3339(raw, n, (data[0] >> 2) & 3);
                 break;
         }
         case 2:

@@ -95,13 +95,18 @@ HTTP_SETTINGS = {"length": b"\x04\x00", "chunked": b"\x1c\x03", "pipelined": b"\
                  "to-close": b"\x03\x85", "lf-only": b"\x01\x02", "both": b"\x0c\x07",
                  "http10-keepalive": b"\x1a\x81", "folded": b"\x00\x00", "bad": b"\x04\x80"}
 
-TIMESTAMP = {  # selector: 0 Retry-After, 1 RFC 3339, 2 time spec, 3 numbers
+# selector: 0 Retry-After, 1 RFC 3339 (bit 2: RFC3339_OFFSET, bit 3: RFC3339_PARTIAL),
+# 2 time spec, 3 numbers
+TIMESTAMP = {
     "retry-seconds": "\x00120",
     "retry-imf": "\x00Wed, 21 Oct 2015 07:28:00 GMT",
     "retry-rfc850": "\x00Wednesday, 21-Oct-15 07:28:00 GMT",
     "retry-asctime": "\x00 Wed Oct 21 07:28:00 2015 ",
     "rfc3339": "\x012023-11-14T22:13:20Z",
     "rfc3339-frac": "\x012000-02-29t23:59:59.123456z",
+    "rfc3339-offset": "\x052026-11-26T14:30:00+02:30",
+    "rfc3339-partial": "\x092026-11-26",
+    "rfc3339-all": "\x0d9999-12-31T23:59:59.999-23:59",
     "spec-relative": "\x022h",
     "spec-rfc3339": "\x022026-11-26T12:00:00.5+01:30",
     "spec-date": "\x022026-11-26",

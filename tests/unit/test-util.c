@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * test-util — the value parsers (sizes, durations, strict integers, time
- * specs), RFC 3339 formatting, time-ordered ids (format, order,
+ * specs), RFC 3339 parsing and formatting, time-ordered ids (format, order,
  * uniqueness across threads), endpoint names, hex and base64.
  */
 #ifndef _GNU_SOURCE
@@ -151,6 +151,86 @@ static void test_time_spec(void)
         is_int(now_ms(), 1234567, "KNOCK_FAKE_NOW_MS fixes the clock");
         unsetenv("KNOCK_FAKE_NOW_MS");
         ok(now_ms() > 1700000000000LL, "real clock otherwise");
+}
+
+/* The one RFC 3339 parser, with the cases of both its callers: a signature header's
+ * timestamp (flags 0: zendesk) and an operator's --since/--until (parse_time_spec). */
+static void test_rfc3339(void)
+{
+        const int64_t noon = 1795694400000LL; /* 2026-11-26T12:00:00Z */
+        const unsigned all = RFC3339_OFFSET | RFC3339_PARTIAL;
+        int64_t t = 0;
+
+#define P(s, flags) parse_rfc3339_ms(s, strlen(s), flags, &t)
+        ok(P("2026-11-26T12:00:00Z", 0) == 0 && t == noon, "rfc3339: Z");
+        ok(P("2026-11-26t12:00:00z", 0) == 0 && t == noon, "rfc3339: t and z in lower case");
+        ok(P("2023-11-14T22:13:20Z", 0) == 0 && t == 1700000000000LL,
+                "rfc3339: the epoch arithmetic (zendesk's vector)");
+        ok(P("1970-01-01T00:00:00Z", 0) == 0 && t == 0, "rfc3339: the epoch");
+        ok(P("1969-12-31T23:59:59.999Z", 0) == 0 && t == -1, "rfc3339: before the epoch");
+        ok(P("0000-01-01T00:00:00Z", 0) == 0 && t == -62167219200000LL, "rfc3339: year 0");
+        ok(P("9999-12-31T23:59:59.999Z", 0) == 0 && t == 253402300799999LL,
+                "rfc3339: year 9999");
+        ok(P("2026-11-26T12:00:00.5Z", 0) == 0 && t == noon + 500, "rfc3339: tenths");
+        ok(P("2026-11-26T12:00:00.123456789Z", 0) == 0 && t == noon + 123,
+                "rfc3339: a long fraction kept to the ms");
+        ok(P("2024-02-29T00:00:00Z", 0) == 0, "rfc3339: Feb 29 of a leap year");
+        ok(P("2000-02-29T00:00:00Z", 0) == 0, "rfc3339: Feb 29 of 2000");
+
+        /* Signature headers (flags 0): only Z, only the full form. */
+        static const char *const strict_bad[] = {"2026-11-26T12:00:00+00:00",
+                "2026-11-26T12:00:00", "2026-11-26", "2023-02-29T00:00:00Z",
+                "1900-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-26T24:00:00Z",
+                "2026-11-26T12:60:00Z", "2026-11-26T12:00:60Z", "2026-13-01T00:00:00Z",
+                "2026-00-01T00:00:00Z", "2026-11-00T00:00:00Z", "2026-11-26 12:00:00Z",
+                "2026-11-26T12:00:00.Z", "2026-11-26T12:00:00ZZ", "2026-11-26T12:00Z",
+                "2026-1-26T12:00:00Z", "+2026-11-26T12:00:00Z", " 2026-11-26T12:00:00Z",
+                "2026-11-26T12:00:00Z ", "2026-11-26T1:00:00Z", "2026-11-26T12:00:00X", ""};
+        for (size_t i = 0; i < ELEMENTSOF(strict_bad); i++)
+                ok(P(strict_bad[i], 0) == -EINVAL, "rfc3339 (strict) rejects '%s'",
+                        strict_bad[i]);
+
+        /* knockctl's times (every flag): offsets, no zone, a date alone. */
+        ok(P("2026-11-26T14:30:00+02:30", all) == 0 && t == noon, "rfc3339: +02:30");
+        ok(P("2026-11-26T07:00:00-05:00", all) == 0 && t == noon, "rfc3339: -05:00");
+        ok(P("2026-11-26T12:00:00-00:00", all) == 0 && t == noon, "rfc3339: -00:00 is UTC");
+        ok(P("2026-11-26T12:00:00.250+00:00", all) == 0 && t == noon + 250,
+                "rfc3339: fraction and offset");
+        ok(P("2026-11-26T12:00:00", all) == 0 && t == noon, "rfc3339: no zone is UTC");
+        ok(P("2026-11-26T12:00:00.5", all) == 0 && t == noon + 500,
+                "rfc3339: no zone after a fraction");
+        ok(P("2026-11-26", all) == 0 && t == noon - 12 * 3600000LL,
+                "rfc3339: a date alone is its midnight");
+        ok(P("2026-11-26T12:00:00+02:30", RFC3339_OFFSET) == 0 &&
+                        P("2026-11-26T12:00:00", RFC3339_OFFSET) == -EINVAL,
+                "rfc3339: RFC3339_OFFSET alone still wants a zone");
+        ok(P("2026-11-26", RFC3339_PARTIAL) == 0 &&
+                        P("2026-11-26T12:00:00+02:30", RFC3339_PARTIAL) == -EINVAL,
+                "rfc3339: RFC3339_PARTIAL alone takes no offset");
+        static const char *const spec_bad[] = {"2026-11-26T12:00:00+2",
+                "2026-11-26T12:00:00+25:00", "2026-11-26T12:00:00+02:60",
+                "2026-11-26T12:00:00+0230", "2026-11-26T12:00:00+02:30Z", "2026-11-26T",
+                "2026-11-26T12", "2026-11-26T12:00", "2026-02-30", "2026-11-26 junk",
+                "2026-11-26T12:00:00 +02:00"};
+        for (size_t i = 0; i < ELEMENTSOF(spec_bad); i++)
+                ok(P(spec_bad[i], all) == -EINVAL, "rfc3339 (every flag) rejects '%s'",
+                        spec_bad[i]);
+#undef P
+
+        /* The bytes given and no more: a header's span is not NUL-terminated. */
+        ok(parse_rfc3339_ms("2026-11-26T12:00:00Zjunk", 20, 0, &t) == 0 && t == noon,
+                "rfc3339: reads exactly n bytes");
+        ok(parse_rfc3339_ms("2026-11-26T12:00:00Z", 19, 0, &t) == -EINVAL,
+                "rfc3339: a span one byte short has no zone");
+        ok(parse_rfc3339_ms("2026-11-26T12:00:00.1\0Z", 23, 0, &t) == -EINVAL,
+                "rfc3339: a NUL inside the span is not skipped");
+        ok(parse_rfc3339_ms(NULL, 0, 0, &t) == -EINVAL, "rfc3339: NULL");
+
+        /* parse_time_spec reads its RFC 3339 times with this parser, every flag set. */
+        ok(parse_time_spec("2026-02-30", noon, &t) < 0, "time spec: Feb 30 rejected");
+        ok(parse_time_spec("2026-11-26T12:00:00t", noon, &t) < 0, "time spec: trailing junk");
+        ok(parse_time_spec("2026-11-26t14:30:00+02:30", noon, &t) == 0 && t == noon,
+                "time spec: lower-case t with an offset");
 }
 
 static bool id_well_formed(const char *id, const char *prefix)
@@ -399,6 +479,7 @@ int main(void)
         test_size();
         test_duration();
         test_time_spec();
+        test_rfc3339();
         test_ids();
         test_names();
         test_hex();
