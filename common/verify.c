@@ -19,85 +19,26 @@
  *  - metadata is read before any verification, from headers, the JSON body
  *    (one validating scan for every value the request needs, only when a rule
  *    needs one; jsonscan.h) or a form body (parsed once; form.h); a body that is
- *    not JSON yields no id and no type, never an error;
+ *    not JSON yields no id and no type, never an error (verify-meta.c);
  *  - public keys (discord, sendgrid, standard v1a) are parsed once, when the
- *    secret is read, and shared read-only by every request;
+ *    secret is read, and shared read-only by every request (keys.c, which
+ *    also computes the MACs; the row's key_text names the secret's rule);
  *  - reasons name what was wrong ("missing Stripe-Signature header"), never a
  *    secret, a signature or a body byte.
  *
- * Sources for each scheme are named beside its table row.
+ * Sources for each scheme are named beside its table row. The types of the
+ * table and of the per-request context are in verify-internal.h.
  */
 
-#include "verify.h"
-
-#include <ctype.h>
 #include <inttypes.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 
-#include "form.h"
-#include "jsonscan.h"
-#include "util.h"
+#include "verify-internal.h"
 
-#define MAX_SIGS 16        /* signatures considered in one request */
-#define MAX_SIG_BYTES 160  /* decoded signature: HMAC ≤ 64, Ed25519 64, ECDSA DER ≤ 72 */
-#define MAX_META 512       /* longer ids/types are dropped, never truncated */
-#define JSON_MAX_PTRS JSON_SCAN_MAX_PTRS /* JSON values one request reads */
-#define MAX_CHALLENGE 2048 /* echoed handshake challenge */
 #define DEFAULT_TOKEN_HEADER "X-Knock-Token"
 
 /* ---- the provider table ------------------------------------------------------------------ */
-
-typedef enum family {
-        FAM_NONE,
-        FAM_SIMPLE,   /* one signature header [+ timestamp header] over pre ts mid body */
-        FAM_TS_LIST,  /* "t=…,v1=…,v1=…" (stripe) / "ts=…;h1=…" (paddle) */
-        FAM_STANDARD, /* webhook-id/-timestamp/-signature or svix-*: "v1,… v1a,…" */
-        FAM_TWILIO,   /* URL + sorted form params, HMAC-SHA1 */
-        FAM_TOKEN,    /* header equals secret */
-        FAM_BASIC,    /* Authorization: Basic */
-        FAM_BEARER,   /* Authorization: Bearer */
-} family;
-
-typedef enum ts_kind {
-        TS_NONE,
-        TS_UNIX_S,
-        TS_UNIX_MS,
-        TS_RFC3339,
-} ts_kind;
-
-typedef enum msg_layout {
-        MSG_PRE_TS_MID_BODY, /* msg_pre ts msg_mid body (body alone without timestamp) */
-        MSG_HUBSPOT,         /* method url body ts */
-} msg_layout;
-
-typedef struct scheme {
-        family family;
-        const char *sig_header;
-        const char *sig_header_alt; /* another accepted name; both at once is a duplicate */
-        const char *ts_header;
-        const char *prefix; /* text before the signature in its header */
-        knock_hmac_alg alg;
-        knock_encoding enc;
-        knock_key_kind key; /* what verifies a signature */
-        ts_kind ts;
-        int64_t tolerance_ms; /* default; 0: no timestamp */
-        bool future;          /* reject timestamps too far ahead as well */
-        msg_layout layout;
-        const char *msg_pre, *msg_mid;
-        char list_sep; /* FAM_TS_LIST */
-        const char *list_ts, *list_sig;
-        const char *body_ts;   /* JSON pointer to a ms timestamp inside the body (linear) */
-        const char *dedupe[3]; /* "header:NAME" | "json:/ptr" | "form:NAME", first found wins */
-        const char *type[3];
-        const char *type_suffix; /* appended as ".value" when present */
-} scheme;
 
 #define S(x) ((int64_t)(x)*1000)
 
@@ -120,7 +61,8 @@ static const struct {
                 .dedupe = { "header:X-GitHub-Delivery" }, .type = { "header:X-GitHub-Event" } } },
         /* standardwebhooks.com spec and its reference libraries (svix) */
         [KNOCK_PROVIDER_STANDARD] = { "standard", {
-                .family = FAM_STANDARD, .tolerance_ms = S(300), .future = true,
+                .family = FAM_STANDARD, .key_text = KEY_TEXT_STANDARD,
+                .tolerance_ms = S(300), .future = true,
                 .dedupe = { "header:webhook-id", "header:svix-id" }, .type = { "json:/type" } } },
         /* shopify.dev "Verify webhooks" */
         [KNOCK_PROVIDER_SHOPIFY] = { "shopify", {
@@ -163,10 +105,12 @@ static const struct {
         /* resend.com/docs/dashboard/webhooks/verify-webhooks-requests, clerk.com/docs
          * (both are Svix-delivered) */
         [KNOCK_PROVIDER_RESEND] = { "resend", {
-                .family = FAM_STANDARD, .tolerance_ms = S(300), .future = true,
+                .family = FAM_STANDARD, .key_text = KEY_TEXT_STANDARD,
+                .tolerance_ms = S(300), .future = true,
                 .dedupe = { "header:svix-id", "header:webhook-id" }, .type = { "json:/type" } } },
         [KNOCK_PROVIDER_CLERK] = { "clerk", {
-                .family = FAM_STANDARD, .tolerance_ms = S(300), .future = true,
+                .family = FAM_STANDARD, .key_text = KEY_TEXT_STANDARD,
+                .tolerance_ms = S(300), .future = true,
                 .dedupe = { "header:svix-id", "header:webhook-id" }, .type = { "json:/type" } } },
         /* docs.lemonsqueezy.com/help/webhooks/signing-requests */
         [KNOCK_PROVIDER_LEMONSQUEEZY] = { "lemonsqueezy", {
@@ -199,7 +143,7 @@ static const struct {
                 .family = FAM_SIMPLE, .sig_header = "X-Twilio-Email-Event-Webhook-Signature",
                 .ts_header = "X-Twilio-Email-Event-Webhook-Timestamp", .ts = TS_UNIX_S,
                 .tolerance_ms = S(300), .future = true, .enc = KNOCK_ENC_BASE64,
-                .key = KNOCK_KEY_ECDSA_P256,
+                .key = KNOCK_KEY_ECDSA_P256, .key_text = KEY_TEXT_EC_P256,
                 .dedupe = { "json:/0/sg_event_id" }, .type = { "json:/0/event" } } },
         /* discord.com/developers/docs/interactions/overview "Security and authorization";
          * Discord itself makes no tolerance check, knock adds one. */
@@ -207,6 +151,7 @@ static const struct {
                 .family = FAM_SIMPLE, .sig_header = "X-Signature-Ed25519",
                 .ts_header = "X-Signature-Timestamp", .ts = TS_UNIX_S,
                 .tolerance_ms = S(300), .future = true, .key = KNOCK_KEY_ED25519,
+                .key_text = KEY_TEXT_ED25519_HEX,
                 .dedupe = { "json:/id" }, .type = { "json:/event/type", "json:/type" } } },
         /* docs.gitlab.com/user/project/integrations/webhooks */
         [KNOCK_PROVIDER_GITLAB] = { "gitlab", {
@@ -234,27 +179,7 @@ const char *provider_to_string(knock_provider p)
         return providers[p].name;
 }
 
-/* ---- small helpers ----------------------------------------------------------------------- */
-
-typedef struct span {
-        const char *p;
-        size_t n;
-} span;
-
-static span span_trim(const char *p, size_t n)
-{
-        while (n > 0 && (*p == ' ' || *p == '\t'))
-                p++, n--;
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-                n--;
-        return (span){p, n};
-}
-
-static bool span_eq(span s, const char *lit)
-{
-        size_t l = strlen(lit);
-        return s.n == l && memcmp(s.p, lit, l) == 0;
-}
+/* ---- the request ------------------------------------------------------------------------- */
 
 size_t request_header(const knock_request *req, const char *name, const char **ret)
 {
@@ -269,362 +194,6 @@ size_t request_header(const knock_request *req, const char *name, const char **r
         if (n == 0 && ret)
                 *ret = NULL;
         return n;
-}
-
-static const char *hmac_digest_name(knock_hmac_alg alg)
-{
-        return alg == KNOCK_HMAC_SHA512 ? "SHA512" : alg == KNOCK_HMAC_SHA1 ? "SHA1" : "SHA256";
-}
-
-/* The HMAC implementation is fetched once. Each thread keeps one context per digest,
- * made on first use: setting the digest (a fetch by name) costs more than an HMAC of a
- * small body, and EVP_MAC_init with a new key and no parameters reuses it. So
- * verify_request() stays safe to call from several threads. */
-#define HMAC_ALGS (KNOCK_HMAC_SHA1 + 1)
-
-static EVP_MAC *hmac_impl;
-static pthread_key_t hmac_key;
-static bool hmac_key_ok;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-
-static void hmac_ctxs_free(void *p)
-{
-        EVP_MAC_CTX **ctxs = p;
-
-        for (size_t i = 0; i < HMAC_ALGS; i++)
-                EVP_MAC_CTX_free(ctxs[i]);
-        free(ctxs);
-}
-
-static void hmac_fetch(void)
-{
-        hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
-        hmac_key_ok = pthread_key_create(&hmac_key, hmac_ctxs_free) == 0;
-}
-
-/* This thread's context for alg, its digest set; NULL when out of memory. */
-static EVP_MAC_CTX *hmac_ctx(knock_hmac_alg alg)
-{
-        EVP_MAC_CTX **ctxs;
-        OSSL_PARAM params[2];
-
-        pthread_once(&hmac_once, hmac_fetch);
-        if (!hmac_impl || !hmac_key_ok || (unsigned)alg >= HMAC_ALGS)
-                return NULL;
-        ctxs = pthread_getspecific(hmac_key);
-        if (!ctxs) {
-                ctxs = calloc(HMAC_ALGS, sizeof(*ctxs));
-                if (!ctxs || pthread_setspecific(hmac_key, ctxs) != 0) {
-                        free(ctxs);
-                        return NULL;
-                }
-        }
-        if (!ctxs[alg]) {
-                EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_impl);
-
-                params[0] = OSSL_PARAM_construct_utf8_string(
-                        OSSL_MAC_PARAM_DIGEST, (char *)hmac_digest_name(alg), 0);
-                params[1] = OSSL_PARAM_construct_end();
-                if (!ctx || EVP_MAC_CTX_set_params(ctx, params) != 1) {
-                        EVP_MAC_CTX_free(ctx);
-                        return NULL;
-                }
-                ctxs[alg] = ctx;
-        }
-        return ctxs[alg];
-}
-
-/* HMAC over the concatenation of parts, without building the concatenation. */
-static int hmac_parts(knock_hmac_alg alg, const unsigned char *key, size_t key_len,
-        const span *parts, size_t n_parts, unsigned char *out, size_t *out_len)
-{
-        EVP_MAC_CTX *ctx = hmac_ctx(alg);
-
-        if (!ctx)
-                return hmac_impl ? -ENOMEM : -ENOSYS;
-        /* A zero-length key still (re)keys: OpenSSL takes NULL as "keep the old key". */
-        if (EVP_MAC_init(ctx, key_len ? key : (const unsigned char *)"", key_len, NULL) != 1)
-                return -EIO;
-        for (size_t i = 0; i < n_parts; i++)
-                if (parts[i].n > 0 &&
-                        EVP_MAC_update(ctx, (const unsigned char *)parts[i].p, parts[i].n) != 1)
-                        return -EIO;
-        if (EVP_MAC_final(ctx, out, out_len, EVP_MAX_MD_SIZE) != 1)
-                return -EIO;
-        return 0;
-}
-
-static EVP_PKEY *parse_pkey(knock_key_kind kind, const unsigned char *data, size_t len)
-{
-        if (kind == KNOCK_KEY_ED25519)
-                return len == 32 ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, data, len)
-                                 : NULL;
-        return d2i_PUBKEY(NULL, &data, (long)len);
-}
-
-/* Public-key signature check. Ed25519 signs the whole message (no streaming), so the
- * parts are joined; ECDSA P-256 is over SHA-256 of the same bytes, DER signature. */
-static int pkey_verify(const knock_secret *key, const span *parts, size_t n_parts,
-        const unsigned char *sig, size_t sig_len)
-{
-        _cleanup_free_ unsigned char *msg = NULL;
-        EVP_PKEY *pkey = NULL;
-        EVP_MD_CTX *md = NULL;
-        size_t len = 0, o = 0;
-        int r;
-
-        for (size_t i = 0; i < n_parts; i++)
-                len += parts[i].n;
-        msg = malloc(len + 1);
-        if (!msg)
-                return -ENOMEM;
-        for (size_t i = 0; i < n_parts; i++) {
-                if (parts[i].n > 0)
-                        memcpy(msg + o, parts[i].p, parts[i].n);
-                o += parts[i].n;
-        }
-
-        if (key->kind == KNOCK_KEY_ED25519 && sig_len != 64)
-                return 0;
-        /* Parsed once by verify_secret_from_text (the OpenSSL 3 decoders cost more than
-         * the verification itself); a hand-built secret is parsed here. */
-        if (key->pkey) {
-                pkey = key->pkey;
-                if (EVP_PKEY_up_ref(pkey) != 1)
-                        return -ENOMEM;
-        } else
-                pkey = parse_pkey(key->kind, key->data, key->len);
-        if (!pkey)
-                return 0;
-        md = EVP_MD_CTX_new();
-        if (!md) {
-                EVP_PKEY_free(pkey);
-                return -ENOMEM;
-        }
-        r = EVP_DigestVerifyInit(md, NULL, key->kind == KNOCK_KEY_ED25519 ? NULL : EVP_sha256(),
-                    NULL, pkey) == 1 &&
-            EVP_DigestVerify(md, sig, sig_len, msg, len) == 1;
-        EVP_MD_CTX_free(md);
-        EVP_PKEY_free(pkey);
-        return r;
-}
-
-/* ---- the per-request context --------------------------------------------------------------- */
-
-typedef struct sig {
-        unsigned char b[MAX_SIG_BYTES];
-        size_t n;
-        knock_key_kind kind;
-} sig;
-
-typedef struct vctx {
-        const knock_verify_config *cfg;
-        const knock_request *req;
-        knock_verify_result *res;
-        const scheme *s;
-        int64_t tolerance_ms;
-        /* JSON pointers this request reads, resolved together in one pass */
-        const char *jptr[JSON_MAX_PTRS];
-        json_span jval[JSON_MAX_PTRS];
-        bool jhave[JSON_MAX_PTRS];
-        size_t n_jptr;
-        bool json_scanned;
-        /* the form body, parsed once (twilio) */
-        form form;
-        int form_state; /* 0 not parsed, 1 parsed, -1 not a form */
-        sig sigs[MAX_SIGS];
-        size_t n_sigs;
-} vctx;
-
-_printf_(3, 4) static int fail(vctx *c, int code, const char *fmt, ...)
-{
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(c->res->reason, sizeof(c->res->reason), fmt, ap);
-        va_end(ap);
-        return code;
-}
-
-/* JSON bodies are read with jsonscan (every pointer the request needs in one pass),
- * form bodies and query strings with form. */
-
-/* Registers a pointer the request will look up, so one pass resolves them all. */
-static void json_want(vctx *c, const char *ptr)
-{
-        for (size_t i = 0; i < c->n_jptr; i++)
-                if (streq(c->jptr[i], ptr))
-                        return;
-        if (c->n_jptr < JSON_MAX_PTRS && !c->json_scanned)
-                c->jptr[c->n_jptr++] = ptr;
-}
-
-static void body_scan(vctx *c)
-{
-        c->json_scanned = true;
-        json_scan((const char *)c->req->body, c->req->body_len, c->jptr, c->n_jptr, c->jval,
-                c->jhave);
-}
-
-/* Finds ptr in the body. Returns true with *ret the value's raw text. The first call scans
- * for every pointer registered so far (and this one); later calls read the results. */
-static bool body_lookup(vctx *c, const char *ptr, span *ret)
-{
-        json_span v;
-        bool have;
-
-        if (!c->req->body || c->req->body_len == 0 || (*ptr && *ptr != '/'))
-                return false;
-        if (!c->json_scanned) {
-                json_want(c, ptr);
-                body_scan(c);
-        }
-        for (size_t i = 0; i < c->n_jptr; i++)
-                if (streq(c->jptr[i], ptr)) {
-                        if (c->jhave[i])
-                                *ret = (span){c->jval[i].p, c->jval[i].n};
-                        return c->jhave[i];
-                }
-        /* Not registered before the scan: a pass of its own (there is always room). */
-        if (!json_scan((const char *)c->req->body, c->req->body_len, &ptr, 1, &v, &have) || !have)
-                return false;
-        *ret = (span){v.p, v.n};
-        return true;
-}
-
-/* A JSON string or integer as text; *ret NULL for anything else. */
-static int json_text(span v, char **ret)
-{
-        return json_scan_text((json_span){v.p, v.n}, MAX_META, ret);
-}
-
-/* The body's value at ptr as text, or NULL. */
-static int body_text(vctx *c, const char *ptr, char **ret)
-{
-        span v;
-
-        *ret = NULL;
-        return body_lookup(c, ptr, &v) ? json_text(v, ret) : 0;
-}
-
-/* The body as form parameters, parsed once per request. Returns 1 with the list, 0 when
- * the body is not a form, or -ENOMEM. */
-static int body_form(vctx *c, form_param **ret, size_t *ret_n)
-{
-        if (c->form_state == 0) {
-                int r = c->req->body ? form_parse((const char *)c->req->body, c->req->body_len,
-                                               &c->form)
-                                     : -EINVAL;
-                if (r == -ENOMEM)
-                        return r;
-                c->form_state = r < 0 ? -1 : 1;
-        }
-        *ret = c->form.p;
-        *ret_n = c->form.n;
-        return c->form_state > 0;
-}
-
-/* The query string of req->uri (after '?', before '#'), or an empty span. */
-static span request_query(const knock_request *req)
-{
-        const char *q = req->uri ? strchr(req->uri, '?') : NULL;
-        if (!q)
-                return (span){"", 0};
-        q++;
-        return (span){q, strcspn(q, "#")};
-}
-
-/* ---- metadata (rule 8: before verification) ------------------------------------------------ */
-
-/* Reads one "header:NAME" / "json:/ptr" / "form:NAME" source. *ret stays NULL when absent. */
-static int meta_source(vctx *c, const char *src, char **ret)
-{
-        *ret = NULL;
-        if (startswith(src, "header:")) {
-                const char *v;
-                size_t n;
-
-                if (request_header(c->req, src + 7, &v) == 0 || !v)
-                        return 0;
-                n = strlen(v);
-                if (n == 0 || n > MAX_META)
-                        return 0;
-                *ret = strdup(v);
-                return *ret ? 0 : -ENOMEM;
-        }
-        if (startswith(src, "json:"))
-                return body_text(c, src + 5, ret);
-        if (startswith(src, "form:")) {
-                form_param *f;
-                size_t nf;
-                int r = body_form(c, &f, &nf);
-
-                if (r <= 0)
-                        return r;
-                for (size_t i = 0; i < nf; i++)
-                        if (streq(f[i].name, src + 5) && *f[i].value &&
-                                strlen(f[i].value) <= MAX_META) {
-                                *ret = strdup(f[i].value);
-                                return *ret ? 0 : -ENOMEM;
-                        }
-                return 0;
-        }
-        return 0; /* "none" or an unknown kind: config validation reports those */
-}
-
-/* An endpoint option replaces the provider's list entirely. */
-static int meta_first(
-        vctx *c, const char *override, const char *const *defaults, size_t n, char **ret)
-{
-        int r;
-
-        if (override)
-                return meta_source(c, override, ret);
-        for (size_t i = 0; i < n && defaults[i]; i++) {
-                r = meta_source(c, defaults[i], ret);
-                if (r < 0 || *ret)
-                        return r;
-        }
-        return 0;
-}
-
-static void want_sources(vctx *c, const char *override, const char *const *list, size_t n)
-{
-        if (override) {
-                list = &override;
-                n = 1;
-        }
-        for (size_t i = 0; i < n && list[i]; i++)
-                if (startswith(list[i], "json:"))
-                        json_want(c, list[i] + 5);
-}
-
-static int extract_metadata(vctx *c)
-{
-        int r;
-
-        r = meta_first(c, c->cfg->dedupe, c->s->dedupe, ELEMENTSOF(c->s->dedupe),
-                &c->res->provider_event_id);
-        if (r < 0)
-                return r;
-        r = meta_first(c, c->cfg->type, c->s->type, ELEMENTSOF(c->s->type), &c->res->event_type);
-        if (r < 0)
-                return r;
-        if (!c->cfg->type && c->s->type_suffix && c->res->event_type) {
-                _cleanup_free_ char *suffix = NULL;
-                char *joined;
-
-                r = meta_source(c, c->s->type_suffix, &suffix);
-                if (r < 0)
-                        return r;
-                if (suffix) {
-                        if (asprintf(&joined, "%s.%s", c->res->event_type, suffix) < 0)
-                                return -ENOMEM;
-                        free(c->res->event_type);
-                        c->res->event_type = joined;
-                }
-        }
-        return 0;
 }
 
 /* ---- timestamps (rules 4 and 7) ------------------------------------------------------------ */
@@ -703,7 +272,7 @@ static int match_any(vctx *c, knock_hmac_alg alg, const span *parts, size_t n_pa
 
         for (size_t k = 0; k < c->cfg->n_secrets; k++) {
                 const knock_secret *key = &c->cfg->secrets[k];
-                unsigned char mac[EVP_MAX_MD_SIZE];
+                unsigned char mac[KEY_MAC_MAX];
                 size_t mac_len = 0;
                 bool have_mac = false;
                 int r;
@@ -714,14 +283,14 @@ static int match_any(vctx *c, knock_hmac_alg alg, const span *parts, size_t n_pa
                         if (g->kind != key->kind)
                                 continue;
                         if (key->kind != KNOCK_KEY_SHARED) {
-                                r = pkey_verify(key, parts, n_parts, g->b, g->n);
+                                r = key_verify_signature(key, parts, n_parts, g->b, g->n);
                                 if (r < 0)
                                         return r;
                                 found |= r;
                                 continue;
                         }
                         if (!have_mac) {
-                                r = hmac_parts(
+                                r = key_hmac(
                                         alg, key->data, key->len, parts, n_parts, mac, &mac_len);
                                 if (r < 0)
                                         return r;
@@ -1185,89 +754,6 @@ static int verify_credential(vctx *c)
         return ok ? 0 : fail(c, KNOCK_VERIFY_E_MISMATCH, "credentials do not match");
 }
 
-/* ---- handshakes (rule 10: only after verification) ----------------------------------------- */
-
-static int set_handshake(knock_verify_result *res, int status, const char *ctype, const char *body)
-{
-        res->handshake_content_type = ctype ? strdup(ctype) : NULL;
-        res->handshake_body = strdup(body);
-        if ((ctype && !res->handshake_content_type) || !res->handshake_body)
-                return -ENOMEM;
-        res->handshake = true;
-        res->handshake_status = status;
-        return 0;
-}
-
-/* Slack url_verification: answer the challenge as text/plain (api.slack.com/events/
- * url_verification). Discord: PING (type 1) → {"type":1}; webhook-event PING (type 0)
- * → 204 with no body. */
-static int detect_handshake(vctx *c, knock_provider p)
-{
-        _cleanup_free_ char *challenge = NULL;
-        span type, v;
-        int r;
-
-        if (p != KNOCK_PROVIDER_SLACK && p != KNOCK_PROVIDER_DISCORD)
-                return 0;
-        if (!body_lookup(c, "/type", &type)) /* found only in an object */
-                return 0;
-        if (p == KNOCK_PROVIDER_SLACK) {
-                if (!span_eq(type, "\"url_verification\"") || !body_lookup(c, "/challenge", &v) ||
-                        v.p[0] != '"')
-                        return 0;
-                r = json_text(v, &challenge);
-                if (r < 0)
-                        return r;
-                if (!challenge || strlen(challenge) > MAX_CHALLENGE)
-                        return 0;
-                return set_handshake(c->res, 200, "text/plain", challenge);
-        }
-        if (span_eq(type, "1") && !body_lookup(c, "/event", &v))
-                return set_handshake(c->res, 200, "application/json", "{\"type\":1}");
-        if (span_eq(type, "0") && body_lookup(c, "/application_id", &v))
-                return set_handshake(c->res, 204, NULL, "");
-        return 0;
-}
-
-/* Meta's subscription check: GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…
- * is authentic when the token equals the verify_token option; the challenge is echoed. */
-static int verify_meta_get(vctx *c)
-{
-        _cleanup_free_ char *mode = NULL, *token = NULL, *challenge = NULL;
-        form q;
-        span query = request_query(c->req);
-        bool ok;
-        int r;
-
-        r = form_parse(query.p, query.n, &q);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed query string");
-        for (size_t i = 0; i < q.n; i++) {
-                char **slot = streq(q.p[i].name, "hub.mode")           ? &mode
-                              : streq(q.p[i].name, "hub.verify_token") ? &token
-                              : streq(q.p[i].name, "hub.challenge")    ? &challenge
-                                                                       : NULL;
-                if (slot && !*slot && !(*slot = strdup(q.p[i].value))) {
-                        form_free(&q);
-                        return -ENOMEM;
-                }
-        }
-        form_free(&q);
-        if (!mode || !token || !challenge)
-                return fail(c, KNOCK_VERIFY_E_MISSING, "missing hub.* parameters");
-        if (!streq(mode, "subscribe") || strlen(challenge) > MAX_CHALLENGE)
-                return fail(c, KNOCK_VERIFY_E_MALFORMED, "malformed hub.* parameters");
-        if (!c->cfg->verify_token)
-                return fail(c, KNOCK_VERIFY_E_MISMATCH, "verify_token option not set");
-        ok = strlen(token) == strlen(c->cfg->verify_token) &&
-             CRYPTO_memcmp(token, c->cfg->verify_token, strlen(token)) == 0;
-        if (!ok)
-                return fail(c, KNOCK_VERIFY_E_MISMATCH, "hub.verify_token does not match");
-        return set_handshake(c->res, 200, "text/plain", challenge);
-}
-
 /* ---- entry points -------------------------------------------------------------------------- */
 
 int verify_request(
@@ -1305,20 +791,8 @@ int verify_request(
         c.tolerance_ms = cfg->tolerance_ms >= 0 ? cfg->tolerance_ms : c.s->tolerance_ms;
 
         /* Every JSON value this request may read, so the body is scanned once. */
-        want_sources(&c, cfg->dedupe, c.s->dedupe, ELEMENTSOF(c.s->dedupe));
-        want_sources(&c, cfg->type, c.s->type, ELEMENTSOF(c.s->type));
-        if (!cfg->type)
-                want_sources(&c, NULL, &c.s->type_suffix, 1);
-        if (c.s->body_ts)
-                json_want(&c, c.s->body_ts);
-        if (cfg->provider == KNOCK_PROVIDER_SLACK || cfg->provider == KNOCK_PROVIDER_DISCORD) {
-                json_want(&c, "/type");
-                json_want(&c, cfg->provider == KNOCK_PROVIDER_SLACK ? "/challenge" : "/event");
-                if (cfg->provider == KNOCK_PROVIDER_DISCORD)
-                        json_want(&c, "/application_id");
-        }
-
-        r = extract_metadata(&c);
+        meta_want(&c);
+        r = meta_extract(&c);
         if (r < 0)
                 goto finish;
 
@@ -1354,7 +828,7 @@ int verify_request(
                 r = -EINVAL;
         }
         if (r == 0)
-                r = detect_handshake(&c, cfg->provider);
+                r = meta_handshake(&c);
 finish:
         form_free(&c.form);
         OPENSSL_cleanse(c.sigs, c.n_sigs * sizeof(c.sigs[0]));
@@ -1383,28 +857,12 @@ void verify_result_clear(knock_verify_result *r)
         *r = (knock_verify_result){};
 }
 
-static void secret_wipe(knock_secret *s)
-{
-        EVP_PKEY_free(s->pkey);
-        if (s->data) {
-                OPENSSL_cleanse(s->data, s->len);
-                free(s->data);
-        }
-        *s = (knock_secret){};
-}
-
-void verify_secret_clear(knock_secret *s)
-{
-        if (s)
-                secret_wipe(s);
-}
-
 void verify_config_clear(knock_verify_config *c)
 {
         if (!c)
                 return;
         for (size_t i = 0; i < c->n_secrets; i++)
-                secret_wipe(&c->secrets[i]);
+                verify_secret_clear(&c->secrets[i]);
         free(c->secrets);
         free(c->url);
         free(c->header);
@@ -1416,194 +874,9 @@ void verify_config_clear(knock_verify_config *c)
         *c = (knock_verify_config){.tolerance_ms = -1};
 }
 
-/* base64 text into a fresh buffer; whitespace (PEM-style line breaks) is skipped. */
-static int b64_to_bytes(const char *text, unsigned char **ret, size_t *ret_len)
-{
-        _cleanup_free_ char *clean = malloc(strlen(text) + 1);
-        _cleanup_free_ unsigned char *out = NULL;
-        size_t n = 0, on;
-
-        if (!clean)
-                return -ENOMEM;
-        for (const char *p = text; *p; p++)
-                if (!isspace((unsigned char)*p))
-                        clean[n++] = *p;
-        if (n == 0)
-                return -EINVAL;
-        out = malloc(n);
-        if (!out)
-                return -ENOMEM;
-        if (base64_decode(clean, n, out, n, &on) < 0 || on == 0) {
-                OPENSSL_cleanse(out, n);
-                return -EINVAL;
-        }
-        *ret = TAKE_PTR(out);
-        *ret_len = on;
-        return 0;
-}
-
-/* SendGrid shows its key as base64 DER; a PEM file is accepted too. The key must be an
- * EC P-256 key; it is kept as DER SubjectPublicKeyInfo. */
-static int sendgrid_key(const char *text, knock_secret *ret)
-{
-        _cleanup_free_ unsigned char *der = NULL;
-        EVP_PKEY *pkey = NULL;
-        size_t n = 0;
-        char group[32] = "";
-        int r;
-
-        if (strstr(text, "-----BEGIN")) {
-                BIO *bio = BIO_new_mem_buf(text, -1);
-                unsigned char *p = NULL;
-                int len;
-
-                if (!bio)
-                        return -ENOMEM;
-                pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-                BIO_free(bio);
-                if (!pkey)
-                        return -EINVAL;
-                len = i2d_PUBKEY(pkey, &p);
-                if (len <= 0) {
-                        EVP_PKEY_free(pkey);
-                        return -EINVAL;
-                }
-                der = malloc((size_t)len);
-                if (der)
-                        memcpy(der, p, (size_t)len);
-                OPENSSL_free(p);
-                n = (size_t)len;
-                if (!der) {
-                        EVP_PKEY_free(pkey);
-                        return -ENOMEM;
-                }
-        } else {
-                const unsigned char *p;
-
-                r = b64_to_bytes(text, &der, &n);
-                if (r < 0)
-                        return r;
-                p = der;
-                pkey = d2i_PUBKEY(NULL, &p, (long)n);
-                if (!pkey || p != der + n) {
-                        EVP_PKEY_free(pkey);
-                        return -EINVAL;
-                }
-        }
-        r = EVP_PKEY_is_a(pkey, "EC") &&
-            EVP_PKEY_get_utf8_string_param(
-                    pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), NULL) == 1 &&
-            streq(group, "prime256v1");
-        EVP_PKEY_free(pkey);
-        if (!r)
-                return -EINVAL;
-        ret->data = TAKE_PTR(der);
-        ret->len = n;
-        ret->kind = KNOCK_KEY_ECDSA_P256;
-        return 0;
-}
-
-static int secret_from_text(knock_provider p, const char *text, knock_secret *ret)
-{
-        unsigned char *data = NULL;
-        size_t n = 0;
-        int r;
-
-        if (!text || !*text || !ret)
-                return -EINVAL;
-        switch (p) {
-        case KNOCK_PROVIDER_STANDARD:
-        case KNOCK_PROVIDER_RESEND:
-        case KNOCK_PROVIDER_CLERK:
-                /* Rule 6: the key is the base64 decoding of what follows "whsec_" (the
-                 * prefix is optional, as in the reference libraries); "whpk_" is an
-                 * Ed25519 public key for v1a signatures. */
-                if (startswith(text, "whpk_")) {
-                        r = b64_to_bytes(text + 5, &data, &n);
-                        if (r < 0)
-                                return r;
-                        if (n != 32) {
-                                free(data);
-                                return -EINVAL;
-                        }
-                        *ret = (knock_secret){data, n, KNOCK_KEY_ED25519};
-                        return 0;
-                }
-                r = b64_to_bytes(startswith(text, "whsec_") ? text + 6 : text, &data, &n);
-                if (r < 0)
-                        return r;
-                *ret = (knock_secret){data, n, KNOCK_KEY_SHARED};
-                return 0;
-        case KNOCK_PROVIDER_DISCORD:
-                data = malloc(32);
-                if (!data)
-                        return -ENOMEM;
-                if (hex_decode(text, strlen(text), data, 32, &n) < 0 || n != 32) {
-                        free(data);
-                        return -EINVAL;
-                }
-                *ret = (knock_secret){data, n, KNOCK_KEY_ED25519};
-                return 0;
-        case KNOCK_PROVIDER_SENDGRID:
-                return sendgrid_key(text, ret);
-        default:
-                /* Everything else, stripe's own "whsec_…" included: the bytes as written. */
-                if (p < 0 || p >= _KNOCK_PROVIDER_MAX)
-                        return -EINVAL;
-                n = strlen(text);
-                data = malloc(n);
-                if (!data)
-                        return -ENOMEM;
-                memcpy(data, text, n);
-                *ret = (knock_secret){data, n, KNOCK_KEY_SHARED};
-                return 0;
-        }
-}
-
 int verify_secret_from_text(knock_provider p, const char *text, knock_secret *ret)
 {
-        knock_secret k = {};
-        int r;
-
-        if (!ret)
+        if (p < 0 || p >= _KNOCK_PROVIDER_MAX)
                 return -EINVAL;
-        r = secret_from_text(p, text, &k);
-        if (r < 0)
-                return r;
-        if (k.kind != KNOCK_KEY_SHARED) {
-                k.pkey = parse_pkey(k.kind, k.data, k.len);
-                if (!k.pkey) {
-                        secret_wipe(&k);
-                        return -EINVAL;
-                }
-        }
-        *ret = k;
-        return 0;
-}
-
-int standard_sign(const knock_secret *key, const char *id, const char *ts,
-        const unsigned char *body, size_t len, char *out, size_t out_len)
-{
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        size_t mac_len = 0;
-        span parts[5] = {
-                {id, strlen(id)},
-                {".", 1},
-                {ts, strlen(ts)},
-                {".", 1},
-                {(const char *)body, len},
-        };
-        int r;
-
-        if (!key || !key->data || key->kind != KNOCK_KEY_SHARED)
-                return -EINVAL;
-        if (out_len < 3 + 4 * ((32 + 2) / 3) + 1)
-                return -ENOBUFS;
-        r = hmac_parts(KNOCK_HMAC_SHA256, key->data, key->len, parts, 5, mac, &mac_len);
-        if (r < 0)
-                return r;
-        memcpy(out, "v1,", 3);
-        base64_encode(mac, mac_len, out + 3);
-        OPENSSL_cleanse(mac, sizeof(mac));
-        return 0;
+        return key_from_text(providers[p].s.key_text, text, ret);
 }

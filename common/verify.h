@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
+
 typedef enum knock_provider {
         KNOCK_PROVIDER_INVALID = -1,
         KNOCK_PROVIDER_NONE = 0,
@@ -57,32 +59,10 @@ typedef enum knock_provider {
         _KNOCK_PROVIDER_MAX,
 } knock_provider;
 
-typedef enum knock_hmac_alg {
-        KNOCK_HMAC_SHA256 = 0,
-        KNOCK_HMAC_SHA512,
-        KNOCK_HMAC_SHA1,
-} knock_hmac_alg;
-
 typedef enum knock_encoding {
         KNOCK_ENC_HEX = 0,
         KNOCK_ENC_BASE64,
 } knock_encoding;
-
-/* What a secret's bytes are. Zero (HMAC) is the default, so a secret built
- * by hand as {data, len} is a shared secret used as written. */
-typedef enum knock_key_kind {
-        KNOCK_KEY_SHARED = 0,  /* HMAC key, token, "user:pass" */
-        KNOCK_KEY_ED25519,     /* 32-byte raw public key (discord, standard "whpk_") */
-        KNOCK_KEY_ECDSA_P256,  /* DER SubjectPublicKeyInfo (sendgrid) */
-} knock_key_kind;
-
-typedef struct knock_secret {
-        unsigned char *data; /* the key bytes (already decoded where the scheme says so) */
-        size_t len;
-        knock_key_kind kind;
-        void *pkey;          /* public keys: the parsed EVP_PKEY, owned (freed by
-                              * verify_config_clear); NULL means parse per request */
-} knock_secret;
 
 typedef struct knock_verify_config {
         knock_provider provider;
@@ -150,21 +130,14 @@ void verify_result_clear(knock_verify_result *r);
 knock_provider provider_from_string(const char *s);
 const char *provider_to_string(knock_provider p);
 
-/* Turns one configured secret text into key bytes, following the provider's
- * rule (standard/svix/resend/clerk: base64 of the text after "whsec_", or an
- * Ed25519 public key after "whpk_"; discord: hex Ed25519 public key;
+/* Turns one configured secret text into key bytes by the provider's rule
+ * (keys.h: standard/svix/resend/clerk: base64 of the text after "whsec_",
+ * or an Ed25519 public key after "whpk_"; discord: hex Ed25519 public key;
  * sendgrid: PEM or base64 DER public key; everything else, stripe included:
  * the bytes as written). -EINVAL when the text does not fit the rule. The
  * caller wipes and frees ret->data (verify_config_clear does). */
 int verify_secret_from_text(knock_provider p, const char *text, knock_secret *ret);
 void verify_config_clear(knock_verify_config *c);
-/* Wipes and frees one secret's bytes and parsed key; leaves *s zeroed. */
-void verify_secret_clear(knock_secret *s);
-
 /* Case-insensitive header lookup. Returns the number of occurrences; *ret the first. */
 size_t request_header(const knock_request *req, const char *name, const char **ret);
 
-/* Standard Webhooks signing, also used by knock-deliver for hooks:
- * writes "v1,<base64>" for id.ts.body into out (≥ 64 bytes). */
-int standard_sign(const knock_secret *key, const char *id, const char *ts,
-                  const unsigned char *body, size_t len, char *out, size_t out_len);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Writes the seed corpora of form/, json/, config/, http-response/ and
-timestamp/ (verify/ has gen-verify-seeds.py): the shapes each parser meets
+"""Writes the seed corpora of form/, json/, config/, http-response/,
+timestamp/ and keys/ (verify/ has gen-verify-seeds.py): the shapes each parser meets
 in tests/unit and etc/, in each fuzz target's input form. Regression inputs
 (regress-*) are added by hand beside them and never rewritten.
 
@@ -117,6 +117,27 @@ TIMESTAMP = {
     "numbers-max": "\x0318446744073709551615",
 }
 
+SENDGRID_DER = ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYP7UuiVanTHJYet0xjVtaMBJuJI7"
+                "Yfps5mliLmDyn7Z5A/4QCLi8maQa6elWKLxk8vGyDC1+n1F3o8KU1EYimQ==")
+# selector: 0 raw, 1 standard, 2 ed25519-hex, 3 ec-p256 (keys.h key_text_rule)
+KEYS = {
+    "raw": "\x00whsec_fuzz_stripe",
+    "standard-whsec": "\x01whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "standard-bare": "\x01MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+    "standard-whpk": "\x01whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+    "standard-short-whpk": "\x01whpk_AAAA",
+    "discord": "\x02d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+    "sendgrid-der": "\x03" + SENDGRID_DER,
+    "sendgrid-pem": "\x03-----BEGIN PUBLIC KEY-----\n" + SENDGRID_DER[:64] + "\n"
+                    + SENDGRID_DER[64:] + "\n-----END PUBLIC KEY-----\n",
+    "p384-pem": "\x03-----BEGIN PUBLIC KEY-----\n"
+                "MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEUEeD+jVwV7VbkQNyXmlCnqPBEXGBTPs5\n"
+                "/SUNTUQjyJiwiLtb+099g+svOUEFwukNQZw1/U0KhKCNcgIFDwb2uGMhXiEQ31Uu\n"
+                "ZfRe+IhjNRrWihUYIvsgV2olAFufI+m9\n"
+                "-----END PUBLIC KEY-----\n",
+    "not-a-key": "\x03bm90IGEga2V5",
+}
+
 
 def write(d, name, data):
     os.makedirs(d, exist_ok=True)
@@ -136,6 +157,8 @@ def main():
         write(os.path.join(out, "http-response"), name, HTTP_SETTINGS[name] + text.encode())
     for name, text in TIMESTAMP.items():
         write(os.path.join(out, "timestamp"), name, text)
+    for name, text in KEYS.items():
+        write(os.path.join(out, "keys"), name, text)
 
 
 if __name__ == "__main__":
