@@ -52,15 +52,29 @@ static const field_spec hook_attempt_fields[] = {
         {"response", "response", F_TEXT},
 };
 
-static int verb_hooks(knockctl *c, int argc, char **argv)
+static int check_hook_state(const char *state)
 {
-        static const struct option options[] = {
-                {"state", required_argument, NULL, 's'},
-                {"event", required_argument, NULL, 'E'},
-                {"limit", required_argument, NULL, 'n'},
-                {0},
-        };
-        static const column cols[] = {
+        if (streq(state, "pending") || streq(state, "delivered") || streq(state, "failed"))
+                return 0;
+        ctl_error("unknown hook state '%s' (pending, delivered or failed)", state);
+        return KNOCKCTL_USAGE;
+}
+
+/* The list leaves out the payload (the last field): it is in `hook ID`. */
+KNOCKCTL_LISTING(hooks, .verb.name = "hooks",
+        .verb.synopsis = "[--state pending|delivered|failed] [--event ID] [--limit N]",
+        .verb.help = "List completion hooks, newest first", .verb.section = SECTION_HOOKS,
+        .one = "hook",
+        .filters = {
+                {"state", LIST_TEXT, ":state", .check = check_hook_state},
+                {"event", LIST_EVENT, ":event"},
+                {"limit", LIST_LIMIT, ":limit"},
+        },
+        .fields = hook_fields, .n_fields = ELEMENTSOF(hook_fields) - 1,
+        .from = "FROM hooks h WHERE (:state IS NULL OR h.state = :state)"
+                " AND (:event IS NULL OR h.event_id = :event)"
+                " ORDER BY h.created_at DESC, h.id DESC LIMIT :limit",
+        .cols = {
                 {"id", "ID", 0},
                 {"event_id", "EVENT_ID", 0},
                 {"type", "TYPE", 0},
@@ -69,71 +83,8 @@ static int verb_hooks(knockctl *c, int argc, char **argv)
                 {"last_status", "LAST_STATUS", 0},
                 {"next_attempt_at", "NEXT_ATTEMPT_AT", 0},
                 {"last_error", "LAST_ERROR", 40},
-        };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        const char *state = NULL, *event = NULL;
-        _cleanup_free_ char *event_id = NULL;
-        int64_t limit = 50;
-        json_t *rows = NULL;
-        int o, r;
-
-        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
-                switch (o) {
-                case 's':
-                        if (!streq(optarg, "pending") && !streq(optarg, "delivered") &&
-                                !streq(optarg, "failed")) {
-                                ctl_error("unknown hook state '%s' (pending, delivered or failed)",
-                                        optarg);
-                                return KNOCKCTL_USAGE;
-                        }
-                        state = optarg;
-                        break;
-                case 'E':
-                        event = optarg;
-                        break;
-                case 'n':
-                        r = ctl_parse_limit(optarg, &limit);
-                        if (r != 0)
-                                return r;
-                        break;
-                default:
-                        return o;
-                }
-        if (optind < argc) {
-                ctl_error("hooks takes no arguments (use 'knockctl hook ID')");
-                return KNOCKCTL_USAGE;
-        }
-        r = ctl_open_store(c, false);
-        if (r != 0)
-                return r;
-        if (event) {
-                /* Knock's event id or the provider's, as every event verb takes. */
-                r = ctl_resolve_event(c, event, &event_id);
-                if (r != 0)
-                        return r;
-        }
-        /* The list leaves out the payload: it is in `hook ID`. */
-        r = ctl_select(c, hook_fields, ELEMENTSOF(hook_fields) - 1,
-                "FROM hooks h WHERE (:state IS NULL OR h.state = :state)"
-                " AND (:event IS NULL OR h.event_id = :event)"
-                " ORDER BY h.created_at DESC, h.id DESC LIMIT :limit",
-                &st);
-        if (r != 0)
-                return r;
-        ctl_bind_text(st, ":state", state);
-        ctl_bind_text(st, ":event", event_id);
-        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
-        r = fields_rows(st, hook_fields, ELEMENTSOF(hook_fields) - 1, &rows);
-        if (r < 0)
-                return r;
-        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "hooks");
-        json_decref(rows);
-        return r;
-}
-
-KNOCKCTL_VERB(hooks, .name = "hooks",
-        .synopsis = "[--state pending|delivered|failed] [--event ID] [--limit N]",
-        .help = "List completion hooks, newest first", .section = SECTION_HOOKS, .run = verb_hooks);
+        },
+        .what = "hooks");
 
 static int verb_hook(knockctl *c, int argc, char **argv)
 {

@@ -71,9 +71,11 @@ typedef struct knockctl_verb {
 
 #define KNOCKCTL_VERB(id, ...)                                                                     \
         static const knockctl_verb knockctl_verb_##id = {__VA_ARGS__};                             \
+        KNOCKCTL_VERB_AT(id, &knockctl_verb_##id)
+/* Registers a verb that is part of a larger object (a listing's, KNOCKCTL_LISTING). */
+#define KNOCKCTL_VERB_AT(id, verb)                                                                 \
         static const knockctl_verb *const knockctl_verb_ptr_##id                                   \
-                __attribute__((used, section("knockctl_verbs"), aligned(sizeof(void *)))) =        \
-                        &knockctl_verb_##id
+                __attribute__((used, section("knockctl_verbs"), aligned(sizeof(void *)))) = (verb)
 
 /* ---- main.c: shared plumbing for verbs ---------------------------------------- */
 
@@ -186,7 +188,7 @@ int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret);
 int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret);
 
 /* A JSON string from possibly non-UTF-8 bytes (invalid sequences become U+FFFD). */
-json_t *json_text(const char *s, size_t len);
+json_t *json_string_lossy(const char *s, size_t len);
 
 typedef struct column {
         const char *key;    /* JSON key of the row object */
@@ -215,3 +217,52 @@ extern bool arg_wide;
 void ctl_error(const char *fmt, ...) _printf_(1, 2);
 /* "knockctl: no WHAT 'ID' in endpoint E", the operand escaped (it may come from a pipe). */
 void ctl_error_no_such(const char *what, const char *id, const char *endpoint);
+
+/* ---- list.c: the listings ------------------------------------------------------- */
+
+/*
+ * A listing verb (events, deliveries, hooks, audit) is one KNOCKCTL_LISTING
+ * entry beside the rows it reads; ctl_run_listing() runs them all: it parses
+ * the filters, opens the store read-only, selects the newest rows first with
+ * every filter bound to its SQL parameter, and prints them (print_list).
+ */
+typedef enum list_filter_kind {
+        LIST_TEXT,  /* --NAME VALUE: the text, else NULL (check() may refuse it) */
+        LIST_FLAG,  /* --NAME: 1, else 0 */
+        LIST_SINCE, /* --NAME TIME (2h, RFC 3339, @unix): ms since the epoch, else NULL */
+        LIST_EVENT, /* --NAME ID: the event an id names, knock's or the provider's, else NULL */
+        LIST_LIMIT, /* --NAME N: at most N rows (0: all; default 50) */
+} list_filter_kind;
+
+typedef struct list_filter {
+        const char *option; /* the long option, without "--" */
+        list_filter_kind kind;
+        const char *param; /* its named SQL parameter (":status") */
+        /* LIST_TEXT: 0, or KNOCKCTL_USAGE after saying what is wrong with the value */
+        int (*check)(const char *value);
+        const char *from; /* when given, the listing selects from this instead of its own */
+} list_filter;
+
+#define LIST_MAX_FILTERS 6
+#define LIST_MAX_COLUMNS 10
+
+typedef struct ctl_listing {
+        knockctl_verb verb; /* .verb.run is ctl_run_listing */
+        const char *one;    /* the verb that shows one row: "use 'knockctl ONE ID'" */
+        list_filter filters[LIST_MAX_FILTERS]; /* in getopt's order, up to a NULL option */
+        const field_spec *fields;              /* the rows: JSON names, SELECT list */
+        size_t n_fields;
+        const char *from;              /* "FROM … WHERE … ORDER BY … LIMIT :limit" */
+        column cols[LIST_MAX_COLUMNS]; /* the human table, up to a NULL key */
+        const char *what;              /* "(showing the newest 50 WHAT; …)" */
+} ctl_listing;
+
+int ctl_run_listing(knockctl *c, int argc, char **argv);
+
+#define KNOCKCTL_LISTING(id, ...)                                                                  \
+        static const ctl_listing knockctl_listing_##id = {                                         \
+                .verb.run = ctl_run_listing, __VA_ARGS__};                                         \
+        static const ctl_listing *const knockctl_listing_ptr_##id                                  \
+                __attribute__((used, section("knockctl_listings"), aligned(sizeof(void *)))) =     \
+                        &knockctl_listing_##id;                                                    \
+        KNOCKCTL_VERB_AT(id, &knockctl_listing_##id.verb)

@@ -71,7 +71,7 @@ char *fields_select(const field_spec *f, size_t n)
         return s;
 }
 
-json_t *json_text(const char *s, size_t len)
+json_t *json_string_lossy(const char *s, size_t len)
 {
         const unsigned char *p = (const unsigned char *)s;
         _cleanup_free_ char *buf = NULL;
@@ -134,7 +134,7 @@ json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n)
                 else
                         switch (f[i].kind) {
                         case F_TEXT:
-                                v = json_text((const char *)sqlite3_column_text(st, col),
+                                v = json_string_lossy((const char *)sqlite3_column_text(st, col),
                                         (size_t)sqlite3_column_bytes(st, col));
                                 break;
                         case F_INT:
@@ -158,7 +158,7 @@ json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n)
 
                                 v = json_loadb(t, len, JSON_DECODE_ANY, NULL);
                                 if (!v)
-                                        v = json_text(t, len);
+                                        v = json_string_lossy(t, len);
                                 break;
                         }
                         case F_SHA256:

@@ -93,13 +93,16 @@ static json_t *result_json(knockctl *c, const probe_result *r, const char *dup_i
         o = json_pack("{s:s,s:s,s:i,s:s?,s:o,s:o,s:I,s:o,s:o,s:s?,s:s?,s:s,s:s,s:o}", "endpoint",
                 c->endpoint, "outcome", probe_outcome_to_string(r->outcome), "status", r->status,
                 "reason", r->reason[0] ? r->reason : NULL, "method",
-                r->method ? json_text(r->method, strlen(r->method)) : json_null(), "target",
-                r->target ? json_text(r->target, strlen(r->target)) : json_null(), "body_bytes",
-                (json_int_t)r->body_len, "provider_event_id",
-                r->provider_event_id ? json_text(r->provider_event_id, strlen(r->provider_event_id))
-                                     : json_null(),
+                r->method ? json_string_lossy(r->method, strlen(r->method)) : json_null(),
+                "target",
+                r->target ? json_string_lossy(r->target, strlen(r->target)) : json_null(),
+                "body_bytes", (json_int_t)r->body_len, "provider_event_id",
+                r->provider_event_id
+                        ? json_string_lossy(r->provider_event_id, strlen(r->provider_event_id))
+                        : json_null(),
                 "event_type",
-                r->event_type ? json_text(r->event_type, strlen(r->event_type)) : json_null(),
+                r->event_type ? json_string_lossy(r->event_type, strlen(r->event_type))
+                              : json_null(),
                 "route", r->route, "handler", r->outcome == PROBE_ACCEPTED ? r->handler : NULL,
                 "would_store", probe_stored(r, dup_id != NULL), "at",
                 format_rfc3339(at, when, sizeof(when)), "notes", notes ? notes : json_array());

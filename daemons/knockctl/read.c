@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * read — the inspecting verbs: events, event, deliveries, delivery, audit.
+ * read — the inspecting verbs: the listings events, deliveries and audit
+ * (KNOCKCTL_LISTING entries, run by list.c), and event and delivery, which
+ * show one row with what hangs off it.
  *
  * Promises:
  *  - the database is opened read-only: inspecting never takes the write
  *    lock, so it never stalls the ingress;
  *  - lists are newest first and bounded (--limit, default 50; 0 for all);
- *    a human listing that hit the limit says so on stderr;
+ *    a human listing that hit the limit says so on stderr (list.c);
+ *  - `event` takes knock's event id or the provider's; `delivery --body`
+ *    writes the stored bytes and nothing else;
  *  - JSON field names are contract §10's, plus a few more that answer the
  *    operator questions (status_reason, the delivery whose body runs, the
  *    body's SHA-256 so a provider's retry can be compared with the first).
@@ -18,8 +22,6 @@
 #include <unistd.h>
 
 #include "knockctl.h"
-
-#define DEFAULT_LIMIT 50
 
 static const field_spec event_fields[] = {
         {"id", "e.id", F_TEXT},
@@ -129,16 +131,23 @@ static int check_status_list(const char *list)
         return 0;
 }
 
-static int verb_events(knockctl *c, int argc, char **argv)
-{
-        static const struct option options[] = {
-                {"status", required_argument, NULL, 's'},
-                {"type", required_argument, NULL, 't'},
-                {"since", required_argument, NULL, 'S'},
-                {"limit", required_argument, NULL, 'n'},
-                {0},
-        };
-        static const column cols[] = {
+KNOCKCTL_LISTING(events, .verb.name = "events",
+        .verb.synopsis = "[--status S[,S...]] [--type T] [--since 2h|TIME] [--limit N]",
+        .verb.help = "List events, newest first", .verb.section = SECTION_READ, .one = "event",
+        .filters = {
+                {"status", LIST_TEXT, ":status", .check = check_status_list},
+                {"type", LIST_TEXT, ":type"},
+                {"since", LIST_SINCE, ":since"},
+                {"limit", LIST_LIMIT, ":limit"},
+        },
+        .fields = event_fields, .n_fields = ELEMENTSOF(event_fields),
+        .from = "FROM events e"
+                " WHERE (:status IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
+                "0)"
+                "   AND (:type IS NULL OR e.event_type = :type)"
+                "   AND (:since IS NULL OR e.received_at >= :since)"
+                " ORDER BY e.received_at DESC, e.id DESC LIMIT :limit",
+        .cols = {
                 {"id", "ID", 0},
                 {"status", "STATUS", 0},
                 {"provider_event_id", "PROVIDER_ID", 32},
@@ -147,72 +156,8 @@ static int verb_events(knockctl *c, int argc, char **argv)
                 {"received_at", "RECEIVED_AT", 0},
                 {"next_attempt_at", "NEXT_ATTEMPT_AT", 0},
                 {"last_error", "LAST_ERROR", 48},
-        };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        const char *status = NULL, *type = NULL;
-        int64_t since = 0, limit = DEFAULT_LIMIT;
-        bool have_since = false;
-        json_t *rows = NULL;
-        int o, r;
-
-        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
-                switch (o) {
-                case 's':
-                        status = optarg;
-                        r = check_status_list(status);
-                        if (r != 0)
-                                return r;
-                        break;
-                case 't':
-                        type = optarg;
-                        break;
-                case 'S':
-                        r = ctl_parse_time("--since", optarg, c->now, &since);
-                        if (r != 0)
-                                return r;
-                        have_since = true;
-                        break;
-                case 'n':
-                        r = ctl_parse_limit(optarg, &limit);
-                        if (r != 0)
-                                return r;
-                        break;
-                default:
-                        return o;
-                }
-        if (optind < argc) {
-                ctl_error("events takes no arguments (use 'knockctl event ID')");
-                return KNOCKCTL_USAGE;
-        }
-
-        r = ctl_open_store(c, false);
-        if (r != 0)
-                return r;
-        r = ctl_select(c, event_fields, ELEMENTSOF(event_fields),
-                "FROM events e"
-                " WHERE (:status IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
-                "0)"
-                "   AND (:type IS NULL OR e.event_type = :type)"
-                "   AND (:since IS NULL OR e.received_at >= :since)"
-                " ORDER BY e.received_at DESC, e.id DESC LIMIT :limit",
-                &st);
-        if (r != 0)
-                return r;
-        ctl_bind_text(st, ":status", status);
-        ctl_bind_text(st, ":type", type);
-        ctl_bind_i64(st, ":since", since, !have_since);
-        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
-        r = fields_rows(st, event_fields, ELEMENTSOF(event_fields), &rows);
-        if (r < 0)
-                return r;
-        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "events");
-        json_decref(rows);
-        return r;
-}
-
-KNOCKCTL_VERB(events, .name = "events",
-        .synopsis = "[--status S[,S...]] [--type T] [--since 2h|TIME] [--limit N]",
-        .help = "List events, newest first", .section = SECTION_READ, .run = verb_events);
+        },
+        .what = "events");
 
 /* Runs a one-parameter (:id) query into an array. */
 static int select_rows(
@@ -364,17 +309,39 @@ KNOCKCTL_VERB(event, .name = "event", .synopsis = "ID",
         .help = "Show one event with its deliveries, attempts and hooks", .section = SECTION_READ,
         .run = verb_event);
 
-static int verb_deliveries(knockctl *c, int argc, char **argv)
-{
-        static const struct option options[] = {
-                {"invalid", no_argument, NULL, 'i'},
-                {"orphan", no_argument, NULL, 'o'},
-                {"since", required_argument, NULL, 'S'},
-                {"provider-id", required_argument, NULL, 'p'},
-                {"limit", required_argument, NULL, 'n'},
-                {0},
-        };
-        static const column cols[] = {
+/* The conditions and order both forms of the deliveries listing share. */
+#define DELIVERIES_WHERE                                                                           \
+        "   (:invalid = 0 OR d.signature_valid = 0)"                                               \
+        "   AND (:orphan = 0 OR d.event_id IS NULL)"                                               \
+        "   AND (:since IS NULL OR d.received_at >= :since)"                                       \
+        " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit"
+
+/* By provider id, the deliveries are found through indexes only: a verified one through its
+ * event (events.provider_event_id is unique), an orphan through the partial index on
+ * orphans' ids. The ingress keeps no index on every delivery's provider id: random keys in
+ * a 16 KiB-page index cost it a fifth of its throughput. */
+KNOCKCTL_LISTING(deliveries, .verb.name = "deliveries",
+        .verb.synopsis = "[--invalid] [--orphan] [--provider-id ID] [--since T] [--limit N]",
+        .verb.help = "List stored receipts, newest first", .verb.section = SECTION_READ,
+        .one = "delivery",
+        .filters = {
+                {"invalid", LIST_FLAG, ":invalid"},
+                {"orphan", LIST_FLAG, ":orphan"},
+                {"since", LIST_SINCE, ":since"},
+                {"provider-id", LIST_TEXT, ":pid",
+                        .from = "FROM deliveries d"
+                                " WHERE d.id IN (SELECT d2.id FROM events e JOIN deliveries d2"
+                                "                  ON d2.event_id = e.id"
+                                "                  WHERE e.provider_event_id = :pid"
+                                "                UNION ALL SELECT d3.id FROM deliveries d3"
+                                "                  WHERE d3.event_id IS NULL"
+                                "                    AND d3.provider_event_id = :pid)"
+                                "   AND" DELIVERIES_WHERE},
+                {"limit", LIST_LIMIT, ":limit"},
+        },
+        .fields = delivery_fields, .n_fields = ELEMENTSOF(delivery_fields),
+        .from = "FROM deliveries d WHERE" DELIVERIES_WHERE,
+        .cols = {
                 {"id", "ID", 0},
                 {"received_at", "RECEIVED_AT", 0},
                 {"http_status", "HTTP", 0},
@@ -383,88 +350,8 @@ static int verb_deliveries(knockctl *c, int argc, char **argv)
                 {"provider_event_id", "PROVIDER_EVENT_ID", 32},
                 {"duplicate", "DUP", 0},
                 {"verify_error", "VERIFY_ERROR", 40},
-        };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        bool invalid = false, orphan = false, have_since = false;
-        const char *provider_id = NULL;
-        int64_t since = 0, limit = DEFAULT_LIMIT;
-        json_t *rows = NULL;
-        int o, r;
-
-        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
-                switch (o) {
-                case 'i':
-                        invalid = true;
-                        break;
-                case 'o':
-                        orphan = true;
-                        break;
-                case 'p':
-                        provider_id = optarg;
-                        break;
-                case 'S':
-                        r = ctl_parse_time("--since", optarg, c->now, &since);
-                        if (r != 0)
-                                return r;
-                        have_since = true;
-                        break;
-                case 'n':
-                        r = ctl_parse_limit(optarg, &limit);
-                        if (r != 0)
-                                return r;
-                        break;
-                default:
-                        return o;
-                }
-        if (optind < argc) {
-                ctl_error("deliveries takes no arguments (use 'knockctl delivery ID')");
-                return KNOCKCTL_USAGE;
-        }
-        r = ctl_open_store(c, false);
-        if (r != 0)
-                return r;
-        /* By provider id, the deliveries are found through indexes only: a
-         * verified one through its event (events.provider_event_id is
-         * unique), an orphan through the partial index on orphans' ids. The
-         * ingress keeps no index on every delivery's provider id: random
-         * keys in a 16 KiB-page index cost it a fifth of its throughput. */
-        r = ctl_select(c, delivery_fields, ELEMENTSOF(delivery_fields),
-                provider_id
-                        ? "FROM deliveries d"
-                          " WHERE d.id IN (SELECT d2.id FROM events e JOIN deliveries d2"
-                          "                  ON d2.event_id = e.id WHERE e.provider_event_id = :pid"
-                          "                UNION ALL SELECT d3.id FROM deliveries d3"
-                          "                  WHERE d3.event_id IS NULL AND d3.provider_event_id = :pid)"
-                          "   AND (:invalid = 0 OR d.signature_valid = 0)"
-                          "   AND (:orphan = 0 OR d.event_id IS NULL)"
-                          "   AND (:since IS NULL OR d.received_at >= :since)"
-                          " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit"
-                        : "FROM deliveries d"
-                          " WHERE (:invalid = 0 OR d.signature_valid = 0)"
-                          "   AND (:orphan = 0 OR d.event_id IS NULL)"
-                          "   AND (:since IS NULL OR d.received_at >= :since)"
-                          " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit",
-                &st);
-        if (r != 0)
-                return r;
-        ctl_bind_i64(st, ":invalid", invalid, false);
-        ctl_bind_i64(st, ":orphan", orphan, false);
-        if (provider_id)
-                ctl_bind_text(st, ":pid", provider_id);
-        ctl_bind_i64(st, ":since", since, !have_since);
-        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
-        r = fields_rows(st, delivery_fields, ELEMENTSOF(delivery_fields), &rows);
-        if (r < 0)
-                return r;
-        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "deliveries");
-        json_decref(rows);
-        return r;
-}
-
-KNOCKCTL_VERB(deliveries, .name = "deliveries",
-        .synopsis = "[--invalid] [--orphan] [--provider-id ID] [--since T] [--limit N]",
-        .help = "List stored receipts, newest first", .section = SECTION_READ,
-        .run = verb_deliveries);
+        },
+        .what = "deliveries");
 
 /* Writes the stored body bytes, and nothing else, to stdout. */
 static int write_body(knockctl *c, const char *id)
@@ -573,14 +460,16 @@ KNOCKCTL_VERB(delivery, .name = "delivery", .synopsis = "ID [--body]",
         .help = "Show one receipt with its headers, or write its raw body", .section = SECTION_READ,
         .run = verb_delivery);
 
-static int verb_audit(knockctl *c, int argc, char **argv)
-{
-        static const struct option options[] = {
-                {"limit", required_argument, NULL, 'n'},
-                {"action", required_argument, NULL, 'a'},
-                {0},
-        };
-        static const column cols[] = {
+KNOCKCTL_LISTING(audit, .verb.name = "audit", .verb.synopsis = "[--action A] [--limit N]",
+        .verb.help = "Show the audit trail, newest first", .verb.section = SECTION_READ,
+        .filters = {
+                {"limit", LIST_LIMIT, ":limit"},
+                {"action", LIST_TEXT, ":action"},
+        },
+        .fields = audit_fields, .n_fields = ELEMENTSOF(audit_fields),
+        .from = "FROM audit WHERE (:action IS NULL OR action = :action)"
+                " ORDER BY at DESC, rowid DESC LIMIT :limit",
+        .cols = {
                 {"id", "ID", 0},
                 {"at", "AT", 0},
                 {"actor", "ACTOR", 24},
@@ -588,48 +477,5 @@ static int verb_audit(knockctl *c, int argc, char **argv)
                 {"counts", "COUNTS", 48},
                 {"filters", "FILTERS", 40},
                 {"ids", "IDS", 40},
-        };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int64_t limit = DEFAULT_LIMIT;
-        const char *action = NULL;
-        json_t *rows = NULL;
-        int o, r;
-
-        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0)
-                switch (o) {
-                case 'n':
-                        r = ctl_parse_limit(optarg, &limit);
-                        if (r != 0)
-                                return r;
-                        break;
-                case 'a':
-                        action = optarg;
-                        break;
-                default:
-                        return o;
-                }
-        if (optind < argc) {
-                ctl_error("audit takes no arguments");
-                return KNOCKCTL_USAGE;
-        }
-        r = ctl_open_store(c, false);
-        if (r != 0)
-                return r;
-        r = ctl_select(c, audit_fields, ELEMENTSOF(audit_fields),
-                "FROM audit WHERE (:action IS NULL OR action = :action)"
-                " ORDER BY at DESC, rowid DESC LIMIT :limit",
-                &st);
-        if (r != 0)
-                return r;
-        ctl_bind_text(st, ":action", action);
-        ctl_bind_i64(st, ":limit", limit > 0 ? limit : -1, false);
-        r = fields_rows(st, audit_fields, ELEMENTSOF(audit_fields), &rows);
-        if (r < 0)
-                return r;
-        r = print_list(c, rows, cols, ELEMENTSOF(cols), limit, "audit rows");
-        json_decref(rows);
-        return r;
-}
-
-KNOCKCTL_VERB(audit, .name = "audit", .synopsis = "[--action A] [--limit N]",
-        .help = "Show the audit trail, newest first", .section = SECTION_READ, .run = verb_audit);
+        },
+        .what = "audit rows");

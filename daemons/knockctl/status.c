@@ -93,7 +93,7 @@ static json_t *meta_time(knock_store *s, const char *key)
                 return json_null();
         if (parse_u64_strict(v, &ms) == 0 && ms <= INT64_MAX)
                 return json_string(format_rfc3339((int64_t)ms, buf, sizeof(buf)));
-        return json_text(v, strlen(v));
+        return json_string_lossy(v, strlen(v));
 }
 
 static json_t *file_size(const char *path, const char *suffix)
@@ -387,7 +387,7 @@ static bool check_one(knockctl *c, const char *name, json_t *results)
         for (size_t i = 0; i < errs.n; i++) {
                 if (!c->json)
                         fprintf(stderr, "%s\n", errs.msgs[i]);
-                json_array_append_new(list, json_text(errs.msgs[i], strlen(errs.msgs[i])));
+                json_array_append_new(list, json_string_lossy(errs.msgs[i], strlen(errs.msgs[i])));
         }
         if (r < 0 && errs.n == 0) {
                 /* Not described by the loader: say what failed at least. */

@@ -93,7 +93,7 @@ static int ids_add(json_t *ids, const char *id, size_t len)
 
         json_array_foreach(ids, k, v) if (json_string_length(v) == len &&
                                           memcmp(json_string_value(v), id, len) == 0) return 0;
-        return json_array_append_new(ids, json_text(id, len)) < 0 ? -ENOMEM : 0;
+        return json_array_append_new(ids, json_string_lossy(id, len)) < 0 ? -ENOMEM : 0;
 }
 
 /* Reads ids from the arguments; "-" reads whitespace-separated ids from stdin
