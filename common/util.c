@@ -1,4 +1,26 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * util — the small pieces every module shares; util.h states each one's
+ * promise. They are: string and secret helpers, the config value grammar
+ * (sizes, durations, rates, strict integers), the clocks, RFC 3339
+ * formatting and knock's one RFC 3339 parser, time-ordered ids, endpoint
+ * names and the directories, reading a small file whole, histograms, hex
+ * and base64.
+ *
+ * What this module never does:
+ *  - log or print: a failure is a negative errno (-EINVAL for what does not
+ *    parse, -ERANGE for what overflows, -ENOMEM, or the errno of a system
+ *    call) for the caller to report;
+ *  - accept more than its grammar: no sign, no blank, no trailing byte, no
+ *    date that does not exist, no value that wrapped around;
+ *  - read past the bytes it is given: a function that takes (s, n) needs no
+ *    NUL and reads exactly n bytes;
+ *  - keep state, but for id_new()'s last (time, random) pair behind a mutex,
+ *    which keeps ids monotonic within a process;
+ *  - read the environment, but for KNOCK_FAKE_NOW_MS (now_ms) and the
+ *    directories' KNOCK_*_DIR variables;
+ *  - touch a file, but the one read_file_full() is asked for (O_CLOEXEC).
+ */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

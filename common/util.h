@@ -10,7 +10,8 @@
  *  - parsers for the config value grammar (sizes K/M/G, durations
  *    ms/s/m/h/d, "never"), strict: no sign, no junk, overflow is an error.
  *  - time in milliseconds since the epoch (wall clock, injectable for tests
- *    with KNOCK_FAKE_NOW_MS) and RFC 3339 UTC formatting.
+ *    with KNOCK_FAKE_NOW_MS), RFC 3339 UTC formatting, and the one RFC 3339
+ *    parser (parse_rfc3339_ms: signature headers and knockctl alike).
  *  - time-ordered identifiers: "<prefix>_" + 26 Crockford base32 characters
  *    (48-bit millisecond time, 80 bits random, monotonic within a process),
  *    so primary keys are appended in order and sort by creation time.
