@@ -118,3 +118,52 @@ char *url_encode(const char *s);
 
 /* The Content-Security-Policy and the other headers of every console answer. */
 void console_headers(struct evhttp_request *req, const char *content_type);
+
+/* ---- console-parts.c: what the pages share ---- */
+/* A list page's table: its head, one row() a row, and the row columns that
+ * make the cursor of the older page. */
+typedef struct list_spec {
+        const char *what, *head, *empty;
+        int at_col, id_col;
+        void (*row)(struct evbuffer *b, console_job *j, sqlite3_stmt *st);
+        const char *path;
+        const char *const *names; /* the filters the older page keeps */
+        size_t n_names;
+} list_spec;
+
+/* An integer parameter within [min, max], dflt when absent or invalid. */
+int parse_int(const char *s, int min, int max, int dflt);
+int64_t col_i64(sqlite3_stmt *st, int col);
+bool col_null(sqlite3_stmt *st, int col);
+void dt(struct evbuffer *b, const char *name);
+void dd_end(struct evbuffer *b);
+void dd_col(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col);
+void dd_time(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col, int64_t now);
+void page_cursor(sqlite3_stmt *st, int at_col, int id_col, char *out, size_t len);
+void older_link(struct evbuffer *b, const char *path, const char *const *names,
+                const char *const *values, size_t n, const char *cursor);
+bool no_store(struct evbuffer *b, knock_store *st);
+bool list_open(struct evbuffer *b, console_job *j, knock_store *st, cq_page *p);
+void list_rows(struct evbuffer *b, console_job *j, knock_store *st, sqlite3_stmt *s,
+               const list_spec *ls, int limit, const char *const *values);
+const char *status_param(console_job *j, struct evbuffer *b);
+void event_link(struct evbuffer *b, sqlite3_stmt *st, int col);
+
+/* ---- console-access.c: who may see the console ---- */
+#define COOKIE_NAME "knock_console"
+#define SESSION_LABEL "knock console session v1"
+typedef enum console_access {
+        ACCESS_NONE,      /* this listener does not serve the console */
+        ACCESS_FORBIDDEN, /* a Host that is not this machine's, on the unix socket */
+        ACCESS_LOGIN,     /* TCP: no valid token or cookie */
+        ACCESS_DENIED,    /* TCP: a wrong bearer token */
+        ACCESS_OK,
+} console_access;
+
+console_access console_check_access(const knock_config *cfg, struct evhttp_request *req);
+/* A form's POST comes from the console's own pages (Origin is this Host). */
+bool console_same_origin(struct evhttp_request *req);
+/* The index of the console_token equal to given (constant time), or -1. */
+int console_token_index(const knock_config *cfg, const char *given, size_t len);
+/* The login cookie's value for a token: hex of an HMAC keyed by it. */
+void console_session_value(const char *token, char out[65]);

@@ -44,8 +44,6 @@
 #define LIVE_KEEPALIVE_MS 15000
 #define LIVE_PENDING_MAX (1024 * 1024)
 #define LOGIN_FAILURES_PER_MINUTE 10
-#define COOKIE_NAME "knock_console"
-#define SESSION_LABEL "knock console session v1"
 
 typedef struct live_client {
         struct live_client *next;
@@ -430,150 +428,6 @@ static void on_done(evutil_socket_t fd, short what, void *userdata)
                 evbuffer_free(text);
 }
 
-/* ---- access ------------------------------------------------------------------------------------- */
-
-static bool request_on_unix_socket(struct evhttp_request *req)
-{
-        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-        struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-        int fd = bev ? bufferevent_getfd(bev) : -1;
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-
-        return fd >= 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-               ss.ss_family == AF_UNIX;
-}
-
-/* A Host naming this machine: localhost, *.localhost, a loopback address, or
- * a name of one label (no web page can make a browser use one of those for
- * its own origin). */
-static bool host_is_local(const char *host)
-{
-        struct in_addr v4;
-        char name[256];
-        size_t n;
-
-        if (!host)
-                return true; /* HTTP/1.0 */
-        if (host[0] == '[') {
-                n = strcspn(host, "]");
-                return n == 4 && strncmp(host + 1, "::1", 3) == 0;
-        }
-        n = strcspn(host, ":");
-        if (n == 0 || n >= sizeof(name))
-                return false;
-        memcpy(name, host, n);
-        name[n] = 0;
-        if (inet_pton(AF_INET, name, &v4) == 1)
-                return (ntohl(v4.s_addr) >> 24) == 127;
-        if (streq(name, "localhost") || (n > 10 && streq(name + n - 10, ".localhost")))
-                return strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
-        return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == n;
-}
-
-static void session_value(const char *token, char out[65])
-{
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned int n = 0;
-
-        HMAC(EVP_sha256(), token, (int)strlen(token), (const unsigned char *)SESSION_LABEL,
-             strlen(SESSION_LABEL), mac, &n);
-        hex_encode(mac, n, out);
-}
-
-/* The index of the configured token a presented one is, or -1. Compared in
- * constant time: both sides are hashed first, so neither the lengths nor the
- * first differing byte show in the time taken, and every token is tried. */
-static int token_index(const knock_config *cfg, const char *given, size_t len)
-{
-        unsigned char want[32], got[32];
-        int found = -1;
-
-        if (EVP_Digest(given, len, got, NULL, EVP_sha256(), NULL) != 1)
-                return -1;
-        for (size_t i = 0; i < cfg->n_console_tokens; i++) {
-                const char *t = cfg->console_tokens[i];
-
-                if (EVP_Digest(t, strlen(t), want, NULL, EVP_sha256(), NULL) == 1 &&
-                    CRYPTO_memcmp(want, got, sizeof(want)) == 0)
-                        found = (int)i;
-        }
-        return found;
-}
-
-static bool cookie_valid(const knock_config *cfg, const char *cookies)
-{
-        const char *p = cookies;
-        char want[65];
-        bool ok = false;
-
-        /* "a=b; knock_console=HEX; c=d" */
-        while (p && *p) {
-                p += strspn(p, " ;");
-                if (startswith(p, COOKIE_NAME "=")) {
-                        const char *v = p + strlen(COOKIE_NAME "=");
-                        size_t n = strcspn(v, ";");
-
-                        if (n != 64)
-                                return false;
-                        for (size_t i = 0; i < cfg->n_console_tokens; i++) {
-                                session_value(cfg->console_tokens[i], want);
-                                ok |= CRYPTO_memcmp(want, v, 64) == 0;
-                        }
-                        return ok;
-                }
-                p = strchr(p, ';');
-        }
-        return false;
-}
-
-typedef enum console_access {
-        ACCESS_NONE,      /* this listener does not serve the console */
-        ACCESS_FORBIDDEN, /* a Host that is not this machine's, on the unix socket */
-        ACCESS_LOGIN,     /* TCP: no valid token or cookie */
-        ACCESS_DENIED,    /* TCP: a wrong bearer token */
-        ACCESS_OK,
-} console_access;
-
-static console_access check_access(console *c, struct evhttp_request *req)
-{
-        const knock_config *cfg = c->a->cfg;
-        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-        const char *auth, *cookies;
-
-        if (request_on_unix_socket(req))
-                return host_is_local(evhttp_find_header(in, "Host")) ? ACCESS_OK
-                                                                     : ACCESS_FORBIDDEN;
-        if (!cfg || cfg->n_console_tokens == 0)
-                return ACCESS_NONE;
-        auth = evhttp_find_header(in, "Authorization");
-        if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
-                return token_index(cfg, auth + 7, strlen(auth + 7)) >= 0 ? ACCESS_OK
-                                                                          : ACCESS_DENIED;
-        cookies = evhttp_find_header(in, "Cookie");
-        if (cookies && cookie_valid(cfg, cookies))
-                return ACCESS_OK;
-        return ACCESS_LOGIN;
-}
-
-/* A form's POST must come from the console's own pages: a browser names
- * the page's origin, which must be this Host (the pages' Referrer-Policy,
- * same-origin, lets it: with no-referrer a browser sends "null"). */
-static bool same_origin(struct evhttp_request *req)
-{
-        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-        const char *origin = evhttp_find_header(in, "Origin");
-        const char *host = evhttp_find_header(in, "Host");
-        const char *o;
-
-        if (!origin)
-                return true; /* not a browser, or an old one: no cross-site form either */
-        o = startswith(origin, "http://")    ? origin + 7
-            : startswith(origin, "https://") ? origin + 8
-                                              : NULL;
-        return o && host && streq(o, host);
-}
-
 /* ---- answers on the loop ---------------------------------------------------------------------- */
 
 static void send_text(struct evhttp_request *req, int code, const char *text)
@@ -681,7 +535,7 @@ static void handle_login(console *c, struct evhttp_request *req)
                 for (size_t i = 0; i < f.n; i++)
                         if (streq(f.p[i].name, "token"))
                                 token = f.p[i].value;
-        idx = token ? token_index(c->a->cfg, token, strlen(token)) : -1;
+        idx = token ? console_token_index(c->a->cfg, token, strlen(token)) : -1;
         form_free(&f);
         if (idx < 0) {
                 c->login_failures++;
@@ -690,7 +544,7 @@ static void handle_login(console *c, struct evhttp_request *req)
                 return;
         }
         /* The cookie holds an HMAC of the token, not the token. */
-        session_value(c->a->cfg->console_tokens[idx], session);
+        console_session_value(c->a->cfg->console_tokens[idx], session);
         snprintf(cookie, sizeof(cookie), COOKIE_NAME "=%s; Path=/; HttpOnly; SameSite=Strict",
                  session);
         evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", cookie);
@@ -783,7 +637,7 @@ bool console_handle(console *c, struct evhttp_request *req, const char *path)
         console_job *j;
         console_access acc;
 
-        acc = check_access(c, req);
+        acc = console_check_access(c->a->cfg, req);
         if (acc == ACCESS_NONE)
                 return false;
         if (streq(path, "/favicon.ico")) {
@@ -802,7 +656,7 @@ bool console_handle(console *c, struct evhttp_request *req, const char *path)
                                     "(localhost, a loopback address)");
                 return true;
         }
-        if (cmd == EVHTTP_REQ_POST && !same_origin(req)) {
+        if (cmd == EVHTTP_REQ_POST && !console_same_origin(req)) {
                 send_text(req, 403, "a form from another origin");
                 return true;
         }
