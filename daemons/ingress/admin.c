@@ -32,6 +32,8 @@
 #define SNAPSHOT_WAIT_MS 500
 #define SNAPSHOT_STALE_MS 3000
 #define WRITER_STUCK_US (1000 * 1000ULL)
+/* A commit this recent proves the database writable without the probe. */
+#define WRITABLE_FRESH_US (2 * 1000000ULL)
 /* A request to the admin listener: the console's probe form holds a pasted
  * request of up to max_body, form-encoded (up to three bytes a byte). */
 #define ADMIN_MAX_BODY (4 * 1024 * 1024)
@@ -105,20 +107,31 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         _cleanup_free_ char *wal = NULL;
         struct statvfs vfs;
         int err = 0, rc;
+        bool recent;
 
         memset(snap, 0, sizeof(*snap));
         snap->taken_at = now_ms();
 
-        /* Writable: take the write lock for a moment and give it back. A
-         * held lock, a read-only file or a failing disk all show here. */
-        sqlite3_busy_timeout(st->db, 100);
-        rc = store_begin(st);
-        snap->db_writable = rc >= 0;
-        if (rc < 0)
-                snprintf(snap->writable_error, sizeof(snap->writable_error),
-                         "cannot take the write lock: %s", store_errmsg(st));
-        store_rollback(st);
-        sqlite3_busy_timeout(st->db, 1000);
+        /* Writable: the writer committed a moment ago, or else take the
+         * write lock for a moment and give it back (a held lock, a read-only
+         * file or a failing disk all show there). Under ingest the probe is
+         * skipped: it would take the lock from the writer once a scrape. */
+        pthread_mutex_lock(&a->writer->lock);
+        recent = a->writer->healthy && a->writer->last_commit_us > 0 &&
+                 mono_us() - a->writer->last_commit_us < WRITABLE_FRESH_US;
+        pthread_mutex_unlock(&a->writer->lock);
+        if (recent)
+                snap->db_writable = true;
+        else {
+                sqlite3_busy_timeout(st->db, 100);
+                rc = store_begin(st);
+                snap->db_writable = rc >= 0;
+                if (rc < 0)
+                        snprintf(snap->writable_error, sizeof(snap->writable_error),
+                                 "cannot take the write lock: %s", store_errmsg(st));
+                store_rollback(st);
+                sqlite3_busy_timeout(st->db, 1000);
+        }
 
         (void)store_schema_version(st, &snap->schema_version);
         if (events_queue_counts(st, snap->events) < 0)
