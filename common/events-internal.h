@@ -25,6 +25,7 @@ typedef struct claim_candidate {
 } claim_candidate;
 
 /* Reads up to want candidates of kind into cands (*ret_n of them; the
- * caller clears each), with the body of the delivery that runs. */
+ * caller clears each), with the body of the delivery that runs. paused: NULL,
+ * or a JSON array of event types whose events are left alone (pause.h). */
 int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
-        size_t want, claim_candidate *cands, size_t *ret_n);
+        const char *paused, size_t want, claim_candidate *cands, size_t *ret_n);

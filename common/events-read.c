@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "events-internal.h"
+#include "pause.h"
 
 void knock_claim_clear(knock_claim *c)
 {
@@ -35,20 +36,40 @@ void knock_claim_clear(knock_claim *c)
         "e.last_error, e.rowid FROM events e LEFT JOIN deliveries d "                              \
         "ON d.id = COALESCE(e.run_delivery_id, e.delivery_id) "
 
-static const char *const claim_queries[_CLAIM_KIND_MAX] = {
-        /* (next_attempt_at, rowid) is the events_queue index order: FIFO
-         * without sorting the whole backlog on every claim. */
-        [CLAIM_RECEIVED] = CLAIM_SELECT
-        "WHERE e.status = 'received' ORDER BY e.next_attempt_at, e.rowid LIMIT ?2",
-        [CLAIM_RETRY_DUE] = CLAIM_SELECT
-        "WHERE e.status = 'failed' AND e.next_attempt_at <= ?1 ORDER BY e.next_attempt_at LIMIT ?2",
-        /* Never our own: a claim of ours whose renewal failed still has its
-         * handler running, and its result must finish that attempt, not a
-         * second one (claims a previous process with our PID left behind are
-         * taken over at start, see lease.h). */
-        [CLAIM_LEASE_EXPIRED] = CLAIM_SELECT
+/* The three kinds, each ending in the WHERE clause before its order: the
+ * plain claim, and the claim while routes are paused (?4, a JSON array of
+ * event types; pause.h). The filter only drops rows the index walk finds, so
+ * a large paused backlog ahead of the others is walked on every claim. */
+#define CLAIM_RECEIVED_WHERE "WHERE e.status = 'received' "
+#define CLAIM_RETRY_DUE_WHERE "WHERE e.status = 'failed' AND e.next_attempt_at <= ?1 "
+/* Never our own: a claim of ours whose renewal failed still has its
+ * handler running, and its result must finish that attempt, not a
+ * second one (claims a previous process with our PID left behind are
+ * taken over at start, see lease.h). */
+#define CLAIM_LEASE_EXPIRED_WHERE                                                                  \
         "WHERE e.status = 'processing' AND e.claim_until < ?1 AND e.claimed_by IS NOT ?3 "
-        "ORDER BY e.claim_until LIMIT ?2",
+#define NOT_PAUSED                                                                                 \
+        "AND (e.event_type IS NULL OR e.event_type NOT IN (SELECT value FROM json_each(?4))) "
+/* (next_attempt_at, rowid) is the events_queue index order: FIFO without
+ * sorting the whole backlog on every claim. */
+#define CLAIM_RECEIVED_ORDER "ORDER BY e.next_attempt_at, e.rowid LIMIT ?2"
+#define CLAIM_RETRY_DUE_ORDER "ORDER BY e.next_attempt_at LIMIT ?2"
+#define CLAIM_LEASE_EXPIRED_ORDER "ORDER BY e.claim_until LIMIT ?2"
+
+static const char *const claim_queries[2][_CLAIM_KIND_MAX] = {
+        {
+                [CLAIM_RECEIVED] = CLAIM_SELECT CLAIM_RECEIVED_WHERE CLAIM_RECEIVED_ORDER,
+                [CLAIM_RETRY_DUE] = CLAIM_SELECT CLAIM_RETRY_DUE_WHERE CLAIM_RETRY_DUE_ORDER,
+                [CLAIM_LEASE_EXPIRED] =
+                        CLAIM_SELECT CLAIM_LEASE_EXPIRED_WHERE CLAIM_LEASE_EXPIRED_ORDER,
+        },
+        {
+                [CLAIM_RECEIVED] = CLAIM_SELECT CLAIM_RECEIVED_WHERE NOT_PAUSED CLAIM_RECEIVED_ORDER,
+                [CLAIM_RETRY_DUE] =
+                        CLAIM_SELECT CLAIM_RETRY_DUE_WHERE NOT_PAUSED CLAIM_RETRY_DUE_ORDER,
+                [CLAIM_LEASE_EXPIRED] = CLAIM_SELECT CLAIM_LEASE_EXPIRED_WHERE NOT_PAUSED
+                        CLAIM_LEASE_EXPIRED_ORDER,
+        },
 };
 
 static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
@@ -82,18 +103,20 @@ static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
 }
 
 int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
-        size_t want, claim_candidate *cands, size_t *ret_n)
+        const char *paused, size_t want, claim_candidate *cands, size_t *ret_n)
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_cached(s, claim_queries[kind], &st);
+        r = store_cached(s, claim_queries[!!paused][kind], &st);
         if (r < 0)
                 return r;
         stmt_bind_i64(st, 1, now);
         stmt_bind_i64(st, 2, (int64_t)want);
-        if (sqlite3_bind_parameter_count(st) >= 3)
+        if (kind == CLAIM_LEASE_EXPIRED)
                 stmt_bind_text_static(st, 3, worker);
+        if (paused)
+                stmt_bind_text_static(st, 4, paused);
         while (*ret_n < want && (r = stmt_step(st)) > 0) {
                 r = candidate_read(st, &cands[(*ret_n)++]);
                 if (r < 0)
@@ -143,22 +166,38 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
         return stmt_strv(st, ret, ret_n);
 }
 
+/* The earliest due time; ?4, when set, is a JSON array of paused event types. */
+#define NEXT_DUE(filter)                                                                           \
+        "SELECT MIN(t) FROM ("                                                                     \
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM events e WHERE "                                   \
+        "status = 'received' " filter ") THEN 0 END AS t "                                         \
+        "UNION ALL SELECT MIN(next_attempt_at) FROM events e WHERE "                               \
+        "status = 'failed' " filter " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "        \
+        "WHERE status = 'processing' AND claimed_by IS NOT ?1 " filter ")"
+
 int events_next_due(knock_store *s, const char *worker, int64_t *ret)
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ char *paused = NULL;
+        bool all_paused;
         int r;
 
+        /* Nothing paused is due: resume wakes the worker. */
+        r = pause_claim_filter(s, &all_paused, &paused);
+        if (r < 0)
+                return r;
+        if (all_paused) {
+                *ret = INT64_MAX;
+                return 0;
+        }
         r = store_cached(s,
-                "SELECT MIN(t) FROM ("
-                "SELECT CASE WHEN EXISTS (SELECT 1 FROM events WHERE "
-                "status = 'received') THEN 0 END AS t "
-                "UNION ALL SELECT MIN(next_attempt_at) FROM events WHERE "
-                "status = 'failed' UNION ALL SELECT MIN(claim_until) + 1 FROM events "
-                "WHERE status = 'processing' AND claimed_by IS NOT ?1)",
+paused ? NEXT_DUE(NOT_PAUSED) : NEXT_DUE(""), 
                 &st);
         if (r < 0)
                 return r;
         stmt_bind_text_static(st, 1, worker);
+        if (paused)
+                stmt_bind_text_static(st, 4, paused);
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -EIO;

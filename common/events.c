@@ -33,6 +33,7 @@
  */
 
 #include "events-internal.h"
+#include "pause.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -346,9 +347,15 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
         int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, knock_claim *v,
         size_t *n, knock_claim_stats *stats)
 {
-        bool full = false;
+        _cleanup_free_ char *paused = NULL;
+        bool full = false, all_paused;
         int r = 0;
 
+        /* A pause committed before this transaction began holds from this
+         * claim on (pause.h); events already claimed run to their end. */
+        r = pause_claim_filter(s, &all_paused, &paused);
+        if (r < 0 || all_paused)
+                return r;
         /* Each query is re-run while it yields rows, because rows turned
          * into ignored/dead leave room for more claims within `max`. */
         for (size_t q = 0; q < _CLAIM_KIND_MAX && *n < max && !full; q++) {
@@ -359,7 +366,8 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                         cands = calloc(want, sizeof(*cands));
                         if (!cands)
                                 return -ENOMEM;
-                        r = events_claim_candidates(s, (claim_kind)q, worker, now, want, cands, &seen);
+                        r = events_claim_candidates(
+                                s, (claim_kind)q, worker, now, paused, want, cands, &seen);
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
                                 bool claimed, queued = *n >= n_now;
 

@@ -145,6 +145,16 @@ static const struct {
          ");"
          "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"},
         {2, "CHECK constraints without IN lists", NULL, migrate_checks_without_in},
+        /* pause.h: what the worker must not claim. route '' is the whole
+         * endpoint; kind says who paused it (an operator, or a breaker). */
+        {3, "pauses",
+         "CREATE TABLE pauses ("
+         "  route TEXT PRIMARY KEY,"
+         "  kind TEXT NOT NULL DEFAULT 'operator',"
+         "  since INTEGER NOT NULL,"
+         "  paused_by TEXT NOT NULL,"
+         "  reason TEXT"
+         ");"},
 };
 
 /*

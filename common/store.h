@@ -53,6 +53,8 @@
  *  daemons     daemon, pid, started_at, heartbeat_at, stopped_at,
  *              last_clean_exit, suspected_oom_kills, counters (JSON), status
  *  meta        key, value (e.g. last_backup_at, last_prune_at)
+ *  pauses      route ('' : the whole endpoint), kind, since, paused_by, reason
+ *              (pause.h; its statements are all in pause.c)
  */
 
 #include <sqlite3.h>
@@ -61,7 +63,7 @@
 
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum {
         STORE_CREATE = 1 << 0,   /* create the file and run migrations */

@@ -57,6 +57,8 @@ _knockctl()
                 [replay]=''
                 [replay-delivery]=''
                 [ignore]=''
+                [pause]='--route --reason'
+                [resume]='--route'
                 [hooks]='--state --event --limit'
                 [hook]=''
                 [redeliver-hook]='--failed --since --until'
@@ -101,10 +103,11 @@ _knockctl()
                 ;;
         --action)
                 COMPREPLY=($(compgen -W "requeue replay replay-delivery ignore prune backup
-                        restore migrate redeliver-hook" -- "$cur"))
+                        restore migrate redeliver-hook pause resume" -- "$cur"))
                 return 0
                 ;;
-        --type | --since | --until | --limit | --older-than | --event | --provider-id | --at)
+        --type | --since | --until | --limit | --older-than | --event | --provider-id | --at | \
+                --route | --reason)
                 return 0
                 ;;
         esac

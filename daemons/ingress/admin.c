@@ -22,6 +22,7 @@
 #include "console.h"
 #include "events.h"
 #include "knock-build.h"
+#include "pause.h"
 #include "store.h"
 
 #define WANTED_FOR_US (60 * 1000000ULL)
@@ -99,6 +100,28 @@ static void handler_durations(admin_snapshot *snap, const char *counters)
                 snap->handler_sum_s = json_number_value(json_object_get(doc, "handler_sum_s"));
         }
         json_decref(doc);
+}
+
+/* The pauses in force; a route name too long for the snapshot is left out. */
+static void read_pauses(knock_store *st, admin_snapshot *snap, int *err)
+{
+        knock_pause *v = NULL;
+        size_t n = 0;
+
+        if (pause_list(st, &v, &n) < 0) {
+                *err = -EIO;
+                return;
+        }
+        for (size_t i = 0; i < n && snap->n_paused < ADMIN_MAX_PAUSES; i++) {
+                admin_pause *p = &snap->paused[snap->n_paused];
+
+                if (v[i].route && strlen(v[i].route) >= sizeof(p->route))
+                        continue;
+                snprintf(p->route, sizeof(p->route), "%s", v[i].route ?: "");
+                p->since = v[i].since;
+                snap->n_paused++;
+        }
+        pause_list_free(v, n);
 }
 
 static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
@@ -193,6 +216,7 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         snap->last_backup_at = meta_i64(st, "last_backup_at");
         snap->last_prune_at = meta_i64(st, "last_prune_at");
         snap->last_prune_rows = meta_i64(st, "last_prune_rows");
+        read_pauses(st, snap, &err);
         snap->db_bytes = file_size(a->db_path);
         if (asprintf(&wal, "%s-wal", a->db_path) >= 0)
                 snap->wal_bytes = file_size(wal);
@@ -481,6 +505,42 @@ static void emit_histogram(struct evbuffer *b, const char *name, const char *hel
                             (unsigned long long)count, name, sum, name, (unsigned long long)count);
 }
 
+/* knock_paused and knock_paused_since_seconds: the whole endpoint without a
+ * route label (knock_paused always present, 0 or 1), each paused route with
+ * one. Route names are the operator's; quotes and backslashes are escaped. */
+static void emit_pauses(struct evbuffer *b, const admin_snapshot *snap)
+{
+        bool all = snap->n_paused > 0 && !snap->paused[0].route[0];
+
+        evbuffer_add_printf(b, "# HELP knock_paused 1 while paused (knockctl pause): without a "
+                               "route label the whole endpoint, with one that event type.\n"
+                               "# TYPE knock_paused gauge\nknock_paused %d\n", all);
+        for (int since = 0; since <= 1; since++) {
+                if (since)
+                        evbuffer_add_printf(b, "# HELP knock_paused_since_seconds When the "
+                                               "pause in force began.\n"
+                                               "# TYPE knock_paused_since_seconds gauge\n");
+                for (size_t i = 0; i < snap->n_paused; i++) {
+                        const admin_pause *p = &snap->paused[i];
+
+                        if (!since && !p->route[0])
+                                continue;
+                        evbuffer_add_printf(b, since ? "knock_paused_since_seconds" : "knock_paused");
+                        if (p->route[0]) {
+                                evbuffer_add_printf(b, "{route=\"");
+                                for (const char *c = p->route; *c; c++)
+                                        evbuffer_add_printf(b, "%s%c",
+                                                *c == '"' || *c == '\\' ? "\\" : "", *c);
+                                evbuffer_add_printf(b, "\"}");
+                        }
+                        if (since)
+                                evbuffer_add_printf(b, " %.3f\n", (double)p->since / 1000.0);
+                        else
+                                evbuffer_add_printf(b, " 1\n");
+                }
+        }
+}
+
 static void handle_metrics(admin *a, struct evhttp_request *req)
 {
         admin_snapshot snap = admin_get_snapshot(a);
@@ -616,6 +676,7 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
                                "# TYPE knock_last_backup_timestamp_seconds gauge\n"
                                "knock_last_backup_timestamp_seconds %.3f\n",
                             (double)snap.last_backup_at / 1000.0);
+        emit_pauses(b, &snap);
         http_send(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
         evbuffer_free(b);
 }

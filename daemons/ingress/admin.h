@@ -36,6 +36,13 @@ typedef struct admin_daemon {
         char counters[1024]; /* its counters since start (JSON), "" when none or too long */
 } admin_daemon;
 
+/* A pause in force (pause.h), as /metrics shows it. */
+#define ADMIN_MAX_PAUSES 16
+typedef struct admin_pause {
+        char route[260]; /* "": the whole endpoint */
+        int64_t since;
+} admin_pause;
+
 typedef struct admin_snapshot {
         bool valid;
         int64_t taken_at;
@@ -56,6 +63,8 @@ typedef struct admin_snapshot {
         int64_t last_prune_at;  /* ms, 0: never */
         int64_t last_prune_rows;
         uint64_t disk_free_bytes;
+        admin_pause paused[ADMIN_MAX_PAUSES]; /* the endpoint's first, then routes by name */
+        size_t n_paused;
 } admin_snapshot;
 
 /* The ingress's receipts, sampled every ADMIN_SAMPLE_MS (for the console's

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "knockctl.h"
+#include "pause.h"
 
 extern char **environ;
 
@@ -110,6 +111,55 @@ static json_t *file_size(const char *path, const char *suffix)
         return json_integer(stb.st_size);
 }
 
+/* The pauses in force (pause.h): [{route (null: the endpoint), kind, since, by, reason}]. */
+static json_t *pauses_array(knock_store *s)
+{
+        knock_pause *v = NULL;
+        size_t n = 0;
+        json_t *a = json_array();
+
+        if (!a || pause_list(s, &v, &n) < 0) {
+                json_decref(a);
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char t[64];
+
+                if (json_array_append_new(a, json_pack("{s:s?, s:s, s:s, s:s, s:s?}", "route",
+                                                     v[i].route, "kind", v[i].kind, "since",
+                                                     format_rfc3339(v[i].since, t, sizeof(t)),
+                                                     "by", v[i].paused_by, "reason",
+                                                     v[i].reason)) < 0) {
+                        json_decref(a);
+                        a = NULL;
+                        break;
+                }
+        }
+        pause_list_free(v, n);
+        return a;
+}
+
+/* "paused: the whole endpoint since T by U (reason)" and one line per route. */
+static void print_pauses(json_t *paused)
+{
+        size_t i;
+        json_t *p;
+
+        json_array_foreach(paused, i, p)
+        {
+                const char *route = json_string_value(json_object_get(p, "route"));
+                const char *reason = json_string_value(json_object_get(p, "reason"));
+                _cleanup_free_ char *er = route ? ctl_escape(route, 0) : NULL,
+                                    *ew = reason ? ctl_escape(reason, 0) : NULL;
+
+                printf("paused: %s%s since %s by %s%s%s%s\n", route ? "route " : "the whole endpoint",
+                        route ? (er ?: "?") : "",
+                        json_string_value(json_object_get(p, "since")),
+                        json_string_value(json_object_get(p, "by")), reason ? " (" : "",
+                        reason ? (ew ?: "?") : "", reason ? ")" : "");
+        }
+}
+
 static void print_counts(const char *title, json_t *o)
 {
         const char *key;
@@ -139,7 +189,7 @@ static int verb_status(knockctl *c, int argc, char **argv)
         };
         _cleanup_stmt_ sqlite3_stmt *st = NULL, *oldest = NULL;
         _cleanup_free_ char *cols_sql = NULL, *sql = NULL;
-        json_t *doc, *daemons = NULL, *queue, *hooks;
+        json_t *doc, *daemons = NULL, *queue, *hooks, *paused;
         int o, r, version = 0;
 
         while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
@@ -170,14 +220,16 @@ static int verb_status(knockctl *c, int argc, char **argv)
                 return r;
         queue = queue_object(c->store);
         hooks = hook_counts(c->store);
+        paused = pauses_array(c->store);
         (void)store_schema_version(c->store, &version);
 
         doc = json_object();
-        if (!doc || !queue || !hooks) {
+        if (!doc || !queue || !hooks || !paused) {
                 json_decref(doc);
                 json_decref(daemons);
                 json_decref(queue);
                 json_decref(hooks);
+                json_decref(paused);
                 return -ENOMEM;
         }
         json_object_set_new(doc, "endpoint", json_string(c->endpoint));
@@ -201,6 +253,7 @@ static int verb_status(knockctl *c, int argc, char **argv)
                 json_object_set_new(doc, "oldest_queued_age_s", json_real((c->now - at) / 1000.0));
         }
         json_object_set_new(doc, "hooks", hooks);
+        json_object_set_new(doc, "paused", paused);
         json_object_set_new(doc, "schema_version", json_integer(version));
         json_object_set_new(doc, "database", json_string(c->store->path));
         json_object_set_new(doc, "db_bytes", file_size(c->store->path, ""));
@@ -224,6 +277,7 @@ static int verb_status(knockctl *c, int argc, char **argv)
                 putchar('\n');
                 print_counts("queue", queue);
                 print_counts("hooks", hooks);
+                print_pauses(paused);
         }
         json_decref(doc);
         return r;

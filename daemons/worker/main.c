@@ -74,17 +74,21 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
 {
         worker *w = d->userdata;
         int64_t c[_EVENT_STATUS_MAX] = {};
+        char paused[256 + 2];
 
         /* Counted by the writer with the last heartbeat: never a query on the loop. */
+        writer_paused(&w->wr, paused, sizeof(paused) - 2);
+        if (paused[0])
+                strcat(paused, "; ");
         if (!writer_queue_counts(&w->wr, c)) {
-                snprintf(buf, len, "%zu handlers running, %zu claimed ahead; queue unknown",
-                        w->n_running, w->n_ready);
+                snprintf(buf, len, "%s%zu handlers running, %zu claimed ahead; queue unknown",
+                        paused, w->n_running, w->n_ready);
                 return;
         }
         snprintf(buf, len,
-                "%s%zu handlers running, %zu claimed ahead; queue: %lld received, %lld "
+                "%s%s%zu handlers running, %zu claimed ahead; queue: %lld received, %lld "
                 "processing, %lld failed (retrying), %lld dead; handled %llu since start",
-                w->stopping ? "stopping: " : "", w->n_running, w->n_ready,
+                w->stopping ? "stopping: " : "", paused, w->n_running, w->n_ready,
                 (long long)c[EVENT_STATUS_RECEIVED], (long long)c[EVENT_STATUS_PROCESSING],
                 (long long)c[EVENT_STATUS_FAILED], (long long)c[EVENT_STATUS_DEAD],
                 (unsigned long long)w->n_handled);

@@ -144,6 +144,7 @@ typedef struct worker_writer {
         bool healthy; /* the last transaction committed */
         int64_t queue_counts[_EVENT_STATUS_MAX];
         bool counts_valid;
+        char paused[256];   /* pause_summary() of the last heartbeat's read; "" none */
         writer_reply *reply_head, **reply_tail;
         uint64_t cycles, commit_failures, cycle_us_total, cycle_us_max, batch_max;
         uint64_t cycle_mark; /* the writer thread's own: numbers the cycles that record results */
@@ -176,6 +177,8 @@ void writer_wait_idle(worker_writer *wr);
 int writer_health(worker_writer *wr);
 /* The queue counts read with the last heartbeat; false when none yet. */
 bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX]);
+/* What is paused, as of the last heartbeat ("" when nothing; pause.h). */
+void writer_paused(worker_writer *wr, char *buf, size_t len);
 void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,
         uint64_t *us_max, uint64_t *batch_max);
 /* Finishes what is queued, then joins the thread. */

@@ -46,6 +46,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pause.h"
 #include "log.h"
 #include "worker.h"
 
@@ -204,6 +205,22 @@ static void release(worker_writer *wr, knock_store *store, writer_reply *rep)
                 snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(store));
 }
 
+/* The pauses in force, for STATUS=: read with the heartbeat, like the queue counts. */
+static void read_pauses(worker_writer *wr, knock_store *store)
+{
+        char buf[sizeof(wr->paused)];
+        knock_pause *v = NULL;
+        size_t n = 0;
+
+        if (pause_list(store, &v, &n) < 0)
+                return;
+        pause_summary(v, n, buf, sizeof(buf));
+        pause_list_free(v, n);
+        pthread_mutex_lock(&wr->lock);
+        memcpy(wr->paused, buf, sizeof(buf));
+        pthread_mutex_unlock(&wr->lock);
+}
+
 static void *writer_main(void *userdata)
 {
         worker_writer *wr = userdata;
@@ -310,6 +327,8 @@ static void *writer_main(void *userdata)
                                         wr->counts_valid = true;
                                         pthread_mutex_unlock(&wr->lock);
                                 }
+                                if (rep->r_heartbeat >= 0)
+                                        read_pauses(wr, store);
                         }
                 }
                 dt = mono_us() - t0;
@@ -538,6 +557,13 @@ bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX])
                 memcpy(counts, wr->queue_counts, sizeof(wr->queue_counts));
         pthread_mutex_unlock(&wr->lock);
         return valid;
+}
+
+void writer_paused(worker_writer *wr, char *buf, size_t len)
+{
+        pthread_mutex_lock(&wr->lock);
+        snprintf(buf, len, "%s", wr->paused);
+        pthread_mutex_unlock(&wr->lock);
 }
 
 void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,

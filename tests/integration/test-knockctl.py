@@ -237,14 +237,14 @@ def test_database_lifecycle(env):
     rc, out, err = env.run("requeue", "evt_x")
     check(rc == 1 and not os.path.exists(dbpath), "mutating verb does not create it either", err)
     rc, out, err = env.run("migrate")
-    check(rc == 0 and os.path.exists(dbpath) and b"0 \xe2\x86\x92 2" in out,
-          "migrate creates the database (schema 0 → 2)", (out, err))
+    check(rc == 0 and os.path.exists(dbpath) and b"0 \xe2\x86\x92 3" in out,
+          "migrate creates the database (schema 0 → 3)", (out, err))
     rc, doc, _ = env.json("migrate")
-    check(rc == 0 and doc["schema"] == {"from": 2, "to": 2, "created": False},
+    check(rc == 0 and doc["schema"] == {"from": 3, "to": 3, "created": False},
           "migrate again: current, --json", doc)
     rows = audit_rows(env, "migrate")
     check(len(rows) == 2 and rows[0]["actor"] == ACTOR
-          and json.loads(rows[0]["counts"]) == {"from": 0, "to": 2, "created": True},
+          and json.loads(rows[0]["counts"]) == {"from": 0, "to": 3, "created": True},
           "migrate writes an audit row each time (actor user(uid))",
           [dict(r) for r in rows])
 
@@ -638,7 +638,7 @@ def test_audit(env):
           and all(AUDIT_FIELDS <= set(r) for r in doc) and RFC3339.match(doc[0]["at"]),
           "audit --json --limit 3", doc)
     rc, doc, _ = env.json("audit", "--action", "migrate")
-    check(rc == 0 and len(doc) == 2 and doc[0]["counts"] == {"from": 2, "to": 2, "created": False},
+    check(rc == 0 and len(doc) == 2 and doc[0]["counts"] == {"from": 3, "to": 3, "created": False},
           "audit --action, counts as JSON values", doc)
     rc, out, _ = env.run("audit")
     check(rc == 0 and b"ACTION" in out and b"requeue" in out and ACTOR.encode() in out,
