@@ -251,3 +251,31 @@ int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_
         ret->signature_valid = sqlite3_column_int(st, 5);
         return 0;
 }
+
+int events_select_ids(knock_store *s, const events_query *q, char ***ret, size_t *ret_n)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        char statuses[128] = "[";
+        int r;
+
+        for (int i = 0; i < _EVENT_STATUS_MAX; i++)
+                if (q->statuses & (1u << i))
+                        strcat(strcat(strcat(statuses, statuses[1] ? ",\"" : "\""),
+                                       event_status_names[i]),
+                                "\"");
+        strcat(statuses, "]");
+        /* The status through events_queue (status, …), the time through
+         * events_received_at: the planner picks whichever is narrower. */
+        r = store_cached(s,
+                "SELECT id FROM events WHERE status IN (SELECT value FROM json_each(?1)) "
+                "AND (?2 IS NULL OR event_type = ?2) AND (?3 IS NULL OR received_at >= ?3) "
+                "AND (?4 IS NULL OR received_at < ?4) ORDER BY received_at, rowid",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, statuses);
+        stmt_bind_text_static(st, 2, q->type);
+        stmt_bind_i64_or_null(st, 3, q->since);
+        stmt_bind_i64_or_null(st, 4, q->until);
+        return stmt_strv(st, ret, ret_n);
+}

@@ -235,6 +235,17 @@ void knock_delivery_info_clear(knock_delivery_info *d);
 /* -ENOENT when there is no such delivery. */
 int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_info *ret);
 
+/* A selection of events by query (knockctl's bulk verbs). */
+typedef struct events_query {
+        unsigned statuses;     /* bits 1 << event_status; never 0 */
+        const char *type;      /* event_type equal to this; NULL: any */
+        int64_t since, until;  /* received_at in [since, until); -1: unbounded */
+} events_query;
+
+/* The ids of the events q selects, oldest received first (strv_free). Inside
+ * the caller's transaction, so what it returns is what the caller changes. */
+int events_select_ids(knock_store *s, const events_query *q, char ***ret, size_t *ret_n);
+
 /* Moves event id to event_op_target(op) (the caller checked event_op_check()
  * under the same write lock). EVENT_OP_REPLAY_DELIVERY runs delivery_id's
  * body from now on; the other verbs go back to the canonical body. */

@@ -26,6 +26,7 @@
  *    claim; after the commit the worker is woken (a datagram to its wake
  *    socket; if it is not running it will find the events when it starts).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,13 +67,12 @@ static const char *reject_hint(event_op op, event_status status)
         return NULL;
 }
 
-static void reject(const transition *t, const char *id, event_status status, const char *claimed_by)
+/* "failed, dead or ignored": the statuses the table lets the verb change. */
+static void accepted_list(const transition *t, char *accepted, size_t size)
 {
-        const char *hint = reject_hint(t->op, status);
-        char accepted[128] = "";
         size_t n = 0, k = 0;
 
-        /* "failed, dead or ignored": the statuses the table lets the verb change. */
+        accepted[0] = 0;
         for (int i = 0; i < _EVENT_STATUS_MAX; i++)
                 n += event_op_check(t->op, (event_status)i) == EVENT_OP_CHANGES;
         for (int i = 0; i < _EVENT_STATUS_MAX; i++) {
@@ -81,9 +81,17 @@ static void reject(const transition *t, const char *id, event_status status, con
                 if (event_op_check(t->op, (event_status)i) != EVENT_OP_CHANGES)
                         continue;
                 k++;
-                snprintf(accepted + len, sizeof(accepted) - len, "%s%s",
+                snprintf(accepted + len, size - len, "%s%s",
                         k == 1 ? "" : k < n ? ", " : " or ", event_status_names[i]);
         }
+}
+
+static void reject(const transition *t, const char *id, event_status status, const char *claimed_by)
+{
+        const char *hint = reject_hint(t->op, status);
+        char accepted[128];
+
+        accepted_list(t, accepted, sizeof(accepted));
         fprintf(stderr, "knockctl: %s: event is %s%s%s%s; %s accepts %s events%s%s\n", id,
                 event_status_to_string(status), claimed_by ? " (claimed by " : "",
                 claimed_by ? claimed_by : "", claimed_by ? ")" : "", t->verb, accepted,
@@ -131,14 +139,208 @@ static int check_operand(knockctl *c, const transition *t, const char *operand, 
         }
 }
 
+/* ---- by query: --status, --type, --since, --until, --dry-run ---------------------------- */
+
+/* The statuses verb t changes, as a mask. */
+static unsigned op_statuses(const transition *t)
+{
+        unsigned m = 0;
+
+        for (int i = 0; i < _EVENT_STATUS_MAX; i++)
+                if (event_op_check(t->op, (event_status)i) == EVENT_OP_CHANGES)
+                        m |= 1u << i;
+        return m;
+}
+
+/* "failed,dead" into q->statuses: each a status t changes. */
+static int parse_statuses(const transition *t, const char *list, events_query *q)
+{
+        _cleanup_free_ char *copy = strdup(list);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        q->statuses = 0;
+        for (char *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                event_status st = event_status_from_string(w);
+
+                if (st < 0 || !(op_statuses(t) & (1u << st))) {
+                        _cleanup_free_ char *e = ctl_escape(w, 0);
+                        char accepted[128];
+
+                        accepted_list(t, accepted, sizeof(accepted));
+                        ctl_error("%s --status: %s '%s'; %s changes %s events", t->verb,
+                                st < 0 ? "unknown status" : "cannot select", e ? e : "?",
+                                t->verb, accepted);
+                        return KNOCKCTL_USAGE;
+                }
+                q->statuses |= 1u << st;
+        }
+        if (q->statuses == 0) {
+                ctl_error("%s --status: no status given", t->verb);
+                return KNOCKCTL_USAGE;
+        }
+        return 0;
+}
+
+/* The query as the audit row and the result show it. */
+static json_t *query_filters(const events_query *q)
+{
+        json_t *f = json_object(), *st = json_array();
+        char a[64], b[64];
+
+        if (!f || !st) {
+                json_decref(f);
+                json_decref(st);
+                return NULL;
+        }
+        for (int i = 0; i < _EVENT_STATUS_MAX; i++)
+                if (q->statuses & (1u << i))
+                        json_array_append_new(st, json_string(event_status_names[i]));
+        json_object_set_new(f, "status", st);
+        json_object_set_new(f, "type", q->type ? json_string(q->type) : json_null());
+        json_object_set_new(f, "since", q->since >= 0 ? json_string(format_rfc3339(q->since, a,
+                                                               sizeof(a)))
+                                                      : json_null());
+        json_object_set_new(f, "until", q->until >= 0 ? json_string(format_rfc3339(q->until, b,
+                                                               sizeof(b)))
+                                                      : json_null());
+        return f;
+}
+
+/* Prints what a --dry-run would change; changes nothing, writes no audit row. */
+static int print_dry_run(knockctl *c, const transition *t, json_t *ids, json_t *filters)
+{
+        size_t i;
+        json_t *v;
+
+        if (c->json) {
+                json_t *doc = json_pack("{s:s, s:s, s:b, s:O, s:I, s:O}", "action", t->verb,
+                        "endpoint", c->endpoint, "dry_run", true, "filters", filters, "count",
+                        (json_int_t)json_array_size(ids), "ids", ids);
+                int r = print_json(doc);
+
+                json_decref(doc);
+                return r;
+        }
+        printf("would %s %zu event%s", t->verb, json_array_size(ids),
+                json_array_size(ids) == 1 ? "" : "s");
+        json_array_foreach(ids, i, v)
+        {
+                _cleanup_free_ char *e = ctl_escape(json_string_value(v), 0);
+
+                printf("%s%s", i == 0 ? ": " : " ", e ? e : "?");
+        }
+        printf("\n(--dry-run: nothing was changed)\n");
+        return 0;
+}
+
+/*
+ * The events a query selects, changed in one transaction with one audit row
+ * (the filters, the count, the ids). Only statuses the verb changes are ever
+ * selected, so nothing selected is refused: the selection under the write
+ * lock is exactly what changes.
+ */
+static int run_query(knockctl *c, const transition *t, const events_query *q, bool dry_run)
+{
+        json_t *ids = NULL, *none = NULL, *filters = NULL, *extra = NULL;
+        char **v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = ctl_open_store(c, !dry_run);
+        if (r != 0)
+                return r;
+        if (!dry_run && (r = ctl_begin(c)) != 0)
+                return r;
+        r = events_select_ids(c->store, q, &v, &n);
+        ids = json_array();
+        none = json_array();
+        filters = query_filters(q);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (!ids || json_array_append_new(ids, json_string(v[i])) < 0)
+                        r = -ENOMEM;
+        strv_free(v, n);
+        if (r >= 0 && (!ids || !none || !filters))
+                r = -ENOMEM;
+        if (dry_run) {
+                if (r < 0)
+                        ctl_error("%s --dry-run: cannot read the events: %s", t->verb,
+                                strerror(-r));
+                r = r < 0 ? KNOCKCTL_FAILED : print_dry_run(c, t, ids, filters);
+                goto out;
+        }
+        if (r >= 0)
+                r = ctl_apply(c, t->verb, apply_op, (void *)t, ids, none, filters, ids);
+        if (r < 0) {
+                r = ctl_rollback(c, t->verb, r);
+                goto out;
+        }
+        r = ctl_commit(c);
+        if (r != 0)
+                goto out;
+        if (event_op_target(t->op) == EVENT_STATUS_RECEIVED && json_array_size(ids) > 0)
+                daemon_wake_peer(c->endpoint, "worker");
+        extra = json_pack("{s:O}", "filters", filters);
+        r = ctl_print_result(c, t->verb, t->past, "event", ids, none, extra);
+out:
+        json_decref(ids);
+        json_decref(none);
+        json_decref(filters);
+        json_decref(extra);
+        return r;
+}
+
 static int run_transition(knockctl *c, const transition *t, int argc, char **argv)
 {
+        static const struct option options[] = {
+                {"status", required_argument, NULL, 's'},
+                {"type", required_argument, NULL, 't'},
+                {"since", required_argument, NULL, 'S'},
+                {"until", required_argument, NULL, 'U'},
+                {"dry-run", no_argument, NULL, 'n'},
+                {0},
+        };
+        events_query q = {.statuses = op_statuses(t), .since = -1, .until = -1};
         json_t *ids = NULL, *resolved = NULL, *changed = NULL, *unchanged = NULL, *v;
         size_t i, problems = 0;
+        bool by_query = false, dry_run = false;
         int o, r;
 
-        while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
-                return o;
+        while ((o = verb_getopt(c, argc, argv, "", options)) >= 0) {
+                r = 0;
+                switch (o) {
+                case 's':
+                        r = parse_statuses(t, optarg, &q);
+                        break;
+                case 't':
+                        q.type = optarg;
+                        break;
+                case 'S':
+                        r = ctl_parse_time("--since", optarg, c->now, &q.since);
+                        break;
+                case 'U':
+                        r = ctl_parse_time("--until", optarg, c->now, &q.until);
+                        break;
+                case 'n':
+                        dry_run = true;
+                        break;
+                default:
+                        return o;
+                }
+                if (r != 0)
+                        return r;
+                by_query = by_query || o != 'n';
+        }
+        if (by_query || dry_run) {
+                if (optind < argc || !by_query) {
+                        ctl_error("%s: give event ids, or a query (--status, --type, --since, "
+                                  "--until, with --dry-run to see it first), not both",
+                                t->verb);
+                        return KNOCKCTL_USAGE;
+                }
+                return run_query(c, t, &q, dry_run);
+        }
         if (optind >= argc) {
                 ctl_error("usage: knockctl %s ID… (event ids or provider event ids; '-' reads them "
                           "from stdin)",
@@ -221,13 +423,15 @@ static int verb_ignore(knockctl *c, int argc, char **argv)
         return run_transition(c, &t_ignore, argc, argv);
 }
 
-KNOCKCTL_VERB(requeue, .name = "requeue", .synopsis = "ID...",
+#define QUERY_SYNOPSIS "ID... | [--status S[,S]] [--type T] [--since TIME] [--until TIME] [--dry-run]"
+
+KNOCKCTL_VERB(requeue, .name = "requeue", .synopsis = QUERY_SYNOPSIS,
         .help = "failed|dead|ignored → received, attempts reset (canonical body)",
         .section = SECTION_OPERATE, .run = verb_requeue);
-KNOCKCTL_VERB(replay, .name = "replay", .synopsis = "ID...",
+KNOCKCTL_VERB(replay, .name = "replay", .synopsis = QUERY_SYNOPSIS,
         .help = "handled → received: run a handled event again, attempts reset",
         .section = SECTION_OPERATE, .run = verb_replay);
-KNOCKCTL_VERB(ignore, .name = "ignore", .synopsis = "ID...",
+KNOCKCTL_VERB(ignore, .name = "ignore", .synopsis = QUERY_SYNOPSIS,
         .help = "received|failed|dead → ignored: never run it", .section = SECTION_OPERATE,
         .run = verb_ignore);
 
