@@ -40,8 +40,11 @@ struct key_def {
 
 /* ---- the value grammar ---------------------------------------------------------- */
 
+/* A [route]'s keys are offsets into its knock_route, the others into knock_config. */
 static void *field(parse_ctx *ctx, const key_def *k)
 {
+        if (ctx->section == SECTION_ROUTE)
+                return (char *)&ctx->c->routes[ctx->route] + k->offset;
         return (char *)ctx->c + k->offset;
 }
 
@@ -570,8 +573,11 @@ static const key_def keys[] = {
         {SECTION_WORKER, "max_attempts", parse_count_key, F(max_attempts), 1, UINT64_MAX},
         {SECTION_WORKER, "backoff", parse_backoff, 0, 0, 0},
         {SECTION_WORKER, "max_output", parse_size_key, F(max_output), 0, 0},
+        {SECTION_WORKER, "rate", parse_rate_key, F(rate), 0, 0},
 
         {SECTION_ROUTE, "handler", parse_handler, 0, 0, 0},
+        {SECTION_ROUTE, "concurrency", parse_count_key, offsetof(knock_route, concurrency), 1, 1024},
+        {SECTION_ROUTE, "rate", parse_rate_key, offsetof(knock_route, rate), 0, 0},
 
         {SECTION_HOOK, "url", parse_hook_url, 0, 0, 0},
         {SECTION_HOOK, "secret", parse_hook_secret, 0, 0, 0},
@@ -611,6 +617,8 @@ static const char *empty_default(const key_def *k)
                 {SECTION_WORKER, "timeout", "30s"},
                 {SECTION_WORKER, "max_attempts", "8"},
                 {SECTION_WORKER, "max_output", "64K"},
+                {SECTION_WORKER, "rate", "0"},
+                {SECTION_ROUTE, "rate", "0"},
                 {SECTION_HOOK, "max_attempts", "8"},
                 {SECTION_HOOK, "timeout", "15s"},
                 {SECTION_HOOK, "concurrency", "16"},

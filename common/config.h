@@ -34,6 +34,8 @@
 typedef struct knock_route {
         char *event_type;
         char *handler;
+        uint64_t concurrency; /* its handlers running at once; 0: only [worker]'s bound */
+        knock_rate rate;      /* its handler starts; n 0: unlimited */
 } knock_route;
 
 typedef struct knock_config {
@@ -65,6 +67,7 @@ typedef struct knock_config {
         uint64_t backoff_base_ms; /* default 2s */
         uint64_t backoff_cap_ms;  /* default 1h */
         uint64_t max_output;      /* captured handler output, default 64K */
+        knock_rate rate;          /* handler starts of the whole worker; n 0: unlimited */
         knock_route routes[KNOCK_MAX_ROUTES];
         size_t n_routes;
 

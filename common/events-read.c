@@ -8,6 +8,7 @@
  * snapshot (which would hold the WAL back from a checkpoint).
  */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,7 +176,36 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
         "status = 'failed' " filter " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "        \
         "WHERE status = 'processing' AND claimed_by IS NOT ?1 " filter ")"
 
-int events_next_due(knock_store *s, const char *worker, int64_t *ret)
+int events_exclusions(knock_store *s, const events_flow *flow, bool *ret_all, char **ret_types)
+{
+        _cleanup_free_ char *paused = NULL;
+        json_t *a = NULL;
+        int r;
+
+        *ret_types = NULL;
+        r = pause_claim_filter(s, ret_all, &paused);
+        if (r < 0 || *ret_all)
+                return r;
+        for (size_t i = 0; flow && i < flow->n; i++) {
+                if (flow->v[i].taken < flow->v[i].allow)
+                        continue;
+                if (!a && !(a = paused ? json_loads(paused, 0, NULL) : json_array()))
+                        return -ENOMEM;
+                if (json_array_append_new(a, json_string(flow->v[i].event_type)) < 0) {
+                        json_decref(a);
+                        return -ENOMEM;
+                }
+        }
+        if (!a) {
+                *ret_types = TAKE_PTR(paused);
+                return 0;
+        }
+        *ret_types = json_dumps(a, JSON_COMPACT);
+        json_decref(a);
+        return *ret_types ? 0 : -ENOMEM;
+}
+
+int events_next_due(knock_store *s, const char *worker, const events_flow *flow, int64_t *ret)
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         _cleanup_free_ char *paused = NULL;
@@ -183,7 +213,7 @@ int events_next_due(knock_store *s, const char *worker, int64_t *ret)
         int r;
 
         /* Nothing paused is due: resume wakes the worker. */
-        r = pause_claim_filter(s, &all_paused, &paused);
+        r = events_exclusions(s, flow, &all_paused, &paused);
         if (r < 0)
                 return r;
         if (all_paused) {

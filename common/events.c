@@ -343,9 +343,18 @@ static void claims_free(knock_claim *v, size_t n)
 /* The claim loop, inside the caller's transaction; appends to v[*n] (room for max).
  * Claims from the n_now-th on are queued, and taken only while their bodies fit in
  * ahead_bytes (claiming ahead must not hold hundreds of large bodies in memory). */
+/* The limit of flow on event_type, or NULL. */
+static events_flow_limit *flow_limit(events_flow *flow, const char *event_type)
+{
+        for (size_t i = 0; flow && event_type && i < flow->n; i++)
+                if (streq(flow->v[i].event_type, event_type))
+                        return &flow->v[i];
+        return NULL;
+}
+
 static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
-        int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, knock_claim *v,
-        size_t *n, knock_claim_stats *stats)
+        int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, events_flow *flow,
+        knock_claim *v, size_t *n, knock_claim_stats *stats)
 {
         _cleanup_free_ char *paused = NULL;
         bool full = false, all_paused;
@@ -353,7 +362,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
 
         /* A pause committed before this transaction began holds from this
          * claim on (pause.h); events already claimed run to their end. */
-        r = pause_claim_filter(s, &all_paused, &paused);
+        r = events_exclusions(s, flow, &all_paused, &paused);
         if (r < 0 || all_paused)
                 return r;
         /* Each query is re-run while it yields rows, because rows turned
@@ -362,6 +371,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                 for (;;) {
                         claim_candidate *cands;
                         size_t seen = 0, before = *n, want = max - *n;
+                        bool used_up = false;
 
                         cands = calloc(want, sizeof(*cands));
                         if (!cands)
@@ -370,7 +380,17 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                                 s, (claim_kind)q, worker, now, paused, want, cands, &seen);
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
                                 bool claimed, queued = *n >= n_now;
+                                events_flow_limit *lim = flow_limit(flow, cands[i].c.event_type);
 
+                                /* A limited type only starts at once, within its
+                                 * allowance; the rest of its events stay as they are
+                                 * and the type is left out from here on. */
+                                if (lim && queued)
+                                        lim->allow = lim->taken;
+                                if (lim && lim->taken >= lim->allow) {
+                                        used_up = true;
+                                        continue;
+                                }
                                 if (queued) {
                                         ahead_bytes -= (int64_t)cands[i].c.body_len;
                                         if (ahead_bytes < 0) {
@@ -380,17 +400,28 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                                 }
                                 r = claim_one(s, cfg, worker, now, lease_ms, queued, &cands[i],
                                         &claimed, stats);
-                                if (r >= 0 && claimed)
+                                if (r >= 0 && claimed) {
+                                        cands[i].c.flow_counted = lim;
                                         v[(*n)++] = TAKE_CLAIM(cands[i].c);
+                                        if (lim && ++lim->taken >= lim->allow)
+                                                used_up = true;
+                                }
                         }
                         for (size_t i = 0; i < seen; i++)
                                 knock_claim_clear(&cands[i].c);
                         free(cands);
                         if (r < 0)
                                 return r;
+                        /* A type used up: the next query leaves it out. */
+                        if (used_up) {
+                                paused = mfree(paused);
+                                r = events_exclusions(s, flow, &all_paused, &paused);
+                                if (r < 0)
+                                        return r;
+                        }
                         /* Stop when this kind is exhausted, or every row seen
                          * was claimed (the limit was the bound). */
-                        if (full || seen == 0 || *n >= max || *n - before == seen)
+                        if (full || seen == 0 || *n >= max || (*n - before == seen && !used_up))
                                 break;
                 }
         }
@@ -400,9 +431,8 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
 int events_claim(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
         int64_t lease_ms, size_t max, knock_claim **ret, size_t *ret_n, knock_claim_stats *stats)
 {
-        return events_finish_and_claim(
-                s, cfg, worker, now, NULL, 0, NULL, 0, NULL, lease_ms, max, max, 0, ret, ret_n,
-                stats);
+        return events_finish_and_claim(s, cfg, worker, now, NULL, 0, NULL, 0, NULL, lease_ms, max,
+                max, 0, NULL, ret, ret_n, stats);
 }
 
 int events_renew(
@@ -555,7 +585,7 @@ int events_finish(knock_store *s, const knock_config *cfg, const char *worker, i
         size_t dummy;
 
         return events_finish_and_claim(
-                s, cfg, worker, now, NULL, 0, results, n, ret_hooks, 0, 0, 0, 0, NULL, &dummy, NULL);
+                s, cfg, worker, now, NULL, 0, results, n, ret_hooks, 0, 0, 0, 0, NULL, NULL, &dummy, NULL);
 }
 
 /* Queued attempts whose handlers started: "running" from their real start time. A
@@ -591,8 +621,8 @@ static int mark_started(knock_store *s, const knock_started *started, size_t n)
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
         int64_t now, const knock_started *started, size_t n_started,
         knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
-        size_t max, size_t n_now, int64_t ahead_bytes, knock_claim **ret, size_t *ret_n,
-        knock_claim_stats *stats)
+        size_t max, size_t n_now, int64_t ahead_bytes, events_flow *flow, knock_claim **ret,
+        size_t *ret_n, knock_claim_stats *stats)
 {
         knock_claim_stats dummy = {};
         knock_claim *v = NULL;
@@ -628,7 +658,8 @@ int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char 
                 hooks += h;
         }
         if (r >= 0 && max > 0)
-                r = claim_in_tx(s, cfg, worker, now, lease_ms, max, n_now, ahead_bytes, v, &n, stats);
+                r = claim_in_tx(s, cfg, worker, now, lease_ms, max, n_now, ahead_bytes, flow, v, &n,
+                        stats);
         if (r < 0) {
                 store_rollback(s);
                 goto fail_nothing;

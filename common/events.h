@@ -118,6 +118,7 @@ typedef struct knock_claim {
         int64_t received_at; /* the event's receipt time */
         int64_t claimed_at;
         bool queued;         /* claimed ahead: its attempt row says "queued" until it starts */
+        bool flow_counted;   /* the worker's: counted in its route's running handlers */
         /* Where the rows were at the claim: a quicker way back to them than
          * the id's index. VACUUM may renumber rowids, so a rowid is only
          * used together with the id, and the id alone when they disagree. */
@@ -133,6 +134,24 @@ typedef struct knock_claim_stats {
         size_t dead;       /* taken over with no attempt left → dead */
         size_t hooks;      /* hooks rows queued */
 } knock_claim_stats;
+
+/*
+ * Bounds on one claim per event type: the worker's route concurrency and
+ * rate (writer.c). A type listed here is claimed at most `allow` times, and
+ * only to start at once (never ahead of a free slot); its events beyond that
+ * stay where they are, unclaimed and uncounted, like a paused route's, and
+ * are left out of events_next_due(). `taken` is set by the claim.
+ */
+typedef struct events_flow_limit {
+        const char *event_type;
+        size_t allow;
+        size_t taken;
+} events_flow_limit;
+
+typedef struct events_flow {
+        events_flow_limit *v;
+        size_t n;
+} events_flow;
 
 /*
  * Claims up to max events (oldest received first, then due retries, then
@@ -196,8 +215,8 @@ typedef struct knock_started {
 int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char *worker,
         int64_t now, const knock_started *started, size_t n_started,
         knock_attempt_result *results, size_t n_results, size_t *ret_hooks, int64_t lease_ms,
-        size_t max, size_t n_now, int64_t ahead_bytes, knock_claim **ret, size_t *ret_n,
-        knock_claim_stats *stats);
+        size_t max, size_t n_now, int64_t ahead_bytes, events_flow *flow, knock_claim **ret,
+        size_t *ret_n, knock_claim_stats *stats);
 
 /* Gives back claims without counting the attempts (shutdown). */
 int events_release(knock_store *s, const char *worker, const char *const *ids,
@@ -212,8 +231,9 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n);
 
 /* Earliest time (ms) something becomes claimable: a failed event's
  * next_attempt_at or a foreign lease's claim_until. INT64_MAX when none.
- * Events claimable now give a value ≤ now. */
-int events_next_due(knock_store *s, const char *worker, int64_t *ret);
+ * Events claimable now give a value ≤ now. Paused routes, and the types of
+ * flow (may be NULL) whose allowance the last claim used up, are left out. */
+int events_next_due(knock_store *s, const char *worker, const events_flow *flow, int64_t *ret);
 
 /* ---- the operator (knockctl), inside the caller's transaction ------------------------- */
 

@@ -177,6 +177,7 @@ static void submit_done(worker *w, bool scan)
                  * given its slot back already. */
                 if (!j->slot_returned) {
                         j->slot_returned = true;
+                        writer_flow_done(&w->wr, &j->claim);
                         slots++;
                         bytes += j->claim.body_len;
                 }

@@ -144,6 +144,7 @@ static void claim_drop(worker *w, knock_claim *c)
 {
         size_t bytes = c->body_len;
 
+        writer_flow_done(&w->wr, c);
         knock_claim_clear(c);
         writer_submit(&w->wr, NULL, NULL, 1, bytes, false);
 }

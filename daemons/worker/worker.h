@@ -24,6 +24,7 @@
 
 #include "daemon.h"
 #include "events.h"
+#include "flow.h"
 #include "list.h"
 
 /* A claim holds its event for LEASE_MS; the loop renews every held claim
@@ -145,6 +146,7 @@ typedef struct worker_writer {
         int64_t queue_counts[_EVENT_STATUS_MAX];
         bool counts_valid;
         char paused[256];   /* pause_summary() of the last heartbeat's read; "" none */
+        worker_flow flow;   /* rates and route concurrency (flow.h) */
         writer_reply *reply_head, **reply_tail;
         uint64_t cycles, commit_failures, cycle_us_total, cycle_us_max, batch_max;
         uint64_t cycle_mark; /* the writer thread's own: numbers the cycles that record results */
@@ -177,6 +179,8 @@ void writer_wait_idle(worker_writer *wr);
 int writer_health(worker_writer *wr);
 /* The queue counts read with the last heartbeat; false when none yet. */
 bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX]);
+/* c's slot was given back: its route runs one handler fewer (flow.h). */
+void writer_flow_done(worker_writer *wr, const knock_claim *c);
 /* What is paused, as of the last heartbeat ("" when nothing; pause.h). */
 void writer_paused(worker_writer *wr, char *buf, size_t len);
 void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,

@@ -46,6 +46,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "flow.h"
 #include "pause.h"
 #include "log.h"
 #include "worker.h"
@@ -106,7 +107,7 @@ static size_t list_len(job *l)
  * notice (its result records the start), the others get one. */
 static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_config *cfg,
         writer_reply *rep, job *const *started, size_t n_started, size_t free_slots,
-        size_t n_now, int64_t ahead_bytes)
+        size_t claim_max, size_t n_now, int64_t ahead_bytes, events_flow *flow)
 {
         _cleanup_free_ knock_attempt_result *res = NULL;
         _cleanup_free_ knock_started *notices = NULL;
@@ -161,7 +162,7 @@ static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_
 
         rep->asked = free_slots;
         r = events_finish_and_claim(store, cfg, wr->identity, now, notices, n_notices, res, n,
-                &hooks, wr->lease_ms, free_slots, n_now, ahead_bytes, &rep->claims,
+                &hooks, wr->lease_ms, claim_max, n_now, ahead_bytes, flow, &rep->claims,
                 &rep->n_claims, &rep->stats);
         rep->r = r;
         if (r < 0) {
@@ -180,9 +181,15 @@ static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_
         /* The queue ran dry: tell the loop when to look again. A failed
          * query only means the loop's safety rescan decides. */
         rep->due = INT64_MAX;
-        if (free_slots > 0 && rep->n_claims < free_slots &&
-                events_next_due(store, wr->identity, &rep->due) < 0)
+        if (claim_max > 0 && rep->n_claims < free_slots &&
+                events_next_due(store, wr->identity, flow, &rep->due) < 0)
                 rep->due = now + 200;
+        /* Held back by a rate: look again when its bucket has a token. */
+        if (rep->n_claims < free_slots) {
+                pthread_mutex_lock(&wr->lock);
+                rep->due = MIN(rep->due, flow_next_token(&wr->flow, cfg, flow, now));
+                pthread_mutex_unlock(&wr->lock);
+        }
 }
 
 static void release(worker_writer *wr, knock_store *store, writer_reply *rep)
@@ -232,6 +239,8 @@ static void *writer_main(void *userdata)
                 char **renew;
                 _cleanup_free_ job **started = NULL;
                 size_t n_renew, free_slots = 0, n_now = 0, n_fin, n_started, claimed_bytes = 0;
+                size_t claim_max = 0;
+                events_flow flow = {};
                 int64_t ahead_bytes = 0;
                 char *hb_counters, *hb_status;
                 bool hb, ok = true;
@@ -281,6 +290,13 @@ static void *writer_main(void *userdata)
                         ahead_bytes = (int64_t)wr->ahead_bytes_max - (int64_t)wr->busy_bytes;
                         if (ahead_bytes <= 0)
                                 free_slots = n_now;
+                        /* Rates and route concurrency (flow.h): a worker rate claims
+                         * nothing ahead, and no more than its bucket holds. */
+                        claim_max = flow_plan(&wr->flow, wr->cfg, now_ms(), &flow);
+                        if (claim_max != SIZE_MAX)
+                                claim_max = MIN(claim_max, n_now);
+                        claim_max = MIN(claim_max, free_slots);
+                        n_now = MIN(n_now, claim_max);
                 }
                 wr->scan = false;
                 cfg = wr->cfg;
@@ -307,7 +323,7 @@ static void *writer_main(void *userdata)
                 } else {
                         if (rep->fin || free_slots > 0 || n_started)
                                 finish_and_claim(wr, store, cfg, rep, started, n_started,
-                                        free_slots, n_now, ahead_bytes);
+                                        free_slots, claim_max, n_now, ahead_bytes, &flow);
                         if (rep->rel)
                                 release(wr, store, rep);
                         if (renew) {
@@ -342,6 +358,8 @@ static void *writer_main(void *userdata)
                 for (size_t i = 0; i < rep->n_claims; i++)
                         claimed_bytes += rep->claims[i].body_len;
                 wr->busy_slots += rep->n_claims;
+                if (rep->r >= 0)
+                        flow_took(&wr->flow, cfg, &flow, rep->n_claims);
                 wr->busy_bytes += claimed_bytes;
                 wr->capacity = claim_capacity(wr->run_slots, n_fin);
                 wr->healthy = ok;
@@ -559,6 +577,15 @@ bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX])
         return valid;
 }
 
+void writer_flow_done(worker_writer *wr, const knock_claim *c)
+{
+        if (!c->flow_counted)
+                return;
+        pthread_mutex_lock(&wr->lock);
+        flow_done(&wr->flow, c->event_type);
+        pthread_mutex_unlock(&wr->lock);
+}
+
 void writer_paused(worker_writer *wr, char *buf, size_t len)
 {
         pthread_mutex_lock(&wr->lock);
@@ -606,6 +633,7 @@ void writer_stop(worker_writer *wr)
         free(wr->hb_status);
         free(wr->db_path);
         wr->hb_counters = wr->hb_status = wr->db_path = NULL;
+        flow_free(&wr->flow);
         pthread_mutex_destroy(&wr->lock);
         pthread_cond_destroy(&wr->cond);
         pthread_cond_destroy(&wr->idle);

@@ -171,7 +171,7 @@ int main(void)
 
         /* Claimed ahead: queued until its started notice, which carries a stale rowid. */
         is_int(events_finish_and_claim(s, cfg, "w1", 3000, NULL, 0, NULL, 0, NULL, 60000, 1, 0,
-                                       1 << 20, &q, &nq, NULL),
+                                       1 << 20, NULL, &q, &nq, NULL),
                0, "claim ahead");
         is_int((int)nq, 1, "one claimed ahead");
         if (nq == 1) {
@@ -181,7 +181,7 @@ int main(void)
                 snprintf(st.attempt_id, sizeof(st.attempt_id), "%s", q[0].attempt_id);
                 is_outcome(s, q[0].attempt_id, "queued", "claimed ahead");
                 is_int(events_finish_and_claim(s, cfg, "w1", 3600, &st, 1, NULL, 0, NULL, 60000, 0,
-                                               0, 0, NULL, &dummy, NULL),
+                                               0, 0, NULL, NULL, &dummy, NULL),
                        0, "started notice with a stale rowid");
                 is_outcome(s, q[0].attempt_id, "running", "started");
                 is_outcome(s, v[0].attempt_id, "success", "the attempt the stale rowid names");
