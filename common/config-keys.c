@@ -578,6 +578,9 @@ static const key_def keys[] = {
         {SECTION_ROUTE, "handler", parse_handler, 0, 0, 0},
         {SECTION_ROUTE, "concurrency", parse_count_key, offsetof(knock_route, concurrency), 1, 1024},
         {SECTION_ROUTE, "rate", parse_rate_key, offsetof(knock_route, rate), 0, 0},
+        {SECTION_ROUTE, "breaker", parse_count_key, offsetof(knock_route, breaker), 0, 1000000},
+        {SECTION_ROUTE, "breaker_cooldown", parse_duration_key,
+         offsetof(knock_route, breaker_cooldown_ms), 1, 0},
 
         {SECTION_HOOK, "url", parse_hook_url, 0, 0, 0},
         {SECTION_HOOK, "secret", parse_hook_secret, 0, 0, 0},
@@ -619,6 +622,8 @@ static const char *empty_default(const key_def *k)
                 {SECTION_WORKER, "max_output", "64K"},
                 {SECTION_WORKER, "rate", "0"},
                 {SECTION_ROUTE, "rate", "0"},
+                {SECTION_ROUTE, "breaker", "0"},
+                {SECTION_ROUTE, "breaker_cooldown", "30s"},
                 {SECTION_HOOK, "max_attempts", "8"},
                 {SECTION_HOOK, "timeout", "15s"},
                 {SECTION_HOOK, "concurrency", "16"},

@@ -36,6 +36,8 @@ typedef struct knock_route {
         char *handler;
         uint64_t concurrency; /* its handlers running at once; 0: only [worker]'s bound */
         knock_rate rate;      /* its handler starts; n 0: unlimited */
+        uint64_t breaker;     /* failed attempts in a row that open its breaker; 0: none */
+        uint64_t breaker_cooldown_ms; /* before the probe; 0: the default, 30 s */
 } knock_route;
 
 typedef struct knock_config {

@@ -27,10 +27,12 @@ typedef struct claim_candidate {
 /* Reads up to want candidates of kind into cands (*ret_n of them; the
  * caller clears each), with the body of the delivery that runs. paused: NULL,
  * or a JSON array of event types whose events are left alone (pause.h). */
-/* What a claim leaves alone: *ret_all when the endpoint is paused, else
- * *ret_types a JSON array (NULL: none) of the paused routes and the types of
- * flow whose allowance is used up (taken >= allow). */
-int events_exclusions(knock_store *s, const events_flow *flow, bool *ret_all, char **ret_types);
+/* What a claim leaves alone at now: *ret_all when the endpoint is paused,
+ * else *ret_types a JSON array (NULL: none) of the paused routes and the
+ * types of flow whose allowance is used up (taken >= allow). Breakers whose
+ * probe is due go to *ret_probes (pause.h; NULL: they stay excluded). */
+int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
+        char **ret_types, char ***ret_probes, size_t *ret_n_probes);
 
 int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
         const char *paused, size_t want, claim_candidate *cands, size_t *ret_n);

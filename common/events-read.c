@@ -176,14 +176,15 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
         "status = 'failed' " filter " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "        \
         "WHERE status = 'processing' AND claimed_by IS NOT ?1 " filter ")"
 
-int events_exclusions(knock_store *s, const events_flow *flow, bool *ret_all, char **ret_types)
+int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
+        char **ret_types, char ***ret_probes, size_t *ret_n_probes)
 {
         _cleanup_free_ char *paused = NULL;
         json_t *a = NULL;
         int r;
 
         *ret_types = NULL;
-        r = pause_claim_filter(s, ret_all, &paused);
+        r = pause_claim_filter(s, now, ret_all, &paused, ret_probes, ret_n_probes);
         if (r < 0 || *ret_all)
                 return r;
         for (size_t i = 0; flow && i < flow->n; i++) {
@@ -205,15 +206,20 @@ int events_exclusions(knock_store *s, const events_flow *flow, bool *ret_all, ch
         return *ret_types ? 0 : -ENOMEM;
 }
 
-int events_next_due(knock_store *s, const char *worker, const events_flow *flow, int64_t *ret)
+int events_next_due(knock_store *s, const char *worker, int64_t now, const events_flow *flow,
+        int64_t *ret)
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         _cleanup_free_ char *paused = NULL;
+        int64_t probe = INT64_MAX;
         bool all_paused;
         int r;
 
-        /* Nothing paused is due: resume wakes the worker. */
-        r = events_exclusions(s, flow, &all_paused, &paused);
+        /* Nothing paused is due: resume wakes the worker. A breaker is, when
+         * its probe may go. */
+        r = events_exclusions(s, now, flow, &all_paused, &paused, NULL, NULL);
+        if (r >= 0)
+                r = pause_next_probe(s, &probe);
         if (r < 0)
                 return r;
         if (all_paused) {
@@ -232,6 +238,7 @@ paused ? NEXT_DUE(NOT_PAUSED) : NEXT_DUE(""),
         if (r <= 0)
                 return r ?: -EIO;
         *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
+        *ret = MIN(*ret, probe);
         return 0;
 }
 

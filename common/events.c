@@ -352,9 +352,25 @@ static events_flow_limit *flow_limit(events_flow *flow, const char *event_type)
         return NULL;
 }
 
-static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
+/* The exclusions of the claim loop: the breakers whose probe is due are let
+ * through, and bounded by their entries in flow (allow 1). */
+static int loop_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
+        char **ret_types)
+{
+        char **probes = NULL;
+        size_t n_probes = 0;
+        int r;
+
+        r = events_exclusions(s, now, flow, ret_all, ret_types, &probes, &n_probes);
+        strv_free(probes, n_probes);
+        return r;
+}
+
+/* The claim loop over the three kinds, within flow (the caller's bounds and
+ * the probes). probe[i]: flow->v[i] is a breaker's probe. */
+static int claim_loop(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
         int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, events_flow *flow,
-        knock_claim *v, size_t *n, knock_claim_stats *stats)
+        const bool *probe, size_t n_counted, knock_claim *v, size_t *n, knock_claim_stats *stats)
 {
         _cleanup_free_ char *paused = NULL;
         bool full = false, all_paused;
@@ -362,7 +378,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
 
         /* A pause committed before this transaction began holds from this
          * claim on (pause.h); events already claimed run to their end. */
-        r = events_exclusions(s, flow, &all_paused, &paused);
+        r = loop_exclusions(s, now, flow, &all_paused, &paused);
         if (r < 0 || all_paused)
                 return r;
         /* Each query is re-run while it yields rows, because rows turned
@@ -381,6 +397,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
                                 bool claimed, queued = *n >= n_now;
                                 events_flow_limit *lim = flow_limit(flow, cands[i].c.event_type);
+                                size_t k = lim ? (size_t)(lim - flow->v) : 0;
 
                                 /* A limited type only starts at once, within its
                                  * allowance; the rest of its events stay as they are
@@ -400,8 +417,11 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                                 }
                                 r = claim_one(s, cfg, worker, now, lease_ms, queued, &cands[i],
                                         &claimed, stats);
+                                if (r >= 0 && claimed && lim && probe[k])
+                                        r = pause_breaker_probing(s, lim->event_type);
                                 if (r >= 0 && claimed) {
-                                        cands[i].c.flow_counted = lim;
+                                        cands[i].c.flow_counted = lim && k < n_counted;
+                                        cands[i].c.probe = lim && probe[k];
                                         v[(*n)++] = TAKE_CLAIM(cands[i].c);
                                         if (lim && ++lim->taken >= lim->allow)
                                                 used_up = true;
@@ -415,7 +435,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                         /* A type used up: the next query leaves it out. */
                         if (used_up) {
                                 paused = mfree(paused);
-                                r = events_exclusions(s, flow, &all_paused, &paused);
+                                r = loop_exclusions(s, now, flow, &all_paused, &paused);
                                 if (r < 0)
                                         return r;
                         }
@@ -426,6 +446,55 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                 }
         }
         return 0;
+}
+
+/*
+ * The claim, inside the caller's transaction. A breaker whose probe is due
+ * (pause.h) joins the caller's bounds with an allowance of one; the
+ * caller's entries get their `taken` back.
+ */
+static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
+        int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, events_flow *flow,
+        knock_claim *v, size_t *n, knock_claim_stats *stats)
+{
+        _cleanup_free_ char *excluded = NULL;
+        _cleanup_free_ events_flow_limit *lv = NULL;
+        _cleanup_free_ bool *probe = NULL;
+        size_t n_flow = flow ? flow->n : 0, n_probes = 0;
+        char **probes = NULL;
+        events_flow all;
+        bool all_paused;
+        int r;
+
+        r = events_exclusions(s, now, flow, &all_paused, &excluded, &probes, &n_probes);
+        if (r < 0 || all_paused)
+                goto out;
+        lv = calloc(n_flow + n_probes + 1, sizeof(*lv));
+        probe = calloc(n_flow + n_probes + 1, sizeof(*probe));
+        if (!lv || !probe) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (n_flow > 0)
+                memcpy(lv, flow->v, n_flow * sizeof(*lv));
+        all = (events_flow){.v = lv, .n = n_flow};
+        for (size_t i = 0; i < n_probes; i++) {
+                events_flow_limit *l = flow_limit(&all, probes[i]);
+
+                if (!l) {
+                        l = &lv[all.n++];
+                        *l = (events_flow_limit){.event_type = probes[i], .allow = 1};
+                }
+                l->allow = MIN(l->allow, (size_t)1);
+                probe[l - lv] = true;
+        }
+        r = claim_loop(s, cfg, worker, now, lease_ms, max, n_now, ahead_bytes, &all, probe, n_flow,
+                v, n, stats);
+        for (size_t i = 0; i < n_flow; i++)
+                flow->v[i].taken = lv[i].taken;
+out:
+        strv_free(probes, n_probes);
+        return r;
 }
 
 int events_claim(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,

@@ -119,6 +119,7 @@ typedef struct knock_claim {
         int64_t claimed_at;
         bool queued;         /* claimed ahead: its attempt row says "queued" until it starts */
         bool flow_counted;   /* the worker's: counted in its route's running handlers */
+        bool probe;          /* a circuit breaker's probe (pause.h) */
         /* Where the rows were at the claim: a quicker way back to them than
          * the id's index. VACUUM may renumber rowids, so a rowid is only
          * used together with the id, and the id alone when they disagree. */
@@ -233,7 +234,8 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n);
  * next_attempt_at or a foreign lease's claim_until. INT64_MAX when none.
  * Events claimable now give a value ≤ now. Paused routes, and the types of
  * flow (may be NULL) whose allowance the last claim used up, are left out. */
-int events_next_due(knock_store *s, const char *worker, const events_flow *flow, int64_t *ret);
+int events_next_due(knock_store *s, const char *worker, int64_t now, const events_flow *flow,
+        int64_t *ret);
 
 /* ---- the operator (knockctl), inside the caller's transaction ------------------------- */
 

@@ -110,21 +110,42 @@ int pause_list(knock_store *s, knock_pause **ret, size_t *ret_n)
         return 0;
 }
 
-int pause_claim_filter(knock_store *s, bool *ret_all, char **ret_routes)
+int pause_claim_filter(knock_store *s, int64_t now, bool *ret_all, char **ret_routes,
+        char ***ret_probes, size_t *ret_n_probes)
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         json_t *routes = NULL;
         bool all = false;
         int r;
 
-        r = store_cached(s, "SELECT route FROM pauses", &st);
+        if (ret_probes) {
+                *ret_probes = NULL;
+                *ret_n_probes = 0;
+        }
+        r = store_cached(s,
+                "SELECT route, kind = 'breaker' AND probing = 0 AND probe_at <= ?1 FROM pauses",
+                &st);
         if (r < 0)
                 return r;
+        stmt_bind_i64(st, 1, now);
         while ((r = stmt_step(st)) > 0) {
                 const char *route = (const char *)sqlite3_column_text(st, 0);
 
                 if (!route || !*route) {
                         all = true;
+                        continue;
+                }
+                if (ret_probes && sqlite3_column_int(st, 1)) {
+                        char **v = reallocarray(*ret_probes, *ret_n_probes + 1, sizeof(*v));
+
+                        if (!v || !(v[*ret_n_probes] = strdup(route))) {
+                                if (v)
+                                        *ret_probes = v;
+                                r = -ENOMEM;
+                                break;
+                        }
+                        *ret_probes = v;
+                        (*ret_n_probes)++;
                         continue;
                 }
                 if (!routes && !(routes = json_array()))
@@ -140,6 +161,95 @@ int pause_claim_filter(knock_store *s, bool *ret_all, char **ret_routes)
                 r = -ENOMEM;
         json_decref(routes);
         return r < 0 ? r : 0;
+}
+
+int pause_breaker_probing(knock_store *s, const char *route)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s, "UPDATE pauses SET probing = 1 WHERE route = ?1 AND kind = 'breaker'",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, route);
+        return stmt_run(st);
+}
+
+int pause_breaker_open(knock_store *s, const char *route, int64_t now, int64_t cooldown_ms,
+        uint64_t failures, bool *ret_opened)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        char reason[96];
+        int r;
+
+        r = store_cached(s,
+                "INSERT INTO pauses (route, kind, since, paused_by, reason, probe_at) "
+                "VALUES (?1, 'breaker', ?2, 'breaker', ?3, ?4) ON CONFLICT (route) DO NOTHING",
+                &st);
+        if (r < 0)
+                return r;
+        snprintf(reason, sizeof(reason), "%llu failed attempts in a row",
+                (unsigned long long)failures);
+        stmt_bind_text(st, 1, route);
+        stmt_bind_i64(st, 2, now);
+        stmt_bind_text(st, 3, reason);
+        stmt_bind_i64(st, 4, now + cooldown_ms);
+        r = stmt_run(st);
+        if (r >= 0 && ret_opened)
+                *ret_opened = store_changes(s) > 0;
+        return r;
+}
+
+int pause_breaker_result(knock_store *s, const char *route, bool success, int64_t now,
+        int64_t cooldown_ms, int *ret_changed)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                success ? "DELETE FROM pauses WHERE route = ?1 AND kind = 'breaker' AND "
+                          "probing = 1"
+                        : "UPDATE pauses SET probing = 0, since = ?2, probe_at = ?2 + ?3 "
+                          "WHERE route = ?1 AND kind = 'breaker' AND probing = 1",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text(st, 1, route);
+        if (!success) {
+                stmt_bind_i64(st, 2, now);
+                stmt_bind_i64(st, 3, cooldown_ms);
+        }
+        r = stmt_run(st);
+        if (r >= 0 && ret_changed)
+                *ret_changed = store_changes(s) > 0 ? (success ? 1 : -1) : 0;
+        return r;
+}
+
+int pause_next_probe(knock_store *s, int64_t *ret)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                "SELECT min(probe_at) FROM pauses WHERE kind = 'breaker' AND probing = 0", &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(st);
+        if (r < 0)
+                return r;
+        *ret = r > 0 && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0)
+                                                                  : INT64_MAX;
+        return 0;
+}
+
+int pause_breaker_reset_probes(knock_store *s)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s, "UPDATE pauses SET probing = 0 WHERE probing = 1", &st);
+        return r < 0 ? r : stmt_run(st);
 }
 
 void pause_summary(const knock_pause *v, size_t n, char *buf, size_t len)

@@ -146,14 +146,17 @@ static const struct {
          "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"},
         {2, "CHECK constraints without IN lists", NULL, migrate_checks_without_in},
         /* pause.h: what the worker must not claim. route '' is the whole
-         * endpoint; kind says who paused it (an operator, or a breaker). */
+         * endpoint; kind says who paused it (an operator, or a breaker, which
+         * lets one probe through from probe_at on, probing while it runs). */
         {3, "pauses",
          "CREATE TABLE pauses ("
          "  route TEXT PRIMARY KEY,"
          "  kind TEXT NOT NULL DEFAULT 'operator',"
          "  since INTEGER NOT NULL,"
          "  paused_by TEXT NOT NULL,"
-         "  reason TEXT"
+         "  reason TEXT,"
+         "  probe_at INTEGER,"
+         "  probing INTEGER NOT NULL DEFAULT 0"
          ");"},
 };
 

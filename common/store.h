@@ -53,8 +53,9 @@
  *  daemons     daemon, pid, started_at, heartbeat_at, stopped_at,
  *              last_clean_exit, suspected_oom_kills, counters (JSON), status
  *  meta        key, value (e.g. last_backup_at, last_prune_at)
- *  pauses      route ('' : the whole endpoint), kind, since, paused_by, reason
- *              (pause.h; its statements are all in pause.c)
+ *  pauses      route ('' : the whole endpoint), kind (operator|breaker), since,
+ *              paused_by, reason, probe_at, probing (pause.h; its statements
+ *              are all in pause.c)
  */
 
 #include <sqlite3.h>

@@ -99,6 +99,10 @@ static void handler_durations(admin_snapshot *snap, const char *counters)
                         json_integer_value(json_object_get(doc, "handler_count")), (json_int_t)0);
                 snap->handler_sum_s = json_number_value(json_object_get(doc, "handler_sum_s"));
         }
+        snap->breakers_opened = (uint64_t)MAX(
+                json_integer_value(json_object_get(doc, "breakers_opened")), (json_int_t)0);
+        snap->breakers_closed = (uint64_t)MAX(
+                json_integer_value(json_object_get(doc, "breakers_closed")), (json_int_t)0);
         json_decref(doc);
 }
 
@@ -512,6 +516,13 @@ static void emit_pauses(struct evbuffer *b, const admin_snapshot *snap)
 {
         bool all = snap->n_paused > 0 && !snap->paused[0].route[0];
 
+        evbuffer_add_printf(b, "# HELP knock_breaker_transitions_total Circuit breakers of "
+                               "routes opened and closed since knock-worker started.\n"
+                               "# TYPE knock_breaker_transitions_total counter\n"
+                               "knock_breaker_transitions_total{to=\"open\"} %llu\n"
+                               "knock_breaker_transitions_total{to=\"closed\"} %llu\n",
+                            (unsigned long long)snap->breakers_opened,
+                            (unsigned long long)snap->breakers_closed);
         evbuffer_add_printf(b, "# HELP knock_paused 1 while paused (knockctl pause): without a "
                                "route label the whole endpoint, with one that event type.\n"
                                "# TYPE knock_paused gauge\nknock_paused %d\n", all);

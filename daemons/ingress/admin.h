@@ -64,6 +64,7 @@ typedef struct admin_snapshot {
         int64_t last_prune_rows;
         uint64_t disk_free_bytes;
         admin_pause paused[ADMIN_MAX_PAUSES]; /* the endpoint's first, then routes by name */
+        uint64_t breakers_opened, breakers_closed; /* the worker's, since it started */
         size_t n_paused;
 } admin_snapshot;
 

@@ -263,6 +263,17 @@ static void reply_settle(worker *w, writer_reply *rep)
         }
 
         log_claim_stats(w, &rep->stats);
+        for (size_t i = 0; i < rep->n_opened; i++)
+                log_struct(LOG_WARNING, MSGID_BREAKER_OPENED,
+                        LOG_FIELDS(LF("KNOCK_EVENT_TYPE", rep->breakers_opened[i])),
+                        "Circuit breaker of event type %s opened: its events wait until a probe "
+                        "succeeds after the cooldown (or 'knockctl resume --route')",
+                        rep->breakers_opened[i]);
+        for (size_t i = 0; i < rep->n_closed; i++)
+                log_struct(LOG_NOTICE, MSGID_BREAKER_CLOSED,
+                        LOG_FIELDS(LF("KNOCK_EVENT_TYPE", rep->breakers_closed[i])),
+                        "Circuit breaker of event type %s closed: its probe succeeded",
+                        rep->breakers_closed[i]);
         for (size_t i = 0; i < rep->n_claims; i++)
                 if (w->stopping)
                         claim_refuse(w, &rep->claims[i]);

@@ -155,6 +155,19 @@ int64_t flow_next_token(worker_flow *f, const knock_config *cfg, const events_fl
         return due == INT64_MAX ? due : MAX(due, now + 1);
 }
 
+bool flow_breaker_count(worker_flow *f, const char *event_type, bool failed, uint64_t threshold)
+{
+        flow_route *st = route_state(f, event_type, true);
+
+        if (!st)
+                return false;
+        st->failures = failed ? st->failures + 1 : 0;
+        if (st->failures < threshold)
+                return false;
+        st->failures = 0;
+        return true;
+}
+
 void flow_done(worker_flow *f, const char *event_type)
 {
         flow_route *st = event_type ? route_state(f, event_type, false) : NULL;

@@ -33,6 +33,7 @@ typedef struct flow_route {
         char *event_type;
         size_t running;
         flow_bucket bucket;
+        uint64_t failures; /* failed attempts in a row, for its breaker */
 } flow_route;
 
 typedef struct worker_flow {
@@ -55,6 +56,10 @@ void flow_took(worker_flow *f, const knock_config *cfg, const events_flow *plan,
 /* When a bucket that held a claim back has a token again (INT64_MAX: none held). */
 int64_t flow_next_token(worker_flow *f, const knock_config *cfg, const events_flow *plan,
         int64_t now);
+/* A result of event_type, whose route opens its breaker after `threshold`
+ * failed attempts in a row: true when this one is the threshold-th (the
+ * count starts over). A success starts it over too. */
+bool flow_breaker_count(worker_flow *f, const char *event_type, bool failed, uint64_t threshold);
 /* A claim counted for event_type gave its slot back. */
 void flow_done(worker_flow *f, const char *event_type);
 void flow_free(worker_flow *f);

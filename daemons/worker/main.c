@@ -38,6 +38,7 @@
 #include <event2/thread.h>
 
 #include "lease.h"
+#include "pause.h"
 #include "log.h"
 #include "worker.h"
 
@@ -97,7 +98,7 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
 static char *op_counters(knock_daemon *d)
 {
         worker *w = d->userdata;
-        uint64_t cycles, failures, us_total, us_max, batch_max;
+        uint64_t cycles, failures, us_total, us_max, batch_max, opened, closed;
         char hist[KNOCK_HIST_BUCKETS * 24] = "";
         char *s;
 
@@ -105,19 +106,22 @@ static char *op_counters(knock_daemon *d)
                 at += (size_t)snprintf(hist + at, sizeof(hist) - at, "%s%llu", i ? "," : "",
                                        (unsigned long long)w->handler_hist[i]);
         writer_stats(&w->wr, &cycles, &failures, &us_total, &us_max, &batch_max);
+        writer_breakers(&w->wr, &opened, &closed);
         if (asprintf(&s,
                     "{\"in_flight\":%zu,\"claimed_ahead\":%zu,\"claimed\":%llu,\"handled\":%llu,\"failed\":%llu,"
                     "\"dead\":%llu,\"ignored\":%llu,\"lost\":%llu,\"commits\":%llu,"
                     "\"commit_failures\":%llu,\"commit_us_total\":%llu,"
                     "\"commit_us_max\":%llu,\"batch_max\":%llu,"
-                    "\"handler_buckets\":[%s],\"handler_count\":%llu,\"handler_sum_s\":%.6f}",
+                    "\"handler_buckets\":[%s],\"handler_count\":%llu,\"handler_sum_s\":%.6f,"
+                    "\"breakers_opened\":%llu,\"breakers_closed\":%llu}",
                     w->n_running, w->n_ready, (unsigned long long)w->n_claimed,
                     (unsigned long long)w->n_handled, (unsigned long long)w->n_failed,
                     (unsigned long long)w->n_dead, (unsigned long long)w->n_ignored,
                     (unsigned long long)w->n_lost, (unsigned long long)cycles,
                     (unsigned long long)failures, (unsigned long long)us_total,
                     (unsigned long long)us_max, (unsigned long long)batch_max, hist,
-                    (unsigned long long)w->handler_count, w->handler_sum_s) < 0)
+                    (unsigned long long)w->handler_count, w->handler_sum_s,
+                    (unsigned long long)opened, (unsigned long long)closed) < 0)
                 return NULL;
         return s;
 }
@@ -192,6 +196,10 @@ static void take_over_dead_holders(worker *w)
                 events_expire_claims, now_ms(), report_taken_over, w);
         if (r < 0)
                 log_warning_errno(r, "Cannot list claim holders: %m");
+        /* A breaker's probe that a previous worker ran never reported: probe again. */
+        r = pause_breaker_reset_probes(w->d->store);
+        if (r < 0)
+                log_warning_errno(r, "Cannot reset the circuit breakers' probes: %m");
 }
 
 static int worker_setup(worker *w, knock_daemon *d)

@@ -105,6 +105,8 @@ typedef struct writer_reply {
         int r_rel;
         int r_renew;   /* 1: no renewal this cycle */
         int r_heartbeat; /* 1: no heartbeat this cycle */
+        char **breakers_opened, **breakers_closed; /* event types, for the loop's records */
+        size_t n_opened, n_closed;
         char error[256];
 } writer_reply;
 
@@ -149,6 +151,7 @@ typedef struct worker_writer {
         worker_flow flow;   /* rates and route concurrency (flow.h) */
         writer_reply *reply_head, **reply_tail;
         uint64_t cycles, commit_failures, cycle_us_total, cycle_us_max, batch_max;
+        uint64_t breakers_opened, breakers_closed; /* since start, for /metrics */
         uint64_t cycle_mark; /* the writer thread's own: numbers the cycles that record results */
 } worker_writer;
 
@@ -181,6 +184,8 @@ int writer_health(worker_writer *wr);
 bool writer_queue_counts(worker_writer *wr, int64_t counts[_EVENT_STATUS_MAX]);
 /* c's slot was given back: its route runs one handler fewer (flow.h). */
 void writer_flow_done(worker_writer *wr, const knock_claim *c);
+/* Circuit breakers opened and closed since start. */
+void writer_breakers(worker_writer *wr, uint64_t *opened, uint64_t *closed);
 /* What is paused, as of the last heartbeat ("" when nothing; pause.h). */
 void writer_paused(worker_writer *wr, char *buf, size_t len);
 void writer_stats(worker_writer *wr, uint64_t *cycles, uint64_t *failures, uint64_t *us_total,

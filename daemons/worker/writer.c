@@ -65,6 +65,8 @@ writer_reply *writer_reply_free(writer_reply *r)
         for (size_t i = 0; i < r->n_claims; i++)
                 knock_claim_clear(&r->claims[i]);
         free(r->claims);
+        strv_free(r->breakers_opened, r->n_opened);
+        strv_free(r->breakers_closed, r->n_closed);
         free(r);
         return NULL;
 }
@@ -100,6 +102,75 @@ static size_t list_len(job *l)
         for (; l; l = l->wnext)
                 n++;
         return n;
+}
+
+static const knock_route *route_of(const knock_config *cfg, const char *event_type)
+{
+        for (size_t i = 0; event_type && i < cfg->n_routes; i++)
+                if (streq(cfg->routes[i].event_type, event_type))
+                        return &cfg->routes[i];
+        return NULL;
+}
+
+static void note_type(char ***v, size_t *n, const char *type)
+{
+        char **nv = reallocarray(*v, *n + 1, sizeof(**v));
+
+        if (nv && (nv[*n] = strdup(type)))
+                (*n)++;
+        if (nv)
+                *v = nv;
+}
+
+/*
+ * Circuit breakers (pause.h), after the results committed: a route with
+ * breaker = N opens (a pause of kind breaker) at its N-th failed attempt in
+ * a row; its probe's result closes it or opens it again. Each is its own
+ * small transaction, made only when a breaker moves or a probe ends.
+ */
+static void breakers(worker_writer *wr, knock_store *store, const knock_config *cfg,
+        writer_reply *rep, int64_t now)
+{
+        for (job *j = rep->fin; j; j = j->wnext) {
+                const knock_route *rt = route_of(cfg, j->claim.event_type);
+                bool failed = j->outcome == EVENT_OUTCOME_TEMPFAIL ||
+                              j->outcome == EVENT_OUTCOME_TIMEOUT ||
+                              j->outcome == EVENT_OUTCOME_PERMANENT;
+                int64_t cooldown;
+                bool open, opened = false;
+                int changed = 0;
+
+                if (!rt || rt->breaker == 0 || !j->new_status ||
+                        (!failed && j->outcome != EVENT_OUTCOME_SUCCESS))
+                        continue;
+                cooldown = (int64_t)(rt->breaker_cooldown_ms ?: 30000);
+                if (j->claim.probe) {
+                        if (pause_breaker_result(store, rt->event_type, !failed, now, cooldown,
+                                    &changed) < 0)
+                                continue;
+                        opened = changed < 0;
+                } else {
+                        pthread_mutex_lock(&wr->lock);
+                        open = flow_breaker_count(&wr->flow, rt->event_type, failed, rt->breaker);
+                        pthread_mutex_unlock(&wr->lock);
+                        if (open && pause_breaker_open(store, rt->event_type, now, cooldown,
+                                            rt->breaker, &opened) < 0)
+                                continue;
+                }
+                if (opened)
+                        note_type(&rep->breakers_opened, &rep->n_opened, rt->event_type);
+                else if (changed > 0) {
+                        /* Closed: the count starts over. */
+                        pthread_mutex_lock(&wr->lock);
+                        flow_breaker_count(&wr->flow, rt->event_type, false, rt->breaker);
+                        pthread_mutex_unlock(&wr->lock);
+                        note_type(&rep->breakers_closed, &rep->n_closed, rt->event_type);
+                }
+        }
+        pthread_mutex_lock(&wr->lock);
+        wr->breakers_opened += rep->n_opened;
+        wr->breakers_closed += rep->n_closed;
+        pthread_mutex_unlock(&wr->lock);
 }
 
 /* Step 1: results and refills, one transaction. started: the jobs whose queued
@@ -178,11 +249,12 @@ static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_
                 j->new_status = res[i].new_status;
                 j->next_attempt_at = res[i].next_attempt_at;
         }
+        breakers(wr, store, cfg, rep, now);
         /* The queue ran dry: tell the loop when to look again. A failed
          * query only means the loop's safety rescan decides. */
         rep->due = INT64_MAX;
         if (claim_max > 0 && rep->n_claims < free_slots &&
-                events_next_due(store, wr->identity, flow, &rep->due) < 0)
+                events_next_due(store, wr->identity, now, flow, &rep->due) < 0)
                 rep->due = now + 200;
         /* Held back by a rate: look again when its bucket has a token. */
         if (rep->n_claims < free_slots) {
@@ -590,6 +662,14 @@ void writer_paused(worker_writer *wr, char *buf, size_t len)
 {
         pthread_mutex_lock(&wr->lock);
         snprintf(buf, len, "%s", wr->paused);
+        pthread_mutex_unlock(&wr->lock);
+}
+
+void writer_breakers(worker_writer *wr, uint64_t *opened, uint64_t *closed)
+{
+        pthread_mutex_lock(&wr->lock);
+        *opened = wr->breakers_opened;
+        *closed = wr->breakers_closed;
         pthread_mutex_unlock(&wr->lock);
 }
 

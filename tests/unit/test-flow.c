@@ -4,7 +4,8 @@
  * (daemons/worker/flow.c): a bucket is full at start with one second's
  * worth, refills continuously, holds claims back at zero and says when its
  * next token comes; a route's running count bounds its allowance and comes
- * down as slots are given back; a worker rate caps the whole claim.
+ * down as slots are given back; a worker rate caps the whole claim; a
+ * breaker's count of failures in a row.
  *
  * The module lives with its daemon; it is compiled into this test directly,
  * as it has no dependency beyond config and util.
@@ -83,6 +84,13 @@ int main(void)
         c.rate = (knock_rate){0, 1000};
         is_int((int64_t)flow_plan(&f, &c, t0, &p), (int64_t)SIZE_MAX, "bounds removed (a reload)");
         is_int((int64_t)p.n, 0, "… no route is limited");
+        ok(!flow_breaker_count(&f, "flaky", true, 3), "breaker 3: one failure");
+        ok(!flow_breaker_count(&f, "flaky", true, 3), "two failures");
+        ok(!flow_breaker_count(&f, "flaky", false, 3), "a success starts over");
+        ok(!flow_breaker_count(&f, "flaky", true, 3) && !flow_breaker_count(&f, "flaky", true, 3),
+           "two failures again");
+        ok(flow_breaker_count(&f, "flaky", true, 3), "the third in a row opens it");
+        ok(!flow_breaker_count(&f, "flaky", true, 3), "and the count starts over");
         flow_free(&f);
         return tap_done();
 }
