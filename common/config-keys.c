@@ -365,6 +365,20 @@ static void parse_extractor(parse_ctx *ctx, const key_def *k, const char *value)
 
 /* ---- [worker] and [route] ------------------------------------------------------ */
 
+/* order_key: a source the worker reads from the stored body, "json:/pointer"
+ * or "form:NAME" (not a header: the claim reads bodies, not headers). */
+static void parse_order_key(parse_ctx *ctx, const key_def *k, const char *value)
+{
+        char **p = ctx->section == SECTION_ROUTE ? &ctx->c->routes[ctx->route].order_key
+                                                 : &ctx->c->order_key;
+
+        if (*value && !startswith(value, "json:/") && !(startswith(value, "form:") && value[5])) {
+                key_error(ctx, "order_key must be json:/pointer or form:NAME");
+                return;
+        }
+        set_string(ctx, p, value);
+}
+
 static void parse_handler(parse_ctx *ctx, const key_def *k, const char *value)
 {
         char **p = ctx->section == SECTION_ROUTE ? &ctx->c->routes[ctx->route].handler
@@ -574,11 +588,13 @@ static const key_def keys[] = {
         {SECTION_WORKER, "backoff", parse_backoff, 0, 0, 0},
         {SECTION_WORKER, "max_output", parse_size_key, F(max_output), 0, 0},
         {SECTION_WORKER, "rate", parse_rate_key, F(rate), 0, 0},
+        {SECTION_WORKER, "order_key", parse_order_key, 0, 0, 0},
 
         {SECTION_ROUTE, "handler", parse_handler, 0, 0, 0},
         {SECTION_ROUTE, "concurrency", parse_count_key, offsetof(knock_route, concurrency), 1, 1024},
         {SECTION_ROUTE, "rate", parse_rate_key, offsetof(knock_route, rate), 0, 0},
         {SECTION_ROUTE, "breaker", parse_count_key, offsetof(knock_route, breaker), 0, 1000000},
+        {SECTION_ROUTE, "order_key", parse_order_key, 0, 0, 0},
         {SECTION_ROUTE, "breaker_cooldown", parse_duration_key,
          offsetof(knock_route, breaker_cooldown_ms), 1, 0},
 

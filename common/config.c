@@ -487,9 +487,11 @@ knock_config *config_free(knock_config *c)
         free(c->path);
         verify_config_clear(&c->verify);
         free(c->handler);
+        free(c->order_key);
         for (size_t i = 0; i < c->n_routes; i++) {
                 free(c->routes[i].event_type);
                 free(c->routes[i].handler);
+                free(c->routes[i].order_key);
         }
         free(c->hook_url);
         if (c->hook_secrets)
@@ -589,6 +591,15 @@ oom:
         closedir(d);
         strv_free(v, n);
         return -ENOMEM;
+}
+
+const char *config_order_key_for(const knock_config *c, const char *event_type)
+{
+        if (event_type)
+                for (size_t i = 0; i < c->n_routes; i++)
+                        if (streq(c->routes[i].event_type, event_type))
+                                return c->routes[i].order_key ?: c->order_key;
+        return c->order_key;
 }
 
 const char *config_handler_for(const knock_config *c, const char *event_type)

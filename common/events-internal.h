@@ -26,7 +26,8 @@ typedef struct claim_candidate {
 
 /* Reads up to want candidates of kind into cands (*ret_n of them; the
  * caller clears each), with the body of the delivery that runs. paused: NULL,
- * or a JSON array of event types whose events are left alone (pause.h). */
+ * or a JSON array of event types whose events are left alone (pause.h);
+ * held: NULL, or a JSON array of order keys whose events are left alone. */
 /* What a claim leaves alone at now: *ret_all when the endpoint is paused,
  * else *ret_types a JSON array (NULL: none) of the paused routes and the
  * types of flow whose allowance is used up (taken >= allow). Breakers whose
@@ -35,4 +36,9 @@ int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool
         char **ret_types, char ***ret_probes, size_t *ret_n_probes);
 
 int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
-        const char *paused, size_t want, claim_candidate *cands, size_t *ret_n);
+        const char *paused, const char *held, size_t want, claim_candidate *cands, size_t *ret_n);
+
+/* Ordered keys: stores key on the event at rowid (first look) and says
+ * whether an earlier event of that key, not yet handled, dead or ignored,
+ * holds it. */
+int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret_held);

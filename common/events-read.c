@@ -38,8 +38,8 @@ void knock_claim_clear(knock_claim *c)
         "ON d.id = COALESCE(e.run_delivery_id, e.delivery_id) "
 
 /* The three kinds, each ending in the WHERE clause before its order: the
- * plain claim, and the claim while routes are paused (?4, a JSON array of
- * event types; pause.h). The filter only drops rows the index walk finds, so
+ * plain claim, and the claim while routes are paused or limited (?4, a JSON
+ * array of event types; pause.h) or keys are held (?5, order keys). The filter only drops rows the index walk finds, so
  * a large paused backlog ahead of the others is walked on every claim. */
 #define CLAIM_RECEIVED_WHERE "WHERE e.status = 'received' "
 #define CLAIM_RETRY_DUE_WHERE "WHERE e.status = 'failed' AND e.next_attempt_at <= ?1 "
@@ -50,7 +50,8 @@ void knock_claim_clear(knock_claim *c)
 #define CLAIM_LEASE_EXPIRED_WHERE                                                                  \
         "WHERE e.status = 'processing' AND e.claim_until < ?1 AND e.claimed_by IS NOT ?3 "
 #define NOT_PAUSED                                                                                 \
-        "AND (e.event_type IS NULL OR e.event_type NOT IN (SELECT value FROM json_each(?4))) "
+        "AND (e.event_type IS NULL OR e.event_type NOT IN (SELECT value FROM json_each(?4))) "      \
+        "AND (e.order_key IS NULL OR e.order_key NOT IN (SELECT value FROM json_each(?5))) "
 /* (next_attempt_at, rowid) is the events_queue index order: FIFO without
  * sorting the whole backlog on every claim. */
 #define CLAIM_RECEIVED_ORDER "ORDER BY e.next_attempt_at, e.rowid LIMIT ?2"
@@ -104,20 +105,22 @@ static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
 }
 
 int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
-        const char *paused, size_t want, claim_candidate *cands, size_t *ret_n)
+        const char *paused, const char *held, size_t want, claim_candidate *cands, size_t *ret_n)
 {
         _cleanup_reset_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_cached(s, claim_queries[!!paused][kind], &st);
+        r = store_cached(s, claim_queries[paused || held][kind], &st);
         if (r < 0)
                 return r;
         stmt_bind_i64(st, 1, now);
         stmt_bind_i64(st, 2, (int64_t)want);
         if (kind == CLAIM_LEASE_EXPIRED)
                 stmt_bind_text_static(st, 3, worker);
-        if (paused)
-                stmt_bind_text_static(st, 4, paused);
+        if (paused || held) {
+                stmt_bind_text_static(st, 4, paused ?: "[]");
+                stmt_bind_text_static(st, 5, held ?: "[]");
+        }
         while (*ret_n < want && (r = stmt_step(st)) > 0) {
                 r = candidate_read(st, &cands[(*ret_n)++]);
                 if (r < 0)
@@ -167,13 +170,22 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
         return stmt_strv(st, ret, ret_n);
 }
 
-/* The earliest due time; ?4, when set, is a JSON array of paused event types. */
+/* An ordered event an earlier one of its key holds (events.h, ordered keys). */
+#define NOT_HELD                                                                                   \
+        "AND (e.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM events h WHERE "                    \
+        "h.order_key = e.order_key AND h.rowid < e.rowid AND (h.status = 'received' OR "           \
+        "h.status = 'processing' OR h.status = 'failed'))) "
+
+/* The earliest due time; ?4 and ?5, when set, are JSON arrays of paused (or
+ * used-up) event types and held keys. Held ordered events are not due: the
+ * end of what holds them is a result, and a result makes the worker claim. */
 #define NEXT_DUE(filter)                                                                           \
         "SELECT MIN(t) FROM ("                                                                     \
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM events e WHERE "                                   \
-        "status = 'received' " filter ") THEN 0 END AS t "                                         \
+        "status = 'received' " NOT_HELD filter ") THEN 0 END AS t "                                \
         "UNION ALL SELECT MIN(next_attempt_at) FROM events e WHERE "                               \
-        "status = 'failed' " filter " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "        \
+        "status = 'failed' " NOT_HELD filter                                                       \
+        " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "                                    \
         "WHERE status = 'processing' AND claimed_by IS NOT ?1 " filter ")"
 
 int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
@@ -232,8 +244,10 @@ paused ? NEXT_DUE(NOT_PAUSED) : NEXT_DUE(""),
         if (r < 0)
                 return r;
         stmt_bind_text_static(st, 1, worker);
-        if (paused)
+        if (paused) {
                 stmt_bind_text_static(st, 4, paused);
+                stmt_bind_text_static(st, 5, "[]");
+        }
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -EIO;

@@ -33,9 +33,11 @@
  */
 
 #include "events-internal.h"
+#include "order-key.h"
 #include "pause.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,6 +354,61 @@ static events_flow_limit *flow_limit(events_flow *flow, const char *event_type)
         return NULL;
 }
 
+int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret_held)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_cached(s,
+                "UPDATE events SET order_key = ?1 WHERE rowid = ?2 AND order_key IS NOT ?1", &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, key);
+        stmt_bind_i64(st, 2, rowid);
+        r = stmt_run(st);
+        if (r < 0)
+                return r;
+        r = store_cached(s,
+                "SELECT EXISTS (SELECT 1 FROM events WHERE order_key = ?1 AND rowid < ?2 AND "
+                "(status = 'received' OR status = 'processing' OR status = 'failed'))",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, key);
+        stmt_bind_i64(st, 2, rowid);
+        r = stmt_step(st);
+        if (r > 0)
+                *ret_held = sqlite3_column_int(st, 0);
+        sqlite3_reset(st);
+        return r < 0 ? r : 0;
+}
+
+/* Ordered keys ([worker]/[route] order_key): whether candidate c must wait for
+ * an earlier event of its key. A held key joins *held (a JSON array the
+ * following queries leave out), its text in *held_text. */
+static int order_hold(knock_store *s, const knock_config *cfg, const knock_claim *c,
+        json_t **held, char **held_text, bool *ret_held)
+{
+        _cleanup_free_ char *key = NULL;
+        int r;
+
+        *ret_held = false;
+        r = order_key_extract(
+                config_order_key_for(cfg, c->event_type), c->body, c->body_len, &key);
+        if (r < 0 || !key)
+                return r;
+        r = events_order_check(s, c->event_rowid, key, ret_held);
+        if (r < 0 || !*ret_held)
+                return r;
+        if (!*held && !(*held = json_array()))
+                return -ENOMEM;
+        if (json_array_append_new(*held, json_string(key)) < 0)
+                return -ENOMEM;
+        free(*held_text);
+        *held_text = json_dumps(*held, JSON_COMPACT);
+        return *held_text ? 0 : -ENOMEM;
+}
+
 /* The exclusions of the claim loop: the breakers whose probe is due are let
  * through, and bounded by their entries in flow (allow 1). */
 static int loop_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
@@ -370,9 +427,10 @@ static int loop_exclusions(knock_store *s, int64_t now, const events_flow *flow,
  * the probes). probe[i]: flow->v[i] is a breaker's probe. */
 static int claim_loop(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
         int64_t lease_ms, size_t max, size_t n_now, int64_t ahead_bytes, events_flow *flow,
-        const bool *probe, size_t n_counted, knock_claim *v, size_t *n, knock_claim_stats *stats)
+        const bool *probe, size_t n_counted, json_t **held, knock_claim *v, size_t *n,
+        knock_claim_stats *stats)
 {
-        _cleanup_free_ char *paused = NULL;
+        _cleanup_free_ char *paused = NULL, *held_text = NULL;
         bool full = false, all_paused;
         int r = 0;
 
@@ -384,6 +442,11 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
         /* Each query is re-run while it yields rows, because rows turned
          * into ignored/dead leave room for more claims within `max`. */
         for (size_t q = 0; q < _CLAIM_KIND_MAX && *n < max && !full; q++) {
+                /* Keys held in one kind may have their head in the next (a
+                 * retry, an expired lease): each kind starts with none held. */
+                json_decref(*held);
+                *held = NULL;
+                held_text = mfree(held_text);
                 for (;;) {
                         claim_candidate *cands;
                         size_t seen = 0, before = *n, want = max - *n;
@@ -392,10 +455,10 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
                         cands = calloc(want, sizeof(*cands));
                         if (!cands)
                                 return -ENOMEM;
-                        r = events_claim_candidates(
-                                s, (claim_kind)q, worker, now, paused, want, cands, &seen);
+                        r = events_claim_candidates(s, (claim_kind)q, worker, now, paused,
+                                held_text, want, cands, &seen);
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
-                                bool claimed, queued = *n >= n_now;
+                                bool claimed, queued = *n >= n_now, key_held;
                                 events_flow_limit *lim = flow_limit(flow, cands[i].c.event_type);
                                 size_t k = lim ? (size_t)(lim - flow->v) : 0;
 
@@ -408,6 +471,13 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
                                         used_up = true;
                                         continue;
                                 }
+                                /* Its key's earlier event has not ended: it waits,
+                                 * unclaimed, and its key is left out from here on. */
+                                r = order_hold(s, cfg, &cands[i].c, held, &held_text, &key_held);
+                                if (r < 0)
+                                        break;
+                                if (key_held)
+                                        continue;
                                 if (queued) {
                                         ahead_bytes -= (int64_t)cands[i].c.body_len;
                                         if (ahead_bytes < 0) {
@@ -460,6 +530,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
         _cleanup_free_ char *excluded = NULL;
         _cleanup_free_ events_flow_limit *lv = NULL;
         _cleanup_free_ bool *probe = NULL;
+        json_t *held = NULL;
         size_t n_flow = flow ? flow->n : 0, n_probes = 0;
         char **probes = NULL;
         events_flow all;
@@ -489,7 +560,8 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                 probe[l - lv] = true;
         }
         r = claim_loop(s, cfg, worker, now, lease_ms, max, n_now, ahead_bytes, &all, probe, n_flow,
-                v, n, stats);
+                &held, v, n, stats);
+        json_decref(held);
         for (size_t i = 0; i < n_flow; i++)
                 flow->v[i].taken = lv[i].taken;
 out:

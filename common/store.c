@@ -148,7 +148,7 @@ static const struct {
         /* pause.h: what the worker must not claim. route '' is the whole
          * endpoint; kind says who paused it (an operator, or a breaker, which
          * lets one probe through from probe_at on, probing while it runs). */
-        {3, "pauses",
+        {3, "pauses and ordered keys",
          "CREATE TABLE pauses ("
          "  route TEXT PRIMARY KEY,"
          "  kind TEXT NOT NULL DEFAULT 'operator',"
@@ -157,7 +157,11 @@ static const struct {
          "  reason TEXT,"
          "  probe_at INTEGER,"
          "  probing INTEGER NOT NULL DEFAULT 0"
-         ");"},
+         ");"
+         /* events.c: the key an ordered event holds its followers by, written
+          * when a claim first looks at the event. */
+         "ALTER TABLE events ADD COLUMN order_key TEXT;"
+         "CREATE INDEX events_order_key ON events(order_key) WHERE order_key IS NOT NULL;"},
 };
 
 /*

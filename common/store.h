@@ -34,7 +34,7 @@
  *              (received|processing|failed|dead|ignored|handled), status_reason,
  *              delivery_id (canonical body), run_delivery_id (replay-delivery),
  *              attempt_count, received_at, updated_at, next_attempt_at,
- *              claimed_by, claim_until, last_error, finished_at
+ *              claimed_by, claim_until, last_error, finished_at, order_key
  *  deliveries  id, event_id → events (NULL: orphan), received_at, signature_valid,
  *              verify_error, http_status, provider_event_id, event_type,
  *              request_id, method, uri, remote, content_type, headers (JSON

@@ -279,7 +279,7 @@ static int run_query(knockctl *c, const transition *t, const events_query *q, bo
         r = ctl_commit(c);
         if (r != 0)
                 goto out;
-        if (event_op_target(t->op) == EVENT_STATUS_RECEIVED && json_array_size(ids) > 0)
+        if (json_array_size(ids) > 0)
                 daemon_wake_peer(c->endpoint, "worker");
         extra = json_pack("{s:O}", "filters", filters);
         r = ctl_print_result(c, t->verb, t->past, "event", ids, none, extra);
@@ -392,8 +392,9 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
         if (r != 0)
                 goto out;
 
-        /* After the commit, never before: a woken worker must see the rows. */
-        if (event_op_target(t->op) == EVENT_STATUS_RECEIVED && json_array_size(changed) > 0)
+        /* After the commit, never before: a woken worker must see the rows. An
+         * ignored event may release the events ordered behind it, too. */
+        if (json_array_size(changed) > 0)
                 daemon_wake_peer(c->endpoint, "worker");
         r = ctl_print_result(c, t->verb, t->past, "event", changed, unchanged, NULL);
         goto out;

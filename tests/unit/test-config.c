@@ -929,7 +929,7 @@ static void test_shipped_files(void)
         c = expect_ok(conf, "", "etc/knock.conf as shipped loads");
         ok(plain && c && same_config(plain, c), "etc/knock.conf as shipped changes nothing");
         config_free(c);
-        is_int(n_keys, 47, "etc/knock.conf shows every key but the [route] ones (47)");
+        is_int(n_keys, 48, "etc/knock.conf shows every key but the [route] ones (48)");
         c = expect_ok(uncommented, "", "etc/knock.conf with every key uncommented loads");
         ok(plain && c && same_config(plain, c), "every documented default is the built-in one");
         config_free(c);

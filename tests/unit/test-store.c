@@ -132,7 +132,8 @@ int main(void)
                           "(''pending'',''delivered'',''failed''))') WHERE name = 'hooks';"
                           "PRAGMA writable_schema = OFF;"
                           "DELETE FROM schema_migrations WHERE version >= 2;"
-                          "DROP TABLE pauses;");
+                          "DROP TABLE pauses; DROP INDEX events_order_key;"
+                          "ALTER TABLE events DROP COLUMN order_key;");
         is_int(r, 0, "database put back to version 1");
         s = store_close(s);
         is_int(store_open(path, STORE_CREATE, &s), 0, "version 1 database migrated");
