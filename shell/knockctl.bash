@@ -44,9 +44,9 @@ _knockctl()
         local global_opts='-e --endpoint --json -l --wide --full --no-pager -h --help --version'
         local common_opts='--json -l --wide --full --no-pager -h --help'
         local -A verb_opts=(
-                [events]='--status --type --since --limit'
+                [events]='--status --type --since --where --limit'
                 [event]=''
-                [deliveries]='--invalid --orphan --provider-id --since --limit'
+                [deliveries]='--invalid --orphan --provider-id --since --header --limit'
                 [delivery]='--body'
                 [audit]='--action --limit'
                 [status]=''
@@ -107,7 +107,7 @@ _knockctl()
                 return 0
                 ;;
         --type | --since | --until | --limit | --older-than | --event | --provider-id | --at | \
-                --route | --reason)
+                --route | --reason | --where | --header)
                 return 0
                 ;;
         esac

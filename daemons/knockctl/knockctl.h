@@ -232,6 +232,8 @@ typedef enum list_filter_kind {
         LIST_SINCE, /* --NAME TIME (2h, RFC 3339, @unix): ms since the epoch, else NULL */
         LIST_EVENT, /* --NAME ID: the event an id names, knock's or the provider's, else NULL */
         LIST_LIMIT, /* --NAME N: at most N rows (0: all; default 50) */
+        LIST_PAIRS, /* --NAME KEY=VALUE, repeatable: a JSON array of [KEY, VALUE, key_path(KEY)],
+                     * else NULL */
 } list_filter_kind;
 
 typedef struct list_filter {
@@ -241,6 +243,8 @@ typedef struct list_filter {
         /* LIST_TEXT: 0, or KNOCKCTL_USAGE after saying what is wrong with the value */
         int (*check)(const char *value);
         const char *from; /* when given, the listing selects from this instead of its own */
+        /* LIST_PAIRS: KEY as the SQL wants it (malloc'd), or NULL after saying why not */
+        char *(*key_path)(const char *key);
 } list_filter;
 
 #define LIST_MAX_FILTERS 6

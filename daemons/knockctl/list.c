@@ -40,6 +40,7 @@ typedef struct filter_value {
         const char *text; /* LIST_TEXT, LIST_EVENT as given */
         int64_t n;        /* LIST_SINCE, LIST_LIMIT */
         char *event_id;   /* LIST_EVENT: the event it names (malloc'd) */
+        json_t *pairs;    /* LIST_PAIRS: every KEY=VALUE given */
 } filter_value;
 
 static const ctl_listing *listing_find(const char *verb)
@@ -69,6 +70,29 @@ static size_t n_columns(const ctl_listing *l)
         return n;
 }
 
+/* --NAME KEY=VALUE into v->pairs as [KEY, VALUE, key_path(KEY)]. */
+static int pair_parse(const list_filter *f, const char *arg, filter_value *v)
+{
+        const char *eq = strchr(arg, '=');
+        _cleanup_free_ char *key = NULL, *path = NULL;
+        json_t *p;
+
+        if (!eq || eq == arg) {
+                ctl_error("--%s: expected KEY=VALUE, got '%s'", f->option, arg);
+                return KNOCKCTL_USAGE;
+        }
+        key = strndup(arg, (size_t)(eq - arg));
+        if (!key)
+                return -ENOMEM;
+        path = f->key_path ? f->key_path(key) : strdup(key);
+        if (!path)
+                return KNOCKCTL_USAGE;
+        if (!v->pairs && !(v->pairs = json_array()))
+                return -ENOMEM;
+        p = json_pack("[s, s, s]", key, eq + 1, path);
+        return p && json_array_append_new(v->pairs, p) == 0 ? 0 : -ENOMEM;
+}
+
 /* One option's value, checked as it comes. 0 or KNOCKCTL_USAGE (reported). */
 static int filter_parse(knockctl *c, const list_filter *f, const char *arg, filter_value *v)
 {
@@ -88,6 +112,9 @@ static int filter_parse(knockctl *c, const list_filter *f, const char *arg, filt
                 break;
         case LIST_LIMIT:
                 r = ctl_parse_limit(arg, &v->n);
+                break;
+        case LIST_PAIRS:
+                r = pair_parse(f, arg, v);
                 break;
         case LIST_FLAG:
         case LIST_EVENT:
@@ -118,14 +145,23 @@ static void filters_bind(sqlite3_stmt *st, const ctl_listing *l, const filter_va
                 case LIST_LIMIT:
                         ctl_bind_i64(st, f->param, v[i].n > 0 ? v[i].n : -1, false);
                         break;
+                case LIST_PAIRS: {
+                        _cleanup_free_ char *t =
+                                v[i].pairs ? json_dumps(v[i].pairs, JSON_COMPACT) : NULL;
+
+                        ctl_bind_text(st, f->param, t);
+                        break;
+                }
                 }
         }
 }
 
 static void filter_values_free(filter_value *v, size_t n)
 {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 free(v[i].event_id);
+                json_decref(v[i].pairs);
+        }
 }
 
 /* Resolves the LIST_EVENT filters given (the store is open). 0 or as ctl_resolve_event. */

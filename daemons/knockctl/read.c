@@ -131,21 +131,76 @@ static int check_status_list(const char *list)
         return 0;
 }
 
+/*
+ * --where POINTER=VALUE: an RFC 6901 pointer as an SQLite JSON path ("/data/0/id" →
+ * $."data"[0]."id"): a segment of digits indexes an array, any other names a member;
+ * ~1 and ~0 are / and ~. A member name with a double quote cannot be written in a
+ * path and is refused.
+ */
+static char *pointer_path(const char *ptr)
+{
+        _cleanup_free_ char *out = NULL;
+        size_t len = strlen(ptr), o = 1;
+
+        if (ptr[0] != '/' && ptr[0]) {
+                ctl_error("--where: '%s' is not a JSON pointer (it starts with /)", ptr);
+                return NULL;
+        }
+        /* "$", and per segment at most three characters besides its own. */
+        out = malloc(4 * len + 2);
+        if (!out)
+                return NULL;
+        out[0] = '$';
+        for (const char *s = ptr; *s == '/';) {
+                const char *end = strchrnul(s + 1, '/');
+                bool digits = end > s + 1 && strspn(s + 1, "0123456789") == (size_t)(end - s - 1);
+
+                out[o++] = digits ? '[' : '.';
+                if (!digits)
+                        out[o++] = '"';
+                for (const char *p = s + 1; p < end; p++) {
+                        char ch = *p;
+
+                        if (ch == '~' && (p[1] == '0' || p[1] == '1'))
+                                ch = *++p == '0' ? '~' : '/';
+                        else if (ch == '"' || ch == '~') {
+                                ctl_error("--where: '%s': a member name with '%c' cannot be "
+                                          "searched", ptr, ch);
+                                return NULL;
+                        }
+                        out[o++] = ch;
+                }
+                out[o++] = digits ? ']' : '"';
+                s = end;
+        }
+        out[o] = 0;
+        return TAKE_PTR(out);
+}
+
 KNOCKCTL_LISTING(events, .verb.name = "events",
-        .verb.synopsis = "[--status S[,S...]] [--type T] [--since 2h|TIME] [--limit N]",
+        .verb.synopsis = "[--status S[,S...]] [--type T] [--since 2h|TIME] [--where POINTER=VALUE]... "
+                         "[--limit N]",
         .verb.help = "List events, newest first", .verb.section = SECTION_READ, .one = "event",
         .filters = {
                 {"status", LIST_TEXT, ":status", .check = check_status_list},
                 {"type", LIST_TEXT, ":type"},
                 {"since", LIST_SINCE, ":since"},
+                {"where", LIST_PAIRS, ":where", .key_path = pointer_path},
                 {"limit", LIST_LIMIT, ":limit"},
         },
         .fields = event_fields, .n_fields = ELEMENTSOF(event_fields),
+        /* --where reads the canonical body of each candidate row, newest first, until
+         * the limit is met: a full scan of the bodies since --since on a large store. */
         .from = "FROM events e"
                 " WHERE (:status IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
                 "0)"
                 "   AND (:type IS NULL OR e.event_type = :type)"
                 "   AND (:since IS NULL OR e.received_at >= :since)"
+                "   AND (:where IS NULL OR (SELECT count(*) FROM json_each(:where) w,"
+                "        (SELECT CAST(body AS TEXT) AS b FROM deliveries WHERE id = e.delivery_id) cb"
+                "        WHERE json_valid(cb.b) AND CAST(json_extract(cb.b,"
+                "              json_extract(w.value, '$[2]')) AS TEXT) IS"
+                "              json_extract(w.value, '$[1]')) = json_array_length(:where))"
                 " ORDER BY e.received_at DESC, e.id DESC LIMIT :limit",
         .cols = {
                 {"id", "ID", 0},
@@ -310,10 +365,17 @@ KNOCKCTL_VERB(event, .name = "event", .synopsis = "ID",
         .run = verb_event);
 
 /* The conditions and order both forms of the deliveries listing share. */
+/* --header NAME=VALUE: the stored headers (credentials were redacted) hold NAME, in
+ * any case, with exactly VALUE; every one given must. */
 #define DELIVERIES_WHERE                                                                           \
         "   (:invalid = 0 OR d.signature_valid = 0)"                                               \
         "   AND (:orphan = 0 OR d.event_id IS NULL)"                                               \
         "   AND (:since IS NULL OR d.received_at >= :since)"                                       \
+        "   AND (:header IS NULL OR (SELECT count(*) FROM json_each(:header) w WHERE EXISTS"       \
+        "        (SELECT 1 FROM json_each(CASE WHEN json_valid(d.headers) THEN d.headers END) h"  \
+        "         WHERE lower(json_extract(h.value, '$[0]')) = lower(json_extract(w.value, '$[0]'))" \
+        "           AND json_extract(h.value, '$[1]') = json_extract(w.value, '$[1]')))"         \
+        "        = json_array_length(:header))"                                                   \
         " ORDER BY d.received_at DESC, d.id DESC LIMIT :limit"
 
 /* By provider id, the deliveries are found through indexes only: a verified one through its
@@ -321,7 +383,8 @@ KNOCKCTL_VERB(event, .name = "event", .synopsis = "ID",
  * orphans' ids. The ingress keeps no index on every delivery's provider id: random keys in
  * a 16 KiB-page index cost it a fifth of its throughput. */
 KNOCKCTL_LISTING(deliveries, .verb.name = "deliveries",
-        .verb.synopsis = "[--invalid] [--orphan] [--provider-id ID] [--since T] [--limit N]",
+        .verb.synopsis = "[--invalid] [--orphan] [--provider-id ID] [--since T] "
+                         "[--header NAME=VALUE]... [--limit N]",
         .verb.help = "List stored receipts, newest first", .verb.section = SECTION_READ,
         .one = "delivery",
         .filters = {
@@ -337,6 +400,7 @@ KNOCKCTL_LISTING(deliveries, .verb.name = "deliveries",
                                 "                  WHERE d3.event_id IS NULL"
                                 "                    AND d3.provider_event_id = :pid)"
                                 "   AND" DELIVERIES_WHERE},
+                {"header", LIST_PAIRS, ":header"},
                 {"limit", LIST_LIMIT, ":limit"},
         },
         .fields = delivery_fields, .n_fields = ELEMENTSOF(delivery_fields),
