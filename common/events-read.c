@@ -330,3 +330,25 @@ int events_select_ids(knock_store *s, const events_query *q, char ***ret, size_t
         stmt_bind_i64_or_null(st, 4, q->until);
         return stmt_strv(st, ret, ret_n);
 }
+
+int events_order_holder(knock_store *s, const char *id, char **ret_key, char **ret_holder)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        *ret_key = *ret_holder = NULL;
+        r = store_cached(s,
+                "SELECT e.order_key, (SELECT h.id FROM events h WHERE h.order_key = e.order_key "
+                "AND h.rowid < e.rowid AND (h.status = 'received' OR h.status = 'processing' OR "
+                "h.status = 'failed') ORDER BY h.rowid LIMIT 1) FROM events e WHERE e.id = ?1",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, id);
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENOENT;
+        *ret_key = stmt_strdup(st, 0);
+        *ret_holder = stmt_strdup(st, 1);
+        return 0;
+}

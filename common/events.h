@@ -243,6 +243,11 @@ int events_next_due(knock_store *s, const char *worker, int64_t now, const event
  * there is none. ret_claimed_by may be NULL. */
 int events_get_status(knock_store *s, const char *id, event_status *ret, char **ret_claimed_by);
 
+/* Ordered keys: event id's key (NULL: none known yet) and the earliest event of
+ * that key received before it that is not handled, dead or ignored (NULL:
+ * none holds it). Both malloc'd. -ENOENT when there is no such event. */
+int events_order_holder(knock_store *s, const char *id, char **ret_key, char **ret_holder);
+
 /* A stored delivery as replay-delivery needs to judge it. */
 typedef struct knock_delivery_info {
         char *event_id;     /* NULL: an orphan, linked to no event */

@@ -254,12 +254,28 @@ static void print_outputs(json_t *attempts)
         }
 }
 
+/* order_key and held_by: the event's key, and the earlier event of that key
+ * that holds it back (knock-endpoint(5), FLOW CONTROL); null when none. */
+static int event_order(knockctl *c, json_t *event, const char *id)
+{
+        _cleanup_free_ char *key = NULL, *holder = NULL;
+        int r = events_order_holder(c->store, id, &key, &holder);
+
+        if (r < 0)
+                return r;
+        json_object_set_new(event, "order_key",
+                key ? json_string_lossy(key, strlen(key)) : json_null());
+        json_object_set_new(event, "held_by",
+                holder ? json_string_lossy(holder, strlen(holder)) : json_null());
+        return 0;
+}
+
 static int verb_event(knockctl *c, int argc, char **argv)
 {
         static const char *const keys[] = {"id", "endpoint", "status", "status_reason",
                 "provider_event_id", "event_type", "attempt_count", "max_attempts", "received_at",
                 "updated_at", "next_attempt_at", "finished_at", "last_error", "delivery_id",
-                "run_delivery_id", "claimed_by", "claim_until", NULL};
+                "run_delivery_id", "claimed_by", "claim_until", "order_key", "held_by", NULL};
         static const column dcols[] = {
                 {"id", "ID", 0},
                 {"received_at", "RECEIVED_AT", 0},
@@ -319,6 +335,11 @@ static int verb_event(knockctl *c, int argc, char **argv)
         json_incref(event);
         json_decref(rows);
         id = json_string_value(json_object_get(event, "id"));
+        r = event_order(c, event, id);
+        if (r < 0) {
+                json_decref(event);
+                return r;
+        }
 
         r = select_rows(c, delivery_full_fields, ELEMENTSOF(delivery_full_fields),
                 "FROM deliveries d WHERE d.event_id = :id ORDER BY d.received_at, d.id", id,

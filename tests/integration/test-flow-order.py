@@ -116,6 +116,21 @@ def main():
              "kd's first event dies (max_attempts 2)")
         t.ok(kt.final_event(ep, after) and kt.event_row(ep, after)["status"] == "handled",
              "a dead event releases its key: the follower runs")
+
+        # knockctl event says what holds an event back.
+        slow = post("push", {"seq": 300, "data": {"customer": "kh"}, "sleep": 3})
+        t.ok(kt.wait_for(lambda: kt.event_row(ep, slow)["status"] == "processing", timeout=10),
+             "kh's first event runs (slowly)")
+        follower = post("push", {"seq": 301, "data": {"customer": "kh"}})
+        doc = kt.wait_for(lambda: (lambda d: d if d.get("held_by") else None)(
+            json.loads(ep.knockctl("--json", "event", follower)[1])), timeout=5) or {}
+        t.eq((doc.get("status"), doc.get("order_key"), doc.get("held_by")),
+             ("received", "kh", slow), "knockctl event shows its key and the event holding it")
+        rc, out, _ = ep.knockctl("event", follower)
+        t.ok("held_by: " + slow in out, "… in the human form too", out)
+        t.ok(kt.final_event(ep, follower) and
+             json.loads(ep.knockctl("--json", "event", follower)[1])["held_by"] is None,
+             "once it ran, nothing holds it")
     finally:
         ep.cleanup()
     t.done()
