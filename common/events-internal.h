@@ -8,6 +8,10 @@
 
 #include "events.h"
 
+/* Table t's event is not over yet: ordered keys (order_key) wait for it. */
+#define SQL_UNENDED(t)                                                                             \
+        "(" t ".status = 'received' OR " t ".status = 'processing' OR " t ".status = 'failed')"
+
 /* The kinds of claimable event, in the order a claim takes them. */
 typedef enum claim_kind {
         CLAIM_RECEIVED,      /* never run: oldest first */

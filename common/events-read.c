@@ -173,8 +173,7 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
 /* An ordered event an earlier one of its key holds (events.h, ordered keys). */
 #define NOT_HELD                                                                                   \
         "AND (e.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM events h WHERE "                    \
-        "h.order_key = e.order_key AND h.rowid < e.rowid AND (h.status = 'received' OR "           \
-        "h.status = 'processing' OR h.status = 'failed'))) "
+        "h.order_key = e.order_key AND h.rowid < e.rowid AND " SQL_UNENDED("h") ")) "
 
 /* The earliest due time; ?4 and ?5, when set, are JSON arrays of paused (or
  * used-up) event types and held keys. Held ordered events are not due: the
@@ -339,8 +338,8 @@ int events_order_holder(knock_store *s, const char *id, char **ret_key, char **r
         *ret_key = *ret_holder = NULL;
         r = store_cached(s,
                 "SELECT e.order_key, (SELECT h.id FROM events h WHERE h.order_key = e.order_key "
-                "AND h.rowid < e.rowid AND (h.status = 'received' OR h.status = 'processing' OR "
-                "h.status = 'failed') ORDER BY h.rowid LIMIT 1) FROM events e WHERE e.id = ?1",
+                "AND h.rowid < e.rowid AND " SQL_UNENDED("h") " ORDER BY h.rowid LIMIT 1) "
+                "FROM events e WHERE e.id = ?1",
                 &st);
         if (r < 0)
                 return r;

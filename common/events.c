@@ -369,8 +369,8 @@ int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret
         if (r < 0)
                 return r;
         r = store_cached(s,
-                "SELECT EXISTS (SELECT 1 FROM events WHERE order_key = ?1 AND rowid < ?2 AND "
-                "(status = 'received' OR status = 'processing' OR status = 'failed'))",
+                "SELECT EXISTS (SELECT 1 FROM events h WHERE h.order_key = ?1 AND h.rowid < ?2 "
+                "AND " SQL_UNENDED("h") ")",
                 &st);
         if (r < 0)
                 return r;

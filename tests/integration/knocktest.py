@@ -15,6 +15,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -395,6 +396,27 @@ def sign_standard(secret, msg_id, ts, body):
 def github_headers(secret, body, delivery, event="push"):
     return {"X-Hub-Signature-256": sign_github(secret, body), "X-GitHub-Delivery": delivery,
             "X-GitHub-Event": event, "Content-Type": "application/json"}
+
+
+def metric(text, name, labels=""):
+    """The value of series NAME{LABELS} in /metrics text, or None."""
+    m = re.search(r"^%s%s ([0-9.e+-]+)$" % (re.escape(name), re.escape(labels)), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+class GithubSender:
+    """Posts signed GitHub webhooks to ep: sender(etype, doc) sends doc as JSON
+    (default {"n": i}) with a fresh delivery id; returns the event id, or None
+    when the answer is not 200."""
+
+    def __init__(self, ep, secret):
+        self.ep, self.secret, self.n = ep, secret, 0
+
+    def __call__(self, etype, doc=None):
+        self.n += 1
+        body = json.dumps(doc if doc is not None else {"n": self.n}).encode()
+        st, _, data = self.ep.post(body, github_headers(self.secret, body, "d-%d" % self.n, etype))
+        return json.loads(data)["event_id"] if st == 200 else None
 
 
 def journal_namespace_available():

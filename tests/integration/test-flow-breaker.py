@@ -9,7 +9,6 @@ events drain; resume --route closes it by hand."""
 
 import json
 import os
-import re
 import time
 
 import knocktest as kt
@@ -17,21 +16,10 @@ import knocktest as kt
 SECRET = "breaker-secret"
 
 
-def metric(text, name, labels=""):
-    m = re.search(r"^%s%s ([0-9.e+-]+)$" % (re.escape(name), re.escape(labels)), text, re.M)
-    return float(m.group(1)) if m else None
-
-
 def main():
     t = kt.Tap()
     ep = kt.Endpoint("br")
-    n = [0]
-
-    def post(etype):
-        n[0] += 1
-        body = b'{"n":%d}' % n[0]
-        st, _, data = ep.post(body, kt.github_headers(SECRET, body, "d-%d" % n[0], etype))
-        return json.loads(data)["event_id"] if st == 200 else None
+    post = kt.GithubSender(ep, SECRET)
 
     def breaker():
         rc, out, _ = ep.knockctl("--json", "status")
@@ -73,7 +61,7 @@ def main():
         t.eq(attempts(flaky), a0, "while open (within the cooldown) no attempt is made")
         t.ok(all(kt.event_row(ep, i)["status"] in ("failed", "received") for i in flaky),
              "the route's events wait")
-        t.ok(kt.wait_for(lambda: (metric(metrics(), "knock_breaker_transitions_total",
+        t.ok(kt.wait_for(lambda: (kt.metric(metrics(), "knock_breaker_transitions_total",
                                          '{to="open"}') or 0) >= 1.0, timeout=15),
              "/metrics counts the opening")
 
@@ -91,7 +79,7 @@ def main():
         t.eq({kt.event_row(ep, i)["status"] for i in flaky}, {"handled"}, "… handled")
         t.ok("Circuit breaker of event type flaky closed" in ep.stderr("worker"),
              "a record says it closed")
-        t.ok(kt.wait_for(lambda: metric(metrics(), "knock_breaker_transitions_total",
+        t.ok(kt.wait_for(lambda: kt.metric(metrics(), "knock_breaker_transitions_total",
                                         '{to="closed"}') == 1.0, timeout=15),
              "/metrics counts the closing")
 

@@ -19,13 +19,7 @@ SECRET = "bulk-secret"
 def main():
     t = kt.Tap()
     ep = kt.Endpoint("bulk")
-    n = [0]
-
-    def post(etype):
-        n[0] += 1
-        body = b'{"n":%d}' % n[0]
-        st, _, data = ep.post(body, kt.github_headers(SECRET, body, "d-%d" % n[0], etype))
-        return json.loads(data)["event_id"] if st == 200 else None
+    post = kt.GithubSender(ep, SECRET)
 
     def snapshot():
         return ep.query("SELECT id, status, attempt_count, updated_at FROM events ORDER BY id")

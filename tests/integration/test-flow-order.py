@@ -10,7 +10,6 @@ key."""
 
 import json
 import os
-import time
 
 import knocktest as kt
 
@@ -20,13 +19,7 @@ SECRET = "order-secret"
 def main():
     t = kt.Tap()
     ep = kt.Endpoint("ord")
-    n = [0]
-
-    def post(etype, doc):
-        n[0] += 1
-        body = json.dumps(doc).encode()
-        st, _, data = ep.post(body, kt.github_headers(SECRET, body, "d-%d" % n[0], etype))
-        return json.loads(data)["event_id"] if st == 200 else None
+    post = kt.GithubSender(ep, SECRET)
 
     def log_lines(path):
         try:

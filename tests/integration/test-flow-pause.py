@@ -24,21 +24,10 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def metric(text, name, labels=""):
-    m = re.search(r"^%s%s ([0-9.e+-]+)$" % (re.escape(name), re.escape(labels)), text, re.M)
-    return float(m.group(1)) if m else None
-
-
 def main():
     t = kt.Tap()
     ep = kt.Endpoint("pz")
-    n = [0]
-
-    def post(etype):
-        n[0] += 1
-        body = b'{"n":%d}' % n[0]
-        st, _, data = ep.post(body, kt.github_headers(SECRET, body, "d-%d" % n[0], etype))
-        return json.loads(data)["event_id"] if st == 200 else None
+    post = kt.GithubSender(ep, SECRET)
 
     def statuses(ids):
         return [(kt.event_row(ep, i) or {}).get("status") for i in ids]
@@ -102,10 +91,10 @@ def main():
 
         st, body = ep.admin_get("/metrics")
         text = body.decode()
-        t.eq(metric(text, "knock_paused"), 0.0, "/metrics: knock_paused 0 (the endpoint runs)")
-        t.eq(metric(text, "knock_paused", '{route="held"}'), 1.0,
+        t.eq(kt.metric(text, "knock_paused"), 0.0, "/metrics: knock_paused 0 (the endpoint runs)")
+        t.eq(kt.metric(text, "knock_paused", '{route="held"}'), 1.0,
              '/metrics: knock_paused{route="held"} 1')
-        since = metric(text, "knock_paused_since_seconds", '{route="held"}')
+        since = kt.metric(text, "knock_paused_since_seconds", '{route="held"}')
         t.ok(since and abs(since - time.time()) < 60, "/metrics: since when", since)
         st, _ = ep.admin_get("/readyz")
         t.eq(st, 200, "/readyz stays ready while a route is paused")
@@ -145,7 +134,7 @@ def main():
         time.sleep(1.0)
         t.eq(statuses(after), ["received"] * 3, "a paused endpoint claims nothing")
         st, body = ep.admin_get("/metrics")
-        t.eq(metric(body.decode(), "knock_paused"), 1.0, "/metrics: knock_paused 1")
+        t.eq(kt.metric(body.decode(), "knock_paused"), 1.0, "/metrics: knock_paused 1")
         st, _ = ep.admin_get("/readyz")
         t.eq(st, 200, "/readyz stays ready while the endpoint is paused")
         t.ok(kt.wait_for(lambda: re.search(r"^paused since \S+Z by \S+\(\d+\); ",
