@@ -113,6 +113,7 @@ typedef struct ingest_writer {
          * checkpointer counts the passes it completed. */
         bool ckpt_wanted;
         uint64_t ckpt_passes;
+        int ckpt_backfilled; /* frames the last pass had copied */
 } ingest_writer;
 
 int writer_start(ingest_writer *w, const char *db_path, const char *name,

@@ -47,6 +47,8 @@
 #define GATHER_MS 250
 /* 16 MB of 4 KiB-page frames: the WAL's size under load. */
 #define WAL_RESTART_FRAMES 4096
+/* What the writer copies itself, at most: 1 MB, a few ms at most. */
+#define WAL_CATCHUP_FRAMES 256
 
 void ingest_item_free(ingest_item *it)
 {
@@ -146,11 +148,19 @@ static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
                 pthread_cond_signal(&w->ckpt_cond);
         }
         passed = w->ckpt_passes != ws->passes;
+        if (passed && ws->frames - w->ckpt_backfilled > WAL_CATCHUP_FRAMES) {
+                /* Much was committed while the pass ran: another pass, so
+                 * that what is left for the writer stays small. */
+                ws->passes = w->ckpt_passes;
+                w->ckpt_wanted = true;
+                pthread_cond_signal(&w->ckpt_cond);
+                passed = false;
+        }
         pthread_mutex_unlock(&w->lock);
         if (!passed)
                 return;
-        /* The checkpointer copied what the WAL held when we asked: copy the
-         * rest, so that the next BEGIN rewinds the WAL. */
+        /* The checkpointer copied nearly all the WAL holds: copy the rest
+         * (at most WAL_CATCHUP_FRAMES), so that the next BEGIN rewinds it. */
         ws->asked = false;
         if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt) ==
                     SQLITE_OK && log == ckpt)
@@ -314,6 +324,7 @@ static void *checkpointer_main(void *userdata)
         _cleanup_(store_closep) knock_store *st = NULL;
         uint64_t done_for = 0;
         bool truncated = true, wanted, ran;
+        int backfilled = 0;
 
         pthread_setname_np(pthread_self(), "checkpoint");
 
@@ -340,8 +351,10 @@ static void *checkpointer_main(void *userdata)
                         st = NULL;
                 ran = st && (wanted || last != done_for);
                 if (ran) {
-                        (void)sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                                        NULL, NULL);
+                        backfilled = 0;
+                        if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                                      NULL, &backfilled) != SQLITE_OK)
+                                backfilled = 0;
                         done_for = last;
                         truncated = false;
                 } else if (st && !truncated &&
@@ -350,8 +363,10 @@ static void *checkpointer_main(void *userdata)
                                 truncated = true;
                 }
                 pthread_mutex_lock(&w->lock);
-                if (ran)
+                if (ran) {
                         w->ckpt_passes++;
+                        w->ckpt_backfilled = backfilled;
+                }
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
