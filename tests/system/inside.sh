@@ -169,6 +169,15 @@ check "ingress has no outbound network (IPAddressDeny=any in its unit)" \
         sh -c '[ "$(systemctl show -P IPAddressDeny knock-ingress@demo.service)" != "" ]'
 
 # handler_output PROVIDER_EVENT_ID: what the handler printed, from its attempts.
+# journal_mark: a time for journalctl --since after which only what follows
+# shows. --since has a resolution of one second, so wait into the next
+# second first: a record from earlier in the current second (the previous
+# drill's "Configuration reloaded") would otherwise match.
+journal_mark() {
+        sleep 1
+        date '+%Y-%m-%d %H:%M:%S'
+}
+
 handler_output() {
         sqlite3 /var/lib/knock/demo.db "SELECT a.output FROM attempts a JOIN events e
                 ON e.id = a.event_id WHERE e.provider_event_id = '$1' ORDER BY a.started_at"
@@ -276,7 +285,7 @@ for u in knock-ingress@demo knock-worker@demo knock-deliver@demo; do
 done
 
 # ---- reload, reinstall -----------------------------------------------------------------------
-since=$(date '+%Y-%m-%d %H:%M:%S')
+since=$(journal_mark)
 systemctl reload knock.service
 check "systemctl reload knock.service reaches knock@demo" \
         wait_for 10 sh -c "journalctl -b --since '$since' -u knock@demo.service | grep -q 'Reloaded knock@demo'"
@@ -402,8 +411,7 @@ EOF
 chmod 0755 /usr/local/lib/knock/env-demo
 cp "$OUT/demo.conf.good" /etc/knock/endpoints/demo.conf
 printf '\n[route "envtest"]\nhandler = exec:/usr/local/lib/knock/env-demo\n' >>/etc/knock/endpoints/demo.conf
-since=$(date '+%Y-%m-%d %H:%M:%S')
-sleep 1 # journalctl --since has a resolution of one second
+since=$(journal_mark)
 check "systemctl reload knock@demo with the fixed file (and a new route) succeeds" \
         systemctl reload knock@demo
 # The daemons' reloads are jobs of their own (ReloadPropagatedFrom=): wait for the worker's.
