@@ -85,6 +85,8 @@ typedef struct parse_ctx {
         bool listen_rejected;   /* a malformed `listen` was reported */
         origin hook_url_at;
         origin route_at[KNOCK_MAX_ROUTES];
+        origin order_key_at;                         /* [worker] order_key */
+        origin route_order_key_at[KNOCK_MAX_ROUTES]; /* [route] order_key */
         unsigned endpoint_section_line; /* in the endpoint file, 0 when absent */
         const char *endpoint_file;
 } parse_ctx;

@@ -353,10 +353,15 @@ static void parse_encoding(parse_ctx *ctx, const key_def *k, const char *value)
 
 /* dedupe, type: "header:NAME", "json:/pointer" (RFC 6901) or "form:NAME"
  * (a urlencoded body field), the sources verify.c reads. */
+static bool source_valid(const char *v)
+{
+        return (startswith(v, "header:") && is_header_name(v + 7)) || startswith(v, "json:/") ||
+               (startswith(v, "form:") && v[5]);
+}
+
 static void parse_extractor(parse_ctx *ctx, const key_def *k, const char *value)
 {
-        if (*value && !(startswith(value, "header:") && is_header_name(value + 7)) &&
-                !startswith(value, "json:/") && !(startswith(value, "form:") && value[5])) {
+        if (*value && !source_valid(value)) {
                 key_error(ctx, "%s must be header:NAME, json:/pointer or form:NAME", k->name);
                 return;
         }
@@ -365,17 +370,20 @@ static void parse_extractor(parse_ctx *ctx, const key_def *k, const char *value)
 
 /* ---- [worker] and [route] ------------------------------------------------------ */
 
-/* order_key: a source the worker reads from the stored body, "json:/pointer"
- * or "form:NAME" (not a header: the claim reads bodies, not headers). */
+/* order_key: a source as dedupe's, read by the worker from the stored body or
+ * the first delivery's stored headers (a credential header is refused in
+ * finish(), once [endpoint] provider and header are known). */
 static void parse_order_key(parse_ctx *ctx, const key_def *k, const char *value)
 {
-        char **p = ctx->section == SECTION_ROUTE ? &ctx->c->routes[ctx->route].order_key
-                                                 : &ctx->c->order_key;
+        bool route = ctx->section == SECTION_ROUTE;
+        char **p = route ? &ctx->c->routes[ctx->route].order_key : &ctx->c->order_key;
 
-        if (*value && !startswith(value, "json:/") && !(startswith(value, "form:") && value[5])) {
-                key_error(ctx, "order_key must be json:/pointer or form:NAME");
+        if (*value && !source_valid(value)) {
+                key_error(ctx, "order_key must be header:NAME, json:/pointer or form:NAME");
                 return;
         }
+        *(route ? &ctx->route_order_key_at[ctx->route] : &ctx->order_key_at) =
+                (origin){ctx->file, ctx->line};
         set_string(ctx, p, value);
 }
 

@@ -344,6 +344,15 @@ static int parse_file(parse_ctx *ctx, const char *path, bool required)
 
 /* ---- checks across keys ---------------------------------------------------------- */
 
+static void check_order_key(parse_ctx *ctx, const char *source, const origin *at)
+{
+        if (source && startswith(source, "header:") &&
+            config_header_is_credential(ctx->c, source + 7))
+                config_error(ctx, at->file, at->line,
+                        "order_key cannot be the credential header %s: it is stored redacted",
+                        source + 7);
+}
+
 static int finish(parse_ctx *ctx)
 {
         knock_config *c = ctx->c;
@@ -372,6 +381,12 @@ static int finish(parse_ctx *ctx)
                 if (!c->routes[i].handler)
                         config_error(ctx, ctx->route_at[i].file, ctx->route_at[i].line,
                                 "[route \"%s\"] has no handler", c->routes[i].event_type);
+
+        /* A credential header is stored redacted: as a key, every event
+         * would share "[redacted]". */
+        check_order_key(ctx, c->order_key, &ctx->order_key_at);
+        for (size_t i = 0; i < c->n_routes; i++)
+                check_order_key(ctx, c->routes[i].order_key, &ctx->route_order_key_at[i]);
 
         if (c->verify.provider == KNOCK_PROVIDER_INVALID) {
                 /* an unknown name was reported where it was written */
@@ -591,6 +606,20 @@ oom:
         closedir(d);
         strv_free(v, n);
         return -ENOMEM;
+}
+
+bool config_header_is_credential(const knock_config *c, const char *name)
+{
+        static const char *const always[] = {
+                "authorization", "proxy-authorization", "cookie", "x-knock-token",
+                "x-gitlab-token",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(always); i++)
+                if (strcaseeq(name, always[i]))
+                        return true;
+        /* The token provider's header carries the secret itself. */
+        return c->verify.provider == KNOCK_PROVIDER_TOKEN && c->verify.header &&
+               strcaseeq(name, c->verify.header);
 }
 
 const char *config_order_key_for(const knock_config *c, const char *event_type)

@@ -38,7 +38,7 @@ typedef struct knock_route {
         knock_rate rate;      /* its handler starts; n 0: unlimited */
         uint64_t breaker;     /* failed attempts in a row that open its breaker; 0: none */
         uint64_t breaker_cooldown_ms; /* before the probe; 0: the default, 30 s */
-        char *order_key;      /* "json:/pointer" | "form:NAME"; NULL: [worker]'s */
+        char *order_key;      /* as [worker]'s; NULL: [worker]'s */
 } knock_route;
 
 typedef struct knock_config {
@@ -71,7 +71,7 @@ typedef struct knock_config {
         uint64_t backoff_cap_ms;  /* default 1h */
         uint64_t max_output;      /* captured handler output, default 64K */
         knock_rate rate;          /* handler starts of the whole worker; n 0: unlimited */
-        char *order_key;          /* "json:/pointer" | "form:NAME": ordered per key; NULL: none */
+        char *order_key;          /* "header:NAME" | "json:/pointer" | "form:NAME"; NULL: none */
         knock_route routes[KNOCK_MAX_ROUTES];
         size_t n_routes;
 
@@ -117,6 +117,10 @@ void config_errors_clear(knock_config_errors *e);
 /* Lists endpoint names (sorted) from the *.conf files in KNOCK_CONFIG_DIR/endpoints. */
 int config_list_endpoints(char ***ret, size_t *ret_n);
 void strv_free(char **v, size_t n);
+
+/* Whether header name carries a credential (Authorization, Cookie, …, the
+ * token provider's header): stored as "[redacted]", never its value. */
+bool config_header_is_credential(const knock_config *c, const char *name);
 
 /* The order_key SOURCE for an event type: its route's, else [worker]'s, else NULL. */
 const char *config_order_key_for(const knock_config *c, const char *event_type);

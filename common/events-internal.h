@@ -46,3 +46,6 @@ int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker,
  * whether an earlier event of that key, not yet handled, dead or ignored,
  * holds it. */
 int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret_held);
+/* The stored headers (JSON text) of the first delivery of the event at
+ * rowid, for an order_key = header:NAME; *ret NULL when it has none. */
+int events_first_headers(knock_store *s, int64_t rowid, char **ret);

@@ -129,6 +129,26 @@ int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker,
         return r;
 }
 
+int events_first_headers(knock_store *s, int64_t rowid, char **ret)
+{
+        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        int r;
+
+        *ret = NULL;
+        r = store_cached(s,
+                "SELECT d.headers FROM events e JOIN deliveries d ON d.id = e.delivery_id "
+                "WHERE e.rowid = ?1",
+                &st);
+        if (r < 0)
+                return r;
+        stmt_bind_i64(st, 1, rowid);
+        r = stmt_step(st);
+        if (r <= 0 || sqlite3_column_type(st, 0) == SQLITE_NULL)
+                return r;
+        *ret = stmt_strdup(st, 0);
+        return *ret ? 0 : -ENOMEM;
+}
+
 void knock_delivery_info_clear(knock_delivery_info *d)
 {
         free(d->event_id);

@@ -389,12 +389,19 @@ int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret
 static int order_hold(knock_store *s, const knock_config *cfg, const knock_claim *c,
         json_t **held, char **held_text, bool *ret_held)
 {
-        _cleanup_free_ char *key = NULL;
+        const char *source = config_order_key_for(cfg, c->event_type);
+        _cleanup_free_ char *key = NULL, *headers = NULL;
         int r;
 
         *ret_held = false;
-        r = order_key_extract(
-                config_order_key_for(cfg, c->event_type), c->body, c->body_len, &key);
+        /* A header key is the first delivery's: the one whose request made
+         * the event, whichever delivery runs. */
+        if (order_key_from_headers(source)) {
+                r = events_first_headers(s, c->event_rowid, &headers);
+                if (r < 0)
+                        return r;
+        }
+        r = order_key_extract(source, c->body, c->body_len, headers, &key);
         if (r < 0 || !key)
                 return r;
         r = events_order_check(s, c->event_rowid, key, ret_held);

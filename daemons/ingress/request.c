@@ -40,22 +40,6 @@ static bool request_id_valid(const char *s)
         return true;
 }
 
-static bool header_is_credential(ingress *in, const char *name)
-{
-        static const char *const always[] = {
-                "authorization", "proxy-authorization", "cookie", "x-knock-token",
-                "x-gitlab-token",
-        };
-        for (size_t i = 0; i < ELEMENTSOF(always); i++)
-                if (strcaseeq(name, always[i]))
-                        return true;
-        /* The token provider's header carries the secret itself. */
-        if (in->d.cfg->verify.provider == KNOCK_PROVIDER_TOKEN && in->d.cfg->verify.header &&
-            strcaseeq(name, in->d.cfg->verify.header))
-                return true;
-        return false;
-}
-
 static size_t put_char(char *out, size_t at, char c)
 {
         if (out)
@@ -79,7 +63,9 @@ static char *headers_json(ingress *in, const httpreq *req)
                 at = put_char(out, at, '[');
                 for (size_t i = 0; i < req->n_headers; i++) {
                         const knock_header *h = &req->headers[i];
-                        const char *v = header_is_credential(in, h->name) ? "[redacted]" : h->value;
+                        const char *v = config_header_is_credential(in->d.cfg, h->name)
+                                                ? "[redacted]"
+                                                : h->value;
 
                         if (i > 0)
                                 at = put_char(out, at, ',');

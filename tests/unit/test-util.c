@@ -2,7 +2,8 @@
 /*
  * test-util — the value parsers (sizes, durations, strict integers, time
  * specs), RFC 3339 parsing and formatting, time-ordered ids (format, order,
- * uniqueness across threads), endpoint names, hex and base64.
+ * uniqueness across threads), endpoint names, hex and base64; an order key
+ * read from a body or from stored headers.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
+#include "order-key.h"
 #include "tap.h"
 #include "util.h"
 
@@ -473,6 +475,37 @@ static void test_strdup_printf(void)
         is_str(b, "", "strdup_printf of an empty string");
 }
 
+/* order_key_extract: header:NAME from the stored [name, value] array. */
+static void test_order_key(void)
+{
+        const char *hdrs = "[[\"Content-Type\",\"application/json\"],[\"x-customer\",\"c1\"],"
+                           "[\"X-Customer\",\"c2\"],[\"X-Empty\",\"\"]]";
+        const char body[] = "{\"c\":\"b1\"}";
+        char *k = NULL, big[600];
+
+        is_int(order_key_extract("header:X-CUSTOMER", body, strlen(body), hdrs, &k), 0,
+                "header key read");
+        is_str(k, "c1", "… case-insensitively, the first of its name");
+        free(k);
+        order_key_extract("header:X-Empty", body, strlen(body), hdrs, &k);
+        ok(!k, "an empty header value is no key");
+        order_key_extract("header:X-None", body, strlen(body), hdrs, &k);
+        ok(!k, "a missing header is no key");
+        order_key_extract("header:X-Customer", body, strlen(body), "not json", &k);
+        ok(!k, "unreadable headers: no key");
+        order_key_extract("header:X-Customer", body, strlen(body), NULL, &k);
+        ok(!k, "no headers: no key");
+        snprintf(big, sizeof(big), "[[\"X-Customer\",\"%0300d\"]]", 7);
+        order_key_extract("header:X-Customer", body, strlen(body), big, &k);
+        ok(!k, "a header over 256 bytes is no key");
+        is_int(order_key_extract("json:/c", body, strlen(body), hdrs, &k), 0, "json key read");
+        is_str(k, "b1", "… from the body, not the headers");
+        free(k);
+        ok(order_key_from_headers("header:A") && !order_key_from_headers("json:/a") &&
+                   !order_key_from_headers(NULL),
+                "only header: sources read headers");
+}
+
 int main(void)
 {
         test_u64();
@@ -486,5 +519,6 @@ int main(void)
         test_base64();
         test_misc();
         test_strdup_printf();
+        test_order_key();
         return tap_done();
 }
