@@ -445,6 +445,37 @@ def write_script(ep, name, body):
     return path
 
 
+def record_handler(ep, fields):
+    """An exec: handler (python) that appends one line per run to a log: the
+    values of fields (Python expressions over d, the JSON body, a, the
+    attempt, and os) joined by spaces; then sleeps d["sleep"] (0.02 s) and
+    exits d["exit"][attempt] (0). Returns (its path, the log's path)."""
+    rec = os.path.join(ep.tmp, "records")
+    os.makedirs(rec, exist_ok=True)
+    log = os.path.join(rec, "ran.log")
+    path = os.path.join(ep.tmp, "record.py")
+    with open(path, "w") as f:
+        f.write("#!/usr/bin/env python3\n"
+                "import json, os, sys, time\n"
+                "d = json.load(sys.stdin)\n"
+                "a = os.environ['KNOCK_ATTEMPT']\n"
+                "with open(%r, 'a') as f:\n"
+                "    f.write(' '.join(str(v) for v in [%s]) + '\\n')\n"
+                "time.sleep(d.get('sleep', 0.02))\n"
+                "sys.exit(d.get('exit', {}).get(a, 0))\n" % (log, ", ".join(fields)))
+    os.chmod(path, stat.S_IRWXU)
+    return path, log
+
+
+def log_lines(path):
+    """The lines of a record_handler log, split into words ([] before it exists)."""
+    try:
+        with open(path) as f:
+            return [l.split() for l in f if l.strip()]
+    except OSError:
+        return []
+
+
 
 def make_pki(d, certs, ca_name="knock test CA"):
     """A CA (ca.pem, ca.key) in directory d and, for each (name, subjectAltName)

@@ -8,7 +8,6 @@ keys interleave; the key is the first delivery's header, not the body's;
 events without the header are not held."""
 
 import json
-import os
 
 import knocktest as kt
 
@@ -28,13 +27,6 @@ def main():
             hdrs["X-Customer"] = customer
         st, _, data = ep.post(body, hdrs)
         return json.loads(data)["event_id"] if st == 200 else None
-
-    def log_lines(path):
-        try:
-            with open(path) as f:
-                return [l.split() for l in f if l.strip()]
-        except OSError:
-            return []
 
     base = ("[endpoint]\nprovider = github\nsecret = literal:%s\nlisten = 127.0.0.1:%d\n"
             % (SECRET, ep.port))
@@ -69,18 +61,8 @@ def main():
              and "credential header Authorization" in ep.stderr("worker"),
              "the worker does not start with it", ep.stderr("worker"))
 
-        rec = os.path.join(ep.tmp, "records")
-        os.makedirs(rec)
-        log = os.path.join(rec, "ran.log")
-        h = kt.write_script(ep, "h.py", "")
-        with open(h, "w") as f:
-            f.write("#!/usr/bin/env python3\n"
-                    "import json, os, sys, time\n"
-                    "d = json.load(sys.stdin)\n"
-                    "with open(LOG, 'a') as f:\n"
-                    "    f.write(' '.join([d.get('c', '-'), str(d['seq']),"
-                    " os.environ['KNOCK_EVENT_ID']]) + '\\n')\n"
-                    "time.sleep(d.get('sleep', 0.05))\n".replace("LOG", repr(log)))
+        h, log = kt.record_handler(ep, ["d.get('c', '-')", "d['seq']",
+                                        "os.environ['KNOCK_EVENT_ID']"])
         # Lower case in the config, X-Customer on the wire; the body has a
         # customer member that must not be the key.
         ep.write_config(base + "[worker]\nhandler = exec:%s\nconcurrency = 4\n"
@@ -105,7 +87,7 @@ def main():
         t.eq({kt.event_row(ep, e)["order_key"] for _, _, e in sent}, set(keys),
              "each event's key is its X-Customer header")
 
-        first = [(k, int(s)) for k, s, _ in log_lines(log)]
+        first = [(k, int(s)) for k, s, _ in kt.log_lines(log)]
         per_key = {k: [s for kk, s in first if kk == k] for k in keys}
         t.eq(per_key, {k: list(range(i, 32, 4)) for i, k in enumerate(keys)},
              "each key's events ran in the order they were sent")

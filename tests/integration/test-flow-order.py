@@ -9,7 +9,6 @@ the order; events without a key are not held; a dead event releases its
 key."""
 
 import json
-import os
 
 import knocktest as kt
 
@@ -21,28 +20,9 @@ def main():
     ep = kt.Endpoint("ord")
     post = kt.GithubSender(ep, SECRET)
 
-    def log_lines(path):
-        try:
-            with open(path) as f:
-                return [l.split() for l in f if l.strip()]
-        except OSError:
-            return []
-
     try:
-        rec = os.path.join(ep.tmp, "records")
-        os.makedirs(rec)
-        log = os.path.join(rec, "ran.log")
-        h = kt.write_script(ep, "h.py", "")
-        with open(h, "w") as f:
-            f.write("#!/usr/bin/env python3\n"
-                    "import json, os, sys, time\n"
-                    "d = json.load(sys.stdin)\n"
-                    "a = os.environ['KNOCK_ATTEMPT']\n"
-                    "with open(LOG, 'a') as f:\n"
-                    "    f.write(' '.join([str(d.get('data', {}).get('customer', '-')),"
-                    " str(d['seq']), a, os.environ['KNOCK_EVENT_ID']]) + '\\n')\n"
-                    "time.sleep(d.get('sleep', 0.02))\n"
-                    "sys.exit(d.get('exit', {}).get(a, 0))\n".replace("LOG", repr(log)))
+        h, log = kt.record_handler(ep, ["d.get('data', {}).get('customer', '-')", "d['seq']",
+                                        "a", "os.environ['KNOCK_EVENT_ID']"])
         ep.write_config("[endpoint]\nprovider = github\nsecret = literal:%s\n"
                         "listen = 127.0.0.1:%d\n"
                         "[worker]\nhandler = exec:%s\nconcurrency = 4\nbackoff = 300ms..300ms\n"
@@ -64,18 +44,18 @@ def main():
                 doc["sleep"] = 0.5        # the worker is killed while this one runs
             sent.append((k, seq, post("push", doc)))
             if seq == 19:
-                kt.wait_for(lambda: any(l[1] == "20" for l in log_lines(log)) or
-                            len(log_lines(log)) > 30, timeout=10)
+                kt.wait_for(lambda: any(l[1] == "20" for l in kt.log_lines(log)) or
+                            len(kt.log_lines(log)) > 30, timeout=10)
         t.ok(all(e for _, _, e in sent), "50 events stored")
         # kill -9 while the worker is busy, then restart: the order must hold.
-        kt.wait_for(lambda: len(log_lines(log)) >= 20, timeout=10)
+        kt.wait_for(lambda: len(kt.log_lines(log)) >= 20, timeout=10)
         ep.kill9("worker")
         ep.start("knock-worker")
         ids = [e for _, _, e in sent]
         t.ok(all(kt.final_event(ep, i, timeout=40) for i in ids), "every event ends")
         t.eq({kt.event_row(ep, i)["status"] for i in ids}, {"handled"}, "… handled")
 
-        lines = log_lines(log)
+        lines = kt.log_lines(log)
         first = []
         seen = set()
         for k, seq, att, eid in lines:
