@@ -235,8 +235,11 @@ class Endpoint:
         argv += [binary("knock-ingress"), self.name]
         p = self._spawn("ingress", argv, env, os.path.join(self.tmp, "ingress.stderr"))
         if activate:
-            # systemd-socket-activate binds before it execs; wait for the port.
+            # systemd-socket-activate binds before it execs, one listener
+            # after the other: wait for the port and for the admin socket.
             wait_for(lambda: self._port_open(), timeout=10)
+            if admin:
+                wait_for(lambda: os.path.exists(self.admin), timeout=10)
         if wait_ready and not activate:
             wait_for(lambda: nl.seen("READY"), timeout=10)
         return p
