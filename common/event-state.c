@@ -5,8 +5,12 @@
  * CHECK constraint (a migration); a new operator verb is a row in ops[].
  */
 #include "event-state.h"
+#include "util.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <string.h>
 
 #define BIT(s) (1U << (s))
@@ -130,4 +134,22 @@ event_op_verdict event_op_check(event_op op, event_status from)
 event_status event_op_target(event_op op)
 {
         return (unsigned)op < _EVENT_OP_MAX ? ops[op].target : _EVENT_STATUS_INVALID;
+}
+
+/* xorshift64*, seeded once per thread from getrandom(): jitter needs spread,
+ * not secrecy. */
+uint64_t events_jitter_random(void)
+{
+        static __thread uint64_t state;
+
+        if (state == 0) {
+                if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != sizeof(state))
+                        state = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32);
+                if (state == 0)
+                        state = 0x9e3779b97f4a7c15ULL;
+        }
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        return state * 0x2545f4914f6cdd1dULL;
 }

@@ -72,6 +72,9 @@ event_status event_status_after(
  * in [base, ceiling] using `rnd` (any 64-bit random value).
  */
 uint64_t events_backoff_ms(uint64_t base, uint64_t cap, uint64_t attempt, uint64_t rnd);
+/* A 64-bit random value for events_backoff_ms: xorshift64*, seeded once per
+ * thread (spread, not secrecy). */
+uint64_t events_jitter_random(void);
 
 /* The operator's transitions (knockctl verbs of the same names). */
 typedef enum event_op {

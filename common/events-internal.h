@@ -6,6 +6,9 @@
  * reads) share of the events module; nothing outside them includes this.
  */
 
+#include <jansson.h>
+#include <sqlite3.h>
+
 #include "events.h"
 
 /* Table t's event is not over yet: ordered keys (order_key) wait for it. */
@@ -49,3 +52,32 @@ int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret
 /* The stored headers (JSON text) of the first delivery of the event at
  * rowid, for an order_key = header:NAME; *ret NULL when it has none. */
 int events_first_headers(knock_store *s, int64_t rowid, char **ret);
+
+/* ---- shared by events.c and events-read.c ---- */
+
+/* The one definition of "this event may go": final status, old enough, no
+ * completion hook still waiting to be sent. Binds ?1 status, ?2 cutoff. */
+#define EVENT_PRUNABLE_(plus, e)                                                                   \
+        plus e ".status = ?1 AND coalesce(" e ".finished_at, " e ".updated_at) < ?2"               \
+               " AND NOT EXISTS (SELECT 1 FROM hooks h WHERE h.event_id = " e ".id"                \
+               " AND h.state = 'pending')"
+#define EVENT_PRUNABLE(e) EVENT_PRUNABLE_("", e)
+#define PRUNABLE_IDS "(SELECT id FROM events e WHERE " EVENT_PRUNABLE("e") ")"
+#define ORPHAN_PRUNABLE(d) d ".event_id IS NULL AND " d ".received_at < ?2"
+
+/* Binds ?1 = a and ?2 = b, as far as the statement has parameters. */
+void events_bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b);
+/* Runs sql with ?1 = a and ?2 = b, and adds to *acc (may be NULL) the count
+ * it yields (a SELECT count(*)) or else the rows it changed. */
+int events_run_text_i64(knock_store *s, const char *sql, const char *a, int64_t b, uint64_t *acc);
+/* The claim loop's planning (events-read.c). */
+void events_claims_free(knock_claim *v, size_t n);
+/* The limit of flow on event_type, or NULL. */
+events_flow_limit *events_flow_limit_of(events_flow *flow, const char *event_type);
+/* Ordered keys: whether candidate c waits for an earlier event of its key;
+ * a held key joins *held (a JSON array), its text in *held_text. */
+int events_order_hold(knock_store *s, const knock_config *cfg, const knock_claim *c,
+        json_t **held, char **held_text, bool *ret_held);
+/* The claim loop's exclusions: paused routes, used-up flow, due probes let through. */
+int events_loop_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
+        char **ret_types);

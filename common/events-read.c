@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * events-read — the events module's reads (see events.h): the candidates a
- * claim looks at, the queue's counts and due time, what knockctl checks
- * before it asks for a transition. The statements that write are all in
- * events.c; these only ever SELECT, so a call here changes nothing, and
- * each statement is reset before the call returns, so none keeps a read
- * snapshot (which would hold the WAL back from a checkpoint).
+ * claim looks at and the claim's planning (flow limits, ordered keys,
+ * exclusions), the queue's counts and due time, what knockctl checks before
+ * it asks for a transition, and what prune counts. The statements that write
+ * events, deliveries or attempts are all in events.c; the statements here
+ * only SELECT (the one exception: prune's batch is a TEMP table of the
+ * connection), and where planning needs a write (an order key stored on its
+ * event) it asks events.c. Each statement is reset before the call returns,
+ * so none keeps a read snapshot (which would hold the WAL back from a
+ * checkpoint).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 
 #include "events-internal.h"
+#include "order-key.h"
 #include "pause.h"
 
 void knock_claim_clear(knock_claim *c)
@@ -370,4 +375,111 @@ int events_order_holder(knock_store *s, const char *id, char **ret_key, char **r
         *ret_key = stmt_strdup(st, 0);
         *ret_holder = stmt_strdup(st, 1);
         return 0;
+}
+
+/* ---- what a claim plans with (events.c's claim loop) ---- */
+
+void events_claims_free(knock_claim *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                knock_claim_clear(&v[i]);
+        free(v);
+}
+
+/* The limit of flow on event_type, or NULL. */
+events_flow_limit *events_flow_limit_of(events_flow *flow, const char *event_type)
+{
+        for (size_t i = 0; flow && event_type && i < flow->n; i++)
+                if (streq(flow->v[i].event_type, event_type))
+                        return &flow->v[i];
+        return NULL;
+}
+
+/* Ordered keys ([worker]/[route] order_key): whether candidate c must wait for
+ * an earlier event of its key. A held key joins *held (a JSON array the
+ * following queries leave out), its text in *held_text. */
+int events_order_hold(knock_store *s, const knock_config *cfg, const knock_claim *c,
+        json_t **held, char **held_text, bool *ret_held)
+{
+        const char *source = config_order_key_for(cfg, c->event_type);
+        _cleanup_free_ char *key = NULL, *headers = NULL;
+        int r;
+
+        *ret_held = false;
+        /* A header key is the first delivery's: the one whose request made
+         * the event, whichever delivery runs. */
+        if (order_key_from_headers(source)) {
+                r = events_first_headers(s, c->event_rowid, &headers);
+                if (r < 0)
+                        return r;
+        }
+        r = order_key_extract(source, c->body, c->body_len, headers, &key);
+        if (r < 0 || !key)
+                return r;
+        r = events_order_check(s, c->event_rowid, key, ret_held);
+        if (r < 0 || !*ret_held)
+                return r;
+        if (!*held && !(*held = json_array()))
+                return -ENOMEM;
+        if (json_array_append_new(*held, json_string(key)) < 0)
+                return -ENOMEM;
+        free(*held_text);
+        *held_text = json_dumps(*held, JSON_COMPACT);
+        return *held_text ? 0 : -ENOMEM;
+}
+
+/* The exclusions of the claim loop: the breakers whose probe is due are let
+ * through, and bounded by their entries in flow (allow 1). */
+int events_loop_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
+        char **ret_types)
+{
+        char **probes = NULL;
+        size_t n_probes = 0;
+        int r;
+
+        r = events_exclusions(s, now, flow, ret_all, ret_types, &probes, &n_probes);
+        strv_free(probes, n_probes);
+        return r;
+}
+
+/* ---- retention: what prune counts, and its batch table ---- */
+
+int events_prune_count(knock_store *s, event_status status, int64_t cutoff, events_pruned *acc)
+{
+        static const char *const orphans =
+                "SELECT count(*) FROM deliveries d WHERE " ORPHAN_PRUNABLE("d");
+        static const struct {
+                const char *sql;
+                size_t field;
+        } counts[] = {
+                {"SELECT count(*) FROM events e WHERE " EVENT_PRUNABLE("e"),
+                        offsetof(events_pruned, events)},
+                {"SELECT count(*) FROM deliveries WHERE event_id IN " PRUNABLE_IDS,
+                        offsetof(events_pruned, deliveries)},
+                {"SELECT count(*) FROM attempts WHERE event_id IN " PRUNABLE_IDS,
+                        offsetof(events_pruned, attempts)},
+                {"SELECT count(*) FROM hooks WHERE event_id IN " PRUNABLE_IDS,
+                        offsetof(events_pruned, hooks)},
+                {"SELECT count(*) FROM hook_attempts WHERE hook_id IN (SELECT id FROM hooks"
+                 " WHERE event_id IN " PRUNABLE_IDS ")",
+                        offsetof(events_pruned, hook_attempts)},
+        };
+        int r = 0;
+
+        if (status < 0)
+                return events_run_text_i64(s, orphans, NULL, cutoff, &acc->orphans);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(counts); i++)
+                r = events_run_text_i64(s, counts[i].sql, event_status_to_string(status), cutoff,
+                        (uint64_t *)((char *)acc + counts[i].field));
+        return r;
+}
+
+int events_prune_start(knock_store *s)
+{
+        return store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS prune_batch(id TEXT PRIMARY KEY)");
+}
+
+void events_prune_stop(knock_store *s)
+{
+        (void)store_exec(s, "DROP TABLE IF EXISTS temp.prune_batch");
 }

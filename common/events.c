@@ -33,7 +33,6 @@
  */
 
 #include "events-internal.h"
-#include "order-key.h"
 #include "pause.h"
 
 #include <errno.h>
@@ -41,27 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
-
-/* xorshift64*, seeded once per thread from getrandom(): jitter needs spread,
- * not secrecy. */
-static uint64_t jitter_random(void)
-{
-        static __thread uint64_t state;
-
-        if (state == 0) {
-                if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != sizeof(state))
-                        state = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32);
-                if (state == 0)
-                        state = 0x9e3779b97f4a7c15ULL;
-        }
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        return state * 0x2545f4914f6cdd1dULL;
-}
-
 /* ---- the ingress ------------------------------------------------------------------------ */
 
 /* The event of a verified receipt: a new row, or the existing one's id. */
@@ -172,7 +150,7 @@ static int end_unclaimed(knock_store *s, const char *id, event_status status, co
 }
 
 /* Binds ?1 = a and ?2 = b, as far as the statement has parameters. */
-static void bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b)
+void events_bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b)
 {
         int n = sqlite3_bind_parameter_count(st);
 
@@ -184,7 +162,7 @@ static void bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b)
 
 /* Runs sql with ?1 = a and ?2 = b, and adds to *acc (may be NULL) the count
  * it yields (a SELECT count(*)) or else the rows it changed. */
-static int run_text_i64(knock_store *s, const char *sql, const char *a, int64_t b, uint64_t *acc)
+int events_run_text_i64(knock_store *s, const char *sql, const char *a, int64_t b, uint64_t *acc)
 {
         sqlite3_stmt *st = NULL;
         int r;
@@ -192,7 +170,7 @@ static int run_text_i64(knock_store *s, const char *sql, const char *a, int64_t 
         r = store_cached(s, sql, &st);
         if (r < 0)
                 return r;
-        bind_text_i64(st, a, b);
+        events_bind_text_i64(st, a, b);
         r = stmt_step(st);
         if (r > 0 && acc)
                 *acc += (uint64_t)sqlite3_column_int64(st, 0);
@@ -227,16 +205,16 @@ static int take_over(knock_store *s, const char *id, int64_t now, int64_t *attem
         uint64_t n = 0;
         int r;
 
-        r = run_text_i64(s, "DELETE FROM attempts WHERE event_id = ?1 AND outcome = 'queued'", id,
+        r = events_run_text_i64(s, "DELETE FROM attempts WHERE event_id = ?1 AND outcome = 'queued'", id,
                 0, &n);
         if (r >= 0 && n > 0)
-                r = run_text_i64(s,
+                r = events_run_text_i64(s,
                         "UPDATE events SET attempt_count = MAX(attempt_count - ?2, 0) WHERE id = ?1",
                         id, (int64_t)n, NULL);
         if (r < 0)
                 return r;
         *attempts = MAX(*attempts - (int64_t)n, 0);
-        return run_text_i64(s,
+        return events_run_text_i64(s,
                 "UPDATE attempts SET outcome = 'lost', ended_at = ?2, "
                 "error = 'lease expired before the attempt finished' "
                 "WHERE event_id = ?1 AND outcome = 'running'",
@@ -335,25 +313,8 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
                 _c_;                                                                               \
         })
 
-static void claims_free(knock_claim *v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                knock_claim_clear(&v[i]);
-        free(v);
-}
-
-/* The claim loop, inside the caller's transaction; appends to v[*n] (room for max).
- * Claims from the n_now-th on are queued, and taken only while their bodies fit in
- * ahead_bytes (claiming ahead must not hold hundreds of large bodies in memory). */
-/* The limit of flow on event_type, or NULL. */
-static events_flow_limit *flow_limit(events_flow *flow, const char *event_type)
-{
-        for (size_t i = 0; flow && event_type && i < flow->n; i++)
-                if (streq(flow->v[i].event_type, event_type))
-                        return &flow->v[i];
-        return NULL;
-}
-
+/* Ordered keys: the key stored on the event at its first look, and whether an
+ * earlier event of the key that has not ended holds it (events-internal.h). */
 int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret_held)
 {
         sqlite3_stmt *st = NULL;
@@ -383,53 +344,10 @@ int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret
         return r < 0 ? r : 0;
 }
 
-/* Ordered keys ([worker]/[route] order_key): whether candidate c must wait for
- * an earlier event of its key. A held key joins *held (a JSON array the
- * following queries leave out), its text in *held_text. */
-static int order_hold(knock_store *s, const knock_config *cfg, const knock_claim *c,
-        json_t **held, char **held_text, bool *ret_held)
-{
-        const char *source = config_order_key_for(cfg, c->event_type);
-        _cleanup_free_ char *key = NULL, *headers = NULL;
-        int r;
-
-        *ret_held = false;
-        /* A header key is the first delivery's: the one whose request made
-         * the event, whichever delivery runs. */
-        if (order_key_from_headers(source)) {
-                r = events_first_headers(s, c->event_rowid, &headers);
-                if (r < 0)
-                        return r;
-        }
-        r = order_key_extract(source, c->body, c->body_len, headers, &key);
-        if (r < 0 || !key)
-                return r;
-        r = events_order_check(s, c->event_rowid, key, ret_held);
-        if (r < 0 || !*ret_held)
-                return r;
-        if (!*held && !(*held = json_array()))
-                return -ENOMEM;
-        if (json_array_append_new(*held, json_string(key)) < 0)
-                return -ENOMEM;
-        free(*held_text);
-        *held_text = json_dumps(*held, JSON_COMPACT);
-        return *held_text ? 0 : -ENOMEM;
-}
-
-/* The exclusions of the claim loop: the breakers whose probe is due are let
- * through, and bounded by their entries in flow (allow 1). */
-static int loop_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
-        char **ret_types)
-{
-        char **probes = NULL;
-        size_t n_probes = 0;
-        int r;
-
-        r = events_exclusions(s, now, flow, ret_all, ret_types, &probes, &n_probes);
-        strv_free(probes, n_probes);
-        return r;
-}
-
+/* The claim loop, inside the caller's transaction; appends to v[*n] (room for max).
+ * Claims from the n_now-th on are queued, and taken only while their bodies fit in
+ * ahead_bytes (claiming ahead must not hold hundreds of large bodies in memory).
+ */
 /* The claim loop over the three kinds, within flow (the caller's bounds and
  * the probes). probe[i]: flow->v[i] is a breaker's probe. */
 static int claim_loop(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
@@ -443,7 +361,7 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
 
         /* A pause committed before this transaction began holds from this
          * claim on (pause.h); events already claimed run to their end. */
-        r = loop_exclusions(s, now, flow, &all_paused, &paused);
+        r = events_loop_exclusions(s, now, flow, &all_paused, &paused);
         if (r < 0 || all_paused)
                 return r;
         /* Each query is re-run while it yields rows, because rows turned
@@ -466,7 +384,7 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
                                 held_text, want, cands, &seen);
                         for (size_t i = 0; r >= 0 && i < seen; i++) {
                                 bool claimed, queued = *n >= n_now, key_held;
-                                events_flow_limit *lim = flow_limit(flow, cands[i].c.event_type);
+                                events_flow_limit *lim = events_flow_limit_of(flow, cands[i].c.event_type);
                                 size_t k = lim ? (size_t)(lim - flow->v) : 0;
 
                                 /* A limited type only starts at once, within its
@@ -480,7 +398,7 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
                                 }
                                 /* Its key's earlier event has not ended: it waits,
                                  * unclaimed, and its key is left out from here on. */
-                                r = order_hold(s, cfg, &cands[i].c, held, &held_text, &key_held);
+                                r = events_order_hold(s, cfg, &cands[i].c, held, &held_text, &key_held);
                                 if (r < 0)
                                         break;
                                 if (key_held)
@@ -512,7 +430,7 @@ static int claim_loop(knock_store *s, const knock_config *cfg, const char *worke
                         /* A type used up: the next query leaves it out. */
                         if (used_up) {
                                 paused = mfree(paused);
-                                r = loop_exclusions(s, now, flow, &all_paused, &paused);
+                                r = events_loop_exclusions(s, now, flow, &all_paused, &paused);
                                 if (r < 0)
                                         return r;
                         }
@@ -557,7 +475,7 @@ static int claim_in_tx(knock_store *s, const knock_config *cfg, const char *work
                 memcpy(lv, flow->v, n_flow * sizeof(*lv));
         all = (events_flow){.v = lv, .n = n_flow};
         for (size_t i = 0; i < n_probes; i++) {
-                events_flow_limit *l = flow_limit(&all, probes[i]);
+                events_flow_limit *l = events_flow_limit_of(&all, probes[i]);
 
                 if (!l) {
                         l = &lv[all.n++];
@@ -660,7 +578,7 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
                 cfg->max_attempts, &reason);
         if (status == EVENT_STATUS_FAILED)
                 next = now + (int64_t)events_backoff_ms(cfg->backoff_base_ms, cfg->backoff_cap_ms,
-                                     (uint64_t)res->attempt, jitter_random());
+                                     (uint64_t)res->attempt, events_jitter_random());
 
 #define FINISH_UPDATE                                                                              \
         "UPDATE events SET status = ?1, status_reason = ?2, claimed_by = NULL, "                   \
@@ -822,13 +740,13 @@ int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char 
         if (ret)
                 *ret = v;
         else
-                claims_free(v, n);
+                events_claims_free(v, n);
         *ret_n = n;
         return 0;
 
 fail_nothing:
         results_reset(results, n_results);
-        claims_free(v, n);
+        events_claims_free(v, n);
         return r;
 }
 
@@ -844,10 +762,10 @@ int events_release(knock_store *s, const char *worker, const char *const *ids,
                 const char *att = attempt_ids ? attempt_ids[i] : NULL;
 
                 /* A claim held ahead of a free slot never ran: no attempt. */
-                r = run_text_i64(s, "DELETE FROM attempts WHERE id = ?1 AND outcome = 'queued'",
+                r = events_run_text_i64(s, "DELETE FROM attempts WHERE id = ?1 AND outcome = 'queued'",
                         att, 0, NULL);
                 if (r >= 0)
-                        r = run_text_i64(s,
+                        r = events_run_text_i64(s,
                                 "UPDATE attempts SET outcome = 'interrupted', ended_at = ?2, "
                                 "error = COALESCE(error, 'worker stopping: claim released') "
                                 "WHERE id = ?1",
@@ -873,7 +791,7 @@ int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t
         int r;
 
         /* One statement: autocommit is its own transaction. */
-        r = run_text_i64(s,
+        r = events_run_text_i64(s,
                 "UPDATE events SET claim_until = ?2 WHERE status = 'processing' AND "
                 "claimed_by = ?1 AND claim_until >= ?2",
                 holder, now - 1, &n);
@@ -920,61 +838,11 @@ int events_apply_op(knock_store *s, event_op op, const char *id, const char *del
 
 /* ---- retention -------------------------------------------------------------------------- */
 
-/* The one definition of "this event may go": final status, old enough, no
- * completion hook still waiting to be sent. Binds ?1 status, ?2 cutoff. */
-#define EVENT_PRUNABLE_(plus, e)                                                                   \
-        plus e ".status = ?1 AND coalesce(" e ".finished_at, " e ".updated_at) < ?2"               \
-               " AND NOT EXISTS (SELECT 1 FROM hooks h WHERE h.event_id = " e ".id"                \
-               " AND h.state = 'pending')"
-#define EVENT_PRUNABLE(e) EVENT_PRUNABLE_("", e)
-#define PRUNABLE_IDS "(SELECT id FROM events e WHERE " EVENT_PRUNABLE("e") ")"
-#define ORPHAN_PRUNABLE(d) d ".event_id IS NULL AND " d ".received_at < ?2"
-
 /* Runs a statement of a class: ?1 its status (NULL: orphans), ?2 its cutoff. */
 static int prune_step(knock_store *s, const char *sql, event_status status, int64_t cutoff,
         uint64_t *acc)
 {
-        return run_text_i64(s, sql, event_status_to_string(status), cutoff, acc);
-}
-
-int events_prune_count(knock_store *s, event_status status, int64_t cutoff, events_pruned *acc)
-{
-        static const char *const orphans =
-                "SELECT count(*) FROM deliveries d WHERE " ORPHAN_PRUNABLE("d");
-        static const struct {
-                const char *sql;
-                size_t field;
-        } counts[] = {
-                {"SELECT count(*) FROM events e WHERE " EVENT_PRUNABLE("e"),
-                        offsetof(events_pruned, events)},
-                {"SELECT count(*) FROM deliveries WHERE event_id IN " PRUNABLE_IDS,
-                        offsetof(events_pruned, deliveries)},
-                {"SELECT count(*) FROM attempts WHERE event_id IN " PRUNABLE_IDS,
-                        offsetof(events_pruned, attempts)},
-                {"SELECT count(*) FROM hooks WHERE event_id IN " PRUNABLE_IDS,
-                        offsetof(events_pruned, hooks)},
-                {"SELECT count(*) FROM hook_attempts WHERE hook_id IN (SELECT id FROM hooks"
-                 " WHERE event_id IN " PRUNABLE_IDS ")",
-                        offsetof(events_pruned, hook_attempts)},
-        };
-        int r = 0;
-
-        if (status < 0)
-                return prune_step(s, orphans, status, cutoff, &acc->orphans);
-        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(counts); i++)
-                r = prune_step(s, counts[i].sql, status, cutoff,
-                        (uint64_t *)((char *)acc + counts[i].field));
-        return r;
-}
-
-int events_prune_start(knock_store *s)
-{
-        return store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS prune_batch(id TEXT PRIMARY KEY)");
-}
-
-void events_prune_stop(knock_store *s)
-{
-        (void)store_exec(s, "DROP TABLE IF EXISTS temp.prune_batch");
+        return events_run_text_i64(s, sql, event_status_to_string(status), cutoff, acc);
 }
 
 int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char *cursor,
@@ -1003,7 +871,7 @@ int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char 
                 r = store_cached(s, status >= 0 ? pick_events : pick_orphans, &st);
         if (r < 0)
                 return r;
-        bind_text_i64(st, event_status_to_string(status), cutoff);
+        events_bind_text_i64(st, event_status_to_string(status), cutoff);
         stmt_bind_text_static(st, 3, cursor);
         stmt_bind_i64(st, 4, limit);
         r = stmt_run(st);
