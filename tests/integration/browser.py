@@ -205,9 +205,18 @@ class Page:
         return r.get("result", {}).get("value")
 
     def wait_for(self, expression, timeout=10):
+        """Polls expression until it is true. A page that is navigating (a
+        form just submitted) has no context to evaluate in for a moment:
+        chromium answers "Inspected target navigated or closed" or "Cannot
+        find context"; that is polled through, not a failure."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            v = self.eval(expression)
+            try:
+                v = self.eval(expression)
+            except BrowserError as e:
+                if "navigated" not in str(e) and "context" not in str(e):
+                    raise
+                v = None
             if v:
                 return v
             self.b.pump(0.1)
