@@ -118,11 +118,11 @@ knock_store *bench_open_db(void)
 
 int64_t bench_query_i64(knock_store *s, const char *sql)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
 
-        if (store_prepare(s, sql, &st) < 0 || sqlite3_step(st) != SQLITE_ROW)
+        if (store_prepare(s, sql, &st) < 0 || stmt_step(st) <= 0)
                 return -1;
-        return sqlite3_column_int64(st, 0);
+        return stmt_col_i64(st, 0);
 }
 
 static void sink_cb(struct evhttp_request *req, void *arg)

@@ -57,7 +57,7 @@ static void endpoint(int port, size_t conc)
 
 static void insert_hooks(knock_store *s, size_t n)
 {
-        _cleanup_stmt_ sqlite3_stmt *e = NULL, *h = NULL;
+        _cleanup_stmt_ db_stmt *e = NULL, *h = NULL;
 
         if (store_begin(s) < 0 ||
             store_prepare(s,
@@ -76,8 +76,8 @@ static void insert_hooks(knock_store *s, size_t n)
 
                 id_new("evt", eid);
                 id_new("hk", hid);
-                sqlite3_reset(e);
-                sqlite3_reset(h);
+                stmt_reset(e);
+                stmt_reset(h);
                 stmt_bind_text(e, 1, eid);
                 stmt_bind_text(e, 2, eid);
                 stmt_bind_i64(e, 3, now);
@@ -88,7 +88,7 @@ static void insert_hooks(knock_store *s, size_t n)
                 stmt_bind_i64(h, 4, now);
                 stmt_bind_i64(h, 5, now);
                 stmt_bind_i64(h, 6, now);
-                if (sqlite3_step(e) != SQLITE_DONE || sqlite3_step(h) != SQLITE_DONE)
+                if (stmt_step(e) != 0 || stmt_step(h) != 0)
                         bench_die("insert");
         }
         if (store_commit(s) < 0)

@@ -20,7 +20,7 @@
 int main(int argc, char **argv)
 {
         _cleanup_(store_closep) knock_store *s = NULL;
-        sqlite3_stmt *ev = NULL, *dl = NULL;
+        db_stmt *ev = NULL, *dl = NULL;
         char path[512], body[1500], pid[64];
         uint64_t end, n = 0, seq = 0, t0;
         int batch, secs;
@@ -57,19 +57,19 @@ int main(int argc, char **argv)
                         snprintf(pid, sizeof(pid), "%016llx-%llu-%llu",
                                  (unsigned long long)(random() * 2654435761ULL),
                                  (unsigned long long)t0, (unsigned long long)++seq);
-                        sqlite3_bind_text(ev, 1, eid, -1, SQLITE_STATIC);
-                        sqlite3_bind_text(ev, 2, pid, -1, SQLITE_STATIC);
-                        sqlite3_bind_text(ev, 3, did, -1, SQLITE_STATIC);
-                        sqlite3_bind_int64(ev, 4, now);
-                        sqlite3_bind_text(dl, 1, did, -1, SQLITE_STATIC);
-                        sqlite3_bind_text(dl, 2, eid, -1, SQLITE_STATIC);
-                        sqlite3_bind_int64(dl, 3, now);
-                        sqlite3_bind_text(dl, 4, pid, -1, SQLITE_STATIC);
-                        sqlite3_bind_blob(dl, 5, body, sizeof(body), SQLITE_STATIC);
-                        if (sqlite3_step(ev) != SQLITE_DONE || sqlite3_step(dl) != SQLITE_DONE)
+                        stmt_bind_text_static(ev, 1, eid);
+                        stmt_bind_text_static(ev, 2, pid);
+                        stmt_bind_text_static(ev, 3, did);
+                        stmt_bind_i64(ev, 4, now);
+                        stmt_bind_text_static(dl, 1, did);
+                        stmt_bind_text_static(dl, 2, eid);
+                        stmt_bind_i64(dl, 3, now);
+                        stmt_bind_text_static(dl, 4, pid);
+                        stmt_bind_blob_static(dl, 5, body, sizeof(body));
+                        if (stmt_step(ev) != 0 || stmt_step(dl) != 0)
                                 return 1;
-                        sqlite3_reset(ev);
-                        sqlite3_reset(dl);
+                        stmt_reset(ev);
+                        stmt_reset(dl);
                 }
                 if (store_commit(s) < 0)
                         return 1;
@@ -86,7 +86,7 @@ int main(int argc, char **argv)
                n ? ((double)ru.ru_utime.tv_sec * 1e6 + (double)ru.ru_utime.tv_usec +
                     (double)ru.ru_stime.tv_sec * 1e6 + (double)ru.ru_stime.tv_usec) / (double)n
                  : 0.0);
-        sqlite3_finalize(ev);
-        sqlite3_finalize(dl);
+        stmt_finalize(ev);
+        stmt_finalize(dl);
         return 0;
 }

@@ -67,7 +67,7 @@ static const char event_body[] = "{\"id\":\"evt\",\"type\":\"invoice.paid\",\"da
 
 static void insert_events(knock_store *s, size_t n)
 {
-        _cleanup_stmt_ sqlite3_stmt *e = NULL, *d = NULL;
+        _cleanup_stmt_ db_stmt *e = NULL, *d = NULL;
 
         if (store_begin(s) < 0 ||
                 store_prepare(s,
@@ -87,8 +87,8 @@ static void insert_events(knock_store *s, size_t n)
 
                 id_new("evt", eid);
                 id_new("dlv", did);
-                sqlite3_reset(e);
-                sqlite3_reset(d);
+                stmt_reset(e);
+                stmt_reset(d);
                 stmt_bind_text(e, 1, eid);
                 stmt_bind_text(e, 2, eid);
                 stmt_bind_text(e, 3, did);
@@ -97,9 +97,9 @@ static void insert_events(knock_store *s, size_t n)
                 stmt_bind_text(d, 1, did);
                 stmt_bind_text(d, 2, eid);
                 stmt_bind_i64(d, 3, now);
-                sqlite3_bind_blob(d, 4, event_body, sizeof(event_body) - 1, SQLITE_STATIC);
+                stmt_bind_blob_static(d, 4, event_body, sizeof(event_body) - 1);
                 stmt_bind_i64(d, 5, sizeof(event_body) - 1);
-                if (sqlite3_step(e) != SQLITE_DONE || sqlite3_step(d) != SQLITE_DONE)
+                if (stmt_step(e) != 0 || stmt_step(d) != 0)
                         bench_die("insert");
         }
         if (store_commit(s) < 0)

@@ -41,8 +41,9 @@ void cq_deadline(knock_store *s, uint64_t until_us)
 {
         tl_deadline = (deadline){.until_us = until_us};
         /* Every 1000 virtual machine steps: microseconds apart. */
-        sqlite3_progress_handler(s->db, until_us ? 1000 : 0, until_us ? deadline_check : NULL,
-                                 &tl_deadline);
+        if (store_sqlite(s))
+                sqlite3_progress_handler(store_sqlite(s), until_us ? 1000 : 0,
+                                         until_us ? deadline_check : NULL, &tl_deadline);
 }
 
 bool cq_interrupted(knock_store *s)
@@ -68,17 +69,17 @@ static void add(query *q, const char *clause)
         memcpy(q->sql + n, clause, strlen(clause) + 1);
 }
 
-static void bind_text(sqlite3_stmt *st, const char *name, const char *v)
+static void bind_text(db_stmt *st, const char *name, const char *v)
 {
-        int i = sqlite3_bind_parameter_index(st, name);
+        int i = stmt_param(st, name);
 
         if (i > 0)
                 stmt_bind_text(st, i, v);
 }
 
-static void bind_i64(sqlite3_stmt *st, const char *name, int64_t v)
+static void bind_i64(db_stmt *st, const char *name, int64_t v)
 {
-        int i = sqlite3_bind_parameter_index(st, name);
+        int i = stmt_param(st, name);
 
         if (i > 0)
                 stmt_bind_i64(st, i, v);
@@ -101,14 +102,14 @@ static void add_cursor(query *q, const cq_page *p, const char *at_col, const cha
         add(q, c);
 }
 
-static void bind_cursor(sqlite3_stmt *st, const cq_page *p)
+static void bind_cursor(db_stmt *st, const cq_page *p)
 {
         bind_i64(st, ":bat", p->before_at);
         bind_text(st, ":bid", p->before_id);
         bind_i64(st, ":limit", limit_of(p));
 }
 
-static int prepare(knock_store *s, const query *q, sqlite3_stmt **ret)
+static int prepare(knock_store *s, const query *q, db_stmt **ret)
 {
         if (q->overflow)
                 return -E2BIG;
@@ -141,10 +142,10 @@ bool cq_parse_cursor(const char *s, cq_page *p)
         " e.finished_at, e.delivery_id, e.run_delivery_id, e.claimed_by,"                         \
         " (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id) FROM events e"
 
-int cq_events(knock_store *s, const cq_event_filter *f, sqlite3_stmt **ret)
+int cq_events(knock_store *s, const cq_event_filter *f, db_stmt **ret)
 {
         query q = {EVENT_COLUMNS " WHERE 1"};
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         if (f->status)
@@ -172,9 +173,9 @@ int cq_events(knock_store *s, const cq_event_filter *f, sqlite3_stmt **ret)
         return 0;
 }
 
-int cq_event(knock_store *s, const char *ref, sqlite3_stmt **ret)
+int cq_event(knock_store *s, const char *ref, db_stmt **ret)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         /* knock's id first; a provider id only when it names one event. */
@@ -192,9 +193,9 @@ int cq_event(knock_store *s, const char *ref, sqlite3_stmt **ret)
 
 /* ---- one event's trace ------------------------------------------------------------------------ */
 
-int cq_timeline(knock_store *s, const char *event_id, sqlite3_stmt **ret)
+int cq_timeline(knock_store *s, const char *event_id, db_stmt **ret)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_prepare(s,
@@ -232,9 +233,9 @@ int cq_timeline(knock_store *s, const char *event_id, sqlite3_stmt **ret)
         " d.remote, d.content_type, d.headers, substr(d.body, 1, " STR(CQ_BODY_PREVIEW) "),"      \
         " d.body_bytes, length(d.body), d.duplicate, d.handshake FROM deliveries d"
 
-static int prepare_one_id(knock_store *s, const char *sql, const char *id, sqlite3_stmt **ret)
+static int prepare_one_id(knock_store *s, const char *sql, const char *id, db_stmt **ret)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, sql, &st);
@@ -245,7 +246,7 @@ static int prepare_one_id(knock_store *s, const char *sql, const char *id, sqlit
         return 0;
 }
 
-int cq_deliveries_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
+int cq_deliveries_of(knock_store *s, const char *event_id, db_stmt **ret)
 {
         return prepare_one_id(s,
                 DELIVERY_COLUMNS " WHERE d.event_id = :id ORDER BY d.received_at, d.id"
@@ -253,15 +254,15 @@ int cq_deliveries_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
                 event_id, ret);
 }
 
-int cq_delivery(knock_store *s, const char *id, sqlite3_stmt **ret)
+int cq_delivery(knock_store *s, const char *id, db_stmt **ret)
 {
         return prepare_one_id(s, DELIVERY_COLUMNS " WHERE d.id = :id", id, ret);
 }
 
-int cq_rejected(knock_store *s, const cq_page *p, sqlite3_stmt **ret)
+int cq_rejected(knock_store *s, const cq_page *p, db_stmt **ret)
 {
         query q = {DELIVERY_COLUMNS " WHERE d.event_id IS NULL AND d.handshake = 0"};
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         add_cursor(&q, p, "d.received_at", "d.id");
@@ -274,7 +275,7 @@ int cq_rejected(knock_store *s, const cq_page *p, sqlite3_stmt **ret)
         return 0;
 }
 
-int cq_attempts_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
+int cq_attempts_of(knock_store *s, const char *event_id, db_stmt **ret)
 {
         return prepare_one_id(s,
                 "SELECT a.id, a.attempt, a.delivery_id, a.worker, a.handler, a.started_at,"
@@ -290,7 +291,7 @@ int cq_attempts_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
         " h.updated_at, h.next_attempt_at, h.last_status, h.last_error, h.last_attempt_at,"       \
         " h.delivered_at FROM hooks h"
 
-int cq_hooks_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
+int cq_hooks_of(knock_store *s, const char *event_id, db_stmt **ret)
 {
         return prepare_one_id(s,
                 HOOK_COLUMNS " WHERE h.event_id = :id ORDER BY h.created_at, h.id"
@@ -298,10 +299,10 @@ int cq_hooks_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
                 event_id, ret);
 }
 
-int cq_hooks(knock_store *s, const char *state, const cq_page *p, sqlite3_stmt **ret)
+int cq_hooks(knock_store *s, const char *state, const cq_page *p, db_stmt **ret)
 {
         query q = {HOOK_COLUMNS " WHERE 1"};
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         if (state)
@@ -317,7 +318,7 @@ int cq_hooks(knock_store *s, const char *state, const cq_page *p, sqlite3_stmt *
         return 0;
 }
 
-int cq_hook_attempts_of(knock_store *s, const char *event_id, sqlite3_stmt **ret)
+int cq_hook_attempts_of(knock_store *s, const char *event_id, db_stmt **ret)
 {
         return prepare_one_id(s,
                 "SELECT ha.id, ha.hook_id, ha.at, ha.status, ha.duration_ms,"
@@ -329,10 +330,10 @@ int cq_hook_attempts_of(knock_store *s, const char *event_id, sqlite3_stmt **ret
 
 /* ---- audit ------------------------------------------------------------------------------------ */
 
-int cq_audit(knock_store *s, const cq_page *p, sqlite3_stmt **ret)
+int cq_audit(knock_store *s, const cq_page *p, db_stmt **ret)
 {
         query q = {"SELECT id, at, actor, action, filters, counts, ids FROM audit WHERE 1"};
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         add_cursor(&q, p, "at", "id");
@@ -349,7 +350,7 @@ int cq_audit(knock_store *s, const cq_page *p, sqlite3_stmt **ret)
 
 int cq_duplicate_of(knock_store *s, const char *provider_id, char **ret_id, char **ret_status)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         int r, rc;
 
         if (!provider_id)
@@ -358,11 +359,11 @@ int cq_duplicate_of(knock_store *s, const char *provider_id, char **ret_id, char
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, provider_id);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
+        rc = stmt_step(st);
+        if (rc == 0)
                 return 0;
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
+        if (rc <= 0)
+                return rc;
         *ret_id = stmt_strdup(st, 0);
         *ret_status = stmt_strdup(st, 1);
         if (!*ret_id || !*ret_status) {
@@ -376,33 +377,33 @@ int cq_duplicate_of(knock_store *s, const char *provider_id, char **ret_id, char
 /* ---- the live feed ------------------------------------------------------------------------------- */
 
 /* A column as a JSON string escaped to printable UTF-8, or null. */
-static json_t *col_json(sqlite3_stmt *st, int col)
+static json_t *col_json(db_stmt *st, int col)
 {
-        const char *t = (const char *)sqlite3_column_text(st, col);
+        const char *t = stmt_col_text(st, col);
         _cleanup_free_ char *e = NULL;
 
         if (!t)
                 return json_null();
-        e = escape_text(t, (size_t)sqlite3_column_bytes(st, col), 0);
+        e = escape_text(t, (size_t)stmt_col_bytes(st, col), 0);
         return e ? json_string(e) : json_null();
 }
 
-static json_t *col_int(sqlite3_stmt *st, int col)
+static json_t *col_int(db_stmt *st, int col)
 {
-        return sqlite3_column_type(st, col) == SQLITE_NULL
+        return stmt_col_type(st, col) == DB_NULL
                        ? json_null()
-                       : json_integer(sqlite3_column_int64(st, col));
+                       : json_integer(stmt_col_i64(st, col));
 }
 
 /* Appends to arr one object per row of st: "kind" and the columns named
  * in names (NULL-terminated, in column order; a leading '#' an integer). */
-static int rows_to_json(sqlite3_stmt *st, const char *kind, const char *const *names, json_t *arr,
+static int rows_to_json(db_stmt *st, const char *kind, const char *const *names, json_t *arr,
                         char *newest, size_t *n_rows)
 {
         int rc;
 
         *n_rows = 0;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        while ((rc = stmt_step(st)) > 0) {
                 json_t *o = json_pack("{s:s}", "kind", kind);
 
                 if (!o)
@@ -414,25 +415,25 @@ static int rows_to_json(sqlite3_stmt *st, const char *kind, const char *const *n
                 /* Newest first from SQL; the feed shows them oldest first. */
                 json_array_insert_new(arr, json_array_size(arr) - *n_rows, o);
                 if (*n_rows == 0 && newest)
-                        snprintf(newest, KNOCK_ID_MAX, "%s", (const char *)sqlite3_column_text(st, 0));
+                        snprintf(newest, KNOCK_ID_MAX, "%s", stmt_col_text(st, 0));
                 (*n_rows)++;
         }
-        return rc == SQLITE_DONE ? 0 : store_errno(rc);
+        return rc;
 }
 
 static int step_text(knock_store *s, const char *sql, char *out)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         int r, rc;
 
         r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
+        rc = stmt_step(st);
+        if (rc <= 0)
+                return rc;
         snprintf(out, KNOCK_ID_MAX, "%s",
-                 sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+                 stmt_col_text(st, 0) ? stmt_col_text(st, 0) : "");
         return 0;
 }
 
@@ -459,7 +460,7 @@ static int live_start(knock_store *s, cq_live *l)
 static int64_t live_kind(knock_store *s, const char *sql, const char *count_sql, const char *kind,
                          const char *const *names, char *cursor, json_t *arr, int *err)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL, *cnt = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL, *cnt = NULL;
         char newest[KNOCK_ID_MAX] = "", oldest[KNOCK_ID_MAX] = "";
         size_t n = 0, before = json_array_size(arr);
         int64_t skipped = 0;
@@ -479,8 +480,8 @@ static int64_t live_kind(knock_store *s, const char *sql, const char *count_sql,
                 if (r >= 0) {
                         bind_text(cnt, ":after", cursor);
                         bind_text(cnt, ":oldest", oldest);
-                        if (sqlite3_step(cnt) == SQLITE_ROW)
-                                skipped = sqlite3_column_int64(cnt, 0);
+                        if (stmt_step(cnt) > 0)
+                                skipped = stmt_col_i64(cnt, 0);
                 }
         }
         if (r < 0) {
@@ -498,7 +499,7 @@ static int live_open_attempts(knock_store *s, cq_live *l, json_t *arr)
         static const char *const names[] = {"id", "event_id", "#attempt", "outcome", "#exit_code",
                                             "#http_status", "error", "status", "event_type",
                                             NULL};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         size_t kept = 0;
         int r;
 
@@ -514,14 +515,14 @@ static int live_open_attempts(knock_store *s, cq_live *l, json_t *arr)
         for (size_t i = 0; i < l->n_open; i++) {
                 int rc;
 
-                sqlite3_reset(st);
+                stmt_reset(st);
                 stmt_bind_text(st, 1, l->open[i]);
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_ROW && !sqlite3_column_int(st, 9)) {
+                rc = stmt_step(st);
+                if (rc > 0 && !stmt_col_int(st, 9)) {
                         memmove(l->open[kept++], l->open[i], KNOCK_ID_MAX);
                         continue;
                 }
-                if (rc != SQLITE_ROW)
+                if (rc <= 0)
                         continue; /* pruned meanwhile */
                 json_t *o = json_pack("{s:s}", "kind", "attempt");
                 if (!o)

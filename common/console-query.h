@@ -80,9 +80,9 @@ typedef struct cq_event_filter {
         cq_page page;
 } cq_event_filter;
 
-int cq_events(knock_store *s, const cq_event_filter *f, sqlite3_stmt **ret);
+int cq_events(knock_store *s, const cq_event_filter *f, db_stmt **ret);
 /* One event by knock's id or the provider's (CQ_EV_* columns); SQLITE_DONE when none. */
-int cq_event(knock_store *s, const char *ref, sqlite3_stmt **ret);
+int cq_event(knock_store *s, const char *ref, db_stmt **ret);
 
 /* ---- one event's trace ----------------------------------------------------------------- */
 
@@ -96,7 +96,7 @@ enum {
         CQ_TL_DETAIL,
         CQ_TL_DURATION_MS,
 };
-int cq_timeline(knock_store *s, const char *event_id, sqlite3_stmt **ret);
+int cq_timeline(knock_store *s, const char *event_id, db_stmt **ret);
 
 enum {
         CQ_DL_ID,
@@ -119,11 +119,11 @@ enum {
         CQ_DL_DUPLICATE,
         CQ_DL_HANDSHAKE,
 };
-int cq_deliveries_of(knock_store *s, const char *event_id, sqlite3_stmt **ret);
+int cq_deliveries_of(knock_store *s, const char *event_id, db_stmt **ret);
 /* One delivery (CQ_DL_*); SQLITE_DONE when none. */
-int cq_delivery(knock_store *s, const char *id, sqlite3_stmt **ret);
+int cq_delivery(knock_store *s, const char *id, db_stmt **ret);
 /* Rejected deliveries: no event and not a handshake (CQ_DL_*). */
-int cq_rejected(knock_store *s, const cq_page *p, sqlite3_stmt **ret);
+int cq_rejected(knock_store *s, const cq_page *p, db_stmt **ret);
 
 enum {
         CQ_AT_ID,
@@ -141,7 +141,7 @@ enum {
         CQ_AT_OUTPUT, /* the first CQ_OUTPUT_PREVIEW bytes */
         CQ_AT_OUTPUT_BYTES,
 };
-int cq_attempts_of(knock_store *s, const char *event_id, sqlite3_stmt **ret);
+int cq_attempts_of(knock_store *s, const char *event_id, db_stmt **ret);
 
 enum {
         CQ_HK_ID,
@@ -157,9 +157,9 @@ enum {
         CQ_HK_LAST_ATTEMPT_AT,
         CQ_HK_DELIVERED_AT,
 };
-int cq_hooks_of(knock_store *s, const char *event_id, sqlite3_stmt **ret);
+int cq_hooks_of(knock_store *s, const char *event_id, db_stmt **ret);
 /* Hooks in a state (NULL: all), newest first (CQ_HK_*). */
-int cq_hooks(knock_store *s, const char *state, const cq_page *p, sqlite3_stmt **ret);
+int cq_hooks(knock_store *s, const char *state, const cq_page *p, db_stmt **ret);
 
 enum {
         CQ_HA_ID,
@@ -170,7 +170,7 @@ enum {
         CQ_HA_RESPONSE, /* the first CQ_OUTPUT_PREVIEW bytes */
         CQ_HA_ERROR,
 };
-int cq_hook_attempts_of(knock_store *s, const char *event_id, sqlite3_stmt **ret);
+int cq_hook_attempts_of(knock_store *s, const char *event_id, db_stmt **ret);
 
 /* ---- audit -------------------------------------------------------------------------------- */
 
@@ -183,7 +183,7 @@ enum {
         CQ_AU_COUNTS,
         CQ_AU_IDS,
 };
-int cq_audit(knock_store *s, const cq_page *p, sqlite3_stmt **ret);
+int cq_audit(knock_store *s, const cq_page *p, db_stmt **ret);
 
 /* ---- probe --------------------------------------------------------------------------------- */
 

@@ -66,7 +66,7 @@ int events_first_headers(knock_store *s, int64_t rowid, char **ret);
 #define ORPHAN_PRUNABLE(d) d ".event_id IS NULL AND " d ".received_at < ?2"
 
 /* Binds ?1 = a and ?2 = b, as far as the statement has parameters. */
-void events_bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b);
+void events_bind_text_i64(db_stmt *st, const char *a, int64_t b);
 /* Runs sql with ?1 = a and ?2 = b, and adds to *acc (may be NULL) the count
  * it yields (a SELECT count(*)) or else the rows it changed. */
 int events_run_text_i64(knock_store *s, const char *sql, const char *a, int64_t b, uint64_t *acc);

@@ -79,25 +79,25 @@ static const char *const claim_queries[2][_CLAIM_KIND_MAX] = {
         },
 };
 
-static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
+static int candidate_read(db_stmt *row, claim_candidate *cand)
 {
         knock_claim *c = &cand->c;
-        const char *id = (const char *)sqlite3_column_text(row, 0);
+        const char *id = stmt_col_text(row, 0);
 
-        cand->status = event_status_from_string((const char *)sqlite3_column_text(row, 3));
+        cand->status = event_status_from_string(stmt_col_text(row, 3));
         if (!id || cand->status < 0)
                 return -EIO;
         snprintf(c->id, sizeof(c->id), "%s", id);
-        cand->attempts = sqlite3_column_int64(row, 4);
-        c->received_at = sqlite3_column_int64(row, 8);
-        c->event_rowid = sqlite3_column_int64(row, 10);
+        cand->attempts = stmt_col_i64(row, 4);
+        c->received_at = stmt_col_i64(row, 8);
+        c->event_rowid = stmt_col_i64(row, 10);
         c->provider_event_id = stmt_strdup(row, 1);
         c->event_type = stmt_strdup(row, 2);
         c->delivery_id = stmt_strdup(row, 5);
         c->content_type = stmt_strdup(row, 6);
-        if (sqlite3_column_type(row, 7) != SQLITE_NULL) {
-                const void *b = sqlite3_column_blob(row, 7);
-                int n = sqlite3_column_bytes(row, 7);
+        if (stmt_col_type(row, 7) != DB_NULL) {
+                const void *b = stmt_col_blob(row, 7);
+                int n = stmt_col_bytes(row, 7);
 
                 c->body = malloc(n > 0 ? (size_t)n : 1);
                 if (!c->body)
@@ -112,7 +112,7 @@ static int candidate_read(sqlite3_stmt *row, claim_candidate *cand)
 int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker, int64_t now,
         const char *paused, const char *held, size_t want, claim_candidate *cands, size_t *ret_n)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, claim_queries[paused || held][kind], &st);
@@ -136,7 +136,7 @@ int events_claim_candidates(knock_store *s, claim_kind kind, const char *worker,
 
 int events_first_headers(knock_store *s, int64_t rowid, char **ret)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         *ret = NULL;
@@ -148,7 +148,7 @@ int events_first_headers(knock_store *s, int64_t rowid, char **ret)
                 return r;
         stmt_bind_i64(st, 1, rowid);
         r = stmt_step(st);
-        if (r <= 0 || sqlite3_column_type(st, 0) == SQLITE_NULL)
+        if (r <= 0 || stmt_col_type(st, 0) == DB_NULL)
                 return r;
         *ret = stmt_strdup(st, 0);
         return *ret ? 0 : -ENOMEM;
@@ -164,7 +164,7 @@ void knock_delivery_info_clear(knock_delivery_info *d)
 
 int events_queue_counts(knock_store *s, int64_t counts[_EVENT_STATUS_MAX])
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         memset(counts, 0, _EVENT_STATUS_MAX * sizeof(int64_t));
@@ -173,17 +173,17 @@ int events_queue_counts(knock_store *s, int64_t counts[_EVENT_STATUS_MAX])
                 return r;
         while ((r = stmt_step(st)) > 0) {
                 event_status k = event_status_from_string(
-                        (const char *)sqlite3_column_text(st, 0));
+                        stmt_col_text(st, 0));
 
                 if (k >= 0)
-                        counts[k] = sqlite3_column_int64(st, 1);
+                        counts[k] = stmt_col_i64(st, 1);
         }
         return r;
 }
 
 int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -245,7 +245,7 @@ int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool
 int events_next_due(knock_store *s, const char *worker, int64_t now, const events_flow *flow,
         int64_t *ret)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         _cleanup_free_ char *paused = NULL;
         int64_t probe = INT64_MAX;
         bool all_paused;
@@ -275,14 +275,14 @@ paused ? NEXT_DUE(NOT_PAUSED) : NEXT_DUE(""),
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -EIO;
-        *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX : sqlite3_column_int64(st, 0);
+        *ret = stmt_col_type(st, 0) == DB_NULL ? INT64_MAX : stmt_col_i64(st, 0);
         *ret = MIN(*ret, probe);
         return 0;
 }
 
 int events_get_status(knock_store *s, const char *id, event_status *ret, char **ret_claimed_by)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, "SELECT status, claimed_by FROM events WHERE id = ?1", &st);
@@ -292,10 +292,10 @@ int events_get_status(knock_store *s, const char *id, event_status *ret, char **
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -ENOENT;
-        *ret = event_status_from_string((const char *)sqlite3_column_text(st, 0));
+        *ret = event_status_from_string(stmt_col_text(st, 0));
         if (*ret < 0)
                 return -EBADMSG;
-        if (ret_claimed_by && sqlite3_column_type(st, 1) != SQLITE_NULL &&
+        if (ret_claimed_by && stmt_col_type(st, 1) != DB_NULL &&
                 !(*ret_claimed_by = stmt_strdup(st, 1)))
                 return -ENOMEM;
         return 0;
@@ -303,7 +303,7 @@ int events_get_status(knock_store *s, const char *id, event_status *ret, char **
 
 int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_info *ret)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         *ret = (knock_delivery_info){.status = _EVENT_STATUS_INVALID};
@@ -319,17 +319,17 @@ int events_get_delivery(knock_store *s, const char *delivery_id, knock_delivery_
         if (r <= 0)
                 return r ?: -ENOENT;
         ret->event_id = stmt_strdup(st, 0);
-        ret->status = event_status_from_string((const char *)sqlite3_column_text(st, 1));
+        ret->status = event_status_from_string(stmt_col_text(st, 1));
         ret->claimed_by = stmt_strdup(st, 2);
-        ret->has_body = sqlite3_column_int(st, 3);
+        ret->has_body = stmt_col_int(st, 3);
         ret->verify_error = stmt_strdup(st, 4);
-        ret->signature_valid = sqlite3_column_int(st, 5);
+        ret->signature_valid = stmt_col_int(st, 5);
         return 0;
 }
 
 int events_select_ids(knock_store *s, const events_query *q, char ***ret, size_t *ret_n)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         char statuses[128] = "[";
         int r;
 
@@ -357,7 +357,7 @@ int events_select_ids(knock_store *s, const events_query *q, char ***ret, size_t
 
 int events_order_holder(knock_store *s, const char *id, char **ret_key, char **ret_holder)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         *ret_key = *ret_holder = NULL;

@@ -45,7 +45,7 @@
 /* The event of a verified receipt: a new row, or the existing one's id. */
 static int store_event(knock_store *s, knock_receipt *r)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int k;
 
         /* ON CONFLICT DO NOTHING: a duplicate provider event id leaves the
@@ -75,14 +75,14 @@ static int store_event(knock_store *s, knock_receipt *r)
         k = stmt_step(st);
         if (k <= 0)
                 return k ?: -ENOENT;
-        snprintf(r->event_id, KNOCK_ID_MAX, "%s", (const char *)sqlite3_column_text(st, 0) ?: "");
+        snprintf(r->event_id, KNOCK_ID_MAX, "%s", stmt_col_text(st, 0) ?: "");
         r->duplicate = true;
         return 0;
 }
 
 int events_store_receipt(knock_store *s, knock_receipt *r)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         bool event = r->kind == RECEIPT_EVENT;
         int k;
 
@@ -115,8 +115,7 @@ int events_store_receipt(knock_store *s, knock_receipt *r)
         stmt_bind_text_static(st, 13, r->content_type);
         stmt_bind_text_static(st, 14, r->headers_json);
         /* A pointer with no bytes is an empty body, NULL none stored. */
-        if (r->body)
-                sqlite3_bind_blob64(st, 15, r->body, r->body_len, SQLITE_STATIC);
+        stmt_bind_blob_static(st, 15, r->body, r->body_len);
         stmt_bind_i64(st, 16, (int64_t)r->body_bytes);
         stmt_bind_i64(st, 17, r->duplicate);
         stmt_bind_i64(st, 18, r->kind == RECEIPT_HANDSHAKE);
@@ -130,7 +129,7 @@ int events_store_receipt(knock_store *s, knock_receipt *r)
 static int end_unclaimed(knock_store *s, const char *id, event_status status, const char *reason,
         const char *err, int64_t now)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -150,9 +149,9 @@ static int end_unclaimed(knock_store *s, const char *id, event_status status, co
 }
 
 /* Binds ?1 = a and ?2 = b, as far as the statement has parameters. */
-void events_bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b)
+void events_bind_text_i64(db_stmt *st, const char *a, int64_t b)
 {
-        int n = sqlite3_bind_parameter_count(st);
+        int n = stmt_param_count(st);
 
         if (n >= 1)
                 stmt_bind_text_static(st, 1, a);
@@ -164,7 +163,7 @@ void events_bind_text_i64(sqlite3_stmt *st, const char *a, int64_t b)
  * it yields (a SELECT count(*)) or else the rows it changed. */
 int events_run_text_i64(knock_store *s, const char *sql, const char *a, int64_t b, uint64_t *acc)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, sql, &st);
@@ -173,10 +172,10 @@ int events_run_text_i64(knock_store *s, const char *sql, const char *a, int64_t 
         events_bind_text_i64(st, a, b);
         r = stmt_step(st);
         if (r > 0 && acc)
-                *acc += (uint64_t)sqlite3_column_int64(st, 0);
+                *acc += (uint64_t)stmt_col_i64(st, 0);
         else if (r == 0 && acc)
                 *acc += (uint64_t)store_changes(s);
-        sqlite3_reset(st);
+        stmt_reset(st);
         return MIN(r, 0);
 }
 
@@ -185,7 +184,7 @@ int events_run_text_i64(knock_store *s, const char *sql, const char *a, int64_t 
 static int update_held(knock_store *s, const char *sql, int64_t v, const char *id,
         const char *worker)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, sql, &st);
@@ -225,7 +224,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         int64_t lease_ms, bool queued, claim_candidate *cand, bool *ret_claimed,
         knock_claim_stats *stats)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         knock_claim *c = &cand->c;
         const char *handler, *reason;
         int r;
@@ -301,7 +300,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
         r = stmt_run(st);
         if (r < 0)
                 return r;
-        c->attempt_rowid = sqlite3_last_insert_rowid(s->db);
+        c->attempt_rowid = store_last_insert_rowid(s);
         *ret_claimed = true;
         return 0;
 }
@@ -317,7 +316,7 @@ static int claim_one(knock_store *s, const knock_config *cfg, const char *worker
  * earlier event of the key that has not ended holds it (events-internal.h). */
 int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret_held)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -339,8 +338,8 @@ int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret
         stmt_bind_i64(st, 2, rowid);
         r = stmt_step(st);
         if (r > 0)
-                *ret_held = sqlite3_column_int(st, 0);
-        sqlite3_reset(st);
+                *ret_held = stmt_col_int(st, 0);
+        stmt_reset(st);
         return r < 0 ? r : 0;
 }
 
@@ -528,7 +527,7 @@ static int finish_attempt(knock_store *s, int64_t now, const knock_attempt_resul
         "signal = ?4, http_status = ?5, error = ?6, output = ?7, "                                 \
         "started_at = COALESCE(?9, started_at) WHERE id = ?8"
         for (int by_rowid = res->attempt_rowid > 0; by_rowid >= 0; by_rowid--) {
-                sqlite3_stmt *st = NULL;
+                db_stmt *st = NULL;
                 int r;
 
                 r = store_cached(s, by_rowid ? FINISH_ATTEMPT " AND rowid = ?10" : FINISH_ATTEMPT,
@@ -559,7 +558,7 @@ static int finish_attempt(knock_store *s, int64_t now, const knock_attempt_resul
 static int finish_one(knock_store *s, const knock_config *cfg, const char *worker, int64_t now,
         knock_attempt_result *res, bool *ret_hook)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         _cleanup_free_ char *provider_event_id = NULL, *type = NULL, *last = NULL;
         const char *reason;
         event_status status;
@@ -617,7 +616,7 @@ static int finish_one(knock_store *s, const knock_config *cfg, const char *worke
                         return r;
                 if (r > 0 || (!want_hook && store_changes(s) > 0))
                         break;
-                sqlite3_reset(st);
+                stmt_reset(st);
                 if (!by_rowid)
                         return 0; /* the claim was lost: the new holder decides */
         }
@@ -664,7 +663,7 @@ static int mark_started(knock_store *s, const knock_started *started, size_t n)
         for (size_t i = 0; i < n; i++)
                 /* By the claim's rowid when it still holds this attempt, else by id. */
                 for (int by_rowid = started[i].attempt_rowid > 0; by_rowid >= 0; by_rowid--) {
-                        sqlite3_stmt *st = NULL;
+                        db_stmt *st = NULL;
                         int r;
 
                         r = store_cached(s,
@@ -805,7 +804,7 @@ int events_expire_claims(knock_store *s, const char *holder, int64_t now, size_t
 int events_apply_op(knock_store *s, event_op op, const char *id, const char *delivery_id,
         int64_t now)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         event_status to = event_op_target(op);
         int r;
 
@@ -862,7 +861,7 @@ int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char 
         static const char *const pick_orphans =
                 "INSERT INTO temp.prune_batch(id) SELECT id FROM deliveries d"
                 " WHERE " ORPHAN_PRUNABLE("d") " AND id > ?3 LIMIT ?4";
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         *ret_n = 0;
@@ -885,8 +884,8 @@ int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char 
                 r = stmt_step(st);
         if (r > 0)
                 snprintf(cursor, cursor_len, "%s",
-                        (const char *)sqlite3_column_text(st, 0) ?: "");
-        sqlite3_reset(st);
+                        stmt_col_text(st, 0) ?: "");
+        stmt_reset(st);
         return MIN(r, 0);
 }
 

@@ -54,7 +54,7 @@ int hooks_queue(knock_store *s, const knock_config *cfg, int64_t now, const char
         const char *provider_event_id, const char *event_type, event_status status,
         int64_t attempts, const char *last_error, bool *ret_queued)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         _cleanup_free_ char *payload = NULL;
         const char *name = event_status_to_string(status);
         char id[KNOCK_ID_MAX], type[64];
@@ -103,7 +103,7 @@ void hook_claim_clear(hook_claim *c)
 static int insert_attempt(knock_store *s, const char *hook_id, int64_t at, int status,
         int64_t duration_ms, const char *response, size_t response_len, const char *error)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         char id[KNOCK_ID_MAX];
         int r;
 
@@ -128,7 +128,7 @@ static int insert_attempt(knock_store *s, const char *hook_id, int64_t at, int s
  * hook's last attempt (now failed), 0 when the hook is claimable again. */
 static int record_lost(knock_store *s, hook_claim *c, int64_t now)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         _cleanup_free_ char *error = NULL;
         int64_t done = c->attempt; /* the lost attempt */
         bool last = done >= c->max_attempts;
@@ -167,7 +167,7 @@ static int record_lost(knock_store *s, hook_claim *c, int64_t now)
 static int claim_candidates(knock_store *s, int64_t now, size_t max,
         int64_t default_max_attempts, hook_claim *v, size_t *n)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -186,10 +186,10 @@ static int claim_candidates(knock_store *s, int64_t now, size_t max,
                 c->id = stmt_strdup(st, 0);
                 c->event_id = stmt_strdup(st, 1);
                 c->payload = stmt_strdup(st, 2);
-                c->attempt = sqlite3_column_int64(st, 3) + 1;
-                c->max_attempts = sqlite3_column_type(st, 4) == SQLITE_NULL
+                c->attempt = stmt_col_i64(st, 3) + 1;
+                c->max_attempts = stmt_col_type(st, 4) == DB_NULL
                                           ? default_max_attempts
-                                          : sqlite3_column_int64(st, 4);
+                                          : stmt_col_i64(st, 4);
                 c->lost_holder = stmt_strdup(st, 5);
                 if (!c->id || !c->payload)
                         return -ENOMEM;
@@ -213,7 +213,7 @@ int hooks_claim(knock_store *s, const char *me, int64_t now, int64_t lease_until
                 return -ENOMEM;
         r = claim_candidates(s, now, max, default_max_attempts, v, &n);
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                _cleanup_reset_ sqlite3_stmt *st = NULL;
+                _cleanup_reset_ db_stmt *st = NULL;
                 hook_claim *c = &v[i];
 
                 if (c->lost_holder) {
@@ -254,7 +254,7 @@ int hooks_finish(knock_store *s, const char *me, int64_t now, hook_result *res, 
         int r;
 
         for (size_t i = 0; i < n; i++) {
-                _cleanup_reset_ sqlite3_stmt *st = NULL;
+                _cleanup_reset_ db_stmt *st = NULL;
                 hook_result *x = &res[i];
                 bool ok = streq(x->new_state, "delivered");
 
@@ -301,7 +301,7 @@ int hooks_release(knock_store *s, const char *me, const char *const *ids, size_t
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {
-                _cleanup_reset_ sqlite3_stmt *st = NULL;
+                _cleanup_reset_ db_stmt *st = NULL;
 
                 r = store_cached(s,
                         "UPDATE hooks SET claimed_by = NULL, claim_until = NULL, updated_at = ?1"
@@ -321,7 +321,7 @@ int hooks_release(knock_store *s, const char *me, const char *const *ids, size_t
 
 int hooks_next_due(knock_store *s, const char *me, int64_t now, int64_t *ret)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         /* A hook held by someone else becomes ours to take when its lease
@@ -337,14 +337,14 @@ int hooks_next_due(knock_store *s, const char *me, int64_t now, int64_t *ret)
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -EIO;
-        *ret = sqlite3_column_type(st, 0) == SQLITE_NULL ? INT64_MAX
-                                                         : MAX(sqlite3_column_int64(st, 0), now);
+        *ret = stmt_col_type(st, 0) == DB_NULL ? INT64_MAX
+                                                         : MAX(stmt_col_i64(st, 0), now);
         return 0;
 }
 
 int hooks_pending(knock_store *s, int64_t now, int64_t *ret_pending, int64_t *ret_due)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -358,14 +358,14 @@ int hooks_pending(knock_store *s, int64_t now, int64_t *ret_pending, int64_t *re
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -EIO;
-        *ret_pending = sqlite3_column_int64(st, 0);
-        *ret_due = sqlite3_column_int64(st, 1);
+        *ret_pending = stmt_col_i64(st, 0);
+        *ret_due = stmt_col_i64(st, 1);
         return 0;
 }
 
 int hooks_holders(knock_store *s, char ***ret, size_t *ret_n)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -379,7 +379,7 @@ int hooks_holders(knock_store *s, char ***ret, size_t *ret_n)
 
 int hooks_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         /* claimed_by stays: the next claim sees a lost attempt and records it. */
@@ -402,7 +402,7 @@ int hooks_expire(knock_store *s, const char *holder, int64_t now, size_t *ret_n)
 
 int hooks_in_flight(knock_store *s, const char *id, int64_t now, char **ret_holder)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         *ret_holder = NULL;
@@ -417,16 +417,16 @@ int hooks_in_flight(knock_store *s, const char *id, int64_t now, char **ret_hold
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -ENOENT;
-        if (!sqlite3_column_int(st, 0))
+        if (!stmt_col_int(st, 0))
                 return 0;
-        if (sqlite3_column_type(st, 1) != SQLITE_NULL && !(*ret_holder = stmt_strdup(st, 1)))
+        if (stmt_col_type(st, 1) != DB_NULL && !(*ret_holder = stmt_strdup(st, 1)))
                 return -ENOMEM;
         return 1;
 }
 
 int hooks_rearm(knock_store *s, const char *id, int64_t now)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -443,7 +443,7 @@ int hooks_rearm(knock_store *s, const char *id, int64_t now)
 
 int hooks_failed_between(knock_store *s, int64_t since, int64_t until, char ***ret, size_t *ret_n)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -474,7 +474,7 @@ int hooks_prune_batch(knock_store *s, uint64_t *ret_hooks, uint64_t *ret_attempt
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(sql); i++) {
-                sqlite3_stmt *st = NULL;
+                db_stmt *st = NULL;
 
                 r = store_cached(s, sql[i], &st);
                 if (r < 0)

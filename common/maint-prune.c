@@ -323,7 +323,7 @@ int maint_prune_record(knock_store *s, const char *actor, const maint_prune_spec
 
 int maint_prune_audit(knock_store *s, int64_t before, uint64_t *ret_deleted)
 {
-        _cleanup_stmt_ sqlite3_stmt *pick = NULL, *del = NULL;
+        _cleanup_stmt_ db_stmt *pick = NULL, *del = NULL;
         uint64_t deleted = 0;
         int r;
 

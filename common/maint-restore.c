@@ -23,7 +23,7 @@ void maint_restore_result_clear(maint_restore_result *r)
 
 static int schema_version_of(sqlite3 *db, int *ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite_stmt_finalizep) sqlite3_stmt *st = NULL;
         int rc;
 
         rc = sqlite3_prepare_v2(
@@ -73,7 +73,7 @@ static int restore_audit(
         const char *db_path, const char *actor, const char *backup, maint_restore_result *ret)
 {
         _cleanup_(store_closep) knock_store *s = NULL;
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         int64_t deliveries = 0;
         json_t *f, *c;
         int r;
@@ -86,9 +86,9 @@ static int restore_audit(
                 s, "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries)", &st);
         if (r < 0)
                 return r;
-        if (sqlite3_step(st) == SQLITE_ROW) {
-                ret->events = sqlite3_column_int64(st, 0);
-                deliveries = sqlite3_column_int64(st, 1);
+        if (stmt_step(st) > 0) {
+                ret->events = stmt_col_i64(st, 0);
+                deliveries = stmt_col_i64(st, 1);
         }
         /* The copy's daemons rows describe the processes that ran when it
          * was taken; none of them runs now. Marked stopped (their OOM

@@ -243,7 +243,7 @@ int maint_audit_record(knock_store *s, const char *actor, const char *action, js
 
 static int integrity_check_db(sqlite3 *db, char **ret_message)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_(sqlite_stmt_finalizep) sqlite3_stmt *st = NULL;
         const char *msg;
         int rc;
 
@@ -353,16 +353,16 @@ int maint_endpoint_running(
 
         /* The daemons table: started and not stopped, recent heartbeat. */
         if (s) {
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                _cleanup_stmt_ db_stmt *st = NULL;
 
                 if (store_prepare(s,
                             "SELECT daemon, pid FROM daemons WHERE stopped_at IS NULL"
                             " AND pid IS NOT NULL AND heartbeat_at > ?",
                             &st) >= 0) {
                         stmt_bind_i64(st, 1, now_ms() - HEARTBEAT_STALE_MS);
-                        while (sqlite3_step(st) == SQLITE_ROW) {
-                                const char *daemon = (const char *)sqlite3_column_text(st, 0);
-                                pid_t pid = (pid_t)sqlite3_column_int64(st, 1);
+                        while (stmt_step(st) > 0) {
+                                const char *daemon = stmt_col_text(st, 0);
+                                pid_t pid = (pid_t)stmt_col_i64(st, 1);
 
                                 if (!daemon || !daemon_alive(pid, daemon, strlen(daemon)))
                                         continue;

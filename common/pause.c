@@ -22,7 +22,7 @@ static const char *route_key(const char *route)
 int pause_set(knock_store *s, const char *route, int64_t now, const char *by, const char *reason,
         bool *ret_changed)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -43,7 +43,7 @@ int pause_set(knock_store *s, const char *route, int64_t now, const char *by, co
 
 int pause_clear(knock_store *s, const char *route, bool *ret_changed)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, "DELETE FROM pauses WHERE route = ?1", &st);
@@ -69,7 +69,7 @@ void pause_list_free(knock_pause *v, size_t n)
 
 int pause_list(knock_store *s, knock_pause **ret, size_t *ret_n)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         knock_pause *v = NULL;
         size_t n = 0;
         int r;
@@ -91,7 +91,7 @@ int pause_list(knock_store *s, knock_pause **ret, size_t *ret_n)
                 v[n] = (knock_pause){
                         .route = stmt_strdup(st, 0),
                         .kind = stmt_strdup(st, 1),
-                        .since = sqlite3_column_int64(st, 2),
+                        .since = stmt_col_i64(st, 2),
                         .paused_by = stmt_strdup(st, 3),
                         .reason = stmt_strdup(st, 4),
                 };
@@ -113,7 +113,7 @@ int pause_list(knock_store *s, knock_pause **ret, size_t *ret_n)
 int pause_claim_filter(knock_store *s, int64_t now, bool *ret_all, char **ret_routes,
         char ***ret_probes, size_t *ret_n_probes)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         json_t *routes = NULL;
         bool all = false;
         int r;
@@ -129,13 +129,13 @@ int pause_claim_filter(knock_store *s, int64_t now, bool *ret_all, char **ret_ro
                 return r;
         stmt_bind_i64(st, 1, now);
         while ((r = stmt_step(st)) > 0) {
-                const char *route = (const char *)sqlite3_column_text(st, 0);
+                const char *route = stmt_col_text(st, 0);
 
                 if (!route || !*route) {
                         all = true;
                         continue;
                 }
-                if (ret_probes && sqlite3_column_int(st, 1)) {
+                if (ret_probes && stmt_col_int(st, 1)) {
                         char **v = reallocarray(*ret_probes, *ret_n_probes + 1, sizeof(*v));
 
                         if (!v || !(v[*ret_n_probes] = strdup(route))) {
@@ -165,7 +165,7 @@ int pause_claim_filter(knock_store *s, int64_t now, bool *ret_all, char **ret_ro
 
 int pause_breaker_probing(knock_store *s, const char *route)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, "UPDATE pauses SET probing = 1 WHERE route = ?1 AND kind = 'breaker'",
@@ -179,7 +179,7 @@ int pause_breaker_probing(knock_store *s, const char *route)
 int pause_breaker_open(knock_store *s, const char *route, int64_t now, int64_t cooldown_ms,
         uint64_t failures, bool *ret_opened)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         char reason[96];
         int r;
 
@@ -204,7 +204,7 @@ int pause_breaker_open(knock_store *s, const char *route, int64_t now, int64_t c
 int pause_breaker_result(knock_store *s, const char *route, bool success, int64_t now,
         int64_t cooldown_ms, int *ret_changed)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -228,7 +228,7 @@ int pause_breaker_result(knock_store *s, const char *route, bool success, int64_
 
 int pause_next_probe(knock_store *s, int64_t *ret)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s,
@@ -238,14 +238,14 @@ int pause_next_probe(knock_store *s, int64_t *ret)
         r = stmt_step(st);
         if (r < 0)
                 return r;
-        *ret = r > 0 && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0)
+        *ret = r > 0 && stmt_col_type(st, 0) != DB_NULL ? stmt_col_i64(st, 0)
                                                                   : INT64_MAX;
         return 0;
 }
 
 int pause_breaker_reset_probes(knock_store *s)
 {
-        _cleanup_reset_ sqlite3_stmt *st = NULL;
+        _cleanup_reset_ db_stmt *st = NULL;
         int r;
 
         r = store_cached(s, "UPDATE pauses SET probing = 0 WHERE probing = 1", &st);

@@ -198,7 +198,7 @@ static int migrate_checks_without_in(knock_store *s)
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(check_rewrites) && r >= 0; i++) {
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                _cleanup_stmt_ db_stmt *st = NULL;
 
                 r = store_prepare(s,
                         "UPDATE sqlite_master SET sql = replace(sql, ?1, ?2) "
@@ -209,10 +209,10 @@ static int migrate_checks_without_in(knock_store *s)
                 stmt_bind_text(st, 1, check_rewrites[i].from);
                 stmt_bind_text(st, 2, check_rewrites[i].to);
                 stmt_bind_text(st, 3, check_rewrites[i].table);
-                r = store_errno(sqlite3_step(st));
+                r = stmt_run(st);
                 /* The text is migration 1's own: not finding it means a schema we
                  * did not make, left alone rather than guessed at. */
-                if (r >= 0 && sqlite3_changes(s->db) != 1)
+                if (r >= 0 && store_changes(s) != 1)
                         r = -EBADMSG;
         }
         if (r >= 0) {
@@ -269,19 +269,48 @@ int store_exec(knock_store *s, const char *sql)
         return store_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
-/* Runs one of the connection's own statements, prepared on first use. */
-static int step_own(knock_store *s, sqlite3_stmt **st, const char *sql)
+/* The engine-neutral statement: exactly one of the handles is set. */
+struct db_stmt {
+        sqlite3_stmt *lite;
+};
+
+static int stmt_wrap(sqlite3_stmt *lite, db_stmt **ret)
 {
+        db_stmt *st = malloc(sizeof(*st));
+
+        if (!st) {
+                sqlite3_finalize(lite);
+                return -ENOMEM;
+        }
+        *st = (db_stmt){.lite = lite};
+        *ret = st;
+        return 0;
+}
+
+static int prepare_lite(knock_store *s, const char *sql, unsigned prep_flags, db_stmt **ret)
+{
+        sqlite3_stmt *lite = NULL;
         int rc;
 
+        rc = sqlite3_prepare_v3(s->db, sql, -1, prep_flags, &lite, NULL);
+        if (rc != SQLITE_OK)
+                return store_errno(rc) ?: -EIO;
+        return stmt_wrap(lite, ret);
+}
+
+/* Runs one of the connection's own statements, prepared on first use. */
+static int step_own(knock_store *s, db_stmt **st, const char *sql)
+{
+        int r;
+
         if (!*st) {
-                rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
-                if (rc != SQLITE_OK)
-                        return store_errno(rc);
+                r = prepare_lite(s, sql, SQLITE_PREPARE_PERSISTENT, st);
+                if (r < 0)
+                        return r;
         }
-        rc = sqlite3_step(*st);
-        sqlite3_reset(*st);
-        return store_errno(rc);
+        r = stmt_step(*st);
+        stmt_reset(*st);
+        return r < 0 ? r : 0;
 }
 
 int store_begin(knock_store *s)
@@ -299,9 +328,24 @@ int store_commit(knock_store *s)
         return r;
 }
 
+bool store_in_transaction(knock_store *s)
+{
+        return !sqlite3_get_autocommit(s->db);
+}
+
+void store_busy_timeout(knock_store *s, int ms)
+{
+        sqlite3_busy_timeout(s->db, ms);
+}
+
+int64_t store_last_insert_rowid(knock_store *s)
+{
+        return sqlite3_last_insert_rowid(s->db);
+}
+
 void store_rollback(knock_store *s)
 {
-        if (!sqlite3_get_autocommit(s->db))
+        if (store_in_transaction(s))
                 (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -314,57 +358,76 @@ int store_end(knock_store *s, int r)
         return store_commit(s);
 }
 
-int store_prepare(knock_store *s, const char *sql, sqlite3_stmt **ret)
+int store_prepare(knock_store *s, const char *sql, db_stmt **ret)
 {
-        return store_errno(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+        return prepare_lite(s, sql, 0, ret);
 }
 
-void stmt_finalizep(sqlite3_stmt **st)
+void stmt_finalize(db_stmt *st)
 {
-        if (*st)
-                sqlite3_finalize(*st);
+        if (!st)
+                return;
+        sqlite3_finalize(st->lite);
+        free(st);
+}
+
+void sqlite_stmt_finalizep(sqlite3_stmt **st)
+{
+        sqlite3_finalize(*st);
         *st = NULL;
 }
 
-int store_cached(knock_store *s, const char *sql, sqlite3_stmt **ret)
+void stmt_finalizep(db_stmt **st)
 {
-        sqlite3_stmt *st = NULL;
-        int rc;
+        stmt_finalize(*st);
+        *st = NULL;
+}
+
+int store_cached(knock_store *s, const char *sql, db_stmt **ret)
+{
+        db_stmt *st = NULL;
+        int r;
 
         /* A handful of statements per connection: a scan of addresses. */
         for (size_t i = 0; i < s->n_cache; i++)
                 if (s->cache[i].sql == sql) {
-                        sqlite3_reset(s->cache[i].st);
-                        sqlite3_clear_bindings(s->cache[i].st);
-                        *ret = s->cache[i].st;
+                        st = s->cache[i].st;
+                        sqlite3_reset(st->lite);
+                        sqlite3_clear_bindings(st->lite);
+                        *ret = st;
                         return 0;
                 }
         if (s->n_cache == s->cap_cache) {
                 size_t cap = s->cap_cache ? s->cap_cache * 2 : 16;
-                store_stmt *v = reallocarray(s->cache, cap, sizeof(*v));
+                store_cache_entry *v = reallocarray(s->cache, cap, sizeof(*v));
 
                 if (!v)
                         return -ENOMEM;
                 s->cache = v;
                 s->cap_cache = cap;
         }
-        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
-        if (rc != SQLITE_OK)
-                return store_errno(rc) ?: -EIO;
-        s->cache[s->n_cache++] = (store_stmt){.sql = sql, .st = st};
+        r = prepare_lite(s, sql, SQLITE_PREPARE_PERSISTENT, &st);
+        if (r < 0)
+                return r;
+        s->cache[s->n_cache++] = (store_cache_entry){.sql = sql, .st = st};
         *ret = st;
         return 0;
 }
 
-void stmt_resetp(sqlite3_stmt **st)
+void stmt_reset(db_stmt *st)
 {
-        if (*st)
-                sqlite3_reset(*st);
+        if (st)
+                sqlite3_reset(st->lite);
 }
 
-int stmt_step(sqlite3_stmt *st)
+void stmt_resetp(db_stmt **st)
 {
-        int rc = sqlite3_step(st);
+        stmt_reset(*st);
+}
+
+int stmt_step(db_stmt *st)
+{
+        int rc = sqlite3_step(st->lite);
 
         if (rc == SQLITE_ROW)
                 return 1;
@@ -373,13 +436,13 @@ int stmt_step(sqlite3_stmt *st)
         return store_errno(rc) ?: -EIO;
 }
 
-int stmt_run(sqlite3_stmt *st)
+int stmt_run(db_stmt *st)
 {
         int r;
 
         while ((r = stmt_step(st)) > 0)
                 ;
-        sqlite3_reset(st);
+        stmt_reset(st);
         return r;
 }
 
@@ -388,7 +451,7 @@ int64_t store_changes(knock_store *s)
         return sqlite3_changes64(s->db);
 }
 
-int stmt_strv(sqlite3_stmt *st, char ***ret, size_t *ret_n)
+int stmt_strv(db_stmt *st, char ***ret, size_t *ret_n)
 {
         char **v = NULL;
         size_t n = 0;
@@ -405,7 +468,7 @@ int stmt_strv(sqlite3_stmt *st, char ***ret, size_t *ret_n)
                 v = nv;
                 n++;
         }
-        sqlite3_reset(st);
+        stmt_reset(st);
         if (r < 0) {
                 for (size_t i = 0; i < n; i++)
                         free(v[i]);
@@ -417,58 +480,146 @@ int stmt_strv(sqlite3_stmt *st, char ***ret, size_t *ret_n)
         return 0;
 }
 
-int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s)
+int stmt_param(db_stmt *st, const char *name)
 {
-        if (!s)
-                return store_errno(sqlite3_bind_null(st, idx));
-        return store_errno(sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT));
+        return sqlite3_bind_parameter_index(st->lite, name);
 }
 
-int stmt_bind_text_static(sqlite3_stmt *st, int idx, const char *s)
+int stmt_param_count(db_stmt *st)
 {
-        if (!s)
-                return store_errno(sqlite3_bind_null(st, idx));
-        return store_errno(sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC));
+        return sqlite3_bind_parameter_count(st->lite);
 }
 
-int stmt_bind_text_len_static(sqlite3_stmt *st, int idx, const char *s, size_t len)
+int stmt_bind_null(db_stmt *st, int idx)
+{
+        return store_errno(sqlite3_bind_null(st->lite, idx));
+}
+
+int stmt_bind_text(db_stmt *st, int idx, const char *s)
+{
+        if (!s)
+                return stmt_bind_null(st, idx);
+        return store_errno(sqlite3_bind_text(st->lite, idx, s, -1, SQLITE_TRANSIENT));
+}
+
+int stmt_bind_text_static(db_stmt *st, int idx, const char *s)
+{
+        if (!s)
+                return stmt_bind_null(st, idx);
+        return store_errno(sqlite3_bind_text(st->lite, idx, s, -1, SQLITE_STATIC));
+}
+
+int stmt_bind_text_len_static(db_stmt *st, int idx, const char *s, size_t len)
 {
         if (!s || len == 0)
-                return store_errno(sqlite3_bind_null(st, idx));
-        return store_errno(sqlite3_bind_text64(st, idx, s, len, SQLITE_STATIC, SQLITE_UTF8));
+                return stmt_bind_null(st, idx);
+        return store_errno(
+                sqlite3_bind_text64(st->lite, idx, s, len, SQLITE_STATIC, SQLITE_UTF8));
 }
 
-int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v)
+int stmt_bind_blob_static(db_stmt *st, int idx, const void *p, size_t len)
 {
-        return store_errno(sqlite3_bind_int64(st, idx, v));
+        if (!p)
+                return stmt_bind_null(st, idx);
+        return store_errno(sqlite3_bind_blob64(st->lite, idx, p, len, SQLITE_STATIC));
 }
 
-int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v)
+int stmt_bind_i64(db_stmt *st, int idx, int64_t v)
+{
+        return store_errno(sqlite3_bind_int64(st->lite, idx, v));
+}
+
+int stmt_bind_i64_or_null(db_stmt *st, int idx, int64_t v)
 {
         if (v < 0)
-                return store_errno(sqlite3_bind_null(st, idx));
+                return stmt_bind_null(st, idx);
         return stmt_bind_i64(st, idx, v);
 }
 
-char *stmt_strdup(sqlite3_stmt *st, int col)
+int stmt_col_type(db_stmt *st, int col)
 {
-        const unsigned char *t = sqlite3_column_text(st, col);
-        return t ? strdup((const char *)t) : NULL;
+        switch (sqlite3_column_type(st->lite, col)) {
+        case SQLITE_INTEGER:
+                return DB_INTEGER;
+        case SQLITE_FLOAT:
+                return DB_FLOAT;
+        case SQLITE_TEXT:
+                return DB_TEXT;
+        case SQLITE_BLOB:
+                return DB_BLOB;
+        default:
+                return DB_NULL;
+        }
+}
+
+int64_t stmt_col_i64(db_stmt *st, int col)
+{
+        return sqlite3_column_int64(st->lite, col);
+}
+
+int stmt_col_int(db_stmt *st, int col)
+{
+        return sqlite3_column_int(st->lite, col);
+}
+
+double stmt_col_double(db_stmt *st, int col)
+{
+        return sqlite3_column_double(st->lite, col);
+}
+
+const char *stmt_col_text(db_stmt *st, int col)
+{
+        return (const char *)sqlite3_column_text(st->lite, col);
+}
+
+size_t stmt_col_bytes(db_stmt *st, int col)
+{
+        return (size_t)sqlite3_column_bytes(st->lite, col);
+}
+
+const void *stmt_col_blob(db_stmt *st, int col)
+{
+        return sqlite3_column_blob(st->lite, col);
+}
+
+char *stmt_strdup(db_stmt *st, int col)
+{
+        const char *t = stmt_col_text(st, col);
+        return t ? strdup(t) : NULL;
 }
 
 int store_query_i64(knock_store *s, const char *sql, int64_t *ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        _cleanup_stmt_ db_stmt *st = NULL;
+        int r;
 
         r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        *ret = sqlite3_column_int64(st, 0);
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENODATA;
+        *ret = stmt_col_i64(st, 0);
         return 0;
+}
+
+int store_query_text(knock_store *s, const char *sql, char **ret)
+{
+        _cleanup_stmt_ db_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(s, sql, &st);
+        if (r < 0)
+                return r;
+        r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENODATA;
+        if (stmt_col_null(st, 0)) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = stmt_strdup(st, 0);
+        return *ret ? 0 : -ENOMEM;
 }
 
 int store_schema_version(knock_store *s, int *ret)
@@ -509,7 +660,7 @@ static int store_migrate(knock_store *s)
         if (version > STORE_SCHEMA_VERSION)
                 return -EPROTO;
         for (size_t i = 0; i < ELEMENTSOF(migrations); i++) {
-                _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                _cleanup_stmt_ db_stmt *st = NULL;
 
                 if (migrations[i].version <= version)
                         continue;
@@ -531,10 +682,10 @@ static int store_migrate(knock_store *s)
                                 "INSERT INTO schema_migrations(version,name,applied_at) VALUES(?,?,?)",
                                 &st);
                 if (r >= 0) {
-                        sqlite3_bind_int(st, 1, migrations[i].version);
-                        sqlite3_bind_text(st, 2, migrations[i].name, -1, SQLITE_STATIC);
-                        sqlite3_bind_int64(st, 3, now_ms());
-                        r = store_errno(sqlite3_step(st));
+                        stmt_bind_i64(st, 1, migrations[i].version);
+                        stmt_bind_text_static(st, 2, migrations[i].name);
+                        stmt_bind_i64(st, 3, now_ms());
+                        r = stmt_run(st);
                 }
                 r = store_end(s, r);
                 if (r < 0)
@@ -619,10 +770,10 @@ knock_store *store_close(knock_store *s)
 {
         if (!s)
                 return NULL;
-        sqlite3_finalize(s->begin);
-        sqlite3_finalize(s->commit);
+        stmt_finalize(s->begin);
+        stmt_finalize(s->commit);
         for (size_t i = 0; i < s->n_cache; i++)
-                sqlite3_finalize(s->cache[i].st);
+                stmt_finalize(s->cache[i].st);
         free(s->cache);
         if (s->db)
                 sqlite3_close_v2(s->db);
@@ -639,24 +790,24 @@ void store_closep(knock_store **s)
 static int exec_bound(knock_store *s, const char *sql, const char *t1, int64_t i1, int64_t i2,
                       const char *t2, const char *t3)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
         /* Unused parameters are simply not present in sql. */
-        if (sqlite3_bind_parameter_index(st, ":t1"))
-                stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":t1"), t1);
-        if (sqlite3_bind_parameter_index(st, ":i1"))
-                stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":i1"), i1);
-        if (sqlite3_bind_parameter_index(st, ":i2"))
-                stmt_bind_i64(st, sqlite3_bind_parameter_index(st, ":i2"), i2);
-        if (sqlite3_bind_parameter_index(st, ":t2"))
-                stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":t2"), t2);
-        if (sqlite3_bind_parameter_index(st, ":t3"))
-                stmt_bind_text(st, sqlite3_bind_parameter_index(st, ":t3"), t3);
-        return store_errno(sqlite3_step(st));
+        if (stmt_param(st, ":t1"))
+                stmt_bind_text(st, stmt_param(st, ":t1"), t1);
+        if (stmt_param(st, ":i1"))
+                stmt_bind_i64(st, stmt_param(st, ":i1"), i1);
+        if (stmt_param(st, ":i2"))
+                stmt_bind_i64(st, stmt_param(st, ":i2"), i2);
+        if (stmt_param(st, ":t2"))
+                stmt_bind_text(st, stmt_param(st, ":t2"), t2);
+        if (stmt_param(st, ":t3"))
+                stmt_bind_text(st, stmt_param(st, ":t3"), t3);
+        return stmt_run(st);
 }
 
 int store_daemon_started(knock_store *s, const char *daemon, bool previous_unclean)
@@ -694,7 +845,7 @@ int store_daemon_stopped(knock_store *s, const char *daemon)
 int store_audit(knock_store *s, const char *actor, const char *action, const char *filters_json,
                 const char *counts_json, const char *ids_json)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         char id[KNOCK_ID_MAX];
         int r;
 
@@ -711,12 +862,12 @@ int store_audit(knock_store *s, const char *actor, const char *action, const cha
         stmt_bind_text(st, 5, filters_json);
         stmt_bind_text(st, 6, counts_json);
         stmt_bind_text(st, 7, ids_json);
-        return store_errno(sqlite3_step(st));
+        return stmt_run(st);
 }
 
 int store_meta_set(knock_store *s, const char *key, const char *value)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         int r;
 
         r = store_prepare(s, "INSERT INTO meta(key,value) VALUES(?,?)"
@@ -726,25 +877,23 @@ int store_meta_set(knock_store *s, const char *key, const char *value)
                 return r;
         stmt_bind_text(st, 1, key);
         stmt_bind_text(st, 2, value);
-        return store_errno(sqlite3_step(st));
+        return stmt_run(st);
 }
 
 int store_meta_get(knock_store *s, const char *key, char **ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
-        int r, rc;
+        _cleanup_stmt_ db_stmt *st = NULL;
+        int r;
 
         r = store_prepare(s, "SELECT value FROM meta WHERE key=?", &st);
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, key);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
+        r = stmt_step(st);
+        if (r <= 0) {
                 *ret = NULL;
-                return 0;
+                return r;
         }
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
         *ret = stmt_strdup(st, 0);
         return 0;
 }

@@ -73,47 +73,103 @@ enum {
         STORE_WAL_BUFFER = 1 << 3, /* ingress writer: one write per commit's WAL frames (walbuf.c) */
 };
 
+/*
+ * Statements. Every caller speaks db_stmt, never an engine's own type: the
+ * same SQL text and the same calls run on SQLite and on PostgreSQL
+ * (store-pg.h). SQL is written in SQLite's parameter syntax (`?`, `?NNN`,
+ * `:name`); the PostgreSQL engine translates it. A db_stmt belongs to the
+ * connection that prepared it: one thread at a time, as the connection.
+ */
+typedef struct db_stmt db_stmt;
+
+enum store_engine {
+        STORE_ENGINE_SQLITE,
+        STORE_ENGINE_POSTGRESQL,
+};
+
+/* Column types (stmt_col_type). */
+enum {
+        DB_NULL,
+        DB_INTEGER,
+        DB_FLOAT,
+        DB_TEXT,
+        DB_BLOB,
+};
+
 /* One cached statement: sql is the address of a string constant. */
-typedef struct store_stmt {
+typedef struct store_cache_entry {
         const char *sql;
-        sqlite3_stmt *st;
-} store_stmt;
+        db_stmt *st;
+} store_cache_entry;
+
+struct kpg_conn;
 
 typedef struct knock_store {
-        sqlite3 *db;
-        char *path;
-        sqlite3_stmt *begin, *commit; /* prepared once: every transaction uses them */
-        store_stmt *cache;            /* store_cached(): prepared once per connection */
+        enum store_engine engine;
+        sqlite3 *db;           /* SQLite: the connection (NULL on PostgreSQL) */
+        struct kpg_conn *pg;   /* PostgreSQL: the connection (NULL on SQLite) */
+        char *path;            /* the location store_open() was given */
+        db_stmt *begin, *commit; /* prepared once: every transaction uses them */
+        store_cache_entry *cache; /* store_cached(): prepared once per connection */
         size_t n_cache, cap_cache;
 } knock_store;
 
-/* Opens (and with STORE_CREATE creates/migrates) the database at path. */
-int store_open(const char *path, unsigned flags, knock_store **ret);
+/*
+ * Opens (and with STORE_CREATE creates/migrates) the store at location: a
+ * file path (SQLite), or "postgresql:SCHEMA:CONNINFO" as
+ * store_location_postgresql() writes it.
+ */
+int store_open(const char *location, unsigned flags, knock_store **ret);
 knock_store *store_close(knock_store *s);
 void store_closep(knock_store **s);
+/* The store location of a PostgreSQL endpoint (free() it). */
+char *store_location_postgresql(const char *schema, const char *conninfo);
+/* True for a location store_open() opens on PostgreSQL. */
+bool store_location_is_postgresql(const char *location);
+/* The connection's SQLite handle, NULL on another engine: for what only
+ * SQLite has (WAL, backups, busy and progress handlers). */
+static inline sqlite3 *store_sqlite(knock_store *s)
+{
+        return s->engine == STORE_ENGINE_SQLITE ? s->db : NULL;
+}
 
 /* Current schema version of the open database (0 when empty). */
 int store_schema_version(knock_store *s, int *ret);
 /* Runs sql (no parameters), which must yield a row, and returns its first
  * column as an integer. */
 int store_query_i64(knock_store *s, const char *sql, int64_t *ret);
+/* Same for a text column (NULL stays NULL; free() it). */
+int store_query_text(knock_store *s, const char *sql, char **ret);
 
 int store_exec(knock_store *s, const char *sql);
-int store_begin(knock_store *s); /* BEGIN IMMEDIATE: take the write lock now */
+/* Starts a write transaction: SQLite takes the write lock now (BEGIN
+ * IMMEDIATE); PostgreSQL locks rows as statements reach them. */
+int store_begin(knock_store *s);
 int store_commit(knock_store *s);
 void store_rollback(knock_store *s); /* never fails the caller; errors ignored */
 /* Ends the transaction store_begin() opened: COMMIT when r >= 0 (its result
  * returned), else ROLLBACK and r returned as it is. */
 int store_end(knock_store *s, int r);
+bool store_in_transaction(knock_store *s);
+/* How long a statement waits for another connection's lock before it fails
+ * with -EBUSY (store_open() sets 5 s). */
+void store_busy_timeout(knock_store *s, int ms);
+/* SQLite's rowid of the row the connection last inserted; 0 where the
+ * engine has none (callers then find the row by its id). */
+int64_t store_last_insert_rowid(knock_store *s);
 
 /* Maps an SQLite result code to a negative errno (0 for OK/ROW/DONE). */
 int store_errno(int sqlite_rc);
+/* For code that speaks to an SQLite handle of its own (backups, restores,
+ * integrity checks): a cleanup for its raw statements. */
+void sqlite_stmt_finalizep(sqlite3_stmt **st);
 /* Last error text of the connection (for logs). */
 const char *store_errmsg(knock_store *s);
 
-/* Prepared statement helpers. */
-int store_prepare(knock_store *s, const char *sql, sqlite3_stmt **ret);
-void stmt_finalizep(sqlite3_stmt **st);
+/* A statement prepared for this use only (stmt_finalizep it). */
+int store_prepare(knock_store *s, const char *sql, db_stmt **ret);
+void stmt_finalize(db_stmt *st);
+void stmt_finalizep(db_stmt **st);
 #define _cleanup_stmt_ _cleanup_(stmt_finalizep)
 
 /*
@@ -122,37 +178,58 @@ void stmt_finalizep(sqlite3_stmt **st);
  * (SQLITE_PREPARE_PERSISTENT) and kept until store_close(); handed out reset
  * and without bindings. Parsing a statement costs more than running the
  * small ones the daemons run for every event, so every statement on a hot
- * path comes from here. The statement belongs to the connection: one thread
- * at a time, as the connection itself.
+ * path comes from here.
  */
-int store_cached(knock_store *s, const char *sql, sqlite3_stmt **ret);
+int store_cached(knock_store *s, const char *sql, db_stmt **ret);
 /* Resets st (NULL: nothing): a statement left on a row keeps its read
- * snapshot, and the WAL cannot be checkpointed past it. */
-void stmt_resetp(sqlite3_stmt **st);
+ * snapshot, and the WAL cannot be checkpointed past it. Bindings stay. */
+void stmt_reset(db_stmt *st);
+void stmt_resetp(db_stmt **st);
 #define _cleanup_reset_ _cleanup_(stmt_resetp)
 
 /* Steps st once: 1 on a row, 0 when done, else a negative errno. */
-int stmt_step(sqlite3_stmt *st);
+int stmt_step(db_stmt *st);
 /* Steps st to its end and resets it: 0 or a negative errno. */
-int stmt_run(sqlite3_stmt *st);
+int stmt_run(db_stmt *st);
 /* Rows the last INSERT/UPDATE/DELETE on the connection changed. */
 int64_t store_changes(knock_store *s);
 /* Steps st to its end, collecting column 0 of each row as strings
  * (the caller frees them, config.h strv_free()); the statement is reset. */
-int stmt_strv(sqlite3_stmt *st, char ***ret, size_t *ret_n);
+int stmt_strv(db_stmt *st, char ***ret, size_t *ret_n);
+
+/* The 1-based index of parameter name (":t1"), 0 when sql has none. */
+int stmt_param(db_stmt *st, const char *name);
+int stmt_param_count(db_stmt *st);
+int stmt_bind_null(db_stmt *st, int idx);
 /* Binds text or NULL. */
-int stmt_bind_text(sqlite3_stmt *st, int idx, const char *s);
+int stmt_bind_text(db_stmt *st, int idx, const char *s);
 /* Binds s without a copy: s must stay as it is until the statement has
  * been stepped (the hot statements of the writers, whose strings live in
  * the receipts, claims and results they record). */
-int stmt_bind_text_static(sqlite3_stmt *st, int idx, const char *s);
+int stmt_bind_text_static(db_stmt *st, int idx, const char *s);
 /* Binds len bytes of text at s without a copy (NULL or len 0: NULL). */
-int stmt_bind_text_len_static(sqlite3_stmt *st, int idx, const char *s, size_t len);
+int stmt_bind_text_len_static(db_stmt *st, int idx, const char *s, size_t len);
+/* Binds len bytes at p as a blob, without a copy (NULL: NULL). */
+int stmt_bind_blob_static(db_stmt *st, int idx, const void *p, size_t len);
 /* Binds an int64, or NULL when v < 0 and null_if_negative. */
-int stmt_bind_i64(sqlite3_stmt *st, int idx, int64_t v);
-int stmt_bind_i64_or_null(sqlite3_stmt *st, int idx, int64_t v);
+int stmt_bind_i64(db_stmt *st, int idx, int64_t v);
+int stmt_bind_i64_or_null(db_stmt *st, int idx, int64_t v);
+
+/* The current row's columns. Text and blobs stay valid until the next step
+ * or reset. */
+int stmt_col_type(db_stmt *st, int col); /* DB_NULL, DB_INTEGER, ... */
+int64_t stmt_col_i64(db_stmt *st, int col);
+int stmt_col_int(db_stmt *st, int col);
+double stmt_col_double(db_stmt *st, int col);
+const char *stmt_col_text(db_stmt *st, int col);
+size_t stmt_col_bytes(db_stmt *st, int col);
+const void *stmt_col_blob(db_stmt *st, int col);
+static inline bool stmt_col_null(db_stmt *st, int col)
+{
+        return stmt_col_type(st, col) == DB_NULL;
+}
 /* Column text duplicated (NULL stays NULL). */
-char *stmt_strdup(sqlite3_stmt *st, int col);
+char *stmt_strdup(db_stmt *st, int col);
 
 /* Daemon heartbeats and the OOM-kill counter (contract §11). */
 /* Daemons write their heartbeat every 5 s (or half their WatchdogSec=, when

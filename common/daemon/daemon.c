@@ -174,9 +174,11 @@ static int parse_args(const char *role, const char *usage, int argc, char **argv
  */
 static int check_writable(knock_daemon *d, const char *db)
 {
+        sqlite3 *lite = store_sqlite(d->store);
         struct stat st;
 
-        if (sqlite3_db_readonly(d->store->db, "main") != 1)
+        /* PostgreSQL answers a write it refuses with its own error. */
+        if (!lite || sqlite3_db_readonly(lite, "main") != 1)
                 return 0;
         if (stat(db, &st) < 0)
                 st = (struct stat){0};

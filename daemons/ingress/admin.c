@@ -49,7 +49,7 @@ static const char *const daemon_roles[3] = {"ingress", "worker", "deliver"};
 
 static int64_t query_i64(knock_store *st, const char *sql, int *err)
 {
-        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_stmt_ db_stmt *s = NULL;
         int64_t v = 0;
         int rc;
 
@@ -57,11 +57,11 @@ static int64_t query_i64(knock_store *st, const char *sql, int *err)
                 *err = -EIO;
                 return 0;
         }
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW)
-                v = sqlite3_column_int64(s, 0);
-        else if (rc != SQLITE_DONE)
-                *err = store_errno(rc);
+        rc = stmt_step(s);
+        if (rc > 0)
+                v = stmt_col_i64(s, 0);
+        else if (rc < 0)
+                *err = rc;
         return v;
 }
 
@@ -130,7 +130,7 @@ static void read_pauses(knock_store *st, admin_snapshot *snap, int *err)
 
 static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
 {
-        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_stmt_ db_stmt *s = NULL;
         _cleanup_free_ char *wal = NULL;
         struct statvfs vfs;
         int err = 0, rc;
@@ -150,14 +150,14 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         if (recent)
                 snap->db_writable = true;
         else {
-                sqlite3_busy_timeout(st->db, 100);
+                store_busy_timeout(st, 100);
                 rc = store_begin(st);
                 snap->db_writable = rc >= 0;
                 if (rc < 0)
                         snprintf(snap->writable_error, sizeof(snap->writable_error),
                                  "cannot take the write lock: %s", store_errmsg(st));
                 store_rollback(st);
-                sqlite3_busy_timeout(st->db, 1000);
+                store_busy_timeout(st, 1000);
         }
 
         (void)store_schema_version(st, &snap->schema_version);
@@ -174,10 +174,10 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         if (store_prepare(st, "SELECT count(*) FILTER (WHERE status BETWEEN 200 AND 299),"
                               " count(*) FILTER (WHERE status > 0 AND status NOT BETWEEN 200 AND 299),"
                               " count(*) FILTER (WHERE status = 0) FROM hook_attempts", &s) >= 0) {
-                if (sqlite3_step(s) == SQLITE_ROW) {
-                        snap->hook_attempts_ok = sqlite3_column_int64(s, 0);
-                        snap->hook_attempts_http_error = sqlite3_column_int64(s, 1);
-                        snap->hook_attempts_error = sqlite3_column_int64(s, 2);
+                if (stmt_step(s) > 0) {
+                        snap->hook_attempts_ok = stmt_col_i64(s, 0);
+                        snap->hook_attempts_http_error = stmt_col_i64(s, 1);
+                        snap->hook_attempts_error = stmt_col_i64(s, 2);
                 } else
                         err = -EIO;
                 stmt_finalizep(&s);
@@ -187,21 +187,21 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         if (store_prepare(st, "SELECT daemon, pid, heartbeat_at, started_at, stopped_at,"
                               " suspected_oom_kills, counters, coalesce(last_clean_exit, -1),"
                               " status FROM daemons", &s) >= 0) {
-                while (sqlite3_step(s) == SQLITE_ROW) {
-                        const char *name = (const char *)sqlite3_column_text(s, 0);
-                        const char *counters = (const char *)sqlite3_column_text(s, 6);
-                        const char *status = (const char *)sqlite3_column_text(s, 8);
+                while (stmt_step(s) > 0) {
+                        const char *name = stmt_col_text(s, 0);
+                        const char *counters = stmt_col_text(s, 6);
+                        const char *status = stmt_col_text(s, 8);
                         for (size_t i = 0; i < 3; i++) {
                                 admin_daemon *d = &snap->daemons[i];
                                 if (!name || !streq(name, daemon_roles[i]))
                                         continue;
                                 d->present = true;
-                                d->pid = sqlite3_column_int64(s, 1);
-                                d->heartbeat_at = sqlite3_column_int64(s, 2);
-                                d->started_at = sqlite3_column_int64(s, 3);
-                                d->stopped_at = sqlite3_column_int64(s, 4);
-                                d->oom_kills = sqlite3_column_int64(s, 5);
-                                d->last_clean_exit = sqlite3_column_int64(s, 7);
+                                d->pid = stmt_col_i64(s, 1);
+                                d->heartbeat_at = stmt_col_i64(s, 2);
+                                d->started_at = stmt_col_i64(s, 3);
+                                d->stopped_at = stmt_col_i64(s, 4);
+                                d->oom_kills = stmt_col_i64(s, 5);
+                                d->last_clean_exit = stmt_col_i64(s, 7);
                                 snprintf(d->status, sizeof(d->status), "%s", status ? status : "");
                                 /* Cut JSON is no JSON: too long means none. */
                                 if (counters && strlen(counters) < sizeof(d->counters))

@@ -53,19 +53,19 @@ void html_text(struct evbuffer *b, const char *s)
                 html_textn(b, s, strlen(s), 0);
 }
 
-const char *col_text(sqlite3_stmt *st, int col)
+const char *col_text(db_stmt *st, int col)
 {
-        return (const char *)sqlite3_column_text(st, col);
+        return stmt_col_text(st, col);
 }
 
-void html_col(struct evbuffer *b, sqlite3_stmt *st, int col)
+void html_col(struct evbuffer *b, db_stmt *st, int col)
 {
         const char *t = col_text(st, col);
 
         if (!t)
                 evbuffer_add_printf(b, "<span class=\"none\">–</span>");
         else
-                html_textn(b, t, (size_t)sqlite3_column_bytes(st, col), 0);
+                html_textn(b, t, (size_t)stmt_col_bytes(st, col), 0);
 }
 
 void html_printf(struct evbuffer *b, const char *fmt, ...)

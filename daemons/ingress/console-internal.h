@@ -88,9 +88,9 @@ extern const console_route console_routes[];
 void html_text(struct evbuffer *b, const char *s);
 void html_textn(struct evbuffer *b, const char *s, size_t len, unsigned flags);
 /* A result column's bytes escaped, or "–" for NULL. */
-void html_col(struct evbuffer *b, sqlite3_stmt *st, int col);
+void html_col(struct evbuffer *b, db_stmt *st, int col);
 /* The column's text, or NULL. */
-const char *col_text(sqlite3_stmt *st, int col);
+const char *col_text(db_stmt *st, int col);
 /* printf of markup: the format is a constant, every %s argument must
  * already be safe (numbers, escaped text). */
 void html_printf(struct evbuffer *b, const char *fmt, ...) _printf_(2, 3);
@@ -125,7 +125,7 @@ void console_headers(struct evhttp_request *req, const char *content_type);
 typedef struct list_spec {
         const char *what, *head, *empty;
         int at_col, id_col;
-        void (*row)(struct evbuffer *b, console_job *j, sqlite3_stmt *st);
+        void (*row)(struct evbuffer *b, console_job *j, db_stmt *st);
         const char *path;
         const char *const *names; /* the filters the older page keeps */
         size_t n_names;
@@ -133,21 +133,21 @@ typedef struct list_spec {
 
 /* An integer parameter within [min, max], dflt when absent or invalid. */
 int parse_int(const char *s, int min, int max, int dflt);
-int64_t col_i64(sqlite3_stmt *st, int col);
-bool col_null(sqlite3_stmt *st, int col);
+int64_t col_i64(db_stmt *st, int col);
+bool col_null(db_stmt *st, int col);
 void dt(struct evbuffer *b, const char *name);
 void dd_end(struct evbuffer *b);
-void dd_col(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col);
-void dd_time(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col, int64_t now);
-void page_cursor(sqlite3_stmt *st, int at_col, int id_col, char *out, size_t len);
+void dd_col(struct evbuffer *b, const char *name, db_stmt *st, int col);
+void dd_time(struct evbuffer *b, const char *name, db_stmt *st, int col, int64_t now);
+void page_cursor(db_stmt *st, int at_col, int id_col, char *out, size_t len);
 void older_link(struct evbuffer *b, const char *path, const char *const *names,
                 const char *const *values, size_t n, const char *cursor);
 bool no_store(struct evbuffer *b, knock_store *st);
 bool list_open(struct evbuffer *b, console_job *j, knock_store *st, cq_page *p);
-void list_rows(struct evbuffer *b, console_job *j, knock_store *st, sqlite3_stmt *s,
+void list_rows(struct evbuffer *b, console_job *j, knock_store *st, db_stmt *s,
                const list_spec *ls, int limit, const char *const *values);
 const char *status_param(console_job *j, struct evbuffer *b);
-void event_link(struct evbuffer *b, sqlite3_stmt *st, int col);
+void event_link(struct evbuffer *b, db_stmt *st, int col);
 
 /* ---- console-access.c: who may see the console ---- */
 #define COOKIE_NAME "knock_console"

@@ -214,7 +214,7 @@ static void dash_storage(struct evbuffer *b, const admin_snapshot *snap, int64_t
 /* The newest dead events and failed hooks: what an operator acts on. */
 static void dash_attention(struct evbuffer *b, console_job *j, knock_store *st)
 {
-        _cleanup_stmt_ sqlite3_stmt *ev = NULL, *hk = NULL;
+        _cleanup_stmt_ db_stmt *ev = NULL, *hk = NULL;
         cq_event_filter f = {.status = "dead", .page = {.limit = 5}};
         cq_page p = {.limit = 5};
         int rc, r;
@@ -229,7 +229,7 @@ static void dash_attention(struct evbuffer *b, console_job *j, knock_store *st)
                 html_error(b, "dead events", r, st);
         } else {
                 evbuffer_add_printf(b, "<h3>Newest dead events</h3><ul class=\"dead\">");
-                while ((rc = sqlite3_step(ev)) == SQLITE_ROW) {
+                while ((rc = stmt_step(ev)) > 0) {
                         evbuffer_add_printf(b, "<li>");
                         event_link(b, ev, CQ_EV_ID);
                         evbuffer_add_printf(b, " ");
@@ -239,15 +239,15 @@ static void dash_attention(struct evbuffer *b, console_job *j, knock_store *st)
                         evbuffer_add_printf(b, "</li>");
                 }
                 evbuffer_add_printf(b, "</ul>");
-                if (rc != SQLITE_DONE)
-                        html_error(b, "dead events", store_errno(rc), st);
+                if (rc < 0)
+                        html_error(b, "dead events", rc, st);
         }
         r = cq_hooks(st, "failed", &p, &hk);
         if (r < 0) {
                 html_error(b, "failed hooks", r, st);
         } else {
                 evbuffer_add_printf(b, "<h3>Newest failed hooks</h3><ul class=\"hooks-failed\">");
-                while ((rc = sqlite3_step(hk)) == SQLITE_ROW) {
+                while ((rc = stmt_step(hk)) > 0) {
                         evbuffer_add_printf(b, "<li><code>");
                         html_col(b, hk, CQ_HK_ID);
                         evbuffer_add_printf(b, "</code> for ");
@@ -257,8 +257,8 @@ static void dash_attention(struct evbuffer *b, console_job *j, knock_store *st)
                         evbuffer_add_printf(b, "</li>");
                 }
                 evbuffer_add_printf(b, "</ul>");
-                if (rc != SQLITE_DONE)
-                        html_error(b, "failed hooks", store_errno(rc), st);
+                if (rc < 0)
+                        html_error(b, "failed hooks", rc, st);
         }
         evbuffer_add_printf(b, "</section>\n");
 }
@@ -391,7 +391,7 @@ static bool time_param(struct evbuffer *b, const char *name, const char *v, int6
         return false;
 }
 
-static void event_row(struct evbuffer *b, console_job *j, sqlite3_stmt *ev)
+static void event_row(struct evbuffer *b, console_job *j, db_stmt *ev)
 {
         evbuffer_add_printf(b, "<td>");
         html_time(b, col_i64(ev, CQ_EV_RECEIVED_AT), j->now);
@@ -428,7 +428,7 @@ static const list_spec events_list = {
 
 void page_events(console_job *j, knock_store *st, struct evbuffer *b)
 {
-        _cleanup_stmt_ sqlite3_stmt *ev = NULL;
+        _cleanup_stmt_ db_stmt *ev = NULL;
         cq_event_filter f = {.type = j->p.type, .provider_id = j->p.pid};
         const char *words[12] = {"events"};
         size_t nw = 1;
@@ -473,7 +473,7 @@ void page_events(console_job *j, knock_store *st, struct evbuffer *b)
 
 /* ---- rejected, hooks, audit ------------------------------------------------------------------ */
 
-static void rejected_row(struct evbuffer *b, console_job *j, sqlite3_stmt *d)
+static void rejected_row(struct evbuffer *b, console_job *j, db_stmt *d)
 {
         evbuffer_add_printf(b, "<td>");
         html_time(b, col_i64(d, CQ_DL_RECEIVED_AT), j->now);
@@ -513,7 +513,7 @@ static const list_spec rejected_list = {
 
 void page_rejected(console_job *j, knock_store *st, struct evbuffer *b)
 {
-        _cleanup_stmt_ sqlite3_stmt *d = NULL;
+        _cleanup_stmt_ db_stmt *d = NULL;
         cq_page p;
         int r;
 
@@ -533,7 +533,7 @@ void page_rejected(console_job *j, knock_store *st, struct evbuffer *b)
         html_foot(b, j);
 }
 
-static void hook_row(struct evbuffer *b, console_job *j, sqlite3_stmt *h)
+static void hook_row(struct evbuffer *b, console_job *j, db_stmt *h)
 {
         evbuffer_add_printf(b, "<td>");
         html_time(b, col_i64(h, CQ_HK_CREATED_AT), j->now);
@@ -574,7 +574,7 @@ static const list_spec hooks_list = {
 void page_hooks(console_job *j, knock_store *st, struct evbuffer *b)
 {
         static const char *const states[] = {"failed", "pending", "delivered"};
-        _cleanup_stmt_ sqlite3_stmt *h = NULL;
+        _cleanup_stmt_ db_stmt *h = NULL;
         const char *state = "failed";
         cq_page p;
         int r;
@@ -613,9 +613,9 @@ void page_hooks(console_job *j, knock_store *st, struct evbuffer *b)
 }
 
 /* A stored JSON text, at most 400 bytes of it. */
-static void json_cell(struct evbuffer *b, sqlite3_stmt *st, int col)
+static void json_cell(struct evbuffer *b, db_stmt *st, int col)
 {
-        size_t n = (size_t)sqlite3_column_bytes(st, col);
+        size_t n = (size_t)stmt_col_bytes(st, col);
 
         if (col_null(st, col)) {
                 html_col(b, st, col);
@@ -626,7 +626,7 @@ static void json_cell(struct evbuffer *b, sqlite3_stmt *st, int col)
         evbuffer_add_printf(b, "%s</code>", n > 400 ? "…" : "");
 }
 
-static void audit_row(struct evbuffer *b, console_job *j, sqlite3_stmt *a)
+static void audit_row(struct evbuffer *b, console_job *j, db_stmt *a)
 {
         evbuffer_add_printf(b, "<td>");
         html_time(b, col_i64(a, CQ_AU_AT), j->now);
@@ -657,7 +657,7 @@ static const list_spec audit_list = {
 
 void page_audit(console_job *j, knock_store *st, struct evbuffer *b)
 {
-        _cleanup_stmt_ sqlite3_stmt *a = NULL;
+        _cleanup_stmt_ db_stmt *a = NULL;
         cq_page p;
         int r;
 

@@ -24,14 +24,14 @@ int parse_int(const char *s, int min, int max, int dflt)
         return v < (uint64_t)min ? min : v > (uint64_t)max ? max : (int)v;
 }
 
-int64_t col_i64(sqlite3_stmt *st, int col)
+int64_t col_i64(db_stmt *st, int col)
 {
-        return sqlite3_column_int64(st, col);
+        return stmt_col_i64(st, col);
 }
 
-bool col_null(sqlite3_stmt *st, int col)
+bool col_null(db_stmt *st, int col)
 {
-        return sqlite3_column_type(st, col) == SQLITE_NULL;
+        return stmt_col_type(st, col) == DB_NULL;
 }
 
 /* "<dt>name</dt><dd>" … "</dd>" */
@@ -45,14 +45,14 @@ void dd_end(struct evbuffer *b)
         evbuffer_add_printf(b, "</dd>");
 }
 
-void dd_col(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col)
+void dd_col(struct evbuffer *b, const char *name, db_stmt *st, int col)
 {
         dt(b, name);
         html_col(b, st, col);
         dd_end(b);
 }
 
-void dd_time(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col, int64_t now)
+void dd_time(struct evbuffer *b, const char *name, db_stmt *st, int col, int64_t now)
 {
         dt(b, name);
         html_time(b, col_null(st, col) ? 0 : col_i64(st, col), now);
@@ -60,7 +60,7 @@ void dd_time(struct evbuffer *b, const char *name, sqlite3_stmt *st, int col, in
 }
 
 /* The row's cursor, for the "older" link of a page that ended at it. */
-void page_cursor(sqlite3_stmt *st, int at_col, int id_col, char *out, size_t len)
+void page_cursor(db_stmt *st, int at_col, int id_col, char *out, size_t len)
 {
         snprintf(out, len, "%lld.%s", (long long)col_i64(st, at_col),
                  col_text(st, id_col) ? col_text(st, id_col) : "");
@@ -115,14 +115,14 @@ bool list_open(struct evbuffer *b, console_job *j, knock_store *st, cq_page *p)
 /* The rows of s into the table, then what ended them: an error, none at
  * all, or a full page, which links to the older one with values of the
  * filters (in ls->names' order). */
-void list_rows(struct evbuffer *b, console_job *j, knock_store *st, sqlite3_stmt *s,
+void list_rows(struct evbuffer *b, console_job *j, knock_store *st, db_stmt *s,
                const list_spec *ls, int limit, const char *const *values)
 {
         char cursor[80] = "";
         int rc, rows = 0;
 
         evbuffer_add_printf(b, "%s", ls->head);
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((rc = stmt_step(s)) > 0) {
                 rows++;
                 evbuffer_add_printf(b, "<tr>");
                 ls->row(b, j, s);
@@ -130,8 +130,8 @@ void list_rows(struct evbuffer *b, console_job *j, knock_store *st, sqlite3_stmt
                 page_cursor(s, ls->at_col, ls->id_col, cursor, sizeof(cursor));
         }
         evbuffer_add_printf(b, "</tbody></table>\n");
-        if (rc != SQLITE_DONE)
-                html_error(b, ls->what, store_errno(rc), st);
+        if (rc < 0)
+                html_error(b, ls->what, rc, st);
         else if (rows == 0)
                 evbuffer_add_printf(b, "<p class=\"empty\">%s</p>\n", ls->empty);
         else if (rows == limit)
@@ -151,7 +151,7 @@ const char *status_param(console_job *j, struct evbuffer *b)
         return NULL;
 }
 
-void event_link(struct evbuffer *b, sqlite3_stmt *st, int col)
+void event_link(struct evbuffer *b, db_stmt *st, int col)
 {
         if (col_null(st, col))
                 evbuffer_add_printf(b, "<span class=\"none\">–</span>");

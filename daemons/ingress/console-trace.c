@@ -16,10 +16,10 @@
 
 /* ---- one event's trace ------------------------------------------------------------------------ */
 
-static void headers_table(struct evbuffer *b, sqlite3_stmt *st, int col)
+static void headers_table(struct evbuffer *b, db_stmt *st, int col)
 {
         const char *text = col_text(st, col);
-        json_t *doc = text ? json_loadb(text, (size_t)sqlite3_column_bytes(st, col), 0, NULL)
+        json_t *doc = text ? json_loadb(text, (size_t)stmt_col_bytes(st, col), 0, NULL)
                            : NULL;
         size_t i;
         json_t *h;
@@ -48,7 +48,7 @@ static void headers_table(struct evbuffer *b, sqlite3_stmt *st, int col)
         json_decref(doc);
 }
 
-static void delivery_card(struct evbuffer *b, console_job *j, sqlite3_stmt *d)
+static void delivery_card(struct evbuffer *b, console_job *j, db_stmt *d)
 {
         bool valid = col_i64(d, CQ_DL_SIGNATURE_VALID);
         int64_t stored = col_i64(d, CQ_DL_BODY_STORED), bytes = col_i64(d, CQ_DL_BODY_BYTES);
@@ -96,14 +96,14 @@ static void delivery_card(struct evbuffer *b, console_job *j, sqlite3_stmt *d)
         headers_table(b, d, CQ_DL_HEADERS);
         evbuffer_add_printf(b, "<h4>Body%s</h4><pre class=\"body\">",
                             stored > CQ_BODY_PREVIEW ? ", the first 4096 bytes" : "");
-        html_textn(b, sqlite3_column_blob(d, CQ_DL_BODY_PREVIEW),
-                   (size_t)sqlite3_column_bytes(d, CQ_DL_BODY_PREVIEW), ESCAPE_KEEP_NEWLINE);
+        html_textn(b, stmt_col_blob(d, CQ_DL_BODY_PREVIEW),
+                   (size_t)stmt_col_bytes(d, CQ_DL_BODY_PREVIEW), ESCAPE_KEEP_NEWLINE);
         evbuffer_add_printf(b, "</pre>");
         html_cli(b, j, "delivery", col_text(d, CQ_DL_ID), "--body", NULL);
         evbuffer_add_printf(b, "</section>\n");
 }
 
-static void attempt_card(struct evbuffer *b, console_job *j, sqlite3_stmt *a)
+static void attempt_card(struct evbuffer *b, console_job *j, db_stmt *a)
 {
         evbuffer_add_printf(b, "<section class=\"card attempt\" id=\"");
         html_col(b, a, CQ_AT_ID);
@@ -135,13 +135,13 @@ static void attempt_card(struct evbuffer *b, console_job *j, sqlite3_stmt *a)
                                             ? ", the beginning"
                                             : "");
                 html_textn(b, col_text(a, CQ_AT_OUTPUT),
-                           (size_t)sqlite3_column_bytes(a, CQ_AT_OUTPUT), ESCAPE_KEEP_NEWLINE);
+                           (size_t)stmt_col_bytes(a, CQ_AT_OUTPUT), ESCAPE_KEEP_NEWLINE);
                 evbuffer_add_printf(b, "</pre>");
         }
         evbuffer_add_printf(b, "</section>\n");
 }
 
-static void hook_card(struct evbuffer *b, console_job *j, sqlite3_stmt *h)
+static void hook_card(struct evbuffer *b, console_job *j, db_stmt *h)
 {
         evbuffer_add_printf(b, "<section class=\"card hook\" id=\"");
         html_col(b, h, CQ_HK_ID);
@@ -164,7 +164,7 @@ static void hook_card(struct evbuffer *b, console_job *j, sqlite3_stmt *h)
         evbuffer_add_printf(b, "</section>\n");
 }
 
-static void event_summary(struct evbuffer *b, console_job *j, sqlite3_stmt *e)
+static void event_summary(struct evbuffer *b, console_job *j, db_stmt *e)
 {
         const char *status = col_text(e, CQ_EV_STATUS), *id = col_text(e, CQ_EV_ID);
 
@@ -200,7 +200,7 @@ static void event_summary(struct evbuffer *b, console_job *j, sqlite3_stmt *e)
 static void timeline(struct evbuffer *b, console_job *j, knock_store *st, const char *id,
                      int64_t received_at)
 {
-        _cleanup_stmt_ sqlite3_stmt *t = NULL;
+        _cleanup_stmt_ db_stmt *t = NULL;
         int r, rc;
 
         evbuffer_add_printf(b, "<section id=\"timeline\"><h2>Timeline</h2>");
@@ -213,7 +213,7 @@ static void timeline(struct evbuffer *b, console_job *j, knock_store *st, const 
         evbuffer_add_printf(b, "<table class=\"timeline\"><thead><tr><th>at</th><th>after "
                                "receipt</th><th>what</th><th></th><th>detail</th><th>took</th>"
                                "</tr></thead><tbody>\n");
-        while ((rc = sqlite3_step(t)) == SQLITE_ROW) {
+        while ((rc = stmt_step(t)) > 0) {
                 const char *kind = col_text(t, CQ_TL_KIND);
 
                 evbuffer_add_printf(b, "<tr class=\"tl-%s\"><td>", kind ? kind : "other");
@@ -225,7 +225,7 @@ static void timeline(struct evbuffer *b, console_job *j, knock_store *st, const 
                 evbuffer_add_printf(b, "\">");
                 html_text(b, kind);
                 evbuffer_add_printf(b, "</a></td><td>");
-                if (sqlite3_column_type(t, CQ_TL_WHAT) == SQLITE_TEXT)
+                if (stmt_col_type(t, CQ_TL_WHAT) == DB_TEXT)
                         html_status(b, col_text(t, CQ_TL_WHAT));
                 else
                         html_col(b, t, CQ_TL_WHAT);
@@ -237,18 +237,18 @@ static void timeline(struct evbuffer *b, console_job *j, knock_store *st, const 
                 evbuffer_add_printf(b, "</td></tr>\n");
         }
         evbuffer_add_printf(b, "</tbody></table>");
-        if (rc != SQLITE_DONE)
-                html_error(b, "timeline", store_errno(rc), st);
+        if (rc < 0)
+                html_error(b, "timeline", rc, st);
         evbuffer_add_printf(b, "</section>\n");
 }
 
-typedef int (*rows_query)(knock_store *s, const char *event_id, sqlite3_stmt **ret);
+typedef int (*rows_query)(knock_store *s, const char *event_id, db_stmt **ret);
 
 static void section_rows(struct evbuffer *b, console_job *j, knock_store *st, const char *id,
                          const char *title, rows_query q,
-                         void (*card)(struct evbuffer *, console_job *, sqlite3_stmt *))
+                         void (*card)(struct evbuffer *, console_job *, db_stmt *))
 {
-        _cleanup_stmt_ sqlite3_stmt *s = NULL;
+        _cleanup_stmt_ db_stmt *s = NULL;
         int r, rc, n = 0;
 
         evbuffer_add_printf(b, "<section class=\"group\"><h2>%s</h2>\n", title);
@@ -258,18 +258,18 @@ static void section_rows(struct evbuffer *b, console_job *j, knock_store *st, co
                 evbuffer_add_printf(b, "</section>\n");
                 return;
         }
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        while ((rc = stmt_step(s)) > 0) {
                 card(b, j, s);
                 n++;
         }
-        if (rc != SQLITE_DONE)
-                html_error(b, title, store_errno(rc), st);
+        if (rc < 0)
+                html_error(b, title, rc, st);
         else if (n == 0)
                 evbuffer_add_printf(b, "<p class=\"empty\">None.</p>\n");
         evbuffer_add_printf(b, "</section>\n");
 }
 
-static void hook_attempt_row(struct evbuffer *b, console_job *j, sqlite3_stmt *h)
+static void hook_attempt_row(struct evbuffer *b, console_job *j, db_stmt *h)
 {
         evbuffer_add_printf(b, "<section class=\"card hook-attempt\" id=\"");
         html_col(b, h, CQ_HA_ID);
@@ -294,7 +294,7 @@ static void hook_attempt_row(struct evbuffer *b, console_job *j, sqlite3_stmt *h
         if (!col_null(h, CQ_HA_RESPONSE)) {
                 evbuffer_add_printf(b, "<h4>Response</h4><pre class=\"output\">");
                 html_textn(b, col_text(h, CQ_HA_RESPONSE),
-                           (size_t)sqlite3_column_bytes(h, CQ_HA_RESPONSE), ESCAPE_KEEP_NEWLINE);
+                           (size_t)stmt_col_bytes(h, CQ_HA_RESPONSE), ESCAPE_KEEP_NEWLINE);
                 evbuffer_add_printf(b, "</pre>");
         }
         evbuffer_add_printf(b, "</section>\n");
@@ -302,7 +302,7 @@ static void hook_attempt_row(struct evbuffer *b, console_job *j, sqlite3_stmt *h
 
 void page_event(console_job *j, knock_store *st, struct evbuffer *b)
 {
-        _cleanup_stmt_ sqlite3_stmt *e = NULL;
+        _cleanup_stmt_ db_stmt *e = NULL;
         _cleanup_free_ char *id = NULL;
         int64_t received_at;
         int r, rc;
@@ -320,10 +320,10 @@ void page_event(console_job *j, knock_store *st, struct evbuffer *b)
                 return;
         }
         r = cq_event(st, j->p.id, &e);
-        rc = r < 0 ? SQLITE_ERROR : sqlite3_step(e);
-        if (rc != SQLITE_ROW) {
-                j->code = rc == SQLITE_DONE ? 404 : 500;
-                if (rc == SQLITE_DONE) {
+        rc = r < 0 ? r : stmt_step(e);
+        if (rc <= 0) {
+                j->code = rc == 0 ? 404 : 500;
+                if (rc == 0) {
                         evbuffer_add_printf(b, "<p class=\"error\">No event ");
                         html_text(b, j->p.id);
                         evbuffer_add_printf(b, " (by knock's id or the provider's). A rejected "
@@ -353,7 +353,7 @@ void page_event(console_job *j, knock_store *st, struct evbuffer *b)
 
 void page_delivery(console_job *j, knock_store *st, struct evbuffer *b)
 {
-        _cleanup_stmt_ sqlite3_stmt *d = NULL;
+        _cleanup_stmt_ db_stmt *d = NULL;
         int r, rc;
 
         html_head(b, j, "Delivery", 0);
@@ -363,10 +363,10 @@ void page_delivery(console_job *j, knock_store *st, struct evbuffer *b)
                 return;
         }
         r = cq_delivery(st, j->p.id, &d);
-        rc = r < 0 ? SQLITE_ERROR : sqlite3_step(d);
-        if (rc == SQLITE_ROW)
+        rc = r < 0 ? r : stmt_step(d);
+        if (rc > 0)
                 delivery_card(b, j, d);
-        else if (rc == SQLITE_DONE) {
+        else if (rc == 0) {
                 j->code = 404;
                 evbuffer_add_printf(b, "<p class=\"error\">No delivery ");
                 html_text(b, j->p.id);

@@ -99,7 +99,7 @@ static int verb_hook(knockctl *c, int argc, char **argv)
                 {"error", "ERROR", 40},
                 {"response", "RESPONSE", 40},
         };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL, *at = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL, *at = NULL;
         json_t *hook = NULL, *attempts = NULL;
         int o, r, rc;
 
@@ -116,13 +116,13 @@ static int verb_hook(knockctl *c, int argc, char **argv)
         if (r != 0)
                 return r;
         ctl_bind_text(st, ":id", argv[optind]);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
+        rc = stmt_step(st);
+        if (rc == 0) {
                 ctl_error_no_such("hook", argv[optind], c->endpoint);
                 return KNOCKCTL_FAILED;
         }
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
+        if (rc <= 0)
+                return rc;
         hook = fields_row(st, hook_fields, ELEMENTSOF(hook_fields));
         if (!hook)
                 return -ENOMEM;

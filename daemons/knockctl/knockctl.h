@@ -114,10 +114,10 @@ int ctl_drop_to_state_owner(void);
 /* "user(uid)" of the invoking user, for audit rows. */
 void ctl_actor(char *buf, size_t len);
 /* Binds the named parameters every query may use: :endpoint, :now, :max_attempts. */
-void ctl_bind_common(knockctl *c, sqlite3_stmt *st);
+void ctl_bind_common(knockctl *c, db_stmt *st);
 /* Binds a named parameter when the statement has it (NULL, or null: SQL NULL). */
-void ctl_bind_text(sqlite3_stmt *st, const char *name, const char *v);
-void ctl_bind_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null);
+void ctl_bind_text(db_stmt *st, const char *name, const char *v);
+void ctl_bind_i64(db_stmt *st, const char *name, int64_t v, bool null);
 /* Parses --limit N (0: no limit). Reports and returns KNOCKCTL_USAGE on junk. */
 int ctl_parse_limit(const char *s, int64_t *ret);
 /* Parses --since/--until ("2h", RFC 3339, "@unix"). Reports, returns KNOCKCTL_USAGE. */
@@ -177,15 +177,15 @@ typedef struct field_spec {
 /* "expr, expr, …" for a SELECT list, in spec order (malloc'd). */
 char *fields_select(const field_spec *f, size_t n);
 /* One row (columns in spec order, starting at column 0) as a JSON object. */
-json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n);
+json_t *fields_row(db_stmt *st, const field_spec *f, size_t n);
 /* Runs st to completion, one object per row, into a new array. */
-int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret);
+int fields_rows(db_stmt *st, const field_spec *f, size_t n, json_t **ret);
 /*
  * Prepares "SELECT <fields> <rest>" and binds the common parameters. rest is
  * a constant of the caller's; values are always bound. A failing prepare is
  * reported and returns KNOCKCTL_FAILED.
  */
-int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret);
+int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, db_stmt **ret);
 
 /* A JSON string from possibly non-UTF-8 bytes (invalid sequences become U+FFFD). */
 json_t *json_string_lossy(const char *s, size_t len);

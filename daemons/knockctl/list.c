@@ -124,7 +124,7 @@ static int filter_parse(knockctl *c, const list_filter *f, const char *arg, filt
 }
 
 /* Binds every filter, given or not, to its parameter. */
-static void filters_bind(sqlite3_stmt *st, const ctl_listing *l, const filter_value *v, size_t n)
+static void filters_bind(db_stmt *st, const ctl_listing *l, const filter_value *v, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
                 const list_filter *f = &l->filters[i];
@@ -187,7 +187,7 @@ static const char *listing_from(const ctl_listing *l, const filter_value *v, siz
 }
 
 static int listing_print(
-        knockctl *c, const ctl_listing *l, const filter_value *v, size_t n, sqlite3_stmt *st)
+        knockctl *c, const ctl_listing *l, const filter_value *v, size_t n, db_stmt *st)
 {
         int64_t limit = DEFAULT_LIMIT;
         json_t *rows = NULL;
@@ -209,7 +209,7 @@ int ctl_run_listing(knockctl *c, int argc, char **argv)
         const ctl_listing *l = listing_find(argv[0]);
         struct option options[LIST_MAX_FILTERS + 1] = {};
         filter_value v[LIST_MAX_FILTERS] = {};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         size_t n;
         int o, r;
 

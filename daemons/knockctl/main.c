@@ -199,17 +199,17 @@ void ctl_actor(char *buf, size_t len)
                 snprintf(buf, len, "%u(%u)", (unsigned)uid, (unsigned)uid);
 }
 
-void ctl_bind_common(knockctl *c, sqlite3_stmt *st)
+void ctl_bind_common(knockctl *c, db_stmt *st)
 {
         int i;
 
-        i = sqlite3_bind_parameter_index(st, ":endpoint");
+        i = stmt_param(st, ":endpoint");
         if (i > 0)
                 stmt_bind_text(st, i, c->endpoint);
-        i = sqlite3_bind_parameter_index(st, ":now");
+        i = stmt_param(st, ":now");
         if (i > 0)
                 stmt_bind_i64(st, i, c->now);
-        i = sqlite3_bind_parameter_index(st, ":max_attempts");
+        i = stmt_param(st, ":max_attempts");
         if (i > 0) {
                 const knock_config *cfg = ctl_config(c);
 
@@ -218,22 +218,22 @@ void ctl_bind_common(knockctl *c, sqlite3_stmt *st)
         }
 }
 
-void ctl_bind_text(sqlite3_stmt *st, const char *name, const char *v)
+void ctl_bind_text(db_stmt *st, const char *name, const char *v)
 {
-        int i = sqlite3_bind_parameter_index(st, name);
+        int i = stmt_param(st, name);
 
         if (i > 0)
                 stmt_bind_text(st, i, v);
 }
 
-void ctl_bind_i64(sqlite3_stmt *st, const char *name, int64_t v, bool null)
+void ctl_bind_i64(db_stmt *st, const char *name, int64_t v, bool null)
 {
-        int i = sqlite3_bind_parameter_index(st, name);
+        int i = stmt_param(st, name);
 
         if (i <= 0)
                 return;
         if (null)
-                sqlite3_bind_null(st, i);
+                stmt_bind_null(st, i);
         else
                 stmt_bind_i64(st, i, v);
 }

@@ -103,7 +103,7 @@ json_t *json_string_lossy(const char *s, size_t len)
         return json_stringn(buf, off);
 }
 
-static json_t *column_sha256(sqlite3_stmt *st, int col)
+static json_t *column_sha256(db_stmt *st, int col)
 {
         unsigned char md[EVP_MAX_MD_SIZE];
         char hex[2 * EVP_MAX_MD_SIZE + 1];
@@ -111,15 +111,15 @@ static json_t *column_sha256(sqlite3_stmt *st, int col)
         const void *blob;
         int len;
 
-        blob = sqlite3_column_blob(st, col);
-        len = sqlite3_column_bytes(st, col);
+        blob = stmt_col_blob(st, col);
+        len = stmt_col_bytes(st, col);
         if (!EVP_Digest(len > 0 ? blob : "", (size_t)len, md, &md_len, EVP_sha256(), NULL))
                 return NULL;
         hex_encode(md, md_len, hex);
         return json_string(hex);
 }
 
-json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n)
+json_t *fields_row(db_stmt *st, const field_spec *f, size_t n)
 {
         json_t *o = json_object();
 
@@ -129,32 +129,32 @@ json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n)
                 int col = (int)i;
                 json_t *v;
 
-                if (sqlite3_column_type(st, col) == SQLITE_NULL)
+                if (stmt_col_type(st, col) == DB_NULL)
                         v = json_null();
                 else
                         switch (f[i].kind) {
                         case F_TEXT:
-                                v = json_string_lossy((const char *)sqlite3_column_text(st, col),
-                                        (size_t)sqlite3_column_bytes(st, col));
+                                v = json_string_lossy(stmt_col_text(st, col),
+                                        (size_t)stmt_col_bytes(st, col));
                                 break;
                         case F_INT:
-                                v = json_integer(sqlite3_column_int64(st, col));
+                                v = json_integer(stmt_col_i64(st, col));
                                 break;
                         case F_REAL:
-                                v = json_real(sqlite3_column_double(st, col));
+                                v = json_real(stmt_col_double(st, col));
                                 break;
                         case F_TIME: {
                                 char buf[64];
                                 v = json_string(format_rfc3339(
-                                        sqlite3_column_int64(st, col), buf, sizeof(buf)));
+                                        stmt_col_i64(st, col), buf, sizeof(buf)));
                                 break;
                         }
                         case F_BOOL:
-                                v = json_boolean(sqlite3_column_int64(st, col) != 0);
+                                v = json_boolean(stmt_col_i64(st, col) != 0);
                                 break;
                         case F_JSON: {
-                                const char *t = (const char *)sqlite3_column_text(st, col);
-                                size_t len = (size_t)sqlite3_column_bytes(st, col);
+                                const char *t = stmt_col_text(st, col);
+                                size_t len = (size_t)stmt_col_bytes(st, col);
 
                                 v = json_loadb(t, len, JSON_DECODE_ANY, NULL);
                                 if (!v)
@@ -175,14 +175,14 @@ json_t *fields_row(sqlite3_stmt *st, const field_spec *f, size_t n)
         return o;
 }
 
-int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret)
+int fields_rows(db_stmt *st, const field_spec *f, size_t n, json_t **ret)
 {
         json_t *a = json_array();
         int rc;
 
         if (!a)
                 return -ENOMEM;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        while ((rc = stmt_step(st)) > 0) {
                 json_t *o = fields_row(st, f, n);
 
                 if (!o || json_array_append_new(a, o) < 0) {
@@ -190,15 +190,15 @@ int fields_rows(sqlite3_stmt *st, const field_spec *f, size_t n, json_t **ret)
                         return -ENOMEM;
                 }
         }
-        if (rc != SQLITE_DONE) {
+        if (rc < 0) {
                 json_decref(a);
-                return store_errno(rc);
+                return rc;
         }
         *ret = a;
         return 0;
 }
 
-int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, sqlite3_stmt **ret)
+int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, db_stmt **ret)
 {
         _cleanup_free_ char *cols = fields_select(f, n);
         _cleanup_free_ char *sql = NULL;

@@ -218,7 +218,7 @@ KNOCKCTL_LISTING(events, .verb.name = "events",
 static int select_rows(
         knockctl *c, const field_spec *f, size_t n, const char *rest, const char *id, json_t **ret)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         int r;
 
         r = ctl_select(c, f, n, rest, &st);
@@ -441,7 +441,7 @@ KNOCKCTL_LISTING(deliveries, .verb.name = "deliveries",
 /* Writes the stored body bytes, and nothing else, to stdout. */
 static int write_body(knockctl *c, const char *id)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         const unsigned char *p;
         size_t len;
         int r, rc;
@@ -451,22 +451,22 @@ static int write_body(knockctl *c, const char *id)
         if (r < 0)
                 return r;
         stmt_bind_text(st, 1, id);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
+        rc = stmt_step(st);
+        if (rc == 0) {
                 ctl_error_no_such("delivery", id, c->endpoint);
                 return KNOCKCTL_FAILED;
         }
-        if (rc != SQLITE_ROW)
-                return store_errno(rc);
-        if (sqlite3_column_int(st, 0)) {
-                const char *why = (const char *)sqlite3_column_text(st, 2);
+        if (rc <= 0)
+                return rc;
+        if (stmt_col_int(st, 0)) {
+                const char *why = stmt_col_text(st, 2);
 
                 ctl_error("delivery %s has no stored body%s%s%s", id, why ? " (" : "",
                         why ? why : "", why ? ")" : "");
                 return KNOCKCTL_FAILED;
         }
-        p = sqlite3_column_blob(st, 1);
-        len = (size_t)sqlite3_column_bytes(st, 1);
+        p = stmt_col_blob(st, 1);
+        len = (size_t)stmt_col_bytes(st, 1);
         if (len > 0 && fwrite(p, 1, len, stdout) != len)
                 return -EIO;
         return 0;

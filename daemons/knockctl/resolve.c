@@ -27,7 +27,7 @@
 
 int ctl_resolve_event(knockctl *c, const char *ref, char **ret_id)
 {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         _cleanup_free_ char *own = NULL, *eref = ctl_escape(ref, 0);
         json_t *by_provider = json_array();
         int r, rc;
@@ -43,8 +43,8 @@ int ctl_resolve_event(knockctl *c, const char *ref, char **ret_id)
         if (r < 0)
                 goto out;
         stmt_bind_text(st, 1, ref);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (sqlite3_column_int(st, 1)) {
+        while ((rc = stmt_step(st)) > 0) {
+                if (stmt_col_int(st, 1)) {
                         own = stmt_strdup(st, 0);
                         if (!own) {
                                 r = -ENOMEM;
@@ -52,15 +52,15 @@ int ctl_resolve_event(knockctl *c, const char *ref, char **ret_id)
                         }
                 } else if (json_array_append_new(by_provider,
                                    json_pack("[s?, s?, s?]",
-                                           (const char *)sqlite3_column_text(st, 0),
-                                           (const char *)sqlite3_column_text(st, 2),
-                                           (const char *)sqlite3_column_text(st, 3))) < 0) {
+                                           stmt_col_text(st, 0),
+                                           stmt_col_text(st, 2),
+                                           stmt_col_text(st, 3))) < 0) {
                         r = -ENOMEM;
                         goto out;
                 }
         }
-        if (rc != SQLITE_DONE) {
-                r = store_errno(rc);
+        if (rc < 0) {
+                r = rc;
                 goto out;
         }
 

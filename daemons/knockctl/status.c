@@ -65,7 +65,7 @@ static json_t *queue_object(knock_store *s)
 static json_t *hook_counts(knock_store *s)
 {
         static const char *const states[] = {"pending", "delivered", "failed"};
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL;
         json_t *o = json_object();
 
         if (!o)
@@ -74,11 +74,11 @@ static json_t *hook_counts(knock_store *s)
                 json_object_set_new(o, states[i], json_integer(0));
         if (store_prepare(s, "SELECT state, count(*) FROM hooks GROUP BY state", &st) < 0)
                 return o;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-                const char *state = (const char *)sqlite3_column_text(st, 0);
+        while (stmt_step(st) > 0) {
+                const char *state = stmt_col_text(st, 0);
 
                 if (state)
-                        json_object_set_new(o, state, json_integer(sqlite3_column_int64(st, 1)));
+                        json_object_set_new(o, state, json_integer(stmt_col_i64(st, 1)));
         }
         return o;
 }
@@ -187,7 +187,7 @@ static int verb_status(knockctl *c, int argc, char **argv)
                 {"suspected_oom_kills", "SUSPECTED_OOM_KILLS", 0},
                 {"status", "STATUS", 60},
         };
-        _cleanup_stmt_ sqlite3_stmt *st = NULL, *oldest = NULL;
+        _cleanup_stmt_ db_stmt *st = NULL, *oldest = NULL;
         _cleanup_free_ char *cols_sql = NULL, *sql = NULL;
         json_t *doc, *daemons = NULL, *queue, *hooks, *paused;
         int o, r, version = 0;
@@ -243,9 +243,9 @@ static int verb_status(knockctl *c, int argc, char **argv)
                     "SELECT min(received_at) FROM events"
                     " WHERE status IN ('received','processing','failed')",
                     &oldest) >= 0 &&
-                sqlite3_step(oldest) == SQLITE_ROW &&
-                sqlite3_column_type(oldest, 0) != SQLITE_NULL) {
-                int64_t at = sqlite3_column_int64(oldest, 0);
+                stmt_step(oldest) > 0 &&
+                stmt_col_type(oldest, 0) != DB_NULL) {
+                int64_t at = stmt_col_i64(oldest, 0);
                 char buf[64];
 
                 json_object_set_new(

@@ -21,29 +21,29 @@
 
 static char *query_text(knock_store *s, const char *sql, const char *arg)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         char *v = NULL;
 
         if (store_prepare(s, sql, &st) < 0)
                 return NULL;
         stmt_bind_text(st, 1, arg);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-                v = strdup((const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
+        if (stmt_step(st) > 0 && stmt_col_text(st, 0))
+                v = strdup(stmt_col_text(st, 0));
+        stmt_finalize(st);
         return v;
 }
 
 static int64_t query_i64(knock_store *s, const char *sql, const char *arg)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int64_t v = -1;
 
         if (store_prepare(s, sql, &st) < 0)
                 return -1;
         stmt_bind_text(st, 1, arg);
-        if (sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        if (stmt_step(st) > 0)
+                v = stmt_col_i64(st, 0);
+        stmt_finalize(st);
         return v;
 }
 

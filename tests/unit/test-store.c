@@ -14,23 +14,23 @@
 
 static long long pragma_int(knock_store *s, const char *sql)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         long long v = -1;
 
-        if (store_prepare(s, sql, &st) == 0 && sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        if (store_prepare(s, sql, &st) == 0 && stmt_step(st) > 0)
+                v = stmt_col_i64(st, 0);
+        stmt_finalize(st);
         return v;
 }
 
 static char *pragma_text(knock_store *s, const char *sql)
 {
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         char *v = NULL;
 
-        if (store_prepare(s, sql, &st) == 0 && sqlite3_step(st) == SQLITE_ROW)
+        if (store_prepare(s, sql, &st) == 0 && stmt_step(st) > 0)
                 v = stmt_strdup(st, 0);
-        sqlite3_finalize(st);
+        stmt_finalize(st);
         return v;
 }
 
@@ -38,16 +38,16 @@ static char *pragma_text(knock_store *s, const char *sql)
 static int uses_ephemeral(knock_store *s, const char *sql)
 {
         char explain[512];
-        sqlite3_stmt *st = NULL;
+        db_stmt *st = NULL;
         int found = 0;
 
         snprintf(explain, sizeof(explain), "EXPLAIN %s", sql);
         if (store_prepare(s, explain, &st) < 0)
                 return -1;
-        while (sqlite3_step(st) == SQLITE_ROW)
-                if (streq((const char *)sqlite3_column_text(st, 1), "OpenEphemeral"))
+        while (stmt_step(st) > 0)
+                if (streq(stmt_col_text(st, 1), "OpenEphemeral"))
                         found = 1;
-        sqlite3_finalize(st);
+        stmt_finalize(st);
         return found;
 }
 
