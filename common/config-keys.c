@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <sys/un.h>
 
+#include <libpq-fe.h>
+
 #include "config-internal.h"
 #include "util.h"
 
@@ -255,6 +257,53 @@ static void parse_secret(parse_ctx *ctx, const key_def *k, const char *value)
 static void parse_console_token(parse_ctx *ctx, const key_def *k, const char *value)
 {
         config_secret_add(ctx, &ctx->console_tokens, value);
+}
+
+/* store = sqlite | postgresql:CONNINFO. The conninfo is libpq's (keywords or
+ * a URI), checked here so a typo is a config error and not a daemon that
+ * cannot start; a password in it is refused: the endpoint file is readable
+ * by the knock group, and libpq reads one from PGPASSFILE, a service file,
+ * or the credential the unit passes (knock-endpoint(5)). */
+static void parse_store(parse_ctx *ctx, const key_def *k, const char *value)
+{
+        const char *conninfo;
+        PQconninfoOption *opts;
+        char *err = NULL;
+
+        if (!*value || streq(value, "sqlite")) {
+                set_string(ctx, &ctx->c->store_conninfo, "");
+                return;
+        }
+        conninfo = startswith(value, "postgresql:") ? value + strlen("postgresql:") : NULL;
+        if (!conninfo || !*conninfo) {
+                key_error(ctx, "store must be sqlite or postgresql:CONNINFO");
+                return;
+        }
+        opts = PQconninfoParse(conninfo, &err);
+        if (!opts) {
+                size_t n = err ? strcspn(err, "\n") : 0;
+
+                key_error(ctx, "store: not a libpq connection string: %.*s", (int)n,
+                          err ? err : "out of memory");
+                PQfreemem(err);
+                return;
+        }
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+                if (streq(o->keyword, "password") && o->val && *o->val) {
+                        key_error(ctx, "store: a password in the endpoint file is refused; "
+                                       "use a PGPASSFILE, a service file or the pgpass "
+                                       "credential (knock-endpoint(5))");
+                        PQconninfoFree(opts);
+                        return;
+                }
+        PQconninfoFree(opts);
+        if (strlen(ctx->c->name) + strlen("knock_") > CONFIG_PG_SCHEMA_MAX) {
+                key_error(ctx, "store: on PostgreSQL an endpoint's name is at most %zu characters "
+                               "(its schema is knock_NAME)",
+                          CONFIG_PG_SCHEMA_MAX - strlen("knock_"));
+                return;
+        }
+        set_string(ctx, &ctx->c->store_conninfo, conninfo);
 }
 
 static void parse_listen(parse_ctx *ctx, const key_def *k, const char *value)
@@ -588,6 +637,7 @@ static const key_def keys[] = {
         {SECTION_ENDPOINT, "verify_token", parse_string_key, F(verify.verify_token), 0, 0},
         {SECTION_ENDPOINT, "console_token", parse_console_token, 0, 0, 0},
         {SECTION_ENDPOINT, "prometheus_url", parse_url, F(prometheus_url), 0, 0},
+        {SECTION_ENDPOINT, "store", parse_store, 0, 0, 0},
 
         {SECTION_WORKER, "handler", parse_handler, 0, 0, 0},
         {SECTION_WORKER, "concurrency", parse_count_key, F(concurrency), 1, 1024},

@@ -47,6 +47,7 @@
 #include <stdio.h>
 
 #include "config-internal.h"
+#include "store.h"
 #include "util.h"
 
 /* The placeholder value the reader gives inih for a line too long for it. */
@@ -503,6 +504,7 @@ knock_config *config_free(knock_config *c)
         verify_config_clear(&c->verify);
         free(c->handler);
         free(c->order_key);
+        free(c->store_conninfo);
         for (size_t i = 0; i < c->n_routes; i++) {
                 free(c->routes[i].event_type);
                 free(c->routes[i].handler);
@@ -647,6 +649,16 @@ char *config_db_path(const char *name)
         if (asprintf(&p, "%s/%s.db", knock_state_dir(), name) < 0)
                 return NULL;
         return p;
+}
+
+char *config_store_location(const knock_config *c)
+{
+        char schema[CONFIG_PG_SCHEMA_MAX + 1];
+
+        if (!c->store_conninfo)
+                return config_db_path(c->name);
+        snprintf(schema, sizeof(schema), "knock_%s", c->name);
+        return store_location_postgresql(schema, c->store_conninfo);
 }
 
 char *config_backup_dir(const char *name)

@@ -61,6 +61,7 @@ typedef struct knock_config {
         char **console_tokens;      /* the web console on a TCP admin listener (wiped on free) */
         size_t n_console_tokens;
         char *prometheus_url;       /* the console links its graphs there; NULL: no links */
+        char *store_conninfo;       /* store = postgresql:CONNINFO; NULL: SQLite (the default) */
 
         /* [worker] */
         char *handler;         /* exec:… | http(s)://… | NULL */
@@ -129,5 +130,10 @@ const char *config_order_key_for(const knock_config *c, const char *event_type);
 const char *config_handler_for(const knock_config *c, const char *event_type);
 
 /* Default paths derived from the name and the environment. Caller frees. */
+/* The longest PostgreSQL identifier (NAMEDATALEN - 1): knock_NAME must fit. */
+#define CONFIG_PG_SCHEMA_MAX 63
 char *config_db_path(const char *name);
+/* Where the endpoint's store is, for store_open(): its SQLite file, or its
+ * PostgreSQL schema (knock_NAME) and connection (free() it; NULL: no memory). */
+char *config_store_location(const knock_config *c);
 char *config_backup_dir(const char *name);

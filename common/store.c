@@ -694,11 +694,29 @@ static int store_migrate(knock_store *s)
         return 0;
 }
 
+#define LOCATION_PG "postgresql:"
+
+char *store_location_postgresql(const char *schema, const char *conninfo)
+{
+        char *p;
+
+        if (asprintf(&p, LOCATION_PG "%s:%s", schema, conninfo) < 0)
+                return NULL;
+        return p;
+}
+
+bool store_location_is_postgresql(const char *location)
+{
+        return startswith(location, LOCATION_PG);
+}
+
 int store_open(const char *path, unsigned flags, knock_store **ret)
 {
         knock_store *s;
         int oflags, r, version;
 
+        if (store_location_is_postgresql(path))
+                return -EPROTONOSUPPORT; /* the engine lands with store-pg.c */
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;

@@ -220,7 +220,7 @@ int daemon_setup(knock_daemon *d, const char *role, const char *usage, int argc,
 
         if (mkdir(knock_state_dir(), 0750) < 0 && errno != EEXIST)
                 log_warning_errno(errno, "Cannot create %s: %m", knock_state_dir());
-        db = config_db_path(d->name);
+        db = config_store_location(d->cfg);
         if (!db)
                 return log_error_errno(-ENOMEM, "Out of memory");
         /* Migrations may take long on a big database: tell systemd. */

@@ -204,7 +204,7 @@ int main(int argc, char **argv)
                 goto finish;
         }
 
-        db = config_db_path(in.d.name);
+        db = config_store_location(in.d.cfg);
         r = writer_start(&in.writer, db, in.d.name, in.d.base, request_on_stored, &in, &in.stats);
         if (r < 0) {
                 log_error_errno(r, "Cannot start the writer thread: %m");

@@ -136,15 +136,19 @@ int verb_getopt(
 int ctl_open_store(knockctl *c, bool write)
 {
         _cleanup_free_ char *path = NULL;
+        const knock_config *cfg;
         struct stat stb;
         int r;
 
         if (c->store)
                 return 0;
-        path = config_db_path(c->endpoint);
+        /* An endpoint file that does not load still has its SQLite file to
+         * read: the store is where the configuration says, else the file. */
+        cfg = ctl_config(c);
+        path = cfg ? config_store_location(cfg) : config_db_path(c->endpoint);
         if (!path)
                 return -ENOMEM;
-        if (stat(path, &stb) < 0) {
+        if (!store_location_is_postgresql(path) && stat(path, &stb) < 0) {
                 if (errno == ENOENT) {
                         ctl_error("no database for endpoint %s at %s (has knock-ingress run?)",
                                 c->endpoint, path);

@@ -474,7 +474,7 @@ int writer_start(worker_writer *wr, worker *w, event_callback_fn on_reply)
                 wr->ahead_bytes_max = v;
         wr->run_slots = (size_t)w->d->cfg->concurrency;
         wr->capacity = claim_capacity(wr->run_slots, 0);
-        wr->db_path = config_db_path(w->d->name);
+        wr->db_path = config_store_location(w->d->cfg);
         if (!wr->db_path)
                 return -ENOMEM;
         wr->ev_reply = event_new(w->d->base, -1, 0, on_reply, w);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "store.h"
 #include "tap.h"
 #include "util.h"
 
@@ -748,6 +749,65 @@ static void test_console_keys(void)
                 "prometheus_url must start with http:// or https://", "a prometheus_url without scheme");
 }
 
+/* store = sqlite | postgresql:CONNINFO; a password in the file is refused,
+ * and never echoed in the error. */
+static void test_store_key(void)
+{
+        _cleanup_free_ char *loc = NULL, *text = NULL;
+        knock_config_errors e = {};
+        knock_config *c;
+        bool echoed = false;
+
+        c = expect_ok(NULL, "", "no store key");
+        ok(c && !c->store_conninfo, "SQLite by default");
+        loc = c ? config_store_location(c) : NULL;
+        ok(loc && strlen(loc) > 5 && streq(loc + strlen(loc) - 5, "/x.db") && !store_location_is_postgresql(loc),
+           "the default location is the endpoint's file");
+        config_free(c);
+        free(loc);
+
+        c = expect_ok(NULL, "store = sqlite\n", "store = sqlite");
+        ok(c && !c->store_conninfo, "store = sqlite is the file");
+        config_free(c);
+
+        c = expect_ok(NULL, "store = postgresql:host=/run/postgresql dbname=knock\n",
+                      "store = postgresql:keywords");
+        ok(c && streq(c->store_conninfo, "host=/run/postgresql dbname=knock"),
+           "the conninfo kept as written");
+        loc = c ? config_store_location(c) : NULL;
+        ok(loc && streq(loc, "postgresql:knock_x:host=/run/postgresql dbname=knock") &&
+                   store_location_is_postgresql(loc),
+           "the location names schema knock_x");
+        config_free(c);
+
+        c = expect_ok(NULL, "store = postgresql:postgresql://knock@db.example/knock\n",
+                      "store = postgresql:URI");
+        ok(c && streq(c->store_conninfo, "postgresql://knock@db.example/knock"), "a URI kept");
+        config_free(c);
+
+        expect_one("store = postgresql:host=db password=hunter2\n", 5,
+                   "store: a password in the endpoint file is refused; use a PGPASSFILE, a service file or the pgpass credential (knock-endpoint(5))",
+                   "a password keyword refused");
+        expect_one("store = postgresql:postgresql://knock:hunter2@db/knock\n", 5,
+                   "store: a password in the endpoint file is refused; use a PGPASSFILE, a service file or the pgpass credential (knock-endpoint(5))",
+                   "a password in a URI refused");
+        expect_one("store = mysql:host=db\n", 5, "store must be sqlite or postgresql:CONNINFO",
+                   "another engine refused");
+        expect_one("store = postgresql:\n", 5, "store must be sqlite or postgresql:CONNINFO",
+                   "an empty conninfo refused");
+        expect_one("store = postgresql:nonsense\n", 5, "store: not a libpq connection string: missing \"=\" after \"nonsense\" in connection info string",
+                   "a malformed conninfo refused");
+
+        if (asprintf(&text, "%sstore = postgresql:host=db password=hunter2\n", BASE) < 0)
+                exit(2);
+        (void)load(NULL, text, &c, &e);
+        for (size_t i = 0; i < e.n; i++)
+                echoed |= strstr(e.msgs[i], "hunter2") != NULL;
+        ok(e.n == 1 && !echoed, "the refused password is not in the error");
+        config_errors_clear(&e);
+        config_free(c);
+}
+
 static void test_secret_never_in_errors(void)
 {
         const char *sentinel = "S3cr3tSentinel42";
@@ -983,6 +1043,7 @@ int main(void)
         test_grammar();
         test_secret_never_in_errors();
         test_console_keys();
+        test_store_key();
         test_list_and_paths();
         test_shipped_files();
 
