@@ -202,7 +202,7 @@ int cq_timeline(knock_store *s, const char *event_id, db_stmt **ret)
                 "SELECT at, kind, id, what, detail, dur FROM ("
                 " SELECT d.received_at AS at, 'delivery' AS kind, d.id AS id,"
                 "  d.http_status AS what,"
-                "  CASE WHEN d.duplicate THEN 'duplicate' WHEN d.signature_valid THEN 'verified'"
+                "  CASE WHEN d.duplicate <> 0 THEN 'duplicate' WHEN d.signature_valid <> 0 THEN 'verified'"
                 "   ELSE coalesce(d.verify_error, 'rejected') END AS detail, NULL AS dur, 0 AS o"
                 "  FROM deliveries d WHERE d.event_id = :id"
                 " UNION ALL SELECT a.started_at, 'attempt', a.id, coalesce(a.outcome, 'running'),"

@@ -53,7 +53,7 @@ void knock_claim_clear(knock_claim *c)
  * second one (claims a previous process with our PID left behind are
  * taken over at start, see lease.h). */
 #define CLAIM_LEASE_EXPIRED_WHERE                                                                  \
-        "WHERE e.status = 'processing' AND e.claim_until < ?1 AND e.claimed_by IS NOT ?3 "
+        "WHERE e.status = 'processing' AND e.claim_until < ?1 AND e.claimed_by IS DISTINCT FROM ?3 "
 #define NOT_PAUSED                                                                                 \
         "AND (e.event_type IS NULL OR e.event_type NOT IN (SELECT value FROM json_each(?4))) "      \
         "AND (e.order_key IS NULL OR e.order_key NOT IN (SELECT value FROM json_each(?5))) "
@@ -210,7 +210,7 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
         "UNION ALL SELECT MIN(next_attempt_at) FROM events e WHERE "                               \
         "status = 'failed' " NOT_HELD filter                                                       \
         " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "                                    \
-        "WHERE status = 'processing' AND claimed_by IS NOT ?1 " filter ")"
+        "WHERE status = 'processing' AND claimed_by IS DISTINCT FROM ?1 " filter ")"
 
 int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
         char **ret_types, char ***ret_probes, size_t *ret_n_probes)
@@ -481,5 +481,5 @@ int events_prune_start(knock_store *s)
 
 void events_prune_stop(knock_store *s)
 {
-        (void)store_exec(s, "DROP TABLE IF EXISTS temp.prune_batch");
+        (void)store_exec(s, "DROP TABLE IF EXISTS prune_batch");
 }

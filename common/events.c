@@ -320,7 +320,7 @@ int events_order_check(knock_store *s, int64_t rowid, const char *key, bool *ret
         int r;
 
         r = store_cached(s,
-                "UPDATE events SET order_key = ?1 WHERE rowid = ?2 AND order_key IS NOT ?1", &st);
+                "UPDATE events SET order_key = ?1 WHERE rowid = ?2 AND order_key IS DISTINCT FROM ?1", &st);
         if (r < 0)
                 return r;
         stmt_bind_text_static(st, 1, key);
@@ -856,16 +856,16 @@ int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char 
          * first; the cursor only guarantees progress (an orphan it skips is
          * taken by the next run). */
         static const char *const pick_events =
-                "INSERT INTO temp.prune_batch(id) SELECT e.id FROM events e"
+                "INSERT INTO prune_batch(id) SELECT e.id FROM events e"
                 " WHERE e.id > ?3 AND " EVENT_PRUNABLE_("+", "e") " ORDER BY e.id LIMIT ?4";
         static const char *const pick_orphans =
-                "INSERT INTO temp.prune_batch(id) SELECT id FROM deliveries d"
+                "INSERT INTO prune_batch(id) SELECT id FROM deliveries d"
                 " WHERE " ORPHAN_PRUNABLE("d") " AND id > ?3 LIMIT ?4";
         db_stmt *st = NULL;
         int r;
 
         *ret_n = 0;
-        r = prune_step(s, "DELETE FROM temp.prune_batch", status, cutoff, NULL);
+        r = prune_step(s, "DELETE FROM prune_batch", status, cutoff, NULL);
         if (r >= 0)
                 r = store_cached(s, status >= 0 ? pick_events : pick_orphans, &st);
         if (r < 0)
@@ -879,7 +879,7 @@ int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char 
         *ret_n = (uint64_t)store_changes(s);
         if (*ret_n == 0)
                 return 0;
-        r = store_cached(s, "SELECT max(id) FROM temp.prune_batch", &st);
+        r = store_cached(s, "SELECT max(id) FROM prune_batch", &st);
         if (r >= 0)
                 r = stmt_step(st);
         if (r > 0)
@@ -896,18 +896,18 @@ int events_prune_delete(knock_store *s, event_status status, int64_t cutoff, eve
         /* Drop every id that no longer qualifies. */
         if (status < 0) {
                 r = prune_step(s,
-                        "DELETE FROM temp.prune_batch WHERE NOT EXISTS (SELECT 1 FROM deliveries d"
+                        "DELETE FROM prune_batch WHERE NOT EXISTS (SELECT 1 FROM deliveries d"
                         " WHERE d.id = prune_batch.id AND " ORPHAN_PRUNABLE("d") ")",
                         status, cutoff, NULL);
                 if (r >= 0)
                         r = prune_step(s,
-                                "DELETE FROM deliveries WHERE id IN (SELECT id FROM temp.prune_batch)"
+                                "DELETE FROM deliveries WHERE id IN (SELECT id FROM prune_batch)"
                                 " AND event_id IS NULL",
                                 status, cutoff, &acc->orphans);
                 return r;
         }
         r = prune_step(s,
-                "DELETE FROM temp.prune_batch WHERE NOT EXISTS (SELECT 1 FROM events e"
+                "DELETE FROM prune_batch WHERE NOT EXISTS (SELECT 1 FROM events e"
                 " WHERE e.id = prune_batch.id AND " EVENT_PRUNABLE("e") ")",
                 status, cutoff, NULL);
         /* Children first, so every table's count is exact and the ON DELETE
@@ -916,14 +916,14 @@ int events_prune_delete(knock_store *s, event_status status, int64_t cutoff, eve
                 r = hooks_prune_batch(s, &acc->hooks, &acc->hook_attempts);
         if (r >= 0)
                 r = prune_step(s,
-                        "DELETE FROM attempts WHERE event_id IN (SELECT id FROM temp.prune_batch)",
+                        "DELETE FROM attempts WHERE event_id IN (SELECT id FROM prune_batch)",
                         status, cutoff, &acc->attempts);
         if (r >= 0)
                 r = prune_step(s,
-                        "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM temp.prune_batch)",
+                        "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM prune_batch)",
                         status, cutoff, &acc->deliveries);
         if (r >= 0)
-                r = prune_step(s, "DELETE FROM events WHERE id IN (SELECT id FROM temp.prune_batch)",
+                r = prune_step(s, "DELETE FROM events WHERE id IN (SELECT id FROM prune_batch)",
                         status, cutoff, &acc->events);
         return r;
 }

@@ -327,7 +327,8 @@ int hooks_next_due(knock_store *s, const char *me, int64_t now, int64_t *ret)
         /* A hook held by someone else becomes ours to take when its lease
          * runs out; one we hold is in memory and not waited for here. */
         r = store_cached(s,
-                "SELECT min(max(next_attempt_at, coalesce(claim_until, 0)))"
+                "SELECT min(CASE WHEN next_attempt_at > coalesce(claim_until, 0) THEN next_attempt_at"
+                "  ELSE coalesce(claim_until, 0) END)"
                 " FROM hooks WHERE state = 'pending' AND next_attempt_at IS NOT NULL"
                 " AND (claimed_by IS NULL OR claimed_by != ?1)",
                 &st);
@@ -467,8 +468,8 @@ int hooks_prune_batch(knock_store *s, uint64_t *ret_hooks, uint64_t *ret_attempt
                 /* Children first, so each count is exact and the ON DELETE
                  * CASCADE of the events that follow finds nothing left. */
                 "DELETE FROM hook_attempts WHERE hook_id IN (SELECT id FROM hooks"
-                " WHERE event_id IN (SELECT id FROM temp.prune_batch))",
-                "DELETE FROM hooks WHERE event_id IN (SELECT id FROM temp.prune_batch)",
+                " WHERE event_id IN (SELECT id FROM prune_batch))",
+                "DELETE FROM hooks WHERE event_id IN (SELECT id FROM prune_batch)",
         };
         uint64_t *counts[] = {ret_attempts, ret_hooks};
         int r;

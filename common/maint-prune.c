@@ -329,16 +329,16 @@ int maint_prune_audit(knock_store *s, int64_t before, uint64_t *ret_deleted)
 
         *ret_deleted = 0;
         r = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS maint_audit(id TEXT PRIMARY KEY);"
-                          "DELETE FROM temp.maint_audit");
+                          "DELETE FROM maint_audit");
         if (r < 0)
                 return r;
         r = store_prepare(s,
-                "INSERT INTO temp.maint_audit SELECT id FROM audit WHERE at < ?"
+                "INSERT INTO maint_audit SELECT id FROM audit WHERE at < ?"
                 " LIMIT " AUDIT_BATCH,
                 &pick);
         if (r >= 0)
                 r = store_prepare(
-                        s, "DELETE FROM audit WHERE id IN (SELECT id FROM temp.maint_audit)", &del);
+                        s, "DELETE FROM audit WHERE id IN (SELECT id FROM maint_audit)", &del);
         while (r >= 0) {
                 stmt_bind_i64(pick, 1, before);
                 r = stmt_run(pick);
@@ -352,12 +352,12 @@ int maint_prune_audit(knock_store *s, int64_t before, uint64_t *ret_deleted)
                         deleted += (uint64_t)store_changes(s);
                 r = store_end(s, r);
                 if (r >= 0)
-                        r = store_exec(s, "DELETE FROM temp.maint_audit");
+                        r = store_exec(s, "DELETE FROM maint_audit");
                 usleep(5000);
         }
         stmt_finalizep(&pick);
         stmt_finalizep(&del);
-        (void)store_exec(s, "DROP TABLE IF EXISTS temp.maint_audit");
+        (void)store_exec(s, "DROP TABLE IF EXISTS maint_audit");
         *ret_deleted = deleted;
         return r < 0 ? r : 0;
 }

@@ -806,7 +806,7 @@ void store_closep(knock_store **s)
 }
 
 static int exec_bound(knock_store *s, const char *sql, const char *t1, int64_t i1, int64_t i2,
-                      const char *t2, const char *t3)
+                      int64_t i3, const char *t2, const char *t3)
 {
         _cleanup_stmt_ db_stmt *st = NULL;
         int r;
@@ -821,6 +821,8 @@ static int exec_bound(knock_store *s, const char *sql, const char *t1, int64_t i
                 stmt_bind_i64(st, stmt_param(st, ":i1"), i1);
         if (stmt_param(st, ":i2"))
                 stmt_bind_i64(st, stmt_param(st, ":i2"), i2);
+        if (stmt_param(st, ":i3"))
+                stmt_bind_i64(st, stmt_param(st, ":i3"), i3);
         if (stmt_param(st, ":t2"))
                 stmt_bind_text(st, stmt_param(st, ":t2"), t2);
         if (stmt_param(st, ":t3"))
@@ -833,13 +835,12 @@ int store_daemon_started(knock_store *s, const char *daemon, bool previous_uncle
         return exec_bound(s,
                 "INSERT INTO daemons(daemon,pid,started_at,heartbeat_at,stopped_at,"
                 "  last_clean_exit,suspected_oom_kills,status)"
-                " VALUES(:t1,:i1,:i2,:i2,NULL,NULL,:t2 = 'unclean','starting')"
+                " VALUES(:t1,:i1,:i2,:i2,NULL,NULL,:i3,'starting')"
                 " ON CONFLICT(daemon) DO UPDATE SET pid=:i1, started_at=:i2, heartbeat_at=:i2,"
                 "  stopped_at=NULL, status='starting',"
-                "  last_clean_exit = CASE WHEN :t2 = 'unclean' THEN 0 ELSE last_clean_exit END,"
-                "  suspected_oom_kills = suspected_oom_kills + (:t2 = 'unclean')",
-                daemon, (int64_t)getpid(), now_ms(), previous_unclean ? "unclean" : "clean",
-                NULL);
+                "  last_clean_exit = CASE WHEN :i3 = 1 THEN 0 ELSE last_clean_exit END,"
+                "  suspected_oom_kills = suspected_oom_kills + :i3",
+                daemon, (int64_t)getpid(), now_ms(), previous_unclean, NULL, NULL);
 }
 
 int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *counters_json,
@@ -849,7 +850,7 @@ int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *count
                 "UPDATE daemons SET heartbeat_at=:i2, pid=:i1,"
                 " counters=coalesce(:t2, counters), status=coalesce(:t3, status)"
                 " WHERE daemon=:t1",
-                daemon, (int64_t)getpid(), now_ms(), counters_json, status);
+                daemon, (int64_t)getpid(), now_ms(), 0, counters_json, status);
 }
 
 int store_daemon_stopped(knock_store *s, const char *daemon)
@@ -857,7 +858,7 @@ int store_daemon_stopped(knock_store *s, const char *daemon)
         return exec_bound(s,
                 "UPDATE daemons SET stopped_at=:i2, heartbeat_at=:i2, last_clean_exit=1,"
                 " status='stopped' WHERE daemon=:t1 AND pid=:i1",
-                daemon, (int64_t)getpid(), now_ms(), NULL, NULL);
+                daemon, (int64_t)getpid(), now_ms(), 0, NULL, NULL);
 }
 
 int store_audit(knock_store *s, const char *actor, const char *action, const char *filters_json,
