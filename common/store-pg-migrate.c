@@ -227,6 +227,36 @@ static int begin_locked(kpg_conn *c)
         return kpg_run(c, sql, NULL);
 }
 
+/* Ends what begin_locked() began: COMMIT when r >= 0 (its result returned),
+ * else ROLLBACK and r. */
+static int end_locked(kpg_conn *c, int r)
+{
+        if (r >= 0)
+                return kpg_run(c, "COMMIT", NULL);
+        if (kpg_connection_ok(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+                (void)kpg_run(c, "ROLLBACK", NULL);
+        return r;
+}
+
+/* Runs before, s escaped as an identifier (ident) or a literal, and after. */
+static int run_escaped(kpg_conn *c, const char *before, const char *s, bool ident,
+                       const char *after, PGresult **ret)
+{
+        char *e, *sql;
+        int r;
+
+        e = ident ? PQescapeIdentifier(c->pg, s, strlen(s)) : PQescapeLiteral(c->pg, s, strlen(s));
+        if (!e)
+                return -ENOMEM;
+        r = asprintf(&sql, "%s%s%s", before, e, after);
+        PQfreemem(e);
+        if (r < 0)
+                return -ENOMEM;
+        r = kpg_run(c, sql, ret);
+        free(sql);
+        return r;
+}
+
 /* The schema and schema_migrations, under the lock: CREATE ... IF NOT
  * EXISTS is not safe against a concurrent CREATE, and a schema made by the
  * database's owner for a role without CREATE on the database is used as
@@ -234,87 +264,48 @@ static int begin_locked(kpg_conn *c)
 static int create_schema(kpg_conn *c)
 {
         PGresult *res = NULL;
-        char *ident = NULL, *literal = NULL, *sql = NULL;
         int r;
 
-        ident = PQescapeIdentifier(c->pg, c->schema, strlen(c->schema));
-        literal = PQescapeLiteral(c->pg, c->schema, strlen(c->schema));
-        if (!ident || !literal) {
-                r = -ENOMEM;
-                goto out;
-        }
         r = begin_locked(c);
-        if (r < 0)
-                goto out;
-        if (asprintf(&sql, "SELECT count(*) FROM pg_namespace WHERE nspname = %s", literal) < 0) {
-                sql = NULL;
-                r = -ENOMEM;
-                goto out;
-        }
-        r = kpg_run(c, sql, &res);
-        free(sql);
-        sql = NULL;
-        if (r >= 0 && streq(PQgetvalue(res, 0, 0), "0")) {
-                if (asprintf(&sql, "CREATE SCHEMA %s", ident) < 0) {
-                        sql = NULL;
-                        r = -ENOMEM;
-                } else
-                        r = kpg_run(c, sql, NULL);
-        }
+        if (r >= 0)
+                r = run_escaped(c, "SELECT count(*) FROM pg_namespace WHERE nspname = ", c->schema,
+                        false, "", &res);
+        if (r >= 0 && streq(PQgetvalue(res, 0, 0), "0"))
+                r = run_escaped(c, "CREATE SCHEMA ", c->schema, true, "", NULL);
+        PQclear(res);
         if (r >= 0)
                 r = kpg_run(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                           "  version BIGINT PRIMARY KEY, name TEXT COLLATE \"C\" NOT NULL,"
-                           "  applied_at BIGINT NOT NULL)",
+                               "  version BIGINT PRIMARY KEY, name TEXT COLLATE \"C\" NOT NULL,"
+                               "  applied_at BIGINT NOT NULL)",
                         NULL);
-        r = r >= 0 ? kpg_run(c, "COMMIT", NULL) : r;
-out:
-        if (r < 0 && kpg_connection_ok(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-                (void)kpg_run(c, "ROLLBACK", NULL);
-        PQclear(res);
-        free(sql);
-        PQfreemem(ident);
-        PQfreemem(literal);
-        return r;
+        return end_locked(c, r);
 }
 
 /* One migration and its schema_migrations row in one transaction, under
  * the lock, unless another host ran it while we waited. */
 static int migrate_one(kpg_conn *c, size_t i)
 {
-        char *sql = NULL, *name = NULL;
-        int64_t version;
+        char insert[96];
+        int64_t version = 0;
         int r;
 
         r = begin_locked(c);
-        if (r < 0)
-                return r;
-        r = kpg_schema_version(c, &version);
-        if (r < 0 || version >= migrations[i].version) {
-                (void)kpg_run(c, "ROLLBACK", NULL);
-                return r < 0 ? r : version > STORE_SCHEMA_VERSION ? -EPROTO : 0;
+        if (r >= 0)
+                r = kpg_schema_version(c, &version);
+        if (r >= 0 && version >= migrations[i].version) {
+                (void)end_locked(c, -ECANCELED);
+                return version > STORE_SCHEMA_VERSION ? -EPROTO : 0;
         }
-        if (migrations[i].sql)
+        if (r >= 0 && migrations[i].sql)
                 r = kpg_run(c, migrations[i].sql, NULL);
-        name = PQescapeLiteral(c->pg, migrations[i].name, strlen(migrations[i].name));
-        if (r >= 0 && !name)
-                r = -ENOMEM;
-        if (r >= 0 &&
-            asprintf(&sql,
-                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (%d, %s,"
-                    " (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
-                    migrations[i].version, name) < 0) {
-                sql = NULL;
-                r = -ENOMEM;
-        }
+        /* The server's clock, as every host shares it. */
+        snprintf(insert, sizeof(insert),
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (%d, ",
+                migrations[i].version);
         if (r >= 0)
-                r = kpg_run(c, sql, NULL);
-        if (r >= 0)
-                r = kpg_run(c, "COMMIT", NULL);
-        else if (kpg_connection_ok(c))
-                (void)kpg_run(c, "ROLLBACK", NULL);
-        free(sql);
-        PQfreemem(name);
-        return r;
+                r = run_escaped(c, insert, migrations[i].name, false,
+                        ", (extract(epoch FROM clock_timestamp()) * 1000)::bigint)", NULL);
+        return end_locked(c, r);
 }
 
 int kpg_migrate(kpg_conn *c)

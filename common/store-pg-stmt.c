@@ -452,6 +452,8 @@ int kpg_bind_text(kpg_stmt *st, int idx, const char *s, size_t len)
 
 int kpg_bind_blob(kpg_stmt *st, int idx, const void *p, size_t n)
 {
+        if (!p && n > 0)
+                return kpg_bind_null(st, idx);
         return bind_copy(st, idx, p, n, 1, OID_BYTEA);
 }
 

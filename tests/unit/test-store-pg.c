@@ -131,7 +131,47 @@ static void test_create(kpg_conn *a)
         kpg_close(c);
         c = NULL;
         is_int(kpg_open(conninfo, "knock-t.create", 0, &c), 0, "a current schema opens without CREATE");
+
+        /* Back to version 1, a row in it: the migrations from there keep it. */
+        is_int(kpg_exec(c, "DROP TABLE pauses; DROP INDEX events_order_key;"
+                           "ALTER TABLE events DROP COLUMN order_key;"
+                           "DELETE FROM schema_migrations WHERE version >= 2;"
+                           "INSERT INTO events(id, status, delivery_id, received_at, updated_at)"
+                           " VALUES ('evt_old', 'handled', 'dlv_old', 1, 1)"),
+                0, "the schema put back to version 1");
         kpg_close(c);
+        c = NULL;
+        is_int(kpg_open(conninfo, "knock-t.create", 0, &c), -ENOMEDIUM,
+                "a schema behind this build, without CREATE: -ENOMEDIUM");
+        is_int(kpg_open(conninfo, "knock-t.create", STORE_CREATE, &c), 0, "migrated from version 1");
+        is_int(query_i64(c, "SELECT max(version) * 10 + count(*) FROM schema_migrations"),
+                STORE_SCHEMA_VERSION * 10 + STORE_SCHEMA_VERSION, "to this build's version, once each");
+        is_int(query_i64(c, "SELECT count(*) FROM events WHERE id = 'evt_old' AND order_key IS NULL"),
+                1, "its row kept, with the new column");
+        is_int(kpg_exec(c, "DELETE FROM events"), 0, "emptied again");
+        kpg_close(c);
+}
+
+/* A role without CREATE on the database uses the schema its DBA made for it. */
+static void test_least_privilege(kpg_conn *a)
+{
+        kpg_conn *c = NULL;
+        char *ci = conninfo_with("user=knock_limited");
+
+        execf(a, "DROP SCHEMA IF EXISTS knock_owned CASCADE; DROP SCHEMA IF EXISTS knock_other CASCADE;"
+                 "DROP ROLE IF EXISTS knock_limited; CREATE ROLE knock_limited LOGIN;"
+                 "CREATE SCHEMA knock_owned AUTHORIZATION knock_limited");
+        is_int(query_i64(a, "SELECT has_database_privilege('knock_limited', current_database(), 'CREATE')::int"),
+                0, "a role without CREATE on the database");
+        is_int(kpg_open(ci, "knock_owned", STORE_CREATE, &c), 0,
+                "migrates the schema made for it (%s)", c ? "" : "failed");
+        is_int(query_i64(c, "SELECT count(*) FROM schema_migrations"), STORE_SCHEMA_VERSION,
+                "every migration recorded");
+        kpg_close(c);
+        c = NULL;
+        is_int(kpg_open(ci, "knock_other", STORE_CREATE, &c), -EACCES,
+                "and cannot create another: -EACCES");
+        free(ci);
 }
 
 /* Several processes open one new schema at the same instant. */
@@ -837,6 +877,7 @@ int main(void)
         test_create(a);
         test_create_race(a);
         test_refusals(a);
+        test_least_privilege(a);
         test_same_schema_as_sqlite();
 
         if (kpg_open(conninfo, "knock-t.create", 0, &c) < 0)
