@@ -18,16 +18,16 @@
 struct kpg_conn {
         PGconn *pg;
         char *schema;
-        unsigned flags;        /* store.h's STORE_* */
-        uint64_t generation;   /* +1 at every reconnection */
-        uint64_t next_name;    /* named statements: never reused in a session */
+        unsigned flags;      /* store.h's STORE_* */
+        uint64_t generation; /* +1 at every reconnection */
+        uint64_t next_name;  /* named statements: never reused in a session */
         int64_t changes;
         bool txn_lost;         /* the session died inside a transaction */
         bool session_ready;    /* session_setup() ran on this session */
         char lock_timeout[32]; /* the session's, restored inside migrations */
         char **dealloc;        /* named statements to DEALLOCATE when idle */
         size_t n_dealloc;
-        kpg_stmt *stmts;       /* open statements, detached by kpg_close() */
+        kpg_stmt *stmts; /* open statements, detached by kpg_close() */
         char errmsg[512];
 };
 

@@ -57,12 +57,12 @@
 #define PARAM_MAX 32766 /* SQLite's SQLITE_MAX_VARIABLE_NUMBER */
 
 typedef struct kpg_param {
-        char *heap;    /* owned text or blob; value points here or at num */
+        char *heap;        /* owned text or blob; value points here or at num */
         const char *value; /* NULL: SQL NULL */
         int length;
-        int format;    /* 0 text, 1 binary */
-        Oid type;      /* 0: the server infers it */
-        Oid hint;      /* the type of the last non-NULL value, kept for NULL */
+        int format;      /* 0 text, 1 binary */
+        Oid type;        /* 0: the server infers it */
+        Oid hint;        /* the type of the last non-NULL value, kept for NULL */
         bool referenced; /* sql names it (a ?NNN may leave gaps) */
         char num[24];
 } kpg_param;
@@ -77,7 +77,7 @@ enum { ST_READY, ST_ROWS, ST_DONE };
 struct kpg_stmt {
         kpg_conn *c; /* NULL once the connection was closed */
         LIST_FIELDS(kpg_stmt);
-        char *sql;   /* translated */
+        char *sql;    /* translated */
         char **names; /* names[i]: parameter i+1's name, NULL for ? and ?NNN */
         kpg_param *params;
         int n_params;
@@ -92,7 +92,7 @@ struct kpg_stmt {
 
         int state;
         PGresult *res;
-        int row; /* current row; -1 before the first */
+        int row;         /* current row; -1 before the first */
         kpg_cell *cells; /* decoded bytea of the current row, one per column */
         int n_cells;
 };
@@ -151,7 +151,7 @@ static int param_number(kpg_stmt *st, const char *name, size_t len, int *max)
 
         for (int i = 0; i < st->n_params; i++)
                 if (st->names[i] && strlen(st->names[i]) == len &&
-                    memcmp(st->names[i], name, len) == 0)
+                        memcmp(st->names[i], name, len) == 0)
                         return i + 1;
         if (*max >= PARAM_MAX)
                 return -ERANGE;
@@ -491,8 +491,8 @@ static PGresult *execute(kpg_stmt *st)
                 PQclear(res);
                 memcpy(st->name, name, sizeof(name));
         }
-        return PQexecPrepared(c->pg, st->name, st->n_params, st->values, st->lengths,
-                st->formats, 0);
+        return PQexecPrepared(
+                c->pg, st->name, st->n_params, st->values, st->lengths, st->formats, 0);
 }
 
 int kpg_step(kpg_stmt *st)
@@ -568,7 +568,7 @@ int kpg_column_type(kpg_stmt *st, int col)
                 return KPG_INTEGER;
         case OID_NUMERIC:
                 return numeric_fraction(PQgetvalue(st->res, st->row, col)) ? KPG_FLOAT
-                                                                             : KPG_INTEGER;
+                                                                           : KPG_INTEGER;
         case OID_FLOAT4:
         case OID_FLOAT8:
                 return KPG_FLOAT;

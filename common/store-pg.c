@@ -140,10 +140,10 @@ int kpg_result_errno(kpg_conn *c, PGresult *res, PGTransactionStatusType before)
         int r;
 
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK ||
-            status == PGRES_EMPTY_QUERY) {
+                status == PGRES_EMPTY_QUERY) {
                 cmd = PQcmdStatus(res);
                 if (startswith(cmd, "INSERT") || startswith(cmd, "UPDATE") ||
-                    startswith(cmd, "DELETE") || startswith(cmd, "MERGE"))
+                        startswith(cmd, "DELETE") || startswith(cmd, "MERGE"))
                         c->changes = strtoll(PQcmdTuples(res), NULL, 10);
                 return 0;
         }
@@ -182,13 +182,13 @@ static bool is_rollback(const char *sql)
         sql += strspn(sql, " \t\r\n");
         n = strcspn(sql, " \t\r\n;");
         if (!((n == 8 && strncasecmp(sql, "ROLLBACK", 8) == 0) ||
-              (n == 5 && strncasecmp(sql, "ABORT", 5) == 0)))
+                    (n == 5 && strncasecmp(sql, "ABORT", 5) == 0)))
                 return false;
         sql += n;
         sql += strspn(sql, " \t\r\n");
         n = strcspn(sql, " \t\r\n;");
         if ((n == 4 && strncasecmp(sql, "WORK", 4) == 0) ||
-            (n == 11 && strncasecmp(sql, "TRANSACTION", 11) == 0))
+                (n == 11 && strncasecmp(sql, "TRANSACTION", 11) == 0))
                 sql += n;
         sql += strspn(sql, " \t\r\n;");
         return *sql == '\0';
@@ -217,8 +217,9 @@ static int session_setup(kpg_conn *c)
         if (r < 0)
                 return r;
 
-        r = kpg_run(c, "SELECT current_setting('synchronous_commit'), current_setting('fsync'),"
-                   " current_setting('lock_timeout'), current_setting('server_encoding')",
+        r = kpg_run(c,
+                "SELECT current_setting('synchronous_commit'), current_setting('fsync'),"
+                " current_setting('lock_timeout'), current_setting('server_encoding')",
                 &res);
         if (r < 0)
                 return r;
@@ -227,15 +228,20 @@ static int session_setup(kpg_conn *c)
         lock_timeout = PQgetvalue(res, 0, 2);
         encoding = PQgetvalue(res, 0, 3);
         if (streq(sync, "off") || streq(sync, "local")) {
-                kpg_set_error(c, "synchronous_commit is '%s': a COMMIT would not be durable when it "
-                             "returns (set it to on, remote_write or remote_apply)", sync);
+                kpg_set_error(c,
+                        "synchronous_commit is '%s': a COMMIT would not be durable when it "
+                        "returns (set it to on, remote_write or remote_apply)",
+                        sync);
                 r = -EINVAL;
         } else if (!streq(fsync, "on")) {
-                kpg_set_error(c, "the server runs with fsync=%s: a COMMIT would not be durable", fsync);
+                kpg_set_error(
+                        c, "the server runs with fsync=%s: a COMMIT would not be durable", fsync);
                 r = -EINVAL;
         } else if (!streq(encoding, "UTF8")) {
-                kpg_set_error(c, "the database's encoding is %s: knock stores UTF-8 (create it "
-                             "with ENCODING 'UTF8')", encoding);
+                kpg_set_error(c,
+                        "the database's encoding is %s: knock stores UTF-8 (create it "
+                        "with ENCODING 'UTF8')",
+                        encoding);
                 r = -EINVAL;
         } else if (streq(lock_timeout, "0")) {
                 r = kpg_run(c, "SET lock_timeout = '" LOCK_TIMEOUT_DEFAULT "'", NULL);
@@ -381,8 +387,8 @@ static int open_session(const char *conninfo, kpg_conn *c)
 {
         /* Before the caller's string: what the operator may change; after
          * it: what knock needs. */
-        const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
-                                    "client_encoding", NULL};
+        const char *const keys[] = {
+                "connect_timeout", "fallback_application_name", "dbname", "client_encoding", NULL};
         const char *const values[] = {"10", "knock", conninfo, "UTF8", NULL};
         PQconninfoOption *opts;
         char *err = NULL;
@@ -393,8 +399,9 @@ static int open_session(const char *conninfo, kpg_conn *c)
                 if (err) {
                         explicit_bzero(err, strlen(err));
                         PQfreemem(err);
-                        kpg_set_error(c, "the PostgreSQL connection string cannot be parsed (libpq's "
-                                     "key=value or postgresql:// URI syntax)");
+                        kpg_set_error(c,
+                                "the PostgreSQL connection string cannot be parsed (libpq's "
+                                "key=value or postgresql:// URI syntax)");
                         return -EINVAL;
                 }
                 kpg_set_error(c, "out of memory parsing the PostgreSQL connection string");
@@ -416,7 +423,7 @@ static int open_session(const char *conninfo, kpg_conn *c)
 }
 
 int kpg_open_msg(const char *conninfo, const char *schema, unsigned flags, kpg_conn **ret,
-                 char *msg, size_t size)
+        char *msg, size_t size)
 {
         kpg_conn *c;
         int64_t version;

@@ -56,7 +56,7 @@ int kpg_open(const char *conninfo, const char *schema, unsigned flags, kpg_conn 
 /* As kpg_open(), and on failure says why in msg (at most size bytes, NUL
  * terminated; the connection's own message when there was one). */
 int kpg_open_msg(const char *conninfo, const char *schema, unsigned flags, kpg_conn **ret,
-                 char *msg, size_t size);
+        char *msg, size_t size);
 /* Closes the connection; statements still open are detached (finalizing
  * them afterwards only frees them). NULL: nothing. */
 void kpg_close(kpg_conn *c);

@@ -130,7 +130,8 @@ static void test_create(kpg_conn *a)
                 "nothing migrated twice");
         kpg_close(c);
         c = NULL;
-        is_int(kpg_open(conninfo, "knock-t.create", 0, &c), 0, "a current schema opens without CREATE");
+        is_int(kpg_open(conninfo, "knock-t.create", 0, &c), 0,
+                "a current schema opens without CREATE");
 
         /* Back to version 1, a row in it: the migrations from there keep it. */
         is_int(kpg_exec(c, "DROP TABLE pauses; DROP INDEX events_order_key;"
@@ -143,10 +144,13 @@ static void test_create(kpg_conn *a)
         c = NULL;
         is_int(kpg_open(conninfo, "knock-t.create", 0, &c), -ENOMEDIUM,
                 "a schema behind this build, without CREATE: -ENOMEDIUM");
-        is_int(kpg_open(conninfo, "knock-t.create", STORE_CREATE, &c), 0, "migrated from version 1");
+        is_int(kpg_open(conninfo, "knock-t.create", STORE_CREATE, &c), 0,
+                "migrated from version 1");
         is_int(query_i64(c, "SELECT max(version) * 10 + count(*) FROM schema_migrations"),
-                STORE_SCHEMA_VERSION * 10 + STORE_SCHEMA_VERSION, "to this build's version, once each");
-        is_int(query_i64(c, "SELECT count(*) FROM events WHERE id = 'evt_old' AND order_key IS NULL"),
+                STORE_SCHEMA_VERSION * 10 + STORE_SCHEMA_VERSION,
+                "to this build's version, once each");
+        is_int(query_i64(
+                       c, "SELECT count(*) FROM events WHERE id = 'evt_old' AND order_key IS NULL"),
                 1, "its row kept, with the new column");
         is_int(kpg_exec(c, "DELETE FROM events"), 0, "emptied again");
         kpg_close(c);
@@ -158,10 +162,12 @@ static void test_least_privilege(kpg_conn *a)
         kpg_conn *c = NULL;
         char *ci = conninfo_with("user=knock_limited");
 
-        execf(a, "DROP SCHEMA IF EXISTS knock_owned CASCADE; DROP SCHEMA IF EXISTS knock_other CASCADE;"
+        execf(a, "DROP SCHEMA IF EXISTS knock_owned CASCADE; DROP SCHEMA IF EXISTS knock_other "
+                 "CASCADE;"
                  "DROP ROLE IF EXISTS knock_limited; CREATE ROLE knock_limited LOGIN;"
                  "CREATE SCHEMA knock_owned AUTHORIZATION knock_limited");
-        is_int(query_i64(a, "SELECT has_database_privilege('knock_limited', current_database(), 'CREATE')::int"),
+        is_int(query_i64(a, "SELECT has_database_privilege('knock_limited', current_database(), "
+                            "'CREATE')::int"),
                 0, "a role without CREATE on the database");
         is_int(kpg_open(ci, "knock_owned", STORE_CREATE, &c), 0,
                 "migrates the schema made for it (%s)", c ? "" : "failed");
@@ -205,7 +211,7 @@ static void test_create_race(kpg_conn *a)
         close(go[1]);
         for (int i = 0; i < N; i++)
                 if (waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) &&
-                    WEXITSTATUS(status) == 0)
+                        WEXITSTATUS(status) == 0)
                         succeeded++;
         is_int(succeeded, N, "%d processes creating one schema at once all succeed", N);
         is_int(kpg_open(conninfo, "knock_race", 0, &c), 0, "the schema is current");
@@ -222,7 +228,8 @@ static void test_refusals(kpg_conn *a)
         char msg[512], *ci;
         char longname[70];
 
-        execf(a, "DROP SCHEMA IF EXISTS knock_future CASCADE; DROP SCHEMA IF EXISTS knock_empty CASCADE");
+        execf(a, "DROP SCHEMA IF EXISTS knock_future CASCADE; DROP SCHEMA IF EXISTS knock_empty "
+                 "CASCADE");
         is_int(kpg_open(conninfo, "knock_future", STORE_CREATE, &c), 0, "a schema");
         is_int(kpg_exec(c, "INSERT INTO schema_migrations VALUES (99, 'future', 0)"), 0,
                 "a migration from a newer build recorded");
@@ -238,8 +245,7 @@ static void test_refusals(kpg_conn *a)
         is_int(execf(a, "CREATE SCHEMA knock_empty"), 0, "an empty schema");
         is_int(kpg_open(conninfo, "knock_empty", 0, &c), -ENOMEDIUM,
                 "an empty schema without CREATE: -ENOMEDIUM");
-        is_int(kpg_open(conninfo, "knock_empty", STORE_READONLY, &c), -ENOMEDIUM,
-                "read-only too");
+        is_int(kpg_open(conninfo, "knock_empty", STORE_READONLY, &c), -ENOMEDIUM, "read-only too");
         is_int(kpg_open(conninfo, "knock_empty", STORE_CREATE, &c), 0,
                 "an existing empty schema is migrated");
         kpg_close(c);
@@ -260,7 +266,8 @@ static void test_refusals(kpg_conn *a)
         is_int(kpg_open(ci, "knock-t.create", 0, &c), -EINVAL, "synchronous_commit=local refused");
         free(ci);
         ci = conninfo_with("options='-c synchronous_commit=remote_apply'");
-        is_int(kpg_open(ci, "knock-t.create", 0, &c), 0, "synchronous_commit=remote_apply accepted");
+        is_int(kpg_open(ci, "knock-t.create", 0, &c), 0,
+                "synchronous_commit=remote_apply accepted");
         kpg_close(c);
         c = NULL;
         free(ci);
@@ -337,13 +344,15 @@ static char *pg_shape(kpg_conn *c)
 
         kpg_prepare(c,
                 "SELECT c.table_name, c.column_name,"
-                "  CASE c.data_type WHEN 'bigint' THEN 'integer' WHEN 'bytea' THEN 'blob' ELSE c.data_type END,"
+                "  CASE c.data_type WHEN 'bigint' THEN 'integer' WHEN 'bytea' THEN 'blob' ELSE "
+                "c.data_type END,"
                 "  c.is_nullable = 'NO', coalesce(k.pk, false),"
                 "  c.data_type <> 'text' OR c.collation_name = 'C'"
                 " FROM information_schema.columns c LEFT JOIN ("
                 "  SELECT u.table_name, u.column_name, true AS pk"
                 "   FROM information_schema.table_constraints t"
-                "   JOIN information_schema.key_column_usage u USING (constraint_schema, constraint_name)"
+                "   JOIN information_schema.key_column_usage u USING (constraint_schema, "
+                "constraint_name)"
                 "   WHERE t.constraint_type = 'PRIMARY KEY' AND t.table_schema = current_schema()"
                 " ) k USING (table_name, column_name)"
                 " WHERE c.table_schema = current_schema()"
@@ -362,7 +371,8 @@ static char *pg_shape(kpg_conn *c)
         kpg_prepare(c,
                 "SELECT indexname, tablename, indexdef LIKE '% WHERE %' FROM pg_indexes"
                 " WHERE schemaname = current_schema() AND indexname NOT IN (SELECT conname"
-                "  FROM pg_constraint WHERE connamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()))"
+                "  FROM pg_constraint WHERE connamespace = (SELECT oid FROM pg_namespace WHERE "
+                "nspname = current_schema()))"
                 " ORDER BY indexname::text COLLATE \"C\"",
                 &st);
         while ((r = kpg_step(st)) > 0)
@@ -386,16 +396,19 @@ static void test_same_schema_as_sqlite(void)
         }
         lite = sqlite_shape();
         pg = pg_shape(c);
-        ok(lite && strlen(lite) > 1000, "SQLite's schema read (%zu bytes)", lite ? strlen(lite) : 0);
+        ok(lite && strlen(lite) > 1000, "SQLite's schema read (%zu bytes)",
+                lite ? strlen(lite) : 0);
         is_str(pg, lite, "PostgreSQL's tables, columns, NOT NULLs, keys and indexes are SQLite's");
         is_int(query_i64(c, "SELECT count(*) FROM information_schema.columns WHERE "
                             "table_schema = current_schema() AND data_type = 'integer'"),
                 0, "no 32-bit integer column");
         is_int(query_i64(c, "SELECT count(*) FROM information_schema.check_constraints "
-                            "WHERE constraint_schema = current_schema() AND check_clause LIKE '%%''received''%%'"),
+                            "WHERE constraint_schema = current_schema() AND check_clause LIKE "
+                            "'%%''received''%%'"),
                 1, "events.status has its CHECK");
-        is_int(query_i64(c, "SELECT count(*) FROM information_schema.referential_constraints "
-                            "WHERE constraint_schema = current_schema() AND delete_rule = 'CASCADE'"),
+        is_int(query_i64(c,
+                       "SELECT count(*) FROM information_schema.referential_constraints "
+                       "WHERE constraint_schema = current_schema() AND delete_rule = 'CASCADE'"),
                 4, "four foreign keys, ON DELETE CASCADE");
         is_int(query_i64(c, "SELECT count(*) FROM information_schema.table_constraints "
                             "WHERE table_schema = current_schema() AND table_name = 'events' "
@@ -411,12 +424,11 @@ static void test_same_schema_as_sqlite(void)
 static void test_placeholders(kpg_conn *c)
 {
         /* ? is 1, :n 2, ?4 4, :n again 2, ? 5; 3 is a gap. */
-        static const char sql[] =
-                "SELECT ?, '?', ':x', :n, ?4, :n, ? -- ? :c\n"
-                "  , 'it''s ?', E'\\' ?', \"col?\".v /* ? /* :d */ ? */"
-                " FROM (SELECT 7 AS v) AS \"col?\"";
-        static const char *const want[] = {"one", "?", ":x", "two", "four", "two", "five", "it's ?",
-                                           "' ?", "7"};
+        static const char sql[] = "SELECT ?, '?', ':x', :n, ?4, :n, ? -- ? :c\n"
+                                  "  , 'it''s ?', E'\\' ?', \"col?\".v /* ? /* :d */ ? */"
+                                  " FROM (SELECT 7 AS v) AS \"col?\"";
+        static const char *const want[] = {
+                "one", "?", ":x", "two", "four", "two", "five", "it's ?", "' ?", "7"};
         sqlite3 *db = NULL;
         sqlite3_stmt *lite = NULL;
         kpg_stmt *st = NULL;
@@ -430,8 +442,8 @@ static void test_placeholders(kpg_conn *c)
         is_int(kpg_param_index(st, ":c") + kpg_param_index(st, ":d"), 0, "nor in comments");
         /* SQLite numbers the same SQL (its comments do not nest: end it first). */
         sqlite3_open(":memory:", &db);
-        sqlite3_prepare_v2(db, "SELECT ?, '?', ':x', :n, ?4, :n, ? -- ? :c\n , 'it''s ?'", -1, &lite,
-                NULL);
+        sqlite3_prepare_v2(
+                db, "SELECT ?, '?', ':x', :n, ?4, :n, ? -- ? :c\n , 'it''s ?'", -1, &lite, NULL);
         is_int(sqlite3_bind_parameter_count(lite), kpg_param_count(st), "as SQLite counts them");
         is_int(sqlite3_bind_parameter_index(lite, ":n"), kpg_param_index(st, ":n"),
                 "as SQLite numbers them");
@@ -449,7 +461,8 @@ static void test_placeholders(kpg_conn *c)
         is_int(kpg_column_count(st), 10, "ten columns");
         for (int i = 0; i < 10 && r > 0; i++)
                 if (!streq_ptr(kpg_column_text(st, i), want[i])) {
-                        printf("# column %d: '%s', want '%s'\n", i, kpg_column_text(st, i), want[i]);
+                        printf("# column %d: '%s', want '%s'\n", i, kpg_column_text(st, i),
+                                want[i]);
                         all = false;
                 }
         ok(r > 0 && all, "values in their places, literals and identifiers untouched");
@@ -525,7 +538,7 @@ static void test_values(kpg_conn *c)
         is_int(kpg_column_type(sel, 2), KPG_BLOB, "bytea: KPG_BLOB");
         is_int(kpg_column_bytes(sel, 2), sizeof(blob), "blob length");
         ok(kpg_column_bytes(sel, 2) == sizeof(blob) &&
-                   memcmp(kpg_column_blob(sel, 2), blob, sizeof(blob)) == 0,
+                        memcmp(kpg_column_blob(sel, 2), blob, sizeof(blob)) == 0,
                 "blob round trip, NUL bytes and all");
         kpg_reset(sel);
         kpg_bind_i64(sel, 1, 3);
@@ -540,12 +553,13 @@ static void test_values(kpg_conn *c)
         kpg_finalize(sel);
 
         /* Booleans, numeric, float: as SQLite would give them. */
-        kpg_prepare(c, "SELECT true, false, 1.5::numeric, 7::numeric, 2.5::float8, 12::int4,"
-                       " sum(x) FROM (VALUES (9000000000000000000::bigint), (1)) AS v(x)",
+        kpg_prepare(c,
+                "SELECT true, false, 1.5::numeric, 7::numeric, 2.5::float8, 12::int4,"
+                " sum(x) FROM (VALUES (9000000000000000000::bigint), (1)) AS v(x)",
                 &st);
         is_int(kpg_step(st), 1, "a row of other types");
         ok(kpg_column_type(st, 0) == KPG_INTEGER && kpg_column_i64(st, 0) == 1 &&
-                   kpg_column_i64(st, 1) == 0,
+                        kpg_column_i64(st, 1) == 0,
                 "booleans: KPG_INTEGER 1 and 0");
         is_str(kpg_column_text(st, 0), "1", "true reads as text '1'");
         ok(kpg_column_type(st, 2) == KPG_FLOAT && kpg_column_double(st, 2) == 1.5,
@@ -567,7 +581,7 @@ static void test_values(kpg_conn *c)
         kpg_bind_i64(st, 3, INT64_C(1700000000000));
         is_int(kpg_step(st), 1, "?1 + ?2 and ? - 5000 run (%s)", kpg_errmsg(c));
         ok(kpg_column_i64(st, 0) == INT64_C(1700000005000) &&
-                   kpg_column_i64(st, 1) == INT64_C(1699999995000),
+                        kpg_column_i64(st, 1) == INT64_C(1699999995000),
                 "in 64 bits");
         kpg_reset(st);
         kpg_bind_null(st, 2);
@@ -576,8 +590,7 @@ static void test_values(kpg_conn *c)
         kpg_clear_bindings(st);
         kpg_reset(st);
         is_int(kpg_step(st), 1, "cleared bindings run");
-        ok(kpg_column_type(st, 0) == KPG_NULL && kpg_column_type(st, 1) == KPG_NULL,
-                "as NULLs");
+        ok(kpg_column_type(st, 0) == KPG_NULL && kpg_column_type(st, 1) == KPG_NULL, "as NULLs");
         kpg_finalize(st);
 }
 
@@ -634,7 +647,8 @@ static void test_errors(kpg_conn *c)
         is_int(query_i64(c, "SELECT count(*) FROM u WHERE id = 'a'"), 0, "'a' was rolled back");
         kpg_finalize(st);
 
-        is_int(kpg_exec(c, "SELECT * FROM no_such_table"), -ENOMEDIUM, "undefined table: -ENOMEDIUM");
+        is_int(kpg_exec(c, "SELECT * FROM no_such_table"), -ENOMEDIUM,
+                "undefined table: -ENOMEDIUM");
         is_int(kpg_exec(c, "SELEKT"), -EIO, "a syntax error: -EIO");
         st = NULL;
         is_int(kpg_prepare(c, "SELEKT ?", &st), 0, "prepare sends nothing");
@@ -642,7 +656,8 @@ static void test_errors(kpg_conn *c)
         kpg_finalize(st);
 
         is_int(kpg_open(conninfo, "knock-t.create", STORE_READONLY, &ro), 0, "a read-only session");
-        is_int(kpg_exec(ro, "INSERT INTO meta VALUES ('k', 'v')"), -EROFS, "refuses writes: -EROFS");
+        is_int(kpg_exec(ro, "INSERT INTO meta VALUES ('k', 'v')"), -EROFS,
+                "refuses writes: -EROFS");
         kpg_close(ro);
 
         /* Notices go nowhere: not to stderr. */
@@ -675,12 +690,14 @@ static void test_lock_timeout(kpg_conn *a)
         v = query_str(c, "SHOW lock_timeout");
         is_str(v, "300ms", "the operator's lock_timeout is kept");
         free(v);
-        kpg_exec(a, "DELETE FROM \"knock-t.create\".meta; INSERT INTO \"knock-t.create\".meta VALUES ('k','v')");
+        kpg_exec(a, "DELETE FROM \"knock-t.create\".meta; INSERT INTO \"knock-t.create\".meta "
+                    "VALUES ('k','v')");
         is_int(kpg_open(conninfo, "knock-t.create", 0, &d), 0, "another session");
         kpg_exec(d, "BEGIN");
         is_int(kpg_exec(d, "UPDATE meta SET value = 'd'"), 0, "which locks the row");
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        is_int(kpg_exec(c, "UPDATE meta SET value = 'c'"), -EBUSY, "a lock not given in time: -EBUSY");
+        is_int(kpg_exec(c, "UPDATE meta SET value = 'c'"), -EBUSY,
+                "a lock not given in time: -EBUSY");
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         ok(ms >= 250 && ms < 3000, "after the lock_timeout (%ld ms)", ms);
@@ -708,7 +725,8 @@ static void test_statements(kpg_conn *c)
 {
         kpg_stmt *st = NULL;
 
-        kpg_exec(c, "DROP TABLE IF EXISTS seq; CREATE TABLE seq(id bigserial PRIMARY KEY, v bigint)");
+        kpg_exec(c,
+                "DROP TABLE IF EXISTS seq; CREATE TABLE seq(id bigserial PRIMARY KEY, v bigint)");
         kpg_prepare(c, "INSERT INTO seq(v) VALUES (?) RETURNING id /* stmt-a */", &st);
         kpg_bind_i64(st, 1, 10);
         is_int(kpg_step(st), 1, "insert returning");
@@ -737,7 +755,8 @@ static void test_statements(kpg_conn *c)
         kpg_exec(c, "SELEKT");
         kpg_finalize(st);
         kpg_exec(c, "ROLLBACK");
-        is_int(prepared(c, "%stmt-b%"), 0, "finalized in a failed transaction: deallocated after it");
+        is_int(prepared(c, "%stmt-b%"), 0,
+                "finalized in a failed transaction: deallocated after it");
 
         /* A statement outliving its connection only frees. */
         {
@@ -793,7 +812,8 @@ static void test_lost_idle(kpg_conn *a)
         ok(kpg_backend_pid(c) != pid && kpg_backend_pid(c) > 0, "a new backend");
         is_int(query_i64(c, "SELECT count(*) FROM lost"), 4, "three rows before, one after");
         {
-                char *v = query_str(c, "SELECT current_schema() || ' ' || current_setting('lock_timeout')");
+                char *v = query_str(
+                        c, "SELECT current_schema() || ' ' || current_setting('lock_timeout')");
                 is_str(v, "knock-t.create 5s", "the new session is set up as the first was");
                 free(v);
         }
@@ -810,14 +830,16 @@ static void test_lost_in_transaction(kpg_conn *a)
         kpg_exec(c, "BEGIN");
         is_int(kpg_exec(c, "INSERT INTO lost VALUES ('x')"), 0, "a row in a transaction");
         is_int(terminate(a, c), 0, "the session's backend terminated");
-        is_int(kpg_exec(c, "INSERT INTO lost VALUES ('y')"), -ECONNRESET, "the next statement: -ECONNRESET");
+        is_int(kpg_exec(c, "INSERT INTO lost VALUES ('y')"), -ECONNRESET,
+                "the next statement: -ECONNRESET");
         ok(kpg_in_transaction(c), "the lost transaction counts as open");
         is_int(kpg_exec(c, "INSERT INTO lost VALUES ('z')"), -ECONNRESET,
                 "no reconnection inside it: the rest would run in autocommit");
         is_int(kpg_exec(c, "COMMIT"), -ECONNRESET, "COMMIT fails");
         is_int(kpg_exec(c, "rollback;"), 0, "ROLLBACK succeeds");
         ok(!kpg_in_transaction(c), "no transaction");
-        is_int(kpg_exec(c, "INSERT INTO lost VALUES ('w')"), 0, "then it reconnects (%s)", kpg_errmsg(c));
+        is_int(kpg_exec(c, "INSERT INTO lost VALUES ('w')"), 0, "then it reconnects (%s)",
+                kpg_errmsg(c));
         {
                 char *v = query_str(c, "SELECT string_agg(v, ',') FROM lost");
                 is_str(v, "w", "nothing of the lost transaction was stored");
