@@ -25,6 +25,7 @@ struct kpg_conn {
         bool txn_lost;         /* the session died inside a transaction */
         bool session_ready;    /* session_setup() ran on this session */
         char lock_timeout[32]; /* the session's, restored inside migrations */
+        bool lock_timeout_set; /* by kpg_lock_timeout(): kept over reconnections */
         char **dealloc;        /* named statements to DEALLOCATE when idle */
         size_t n_dealloc;
         kpg_stmt *stmts; /* open statements, detached by kpg_close() */

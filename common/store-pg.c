@@ -194,6 +194,35 @@ static bool is_rollback(const char *sql)
         return *sql == '\0';
 }
 
+/* SET lock_timeout to c->lock_timeout. */
+static int set_lock_timeout(kpg_conn *c)
+{
+        char sql[64];
+
+        snprintf(sql, sizeof(sql), "SET lock_timeout = '%s'", c->lock_timeout);
+        return kpg_run(c, sql, NULL);
+}
+
+/* The session's lock_timeout: the one kpg_lock_timeout() asked for, else
+ * the operator's (current), else 5 s; kept in c->lock_timeout, which
+ * migrations restore after waiting for their lock. */
+static int session_lock_timeout(kpg_conn *c, const char *current)
+{
+        if (c->lock_timeout_set)
+                return set_lock_timeout(c);
+        if (streq(current, "0")) {
+                snprintf(c->lock_timeout, sizeof(c->lock_timeout), LOCK_TIMEOUT_DEFAULT);
+                return set_lock_timeout(c);
+        }
+        if (strlen(current) >= sizeof(c->lock_timeout) ||
+                strspn(current, "0123456789abcdefghijklmnopqrstuvwxyz ") != strlen(current)) {
+                kpg_set_error(c, "unexpected lock_timeout '%s'", current);
+                return -EINVAL;
+        }
+        snprintf(c->lock_timeout, sizeof(c->lock_timeout), "%s", current);
+        return 0;
+}
+
 /* What every session gets, the first and each after a reconnection. */
 static int session_setup(kpg_conn *c)
 {
@@ -243,17 +272,8 @@ static int session_setup(kpg_conn *c)
                         "with ENCODING 'UTF8')",
                         encoding);
                 r = -EINVAL;
-        } else if (streq(lock_timeout, "0")) {
-                r = kpg_run(c, "SET lock_timeout = '" LOCK_TIMEOUT_DEFAULT "'", NULL);
-                snprintf(c->lock_timeout, sizeof(c->lock_timeout), LOCK_TIMEOUT_DEFAULT);
-        } else if (strlen(lock_timeout) < sizeof(c->lock_timeout) &&
-                   strspn(lock_timeout, "0123456789abcdefghijklmnopqrstuvwxyz ") ==
-                           strlen(lock_timeout))
-                snprintf(c->lock_timeout, sizeof(c->lock_timeout), "%s", lock_timeout);
-        else {
-                kpg_set_error(c, "unexpected lock_timeout '%s'", lock_timeout);
-                r = -EINVAL;
-        }
+        } else
+                r = session_lock_timeout(c, lock_timeout);
         PQclear(res);
         if (r >= 0)
                 c->session_ready = true;
@@ -353,6 +373,19 @@ void kpg_rollback(kpg_conn *c)
 {
         if (kpg_in_transaction(c))
                 (void)kpg_exec(c, "ROLLBACK");
+}
+
+int kpg_lock_timeout(kpg_conn *c, int ms)
+{
+        int r;
+
+        /* 0 is "wait forever" to PostgreSQL, "do not wait" to SQLite. */
+        snprintf(c->lock_timeout, sizeof(c->lock_timeout), "%dms", ms > 0 ? ms : 1);
+        c->lock_timeout_set = true;
+        r = kpg_ready(c); /* a new session is set up with it */
+        if (r < 0)
+                return r;
+        return set_lock_timeout(c);
 }
 
 int kpg_backend_pid(kpg_conn *c)

@@ -73,6 +73,11 @@ bool kpg_in_transaction(kpg_conn *c);
 /* ROLLBACK if a transaction is open (a lost one included); never fails.
  * kpg_exec(c, "ROLLBACK") does the same. */
 void kpg_rollback(kpg_conn *c);
+/* How long a statement waits for another session's lock before it fails
+ * with -EBUSY (store_busy_timeout()); ms <= 0 fails at once (1 ms: 0 would
+ * be "forever" to PostgreSQL). Kept for every later session; a SET inside a
+ * transaction is undone by its ROLLBACK, so call it outside one. */
+int kpg_lock_timeout(kpg_conn *c, int ms);
 /* The server's process id of this session (pg_backend_pid()), 0 when none. */
 int kpg_backend_pid(kpg_conn *c);
 

@@ -676,6 +676,8 @@ static void test_errors(kpg_conn *c)
         is_int(size, 0, "notices and warnings are not written to stderr");
 }
 
+static int terminate(kpg_conn *a, kpg_conn *victim);
+
 static void test_lock_timeout(kpg_conn *a)
 {
         kpg_conn *c = NULL, *d = NULL;
@@ -701,7 +703,24 @@ static void test_lock_timeout(kpg_conn *a)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         ok(ms >= 250 && ms < 3000, "after the lock_timeout (%ld ms)", ms);
+
+        /* store_busy_timeout(): kpg_lock_timeout(), kept over a reconnection. */
+        is_int(kpg_lock_timeout(c, 1500), 0, "kpg_lock_timeout(1500)");
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        is_int(kpg_exec(c, "UPDATE meta SET value = 'c'"), -EBUSY, "-EBUSY again");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        ok(ms >= 1400 && ms < 5000, "after 1.5 s (%ld ms)", ms);
         kpg_exec(d, "ROLLBACK");
+        is_int(terminate(a, c), 0, "the session's backend terminated");
+        is_int(kpg_exec(c, "SELECT 1"), -ECONNRESET, "lost");
+        v = query_str(c, "SHOW lock_timeout");
+        is_str(v, "1500ms", "the new session waits as long");
+        free(v);
+        is_int(kpg_lock_timeout(c, 0), 0, "kpg_lock_timeout(0)");
+        v = query_str(c, "SHOW lock_timeout");
+        is_str(v, "1ms", "is 1 ms, not PostgreSQL's 0 (forever)");
+        free(v);
         kpg_close(c);
         kpg_close(d);
         free(ci);
