@@ -495,6 +495,23 @@ static PGresult *execute(kpg_stmt *st)
                 c->pg, st->name, st->n_params, st->values, st->lengths, st->formats, 0);
 }
 
+/*
+ * "cached plan must not change result type": a table under a named
+ * statement changed its columns (another host's migration, during a rolling
+ * upgrade), and the server will not run the old plan again. The statement
+ * is prepared anew next time, or every transaction using it would fail.
+ */
+static void plan_check(kpg_stmt *st, const PGresult *res)
+{
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+        if (!st->name[0] || !state || !streq(state, "0A000") || !kpg_connection_ok(st->c))
+                return;
+        kpg_dealloc(st->c, st->name);
+        st->name[0] = '\0';
+        st->executions = 0;
+}
+
 int kpg_step(kpg_stmt *st)
 {
         kpg_conn *c = st->c;
@@ -515,6 +532,7 @@ int kpg_step(kpg_stmt *st)
                 res = execute(st);
                 r = kpg_result_errno(c, res, before);
                 if (r < 0) {
+                        plan_check(st, res);
                         PQclear(res);
                         return r;
                 }

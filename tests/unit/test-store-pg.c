@@ -777,6 +777,37 @@ static void test_statements(kpg_conn *c)
         is_int(prepared(c, "%stmt-b%"), 0,
                 "finalized in a failed transaction: deallocated after it");
 
+        /* Another session changes the columns under a named statement. */
+        st = NULL;
+        kpg_exec(c, "DROP TABLE IF EXISTS wide; CREATE TABLE wide(a bigint); INSERT INTO wide "
+                    "VALUES (1)");
+        kpg_prepare(c, "SELECT * FROM wide /* stmt-c */", &st);
+        kpg_step(st);
+        kpg_reset(st);
+        is_int(kpg_step(st), 1, "a named SELECT *");
+        kpg_reset(st);
+        is_int(prepared(c, "%stmt-c%"), 1, "prepared by name");
+        {
+                kpg_conn *d = NULL;
+
+                kpg_open(conninfo, "knock-t.create", 0, &d);
+                is_int(kpg_exec(d, "ALTER TABLE wide ADD COLUMN b text DEFAULT 'new'"), 0,
+                        "another session adds a column");
+                kpg_close(d);
+        }
+        kpg_exec(c, "BEGIN");
+        is_int(kpg_step(st), -EIO,
+                "the old plan fails once (cached plan must not change result type)");
+        kpg_exec(c, "ROLLBACK");
+        kpg_reset(st);
+        kpg_exec(c, "BEGIN");
+        is_int(kpg_step(st), 1, "the next transaction runs it prepared anew (%s)", kpg_errmsg(c));
+        is_int(kpg_column_count(st), 2, "with both columns");
+        is_str(kpg_column_text(st, 1), "new", "and the new one's value");
+        kpg_exec(c, "COMMIT");
+        kpg_finalize(st);
+        is_int(prepared(c, "%stmt-c%"), 0, "no statement of the old plan left behind");
+
         /* A statement outliving its connection only frees. */
         {
                 kpg_conn *d = NULL;
