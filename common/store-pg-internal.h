@@ -48,8 +48,6 @@ int kpg_ready(kpg_conn *c);
 void kpg_dealloc(kpg_conn *c, const char *name);
 
 /* store-pg-migrate.c */
-/* The schema's version: 0 when it or its schema_migrations does not exist. */
-int kpg_schema_version(kpg_conn *c, int64_t *ret);
 /* Creates the schema if missing and runs the migrations it lacks. */
 int kpg_migrate(kpg_conn *c);
 

@@ -197,6 +197,9 @@ int kpg_schema_version(kpg_conn *c, int64_t *ret)
         PGresult *res = NULL;
         int r;
 
+        r = kpg_ready(c);
+        if (r < 0)
+                return r;
         r = kpg_run(c, "SELECT to_regclass('schema_migrations') IS NOT NULL", &res);
         if (r < 0)
                 return r;

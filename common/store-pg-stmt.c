@@ -144,142 +144,119 @@ static const char *skip_quoted(const char *sql, const char *p)
         return p;
 }
 
-/* The number of parameter name[0..len), given the next one when new. */
-static int param_number(kpg_stmt *st, const char *name, size_t len, int *max)
+/* Grows names[] and params[] to n parameters (the new ones unnamed). */
+static int params_grow(kpg_stmt *st, int n)
 {
-        char **v;
+        char **names;
+        kpg_param *params;
+
+        if (n <= st->n_params)
+                return 0;
+        names = reallocarray(st->names, n, sizeof(*names));
+        if (!names)
+                return -ENOMEM;
+        st->names = names;
+        params = reallocarray(st->params, n, sizeof(*params));
+        if (!params)
+                return -ENOMEM;
+        st->params = params;
+        for (int i = st->n_params; i < n; i++) {
+                names[i] = NULL;
+                params[i] = (kpg_param){.value = NULL};
+        }
+        st->n_params = n;
+        return 0;
+}
+
+/* The number of the parameter named name[0..len), the next one when new. */
+static int param_number(kpg_stmt *st, const char *name, size_t len)
+{
+        int n = st->n_params + 1, r;
 
         for (int i = 0; i < st->n_params; i++)
                 if (st->names[i] && strlen(st->names[i]) == len &&
                         memcmp(st->names[i], name, len) == 0)
                         return i + 1;
-        if (*max >= PARAM_MAX)
+        if (n > PARAM_MAX)
                 return -ERANGE;
-        v = reallocarray(st->names, *max + 1, sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        st->names = v;
-        v[*max] = strndup(name, len);
-        if (!v[*max])
-                return -ENOMEM;
-        st->n_params = ++*max;
-        return *max;
+        r = params_grow(st, n);
+        if (r < 0)
+                return r;
+        st->names[n - 1] = strndup(name, len);
+        return st->names[n - 1] ? n : -ENOMEM;
 }
 
-/* Grows names[] to n parameters (new ones unnamed). */
-static int params_grow(kpg_stmt *st, int n)
+/* The number of the `?` or `?NNN` at p (q: its end). */
+static int param_positional(kpg_stmt *st, const char *p, const char **q)
 {
-        char **v;
+        long v;
+        int r;
 
-        if (n <= st->n_params)
-                return 0;
-        v = reallocarray(st->names, n, sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        for (int i = st->n_params; i < n; i++)
-                v[i] = NULL;
-        st->names = v;
-        st->n_params = n;
-        return 0;
+        if (p[1] < '0' || p[1] > '9') {
+                *q = p + 1;
+                v = st->n_params + 1;
+        } else
+                v = strtol(p + 1, (char **)q, 10);
+        if (v < 1 || v > PARAM_MAX)
+                return -ERANGE;
+        r = params_grow(st, (int)v);
+        return r < 0 ? r : (int)v;
 }
 
 /*
  * SQLite's numbering: `?` is one more than the largest number so far,
- * `?NNN` is NNN, a `:name` seen before has its number, a new one the next.
- * Sets st->sql, names, n_params, and each parameter's referenced.
+ * `?NNN` is NNN, a `:name` seen before has its number, a new one the next
+ * (the largest so far is always n_params). Sets st->sql, names, params and
+ * n_params.
  */
 static int translate(kpg_stmt *st, const char *sql)
 {
-        size_t len = strlen(sql);
-        const char *p = sql;
-        char *out, *o;
-        int max = 0, n, r;
-        bool *ref = NULL;
-        size_t n_ref = 0;
+        const char *p = sql, *q;
+        char *o;
+        int n;
 
         /* Each parameter grows at most from 1 byte (`?`) to 6 ($32766). */
-        out = malloc(len * 6 + 1);
-        if (!out)
+        st->sql = o = malloc(strlen(sql) * 6 + 1);
+        if (!o)
                 return -ENOMEM;
-        o = out;
         while (*p) {
-                const char *q = skip_quoted(sql, p);
-
+                q = skip_quoted(sql, p);
                 if (q != p) {
-                        memcpy(o, p, q - p);
-                        o += q - p;
+                        o = mempcpy(o, p, q - p);
                         p = q;
                         continue;
                 }
                 if (p[0] == ':' && p[1] == ':') { /* a cast */
-                        *o++ = *p++;
-                        *o++ = *p++;
+                        o = mempcpy(o, p, 2);
+                        p += 2;
                         continue;
                 }
                 if (p[0] == ':' && ident_char(p[1])) {
-                        q = p + 1;
-                        while (ident_char(*q))
-                                q++;
-                        n = param_number(st, p, q - p, &max);
-                } else if (p[0] == '?') {
-                        q = p + 1;
-                        if (*q >= '0' && *q <= '9') {
-                                long v = strtol(q, (char **)&q, 10);
-
-                                n = v < 1 || v > PARAM_MAX ? -ERANGE : (int)v;
-                                if (n > max)
-                                        max = n;
-                        } else
-                                n = ++max <= PARAM_MAX ? max : -ERANGE;
-                        if (n > 0)
-                                n = params_grow(st, max) ?: n;
-                } else {
+                        for (q = p + 1; ident_char(*q); q++)
+                                ;
+                        n = param_number(st, p, q - p);
+                } else if (p[0] == '?')
+                        n = param_positional(st, p, &q);
+                else {
                         *o++ = *p++;
                         continue;
                 }
-                if (n < 0) {
-                        r = n;
-                        goto fail;
-                }
-                if ((size_t)n > n_ref) {
-                        bool *v = realloc(ref, n);
-
-                        if (!v) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        memset(v + n_ref, 0, n - n_ref);
-                        ref = v;
-                        n_ref = n;
-                }
-                ref[n - 1] = true;
+                if (n < 0)
+                        return n;
+                st->params[n - 1].referenced = true;
                 o += sprintf(o, "$%d", n);
                 p = q;
         }
         *o = '\0';
-        r = params_grow(st, max);
-        if (r < 0)
-                goto fail;
-        st->sql = out;
         if (st->n_params > 0) {
-                st->params = calloc(st->n_params, sizeof(*st->params));
                 st->values = calloc(st->n_params, sizeof(*st->values));
                 st->lengths = calloc(st->n_params, sizeof(*st->lengths));
                 st->formats = calloc(st->n_params, sizeof(*st->formats));
                 st->types = calloc(st->n_params, sizeof(*st->types));
-                if (!st->params || !st->values || !st->lengths || !st->formats || !st->types) {
-                        free(ref);
+                if (!st->values || !st->lengths || !st->formats || !st->types)
                         return -ENOMEM;
-                }
-                for (int i = 0; i < st->n_params; i++)
-                        st->params[i].referenced = (size_t)i < n_ref && ref[i];
         }
-        free(ref);
         return 0;
-fail:
-        free(ref);
-        free(out);
-        return r;
 }
 
 void kpg_detach_statements(kpg_conn *c)

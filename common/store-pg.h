@@ -57,6 +57,9 @@ int kpg_open(const char *conninfo, const char *schema, unsigned flags, kpg_conn 
  * terminated; the connection's own message when there was one). */
 int kpg_open_msg(const char *conninfo, const char *schema, unsigned flags, kpg_conn **ret,
         char *msg, size_t size);
+/* The schema's version (store_schema_version()): 0 when the schema or its
+ * schema_migrations does not exist. */
+int kpg_schema_version(kpg_conn *c, int64_t *ret);
 /* Closes the connection; statements still open are detached (finalizing
  * them afterwards only frees them). NULL: nothing. */
 void kpg_close(kpg_conn *c);

@@ -120,6 +120,12 @@ static void test_create(kpg_conn *a)
         is_int(query_i64(c, "SELECT count(*) FROM schema_migrations WHERE applied_at > "
                             "(extract(epoch FROM now()) * 1000)::bigint - 600000"),
                 STORE_SCHEMA_VERSION, "applied_at in milliseconds, now");
+        {
+                int64_t version = -1;
+
+                is_int(kpg_schema_version(c, &version), 0, "kpg_schema_version()");
+                is_int(version, STORE_SCHEMA_VERSION, "this build's version");
+        }
         v = query_str(c, "SELECT current_schema()");
         is_str(v, "knock-t.create", "search_path is the schema");
         free(v);
