@@ -15,10 +15,11 @@
  *    giving the same tables, columns and constraints;
  *  - a COMMIT that returned 0 is durable: a session whose
  *    synchronous_commit is 'off' or 'local', or whose server runs with
- *    fsync off, is refused (-EINVAL);
+ *    fsync off, is refused (-EINVAL); so is a database not in UTF8;
  *  - errors are SQLSTATEs mapped to errno at this boundary, as store_errno()
  *    maps SQLite's codes (23xxx -EEXIST, 40001/40P01/55P03 -EBUSY, a lost
- *    connection -ECONNRESET, …: the table in store-pg.c);
+ *    connection -ECONNRESET, text that is not UTF-8 -EILSEQ, …: the
+ *    table in store-pg.c);
  *  - a lost connection is re-established by the next call, once per call,
  *    but never in the middle of a transaction: statements after the loss
  *    fail with -ECONNRESET until the caller rolls back, so nothing the
@@ -91,7 +92,8 @@ int kpg_backend_pid(kpg_conn *c);
  * comments; `::` stays a cast. Nothing is sent until the first step: the
  * first execution runs unnamed (one round trip), the second prepares a named
  * server-side statement, which every later execution reuses (and
- * kpg_finalize() deallocates).
+ * kpg_finalize() deallocates); it is prepared again after a reconnection,
+ * and after the server refused its plan because a table changed columns.
  */
 int kpg_prepare(kpg_conn *c, const char *sql, kpg_stmt **ret);
 void kpg_finalize(kpg_stmt *st); /* NULL: nothing */
