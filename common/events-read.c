@@ -57,11 +57,16 @@ void knock_claim_clear(knock_claim *c)
 #define NOT_PAUSED                                                                                 \
         "AND (e.event_type IS NULL OR e.event_type NOT IN (SELECT value FROM json_each(?4))) "      \
         "AND (e.order_key IS NULL OR e.order_key NOT IN (SELECT value FROM json_each(?5))) "
+/* SQLite's BEGIN IMMEDIATE makes a claim the only writer; on PostgreSQL
+ * several workers, on several hosts, claim at once: each locks the rows it
+ * takes and passes over the ones another holds (the UPDATE that follows,
+ * by rowid, then changes only rows this transaction locked). */
+#define CLAIM_LOCK "/*PG: FOR UPDATE OF e SKIP LOCKED */"
 /* (next_attempt_at, rowid) is the events_queue index order: FIFO without
  * sorting the whole backlog on every claim. */
-#define CLAIM_RECEIVED_ORDER "ORDER BY e.next_attempt_at, e.rowid LIMIT ?2"
-#define CLAIM_RETRY_DUE_ORDER "ORDER BY e.next_attempt_at LIMIT ?2"
-#define CLAIM_LEASE_EXPIRED_ORDER "ORDER BY e.claim_until LIMIT ?2"
+#define CLAIM_RECEIVED_ORDER "ORDER BY e.next_attempt_at, e.rowid LIMIT ?2 " CLAIM_LOCK
+#define CLAIM_RETRY_DUE_ORDER "ORDER BY e.next_attempt_at LIMIT ?2 " CLAIM_LOCK
+#define CLAIM_LEASE_EXPIRED_ORDER "ORDER BY e.claim_until LIMIT ?2 " CLAIM_LOCK
 
 static const char *const claim_queries[2][_CLAIM_KIND_MAX] = {
         {

@@ -208,7 +208,8 @@ static int take_over(knock_store *s, const char *id, int64_t now, int64_t *attem
                 0, &n);
         if (r >= 0 && n > 0)
                 r = events_run_text_i64(s,
-                        "UPDATE events SET attempt_count = MAX(attempt_count - ?2, 0) WHERE id = ?1",
+                        "UPDATE events SET attempt_count = CASE WHEN attempt_count > ?2"
+                        " THEN attempt_count - ?2 ELSE 0 END WHERE id = ?1",
                         id, (int64_t)n, NULL);
         if (r < 0)
                 return r;
@@ -776,7 +777,8 @@ int events_release(knock_store *s, const char *worker, const char *const *ids,
                                 "UPDATE events SET status = CASE WHEN attempt_count <= 1 THEN "
                                 "'received' ELSE 'failed' END, next_attempt_at = CASE WHEN "
                                 "attempt_count <= 1 THEN NULL ELSE ?1 END, "
-                                "attempt_count = MAX(attempt_count - 1, 0), claimed_by = NULL, "
+                                "attempt_count = CASE WHEN attempt_count > 0 THEN attempt_count - 1 ELSE 0 END, "
+                                "claimed_by = NULL, "
                                 "claim_until = NULL, updated_at = ?1 WHERE id = ?2 AND "
                                 "status = 'processing' AND claimed_by = ?3",
                                 now, ids[i], worker);

@@ -174,7 +174,7 @@ static int claim_candidates(knock_store *s, int64_t now, size_t max,
                 "SELECT id, event_id, payload, attempt_count, max_attempts, claimed_by"
                 " FROM hooks WHERE state = 'pending' AND next_attempt_at <= ?1"
                 " AND (claim_until IS NULL OR claim_until <= ?1)"
-                " ORDER BY next_attempt_at, id LIMIT ?2",
+                " ORDER BY next_attempt_at, id LIMIT ?2 /*PG: FOR UPDATE SKIP LOCKED */",
                 &st);
         if (r < 0)
                 return r;
@@ -267,7 +267,7 @@ int hooks_finish(knock_store *s, const char *me, int64_t now, hook_result *res, 
                         " last_status = ?3, last_error = ?4, last_attempt_at = ?5,"
                         " delivered_at = ?6, next_attempt_at = ?7,"
                         " claimed_by = NULL, claim_until = NULL, updated_at = ?8"
-                        " WHERE id = ?9 AND state = 'pending' AND (?10 OR claimed_by = ?11)",
+                        " WHERE id = ?9 AND state = 'pending' AND (?10 <> 0 OR claimed_by = ?11)",
                         &st);
                 if (r < 0)
                         return r;

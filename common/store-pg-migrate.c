@@ -31,6 +31,33 @@
 
 #define T "TEXT COLLATE \"C\""
 #define I "BIGINT"
+/* SQLite's rowid, which the statements of events.c and events-read.c name
+ * (a claim updates the rows it read by rowid; FIFO ties break on it): a
+ * column of that name here, numbered in insert order as SQLite's is. */
+#define ROWID "BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE"
+
+/*
+ * The few SQLite functions knock's statements call, with SQLite's meaning,
+ * so one statement text serves both engines: instr(), json_valid(), and
+ * json_each()/json_extract()/json_array_length() over a JSON text (knock
+ * passes lists as JSON arrays: paused routes, held keys, statuses, header
+ * pairs). They live in the endpoint's schema; PostgreSQL's own json_each()
+ * takes json and walks objects, and a text argument resolves to these.
+ */
+#define SQLITE_FUNCTIONS                                                                           \
+        "CREATE FUNCTION instr(haystack text, needle text) RETURNS bigint"                         \
+        "  LANGUAGE sql IMMUTABLE AS 'SELECT strpos(haystack, needle)::bigint';"                   \
+        "CREATE FUNCTION json_valid(doc text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$"    \
+        "  BEGIN PERFORM doc::json; RETURN doc IS NOT NULL;"                                       \
+        "  EXCEPTION WHEN others THEN RETURN false; END $$;"                                        \
+        "CREATE FUNCTION json_each(doc text) RETURNS TABLE(key bigint, value text)"                \
+        "  LANGUAGE sql IMMUTABLE AS $$ SELECT o - 1, v"                                           \
+        "  FROM json_array_elements_text(doc::json) WITH ORDINALITY AS t(v, o) $$;"                \
+        "CREATE FUNCTION json_extract(doc text, path text) RETURNS text"                           \
+        "  LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_path_query_first(doc::jsonb, path::jsonpath)" \
+        "  #>> '{}' $$;"                                                                           \
+        "CREATE FUNCTION json_array_length(doc text) RETURNS bigint"                               \
+        "  LANGUAGE sql IMMUTABLE AS 'SELECT json_array_length(doc::json)::bigint';"
 
 /* Forward-only, numbered as store.c's migrations[] (versions 1..N, one row
  * each), giving the same tables, columns and constraints. Never edit a
@@ -43,6 +70,7 @@ static const struct {
         {1, "initial schema",
          "CREATE TABLE events ("
          "  id " T " PRIMARY KEY,"
+         "  rowid " ROWID ","
          "  provider_event_id " T " UNIQUE,"
          "  event_type " T ","
          "  status " T " NOT NULL CHECK (status IN"
@@ -88,6 +116,7 @@ static const struct {
          "  WHERE event_id IS NULL;"
          "CREATE TABLE attempts ("
          "  id " T " PRIMARY KEY,"
+         "  rowid " ROWID ","
          "  event_id " T " NOT NULL REFERENCES events(id) ON DELETE CASCADE,"
          "  delivery_id " T ","
          "  attempt " I " NOT NULL,"
@@ -153,7 +182,8 @@ static const struct {
          "  counters " T ","
          "  status " T
          ");"
-         "CREATE TABLE meta (key " T " PRIMARY KEY, value " T ");"},
+         "CREATE TABLE meta (key " T " PRIMARY KEY, value " T ");"
+         SQLITE_FUNCTIONS},
         /* SQLite's version 2 rewrote its CHECK constraints without IN lists
          * (its own cost); PostgreSQL's IN is a plain comparison. */
         {2, "CHECK constraints without IN lists", NULL},

@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "store.h"
 #include "walbuf.h"
+#include "store-pg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,41 +262,84 @@ int store_errno(int rc)
 
 const char *store_errmsg(knock_store *s)
 {
+        if (s && s->pg)
+                return kpg_errmsg(s->pg);
         return s && s->db ? sqlite3_errmsg(s->db) : "no database";
+}
+
+/*
+ * SQL for PostgreSQL only is written inside the statement as a comment,
+ * "/" "*PG: text *" "/": SQLite skips it, and the PostgreSQL engine runs the
+ * text in its place (e.g. FOR UPDATE OF e SKIP LOCKED on a claim). One
+ * statement text for both engines, the difference in plain sight.
+ */
+#define PG_ONLY_OPEN "/*PG:"
+static char *sql_for_pg(const char *sql)
+{
+        const char *p = sql, *open, *close;
+        char *out, *o;
+
+        out = o = malloc(strlen(sql) + 1);
+        if (!out)
+                return NULL;
+        while ((open = strstr(p, PG_ONLY_OPEN)) && (close = strstr(open, "*/"))) {
+                memcpy(o, p, (size_t)(open - p));
+                o += open - p;
+                *o++ = ' ';
+                open += strlen(PG_ONLY_OPEN);
+                memcpy(o, open, (size_t)(close - open));
+                o += close - open;
+                *o++ = ' ';
+                p = close + 2;
+        }
+        strcpy(o, p);
+        return out;
 }
 
 int store_exec(knock_store *s, const char *sql)
 {
+        if (s->pg) {
+                _cleanup_free_ char *pg = sql_for_pg(sql);
+
+                return pg ? kpg_exec(s->pg, pg) : -ENOMEM;
+        }
         return store_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
 /* The engine-neutral statement: exactly one of the handles is set. */
 struct db_stmt {
         sqlite3_stmt *lite;
+        kpg_stmt *pg;
 };
-
-static int stmt_wrap(sqlite3_stmt *lite, db_stmt **ret)
-{
-        db_stmt *st = malloc(sizeof(*st));
-
-        if (!st) {
-                sqlite3_finalize(lite);
-                return -ENOMEM;
-        }
-        *st = (db_stmt){.lite = lite};
-        *ret = st;
-        return 0;
-}
 
 static int prepare_lite(knock_store *s, const char *sql, unsigned prep_flags, db_stmt **ret)
 {
         sqlite3_stmt *lite = NULL;
-        int rc;
+        kpg_stmt *pg = NULL;
+        db_stmt *st;
+        int r;
 
-        rc = sqlite3_prepare_v3(s->db, sql, -1, prep_flags, &lite, NULL);
-        if (rc != SQLITE_OK)
-                return store_errno(rc) ?: -EIO;
-        return stmt_wrap(lite, ret);
+        if (s->pg) {
+                _cleanup_free_ char *text = sql_for_pg(sql);
+
+                if (!text)
+                        return -ENOMEM;
+                r = kpg_prepare(s->pg, text, &pg);
+        } else
+                r = store_errno(sqlite3_prepare_v3(s->db, sql, -1, prep_flags, &lite, NULL));
+        if (r < 0)
+                return r;
+        if (!lite && !pg)
+                return -EINVAL; /* SQLite: sql held no statement */
+        st = malloc(sizeof(*st));
+        if (!st) {
+                sqlite3_finalize(lite);
+                kpg_finalize(pg);
+                return -ENOMEM;
+        }
+        *st = (db_stmt){.lite = lite, .pg = pg};
+        *ret = st;
+        return 0;
 }
 
 /* Runs one of the connection's own statements, prepared on first use. */
@@ -315,12 +359,16 @@ static int step_own(knock_store *s, db_stmt **st, const char *sql)
 
 int store_begin(knock_store *s)
 {
+        /* PostgreSQL: READ COMMITTED; rows are locked as statements reach
+         * them, and claims lock theirs with FOR UPDATE SKIP LOCKED. */
+        if (s->pg)
+                return kpg_exec(s->pg, "BEGIN");
         return step_own(s, &s->begin, "BEGIN IMMEDIATE");
 }
 
 int store_commit(knock_store *s)
 {
-        int r = step_own(s, &s->commit, "COMMIT");
+        int r = s->pg ? kpg_exec(s->pg, "COMMIT") : step_own(s, &s->commit, "COMMIT");
         /* A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY);
          * roll back so the connection is usable and nothing half-done stays. */
         if (r < 0)
@@ -330,22 +378,29 @@ int store_commit(knock_store *s)
 
 bool store_in_transaction(knock_store *s)
 {
+        if (s->pg)
+                return kpg_in_transaction(s->pg);
         return !sqlite3_get_autocommit(s->db);
 }
 
 void store_busy_timeout(knock_store *s, int ms)
 {
-        sqlite3_busy_timeout(s->db, ms);
+        if (s->pg)
+                (void)kpg_lock_timeout(s->pg, ms);
+        else
+                sqlite3_busy_timeout(s->db, ms);
 }
 
 int64_t store_last_insert_rowid(knock_store *s)
 {
-        return sqlite3_last_insert_rowid(s->db);
+        return s->pg ? 0 : sqlite3_last_insert_rowid(s->db);
 }
 
 void store_rollback(knock_store *s)
 {
-        if (store_in_transaction(s))
+        if (s->pg)
+                kpg_rollback(s->pg);
+        else if (store_in_transaction(s))
                 (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -368,6 +423,7 @@ void stmt_finalize(db_stmt *st)
         if (!st)
                 return;
         sqlite3_finalize(st->lite);
+        kpg_finalize(st->pg);
         free(st);
 }
 
@@ -392,8 +448,11 @@ int store_cached(knock_store *s, const char *sql, db_stmt **ret)
         for (size_t i = 0; i < s->n_cache; i++)
                 if (s->cache[i].sql == sql) {
                         st = s->cache[i].st;
-                        sqlite3_reset(st->lite);
-                        sqlite3_clear_bindings(st->lite);
+                        stmt_reset(st);
+                        if (st->pg)
+                                kpg_clear_bindings(st->pg);
+                        else
+                                sqlite3_clear_bindings(st->lite);
                         *ret = st;
                         return 0;
                 }
@@ -416,7 +475,9 @@ int store_cached(knock_store *s, const char *sql, db_stmt **ret)
 
 void stmt_reset(db_stmt *st)
 {
-        if (st)
+        if (st && st->pg)
+                kpg_reset(st->pg);
+        else if (st)
                 sqlite3_reset(st->lite);
 }
 
@@ -427,7 +488,11 @@ void stmt_resetp(db_stmt **st)
 
 int stmt_step(db_stmt *st)
 {
-        int rc = sqlite3_step(st->lite);
+        int rc;
+
+        if (st->pg)
+                return kpg_step(st->pg);
+        rc = sqlite3_step(st->lite);
 
         if (rc == SQLITE_ROW)
                 return 1;
@@ -448,7 +513,7 @@ int stmt_run(db_stmt *st)
 
 int64_t store_changes(knock_store *s)
 {
-        return sqlite3_changes64(s->db);
+        return s->pg ? kpg_changes(s->pg) : sqlite3_changes64(s->db);
 }
 
 int stmt_strv(db_stmt *st, char ***ret, size_t *ret_n)
@@ -482,23 +547,32 @@ int stmt_strv(db_stmt *st, char ***ret, size_t *ret_n)
 
 int stmt_param(db_stmt *st, const char *name)
 {
+        if (st->pg)
+                return kpg_param_index(st->pg, name);
         return sqlite3_bind_parameter_index(st->lite, name);
 }
 
 int stmt_param_count(db_stmt *st)
 {
+        if (st->pg)
+                return kpg_param_count(st->pg);
         return sqlite3_bind_parameter_count(st->lite);
 }
 
 int stmt_bind_null(db_stmt *st, int idx)
 {
+        if (st->pg)
+                return kpg_bind_null(st->pg, idx);
         return store_errno(sqlite3_bind_null(st->lite, idx));
 }
 
+/* PostgreSQL copies every value it is given: "static" is SQLite's saving. */
 int stmt_bind_text(db_stmt *st, int idx, const char *s)
 {
         if (!s)
                 return stmt_bind_null(st, idx);
+        if (st->pg)
+                return kpg_bind_text(st->pg, idx, s, strlen(s));
         return store_errno(sqlite3_bind_text(st->lite, idx, s, -1, SQLITE_TRANSIENT));
 }
 
@@ -506,6 +580,8 @@ int stmt_bind_text_static(db_stmt *st, int idx, const char *s)
 {
         if (!s)
                 return stmt_bind_null(st, idx);
+        if (st->pg)
+                return kpg_bind_text(st->pg, idx, s, strlen(s));
         return store_errno(sqlite3_bind_text(st->lite, idx, s, -1, SQLITE_STATIC));
 }
 
@@ -513,6 +589,8 @@ int stmt_bind_text_len_static(db_stmt *st, int idx, const char *s, size_t len)
 {
         if (!s || len == 0)
                 return stmt_bind_null(st, idx);
+        if (st->pg)
+                return kpg_bind_text(st->pg, idx, s, len);
         return store_errno(
                 sqlite3_bind_text64(st->lite, idx, s, len, SQLITE_STATIC, SQLITE_UTF8));
 }
@@ -521,11 +599,15 @@ int stmt_bind_blob_static(db_stmt *st, int idx, const void *p, size_t len)
 {
         if (!p)
                 return stmt_bind_null(st, idx);
+        if (st->pg)
+                return kpg_bind_blob(st->pg, idx, p, len);
         return store_errno(sqlite3_bind_blob64(st->lite, idx, p, len, SQLITE_STATIC));
 }
 
 int stmt_bind_i64(db_stmt *st, int idx, int64_t v)
 {
+        if (st->pg)
+                return kpg_bind_i64(st->pg, idx, v);
         return store_errno(sqlite3_bind_int64(st->lite, idx, v));
 }
 
@@ -538,6 +620,19 @@ int stmt_bind_i64_or_null(db_stmt *st, int idx, int64_t v)
 
 int stmt_col_type(db_stmt *st, int col)
 {
+        if (st->pg)
+                switch (kpg_column_type(st->pg, col)) {
+                case KPG_INTEGER:
+                        return DB_INTEGER;
+                case KPG_FLOAT:
+                        return DB_FLOAT;
+                case KPG_TEXT:
+                        return DB_TEXT;
+                case KPG_BLOB:
+                        return DB_BLOB;
+                default:
+                        return DB_NULL;
+                }
         switch (sqlite3_column_type(st->lite, col)) {
         case SQLITE_INTEGER:
                 return DB_INTEGER;
@@ -554,31 +649,43 @@ int stmt_col_type(db_stmt *st, int col)
 
 int64_t stmt_col_i64(db_stmt *st, int col)
 {
+        if (st->pg)
+                return kpg_column_i64(st->pg, col);
         return sqlite3_column_int64(st->lite, col);
 }
 
 int stmt_col_int(db_stmt *st, int col)
 {
+        if (st->pg)
+                return (int)kpg_column_i64(st->pg, col);
         return sqlite3_column_int(st->lite, col);
 }
 
 double stmt_col_double(db_stmt *st, int col)
 {
+        if (st->pg)
+                return kpg_column_double(st->pg, col);
         return sqlite3_column_double(st->lite, col);
 }
 
 const char *stmt_col_text(db_stmt *st, int col)
 {
+        if (st->pg)
+                return kpg_column_text(st->pg, col);
         return (const char *)sqlite3_column_text(st->lite, col);
 }
 
 size_t stmt_col_bytes(db_stmt *st, int col)
 {
+        if (st->pg)
+                return kpg_column_bytes(st->pg, col);
         return (size_t)sqlite3_column_bytes(st->lite, col);
 }
 
 const void *stmt_col_blob(db_stmt *st, int col)
 {
+        if (st->pg)
+                return kpg_column_blob(st->pg, col);
         return sqlite3_column_blob(st->lite, col);
 }
 
@@ -627,6 +734,12 @@ int store_schema_version(knock_store *s, int *ret)
         int64_t v;
         int r;
 
+        if (s->pg) {
+                r = kpg_schema_version(s->pg, &v);
+                if (r >= 0)
+                        *ret = (int)v;
+                return r;
+        }
         r = store_query_i64(s,
                 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='schema_migrations'",
                 &v);
@@ -710,13 +823,27 @@ bool store_location_is_postgresql(const char *location)
         return startswith(location, LOCATION_PG);
 }
 
+/* "postgresql:SCHEMA:CONNINFO": the schema and the migrations are
+ * store-pg.c's; SQLite's flags for its WAL mean nothing there. */
+static int open_pg(knock_store *s, unsigned flags)
+{
+        const char *schema = s->path + strlen(LOCATION_PG), *colon = strchr(schema, ':');
+        _cleanup_free_ char *name = NULL;
+
+        if (!colon)
+                return -EINVAL;
+        name = strndup(schema, (size_t)(colon - schema));
+        if (!name)
+                return -ENOMEM;
+        s->engine = STORE_ENGINE_POSTGRESQL;
+        return kpg_open(colon + 1, name, flags & (STORE_CREATE | STORE_READONLY), &s->pg);
+}
+
 int store_open(const char *path, unsigned flags, knock_store **ret)
 {
         knock_store *s;
         int oflags, r, version;
 
-        if (store_location_is_postgresql(path))
-                return -EPROTONOSUPPORT; /* the engine lands with store-pg.c */
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -724,6 +851,13 @@ int store_open(const char *path, unsigned flags, knock_store **ret)
         if (!s->path) {
                 free(s);
                 return -ENOMEM;
+        }
+        if (store_location_is_postgresql(path)) {
+                r = open_pg(s, flags);
+                if (r < 0)
+                        goto fail;
+                *ret = s;
+                return 0;
         }
         if (flags & STORE_READONLY)
                 oflags = SQLITE_OPEN_READONLY;
@@ -795,6 +929,7 @@ knock_store *store_close(knock_store *s)
         free(s->cache);
         if (s->db)
                 sqlite3_close_v2(s->db);
+        kpg_close(s->pg);
         free(s->path);
         free(s);
         return NULL;
@@ -838,8 +973,8 @@ int store_daemon_started(knock_store *s, const char *daemon, bool previous_uncle
                 " VALUES(:t1,:i1,:i2,:i2,NULL,NULL,:i3,'starting')"
                 " ON CONFLICT(daemon) DO UPDATE SET pid=:i1, started_at=:i2, heartbeat_at=:i2,"
                 "  stopped_at=NULL, status='starting',"
-                "  last_clean_exit = CASE WHEN :i3 = 1 THEN 0 ELSE last_clean_exit END,"
-                "  suspected_oom_kills = suspected_oom_kills + :i3",
+                "  last_clean_exit = CASE WHEN :i3 = 1 THEN 0 ELSE daemons.last_clean_exit END,"
+                "  suspected_oom_kills = daemons.suspected_oom_kills + :i3",
                 daemon, (int64_t)getpid(), now_ms(), previous_unclean, NULL, NULL);
 }
 

@@ -265,8 +265,8 @@ static void *writer_main(void *userdata)
                                 st = NULL;
                                 snprintf(err, sizeof(err), "cannot open database: %s",
                                          strerror(-r));
-                        } else
-                                sqlite3_wal_hook(st->db, wal_frames_hook, &ws);
+                        } else if (store_sqlite(st))
+                                sqlite3_wal_hook(store_sqlite(st), wal_frames_hook, &ws);
                 }
                 /* The statements are prepared by the first batch and cached
                  * with the connection (store_cached()). */
@@ -397,6 +397,9 @@ int writer_start(ingest_writer *w, const char *db_path, const char *name,
         if (r < 0)
                 return r;
         w->started = true;
+        /* PostgreSQL keeps its own WAL. */
+        if (store_location_is_postgresql(db_path))
+                return 0;
         r = -pthread_create(&w->ckpt_thread, NULL, checkpointer_main, w);
         if (r < 0)
                 return r;

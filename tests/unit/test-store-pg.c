@@ -361,7 +361,8 @@ static char *pg_shape(kpg_conn *c)
                 "constraint_name)"
                 "   WHERE t.constraint_type = 'PRIMARY KEY' AND t.table_schema = current_schema()"
                 " ) k USING (table_name, column_name)"
-                " WHERE c.table_schema = current_schema()"
+                /* SQLite's rowid, a hidden column there (store-pg-migrate.c). */
+                " WHERE c.table_schema = current_schema() AND c.column_name <> 'rowid'"
                 " ORDER BY c.table_name::text COLLATE \"C\", c.column_name::text COLLATE \"C\"",
                 &st);
         while ((r = kpg_step(st)) > 0)
@@ -419,7 +420,30 @@ static void test_same_schema_as_sqlite(void)
         is_int(query_i64(c, "SELECT count(*) FROM information_schema.table_constraints "
                             "WHERE table_schema = current_schema() AND table_name = 'events' "
                             "AND constraint_type = 'UNIQUE'"),
-                1, "events.provider_event_id UNIQUE");
+                2, "events.provider_event_id UNIQUE, and its rowid");
+        is_int(query_i64(c, "SELECT count(*) FROM information_schema.columns WHERE "
+                            "table_schema = current_schema() AND column_name = 'rowid' AND "
+                            "is_identity = 'YES' AND data_type = 'bigint'"),
+                2, "events and attempts have SQLite's rowid, numbered by PostgreSQL");
+        {
+                kpg_stmt *st = NULL;
+
+                kpg_prepare(c,
+                        "SELECT (SELECT string_agg(value, '|' ORDER BY key) FROM json_each(?1)),"
+                        " json_valid(?2), json_valid(?3), json_extract(?4, '$[1]'),"
+                        " json_array_length(?4), instr(?2, 'b')",
+                        &st);
+                kpg_bind_text(st, 1, "[\"a\",[1,2],\"c\"]", strlen("[\"a\",[1,2],\"c\"]"));
+                kpg_bind_text(st, 2, "[\"b\"]", strlen("[\"b\"]"));
+                kpg_bind_text(st, 3, "[oops", strlen("[oops"));
+                kpg_bind_text(st, 4, "[\"X-A\",\"v\"]", strlen("[\"X-A\",\"v\"]"));
+                ok(kpg_step(st) == 1 && streq(kpg_column_text(st, 0) ?: "", "a|[1,2]|c") &&
+                                kpg_column_i64(st, 1) == 1 && kpg_column_i64(st, 2) == 0 &&
+                                streq(kpg_column_text(st, 3) ?: "", "v") &&
+                                kpg_column_i64(st, 4) == 2 && kpg_column_i64(st, 5) == 3,
+                        "SQLite's json_each, json_valid, json_extract, json_array_length, instr");
+                kpg_finalize(st);
+        }
         free(lite);
         free(pg);
         kpg_close(c);
