@@ -201,7 +201,7 @@ int cq_timeline(knock_store *s, const char *event_id, db_stmt **ret)
         r = store_prepare(s,
                 "SELECT at, kind, id, what, detail, dur FROM ("
                 " SELECT d.received_at AS at, 'delivery' AS kind, d.id AS id,"
-                "  d.http_status AS what,"
+                "  d.http_status /*PG: ::text */ AS what,"
                 "  CASE WHEN d.duplicate <> 0 THEN 'duplicate' WHEN d.signature_valid <> 0 THEN 'verified'"
                 "   ELSE coalesce(d.verify_error, 'rejected') END AS detail, NULL AS dur, 0 AS o"
                 "  FROM deliveries d WHERE d.event_id = :id"
@@ -212,13 +212,13 @@ int cq_timeline(knock_store *s, const char *event_id, db_stmt **ret)
                 "  FROM attempts a WHERE a.event_id = :id"
                 " UNION ALL SELECT h.created_at, 'hook', h.id, h.state, h.type, NULL, 2"
                 "  FROM hooks h WHERE h.event_id = :id"
-                " UNION ALL SELECT ha.at, 'hook_attempt', ha.id, ha.status, coalesce(ha.error, ''),"
+                " UNION ALL SELECT ha.at, 'hook_attempt', ha.id, ha.status /*PG: ::text */, coalesce(ha.error, ''),"
                 "  ha.duration_ms, 3 FROM hook_attempts ha JOIN hooks h ON h.id = ha.hook_id"
                 "  WHERE h.event_id = :id"
                 " UNION ALL SELECT e.finished_at, 'finished', e.id, e.status,"
                 "  coalesce(e.status_reason, e.last_error, ''), NULL, 4"
                 "  FROM events e WHERE e.id = :id AND e.finished_at IS NOT NULL"
-                ") ORDER BY at, o, id LIMIT " STR(CQ_TRACE_ROWS),
+                ") AS trace ORDER BY at, o, id LIMIT " STR(CQ_TRACE_ROWS),
                 &st);
         if (r < 0)
                 return r;

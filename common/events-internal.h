@@ -55,6 +55,10 @@ int events_first_headers(knock_store *s, int64_t rowid, char **ret);
 
 /* ---- shared by events.c and events-read.c ---- */
 
+/* SQLite's unary + before a column keeps its index out of the plan; the
+ * planner of PostgreSQL needs no such hint (store.c: SQL for SQLite alone). */
+#define SQLITE_NO_INDEX "/*LITE{*/+/*}*/"
+
 /* The one definition of "this event may go": final status, old enough, no
  * completion hook still waiting to be sent. Binds ?1 status, ?2 cutoff. */
 #define EVENT_PRUNABLE_(plus, e)                                                                   \

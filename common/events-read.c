@@ -215,7 +215,7 @@ int events_claim_holders(knock_store *s, char ***ret, size_t *ret_n)
         "UNION ALL SELECT MIN(next_attempt_at) FROM events e WHERE "                               \
         "status = 'failed' " NOT_HELD filter                                                       \
         " UNION ALL SELECT MIN(claim_until) + 1 FROM events e "                                    \
-        "WHERE status = 'processing' AND claimed_by IS DISTINCT FROM ?1 " filter ")"
+        "WHERE status = 'processing' AND claimed_by IS DISTINCT FROM ?1 " filter ") AS due"
 
 int events_exclusions(knock_store *s, int64_t now, const events_flow *flow, bool *ret_all,
         char **ret_types, char ***ret_probes, size_t *ret_n_probes)
@@ -348,8 +348,8 @@ int events_select_ids(knock_store *s, const events_query *q, char ***ret, size_t
          * events_received_at: the planner picks whichever is narrower. */
         r = store_cached(s,
                 "SELECT id FROM events WHERE status IN (SELECT value FROM json_each(?1)) "
-                "AND (?2 IS NULL OR event_type = ?2) AND (?3 IS NULL OR received_at >= ?3) "
-                "AND (?4 IS NULL OR received_at < ?4) ORDER BY received_at, rowid",
+                "AND (CAST(?2 AS TEXT) IS NULL OR event_type = ?2) AND (CAST(?3 AS BIGINT) IS NULL OR received_at >= ?3) "
+                "AND (CAST(?4 AS BIGINT) IS NULL OR received_at < ?4) ORDER BY received_at, rowid",
                 &st);
         if (r < 0)
                 return r;

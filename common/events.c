@@ -859,7 +859,7 @@ int events_prune_pick(knock_store *s, event_status status, int64_t cutoff, char 
          * taken by the next run). */
         static const char *const pick_events =
                 "INSERT INTO prune_batch(id) SELECT e.id FROM events e"
-                " WHERE e.id > ?3 AND " EVENT_PRUNABLE_("+", "e") " ORDER BY e.id LIMIT ?4";
+                " WHERE e.id > ?3 AND " EVENT_PRUNABLE_(SQLITE_NO_INDEX, "e") " ORDER BY e.id LIMIT ?4";
         static const char *const pick_orphans =
                 "INSERT INTO prune_batch(id) SELECT id FROM deliveries d"
                 " WHERE " ORPHAN_PRUNABLE("d") " AND id > ?3 LIMIT ?4";

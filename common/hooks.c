@@ -450,7 +450,7 @@ int hooks_failed_between(knock_store *s, int64_t since, int64_t until, char ***r
         r = store_cached(s,
                 "SELECT id FROM hooks WHERE state = 'failed'"
                 " AND coalesce(last_attempt_at, updated_at) >= ?1"
-                " AND (?2 IS NULL OR coalesce(last_attempt_at, updated_at) < ?2)"
+                " AND (CAST(?2 AS BIGINT) IS NULL OR coalesce(last_attempt_at, updated_at) < ?2)"
                 " ORDER BY created_at, id",
                 &st);
         if (r < 0)

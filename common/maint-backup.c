@@ -175,6 +175,14 @@ int maint_backup(knock_store *s, const char *name, const char *dest, maint_progr
         int r, pages = 0;
 
         *ret = (maint_backup_result){0};
+        if (!store_sqlite(s)) {
+                snprintf(ret->message, sizeof(ret->message),
+                         "endpoint %s is stored in PostgreSQL (schema knock_%s): back it up with "
+                         "PostgreSQL's tools, pg_dump --schema=knock_%s for this endpoint or "
+                         "pg_basebackup for the cluster (knock(7), \"Restore drill\")",
+                         name, name, name);
+                return -EOPNOTSUPP;
+        }
         r = backup_target(name, dest, &dir, &file);
         if (r < 0) {
                 snprintf(ret->message, sizeof(ret->message), "%s: %s",

@@ -167,7 +167,7 @@ static int prune_class(knock_store *s, const maint_prune_spec *spec, event_statu
                 usleep((useconds_t)MAX((uint64_t)pause_us, held));
                 /* Keep the WAL bounded when no ingress checkpoints it. PASSIVE
                  * never waits for the lock and never blocks a writer. */
-                if (c->batches % CHECKPOINT_EVERY_BATCHES == 0)
+                if (c->batches % CHECKPOINT_EVERY_BATCHES == 0 && store_sqlite(s))
                         (void)store_exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
         }
 }
@@ -185,12 +185,17 @@ int maint_prune(knock_store *s, const maint_prune_spec *spec, maint_prune_counts
          * still atomic and never corrupts): that keeps the write lock short.
          * A batch lost to a power cut only means rows the next run deletes
          * again. FULL is back before the caller writes the audit row, whose
-         * commit then makes every batch before it durable too. */
-        r = store_exec(s, "PRAGMA synchronous=NORMAL");
+         * commit then makes every batch before it durable too. PostgreSQL
+         * has neither the pragmas nor the single write lock: its batches
+         * only lock the rows they delete. */
+        if (!store_sqlite(s))
+                r = 0;
+        else
+                r = store_exec(s, "PRAGMA synchronous=NORMAL");
         /* No automatic checkpoint inside COMMIT either: prune_class runs a
          * PASSIVE one between batches, outside the lock, and it is not
          * counted as lock time. */
-        if (r >= 0)
+        if (r >= 0 && store_sqlite(s))
                 r = store_exec(s, "PRAGMA wal_autocheckpoint=0");
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(spec->cutoff); i++)
                 if (spec->cutoff[i] >= 0)
@@ -198,9 +203,12 @@ int maint_prune(knock_store *s, const maint_prune_spec *spec, maint_prune_counts
         if (r >= 0 && spec->orphans_cutoff >= 0)
                 r = prune_class(s, spec, _EVENT_STATUS_INVALID, ret);
         events_prune_stop(s);
-        (void)store_exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
-        (void)store_exec(s, "PRAGMA wal_autocheckpoint=1000");
-        k = store_exec(s, "PRAGMA synchronous=FULL");
+        k = 0;
+        if (store_sqlite(s)) {
+                (void)store_exec(s, "PRAGMA wal_checkpoint(PASSIVE)");
+                (void)store_exec(s, "PRAGMA wal_autocheckpoint=1000");
+                k = store_exec(s, "PRAGMA synchronous=FULL");
+        }
         if (r >= 0 && k < 0)
                 r = k;
         ret->duration_ms = (mono_us() - t0) / 1000;

@@ -57,7 +57,12 @@
         "  LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_path_query_first(doc::jsonb, path::jsonpath)" \
         "  #>> '{}' $$;"                                                                           \
         "CREATE FUNCTION json_array_length(doc text) RETURNS bigint"                               \
-        "  LANGUAGE sql IMMUTABLE AS 'SELECT json_array_length(doc::json)::bigint';"
+        "  LANGUAGE sql IMMUTABLE AS 'SELECT json_array_length(doc::json)::bigint';"               \
+        /* A stored body as SQLite's CAST(body AS TEXT) reads it; NULL when     */                  \
+        /* it is not UTF-8 (PostgreSQL's text cannot hold it).                  */                  \
+        "CREATE FUNCTION body_text(body bytea) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$"      \
+        "  BEGIN RETURN convert_from(body, 'UTF8');"                                               \
+        "  EXCEPTION WHEN others THEN RETURN NULL; END $$;"
 
 /* Forward-only, numbered as store.c's migrations[] (versions 1..N, one row
  * each), giving the same tables, columns and constraints. Never edit a
@@ -164,6 +169,7 @@ static const struct {
          "CREATE INDEX hook_attempts_hook ON hook_attempts(hook_id);"
          "CREATE TABLE audit ("
          "  id " T " PRIMARY KEY,"
+         "  rowid " ROWID ","
          "  at " I " NOT NULL,"
          "  actor " T " NOT NULL,"
          "  action " T " NOT NULL,"

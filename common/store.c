@@ -268,29 +268,44 @@ const char *store_errmsg(knock_store *s)
 }
 
 /*
- * SQL for PostgreSQL only is written inside the statement as a comment,
- * "/" "*PG: text *" "/": SQLite skips it, and the PostgreSQL engine runs the
- * text in its place (e.g. FOR UPDATE OF e SKIP LOCKED on a claim). One
- * statement text for both engines, the difference in plain sight.
+ * One statement text for both engines, the differences in plain sight:
+ *  - SQL for PostgreSQL alone is written as a comment, "/" "*PG: text *" "/":
+ *    SQLite skips it, PostgreSQL runs the text in its place (FOR UPDATE OF e
+ *    SKIP LOCKED on a claim);
+ *  - SQL for SQLite alone is bracketed by the comments "/" "*LITE{*" "/" and
+ *    "/" "*}*" "/", which PostgreSQL drops with what they enclose.
  */
 #define PG_ONLY_OPEN "/*PG:"
+#define LITE_ONLY_OPEN "/*LITE{*/"
+#define LITE_ONLY_CLOSE "/*}*/"
 static char *sql_for_pg(const char *sql)
 {
-        const char *p = sql, *open, *close;
+        const char *p = sql;
         char *out, *o;
 
         out = o = malloc(strlen(sql) + 1);
         if (!out)
                 return NULL;
-        while ((open = strstr(p, PG_ONLY_OPEN)) && (close = strstr(open, "*/"))) {
+        for (;;) {
+                const char *pg = strstr(p, PG_ONLY_OPEN), *lite = strstr(p, LITE_ONLY_OPEN);
+                const char *open = pg && (!lite || pg < lite) ? pg : lite, *close;
+
+                if (!open || !strstr(open, open == pg ? "*/" : LITE_ONLY_CLOSE))
+                        break; /* no such comment, or one never closed: as it is */
                 memcpy(o, p, (size_t)(open - p));
                 o += open - p;
                 *o++ = ' ';
-                open += strlen(PG_ONLY_OPEN);
-                memcpy(o, open, (size_t)(close - open));
-                o += close - open;
-                *o++ = ' ';
-                p = close + 2;
+                if (open == pg) {
+                        open += strlen(PG_ONLY_OPEN);
+                        close = strstr(open, "*/");
+                        memcpy(o, open, (size_t)(close - open));
+                        o += close - open;
+                        *o++ = ' ';
+                        p = close + 2;
+                } else {
+                        close = strstr(open, LITE_ONLY_CLOSE);
+                        p = close + strlen(LITE_ONLY_CLOSE);
+                }
         }
         strcpy(o, p);
         return out;

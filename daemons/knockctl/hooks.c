@@ -71,8 +71,8 @@ KNOCKCTL_LISTING(hooks, .verb.name = "hooks",
                 {"limit", LIST_LIMIT, ":limit"},
         },
         .fields = hook_fields, .n_fields = ELEMENTSOF(hook_fields) - 1,
-        .from = "FROM hooks h WHERE (:state IS NULL OR h.state = :state)"
-                " AND (:event IS NULL OR h.event_id = :event)"
+        .from = "FROM hooks h WHERE (CAST(:state AS TEXT) IS NULL OR h.state = :state)"
+                " AND (CAST(:event AS TEXT) IS NULL OR h.event_id = :event)"
                 " ORDER BY h.created_at DESC, h.id DESC LIMIT :limit",
         .cols = {
                 {"id", "ID", 0},

@@ -192,14 +192,15 @@ KNOCKCTL_LISTING(events, .verb.name = "events",
         /* --where reads the canonical body of each candidate row, newest first, until
          * the limit is met: a full scan of the bodies since --since on a large store. */
         .from = "FROM events e"
-                " WHERE (:status IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
+                " WHERE (CAST(:status AS TEXT) IS NULL OR instr(',' || :status || ',', ',' || e.status || ',') > "
                 "0)"
-                "   AND (:type IS NULL OR e.event_type = :type)"
-                "   AND (:since IS NULL OR e.received_at >= :since)"
-                "   AND (:where IS NULL OR (SELECT count(*) FROM json_each(:where) w,"
-                "        (SELECT CAST(body AS TEXT) AS b FROM deliveries WHERE id = e.delivery_id) cb"
+                "   AND (CAST(:type AS TEXT) IS NULL OR e.event_type = :type)"
+                "   AND (CAST(:since AS BIGINT) IS NULL OR e.received_at >= :since)"
+                "   AND (CAST(:where AS TEXT) IS NULL OR (SELECT count(*) FROM json_each(:where) w,"
+                "        (SELECT /*LITE{*/CAST(body AS TEXT)/*}*/ /*PG: body_text(body) */ AS b"
+                "          FROM deliveries WHERE id = e.delivery_id) cb"
                 "        WHERE json_valid(cb.b) AND CAST(json_extract(cb.b,"
-                "              json_extract(w.value, '$[2]')) AS TEXT) IS"
+                "              json_extract(w.value, '$[2]')) AS TEXT) IS NOT DISTINCT FROM"
                 "              json_extract(w.value, '$[1]')) = json_array_length(:where))"
                 " ORDER BY e.received_at DESC, e.id DESC LIMIT :limit",
         .cols = {
@@ -391,8 +392,8 @@ KNOCKCTL_VERB(event, .name = "event", .synopsis = "ID",
 #define DELIVERIES_WHERE                                                                           \
         "   (:invalid = 0 OR d.signature_valid = 0)"                                               \
         "   AND (:orphan = 0 OR d.event_id IS NULL)"                                               \
-        "   AND (:since IS NULL OR d.received_at >= :since)"                                       \
-        "   AND (:header IS NULL OR (SELECT count(*) FROM json_each(:header) w WHERE EXISTS"       \
+        "   AND (CAST(:since AS BIGINT) IS NULL OR d.received_at >= :since)"                                       \
+        "   AND (CAST(:header AS TEXT) IS NULL OR (SELECT count(*) FROM json_each(:header) w WHERE EXISTS"       \
         "        (SELECT 1 FROM json_each(CASE WHEN json_valid(d.headers) THEN d.headers END) h"  \
         "         WHERE lower(json_extract(h.value, '$[0]')) = lower(json_extract(w.value, '$[0]'))" \
         "           AND json_extract(h.value, '$[1]') = json_extract(w.value, '$[1]')))"         \
@@ -552,7 +553,7 @@ KNOCKCTL_LISTING(audit, .verb.name = "audit", .verb.synopsis = "[--action A] [--
                 {"action", LIST_TEXT, ":action"},
         },
         .fields = audit_fields, .n_fields = ELEMENTSOF(audit_fields),
-        .from = "FROM audit WHERE (:action IS NULL OR action = :action)"
+        .from = "FROM audit WHERE (CAST(:action AS TEXT) IS NULL OR action = :action)"
                 " ORDER BY at DESC, rowid DESC LIMIT :limit",
         .cols = {
                 {"id", "ID", 0},

@@ -331,10 +331,17 @@ static int run_endpoint(const char *name)
         }
         config_errors_clear(&errs);
 
-        db = config_db_path(name);
+        db = config_store_location(cfg);
         if (!db)
                 return log_error_errno(-ENOMEM, "out of memory");
-        if (stat(db, &stb) < 0) {
+        /* PostgreSQL's backups and WAL are PostgreSQL's. */
+        if (store_location_is_postgresql(db) && (arg_verb == VERB_BACKUP || arg_verb == VERB_CHECKPOINT)) {
+                log_info("endpoint %s is stored in PostgreSQL: %s is PostgreSQL's own "
+                         "(pg_dump, pg_basebackup); nothing to do",
+                         name, verb_names[arg_verb]);
+                return 0;
+        }
+        if (!store_location_is_postgresql(db) && stat(db, &stb) < 0) {
                 if (errno == ENOENT) {
                         log_info("no database at %s yet; nothing to do", db);
                         return 0;
