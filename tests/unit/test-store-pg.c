@@ -424,7 +424,7 @@ static void test_same_schema_as_sqlite(void)
         is_int(query_i64(c, "SELECT count(*) FROM information_schema.columns WHERE "
                             "table_schema = current_schema() AND column_name = 'rowid' AND "
                             "is_identity = 'YES' AND data_type = 'bigint'"),
-                2, "events and attempts have SQLite's rowid, numbered by PostgreSQL");
+                3, "events, attempts and audit have SQLite's rowid, numbered by PostgreSQL");
         {
                 kpg_stmt *st = NULL;
 
