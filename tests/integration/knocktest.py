@@ -6,8 +6,18 @@ by meson): the ingress under systemd-socket-activate with named fds, every
 daemon with a real NOTIFY_SOCKET listener, and, where logging is checked, a
 private systemd-journald in its own mount namespace (see journal_namespace).
 Output is TAP: Tap.ok() prints "ok N - what", Tap.done() the plan.
+
+The store engine is chosen by KNOCK_TEST_STORE: `sqlite` (the default: each
+endpoint's STATE/NAME.db) or `postgresql` (issue 19: the process starts one
+private cluster with tests/pgcluster on its first Endpoint and removes it at
+exit; every Endpoint gets a fresh database in it, which write_config() names
+in a `store = postgresql:CONNINFO` line; the endpoint's rows are in its
+schema knock_NAME). Endpoint.db() and Endpoint.query() read and write rows
+the same way on both (see PgConnection); tests of what only SQLite has
+(WAL, the .db file, backups) skip on PostgreSQL with sqlite_only().
 """
 
+import atexit
 import base64
 import hashlib
 import hmac
@@ -43,6 +53,11 @@ def binary(name):
     return os.path.join(BUILD, BINARIES[name])
 
 
+ENGINE = os.environ.get("KNOCK_TEST_STORE") or "sqlite"
+if ENGINE not in ("sqlite", "postgresql"):
+    raise SystemExit("knocktest: KNOCK_TEST_STORE=%s: must be sqlite or postgresql" % ENGINE)
+
+
 class Tap:
     """TAP producer. Failures print diagnostics as '#' lines."""
 
@@ -67,6 +82,10 @@ class Tap:
     def skip_all(self, why):
         print("1..0 # SKIP " + why, flush=True)
         sys.exit(0)
+
+    def skip(self, what, why):
+        """One test point that did not run: "ok N - what # SKIP why"."""
+        return self.ok(True, "%s # SKIP %s" % (what, why))
 
     def diag(self, msg):
         for line in str(msg).splitlines():
@@ -162,8 +181,285 @@ def http_exchange(s, request):
     return int(head.split(b" ")[1]), body
 
 
+# ---- the store engine ---------------------------------------------------------------
+
+def sqlite_only(t, why):
+    """Ends a test that exercises what only the SQLite engine has (the .db
+    file, WAL, backups, file modes) with a SKIP plan on PostgreSQL."""
+    if ENGINE == "postgresql":
+        t.skip_all("SQLite-only: " + why)
+
+
+def _psycopg2():
+    try:
+        import psycopg2
+        import psycopg2.extensions
+        import psycopg2.extras
+    except ImportError as e:
+        raise RuntimeError("KNOCK_TEST_STORE=postgresql needs psycopg2: Debian's python3-psycopg2 "
+                           "(scripts/install-deps --test), imported by /usr/bin/python3 "
+                           "(this is %s): %s" % (sys.executable, e))
+    return psycopg2
+
+
+class PgCluster:
+    """The process's private PostgreSQL cluster (tests/pgcluster start DIR),
+    started by the first Endpoint; stopped and its directory removed at exit
+    (atexit; SIGTERM, meson's timeout, exits through it too)."""
+
+    _one = None
+
+    @classmethod
+    def get(cls):
+        if cls._one is None:
+            cls._one = PgCluster()
+        return cls._one
+
+    def __init__(self):
+        _psycopg2()
+        self.pid = os.getpid()
+        self.dir = tempfile.mkdtemp(prefix="knock-pg-")
+        self.databases = 0
+        atexit.register(self.remove)
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        except ValueError:
+            pass  # not the main thread: atexit only
+        p = subprocess.run([os.path.join(SOURCE, "tests", "pgcluster"), "start", self.dir],
+                           capture_output=True, text=True, timeout=180)
+        lines = p.stdout.strip().splitlines()
+        if p.returncode != 0 or not lines:
+            raise RuntimeError("tests/pgcluster start %s failed (exit %d): %s"
+                               % (self.dir, p.returncode, p.stderr.strip()))
+        self.conninfo = lines[-1]
+
+    def conninfo_for(self, database):
+        """The cluster's conninfo naming database instead of its own."""
+        if re.search(r"(^|\s)dbname=\S+", self.conninfo):
+            return re.sub(r"(^|\s)dbname=\S+", r"\1dbname=" + database, self.conninfo)
+        return self.conninfo + " dbname=" + database
+
+    def create_database(self):
+        """A new, empty database: (its name, a conninfo naming it)."""
+        psycopg2 = _psycopg2()
+        self.databases += 1
+        name = "knock_test_%d" % self.databases
+        c = psycopg2.connect(self.conninfo)
+        try:
+            c.autocommit = True
+            c.cursor().execute('CREATE DATABASE "%s"' % name)
+        finally:
+            c.close()
+        return name, self.conninfo_for(name)
+
+    def remove(self):
+        if os.getpid() != self.pid or self.dir is None:
+            return  # a forked child exits: the cluster is its parent's
+        d, self.dir = self.dir, None
+        subprocess.run([os.path.join(SOURCE, "tests", "pgcluster"), "stop", d],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        if os.environ.get("KNOCK_TEST_KEEP"):
+            print("# kept the PostgreSQL cluster in " + d, flush=True)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def pg_sql(sql, args):
+    """SQLite's statement text and arguments as psycopg2 takes them: each `?`
+    outside '...' and "..." becomes %s, and every % is doubled (psycopg2
+    formats the whole text). Without arguments the text is sent as it is."""
+    if isinstance(args, dict):
+        raise TypeError("pg_sql: named parameters are not supported (use ?)")
+    if not args:
+        return sql, None
+    return _pg_placeholders(sql), tuple(args)
+
+
+def _pg_placeholders(sql):
+    out, quote = [], None
+    for ch in sql:
+        if ch == "%":
+            out.append("%%")
+        elif quote:
+            out.append(ch)
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_PG_TYPES = None
+
+
+def _pg_types():
+    """Typecasters giving rows the values the store itself reads (store-pg:
+    bytea is a blob, booleans and integral numerics are integers): bytes,
+    not memoryview; 1/0, not True/False; 3, not Decimal('3')."""
+    global _PG_TYPES
+    if _PG_TYPES is None:
+        psycopg2 = _psycopg2()
+        ext = psycopg2.extensions
+
+        def blob(v, cur):
+            b = psycopg2.BINARY(v, cur)
+            return None if b is None else bytes(b)
+
+        def boolean(v, cur):
+            return None if v is None else int(v == "t")
+
+        def numeric(v, cur):
+            if v is None:
+                return None
+            return int(v) if re.fullmatch(r"-?\d+", v) else float(v)
+
+        _PG_TYPES = [ext.new_type(psycopg2.BINARY.values, "KNOCK_BLOB", blob),
+                     ext.new_type((16,), "KNOCK_BOOL", boolean),
+                     ext.new_type((1700,), "KNOCK_NUMERIC", numeric)]
+    return _PG_TYPES
+
+
+_DML = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.I)
+
+
+class PgConnection:
+    """What the tests use of sqlite3.Connection, on one endpoint's schema
+    (search_path knock_NAME): execute(sql, args) with `?` placeholders
+    returning a cursor whose rows index by position and by name, commit(),
+    rollback(), close(), and `with c:` (commits, or rolls back on an
+    exception). As sqlite3's default, a statement that changes rows opens a
+    transaction that only commit() ends (close() without it rolls back);
+    with isolation_level=None every statement commits on its own, and BEGIN
+    and COMMIT may be sent as statements."""
+
+    def __init__(self, conninfo, schema, isolation_level=""):
+        psycopg2 = _psycopg2()
+        self.conn = psycopg2.connect(conninfo)
+        for t in _pg_types():
+            psycopg2.extensions.register_type(t, self.conn)
+        self.conn.autocommit = True
+        self.implicit = isolation_level is not None
+        cur = self.conn.cursor()
+        cur.execute("SET search_path TO " + psycopg2.extensions.quote_ident(schema, self.conn))
+        cur.close()
+
+    def _in_transaction(self):
+        return self.conn.get_transaction_status() != _psycopg2().extensions.TRANSACTION_STATUS_IDLE
+
+    def _cursor(self, sql):
+        """A cursor for sql, after the BEGIN sqlite3 would send before it."""
+        cur = self.conn.cursor(cursor_factory=_psycopg2().extras.DictCursor)
+        if self.implicit and _DML.match(sql) and not self._in_transaction():
+            cur.execute("BEGIN")
+        return cur
+
+    def execute(self, sql, args=()):
+        cur = self._cursor(sql)
+        cur.execute(*pg_sql(sql, args))
+        return cur
+
+    def executemany(self, sql, seq):
+        """execute() for each argument tuple of seq, sent in pages."""
+        cur = self._cursor(sql)
+        _psycopg2().extras.execute_batch(cur, _pg_placeholders(sql), [tuple(a) for a in seq],
+                                         page_size=500)
+        return cur
+
+    def commit(self):
+        if self._in_transaction():
+            self.conn.cursor().execute("COMMIT")
+
+    def rollback(self):
+        if self._in_transaction():
+            self.conn.cursor().execute("ROLLBACK")
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False
+
+
+class Store:
+    """Where the endpoints of one configuration directory keep their rows:
+    on SQLite STATE_DIR/NAME.db, as the daemons make it; on PostgreSQL a
+    database of its own in the process's cluster, one schema knock_NAME per
+    endpoint."""
+
+    def __init__(self, state_dir):
+        self.engine = ENGINE
+        self.state_dir = state_dir
+        self.database = self.conninfo = None
+        if self.engine == "postgresql":
+            self.database, self.conninfo = PgCluster.get().create_database()
+
+    def db_path(self, name):
+        return os.path.join(self.state_dir, name + ".db")
+
+    @staticmethod
+    def schema(name):
+        return "knock_" + name
+
+    @property
+    def insertion_order(self):
+        """A column that orders rows as they were inserted (for rows of one
+        millisecond): SQLite's rowid; PostgreSQL's ctid, the row's place in
+        the heap, which is insertion order in a table whose rows are never
+        updated (audit's)."""
+        return "ctid" if self.engine == "postgresql" else "rowid"
+
+    def config_text(self, text):
+        """An endpoint file's text as this engine needs it. On PostgreSQL a
+        `store = postgresql:CONNINFO` line is added at the end, under an
+        [endpoint] header of its own unless [endpoint] is the last section
+        (the lines above keep their numbers, which errors cite); a file that
+        sets store itself is left as it is. On SQLite: unchanged."""
+        if self.engine != "postgresql" or re.search(r"^\s*store\s*=", text, re.M):
+            return text
+        sections = re.findall(r"^\s*\[([^\]\n]*)\]", text, re.M)
+        if text and not text.endswith("\n"):
+            text += "\n"
+        if not sections or sections[-1].strip() != "endpoint":
+            text += "[endpoint]\n"
+        return text + "store = postgresql:%s\n" % self.conninfo
+
+    def connect(self, name, isolation_level="", timeout=5.0):
+        """A connection to endpoint name's rows (sqlite3.connect's defaults)."""
+        if self.engine == "postgresql":
+            return PgConnection(self.conninfo, self.schema(name), isolation_level)
+        c = sqlite3.connect(self.db_path(name), timeout=timeout, isolation_level=isolation_level)
+        c.row_factory = sqlite3.Row
+        return c
+
+    def exists(self, name):
+        """Whether endpoint name's store has been created (the .db file; the
+        schema and its deliveries table)."""
+        if self.engine != "postgresql":
+            return os.path.exists(self.db_path(name))
+        c = PgConnection(self.conninfo, self.schema(name), None)
+        try:
+            table = _psycopg2().extensions.quote_ident(self.schema(name), c.conn) + ".deliveries"
+            return c.execute("SELECT to_regclass(?) IS NOT NULL", (table,)).fetchone()[0] == 1
+        finally:
+            c.close()
+
+
 class Endpoint:
-    """A temporary endpoint: config, state and runtime directories."""
+    """A temporary endpoint: config, state and runtime directories, and its
+    store (engine: 'sqlite' or 'postgresql', from KNOCK_TEST_STORE)."""
 
     def __init__(self, name="demo", tmp=None):
         self.name = name
@@ -177,6 +473,9 @@ class Endpoint:
         self.admin = os.path.join(self.runtime_dir, name + ".admin")
         self.procs = {}
         self.notify = {}
+        self.store = Store(self.state_dir)
+        self.engine = self.store.engine
+        self._pg = None  # query()'s connection on PostgreSQL
         self.env = dict(os.environ)
         self.env.update({
             "KNOCK_CONFIG_DIR": self.config_dir,
@@ -194,9 +493,11 @@ class Endpoint:
         return os.path.join(self.state_dir, self.name + ".db")
 
     def write_config(self, text, name=None):
+        """Writes endpoints/NAME.conf (this endpoint's by default); on
+        PostgreSQL with a store line naming this endpoint's database."""
         path = os.path.join(self.config_dir, "endpoints", (name or self.name) + ".conf")
         with open(path, "w") as f:
-            f.write(text)
+            f.write(self.store.config_text(text))
         return path
 
     def write_global(self, text):
@@ -308,6 +609,9 @@ class Endpoint:
             self.stop(role, timeout=5)
         for nl in self.notify.values():
             nl.close()
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
         if os.environ.get("KNOCK_TEST_KEEP"):
             print("# kept " + self.tmp)
         else:
@@ -358,17 +662,41 @@ class Endpoint:
 
     # ---- database and CLI -----------------------------------------------
 
-    def db(self):
-        c = sqlite3.connect(self.db_path, timeout=30)
-        c.row_factory = sqlite3.Row
-        return c
+    def db(self, isolation_level="", timeout=30):
+        """A connection to the endpoint's rows, as sqlite3.connect() makes
+        one (rows by position and by name; `?` placeholders) on either
+        engine: close it, and commit what it wrote."""
+        return self.store.connect(self.name, isolation_level=isolation_level, timeout=timeout)
 
     def query(self, sql, args=()):
+        """The rows of one statement, as dicts."""
+        if self.engine == "postgresql":
+            return self._pg_query(sql, args)
         c = self.db()
         try:
             return [dict(r) for r in c.execute(sql, args).fetchall()]
         finally:
             c.close()
+
+    def _pg_query(self, sql, args):
+        psycopg2 = _psycopg2()
+        for again in (True, False):
+            if self._pg is None:
+                self._pg = self.store.connect(self.name, isolation_level=None)
+            try:
+                cur = self._pg.execute(sql, args)
+                return [dict(r) for r in cur.fetchall()] if cur.description else []
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                # The server cut the session (a restart): once more on a new one.
+                self._pg.close()
+                self._pg = None
+                if not again:
+                    raise
+
+    def store_exists(self):
+        """Whether the endpoint's store was created (a daemon or knockctl
+        migrate made the .db file, or the schema)."""
+        return self.store.exists(self.name)
 
     def knockctl(self, *args, env=None):
         e = dict(self.env)

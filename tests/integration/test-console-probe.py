@@ -104,7 +104,7 @@ def main():
                         "[route \"charge.refunded\"]\nhandler = exec:/bin/false\n"
                         % (SECRET, ep.port))
         ep.start_ingress()
-        kt.wait_for(lambda: os.path.exists(ep.db_path), 10)
+        kt.wait_for(ep.store_exists, 10)
         reqs = cases()
         real = {}
         for name, raw in reqs:

@@ -69,6 +69,7 @@ def oom_kills(ep, daemon):
     return rows[0]["suspected_oom_kills"] if rows else None
 
 
+kt.sqlite_only(t, "the database file's owner and mode, and its write lock")
 ep = kt.Endpoint("broken")
 try:
     os.chmod(ep.tmp, 0o755)

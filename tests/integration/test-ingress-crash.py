@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import threading
 import time
 
@@ -63,16 +62,19 @@ def main():
                 th.join()
             total_acked += len(acked)
 
-            c = sqlite3.connect(ep.db_path, timeout=30)
-            integrity = c.execute("PRAGMA integrity_check").fetchone()[0]
+            c = ep.db()
+            # PostgreSQL has no integrity_check: its own WAL replay is what a crash tests.
+            integrity = (c.execute("PRAGMA integrity_check").fetchone()[0]
+                         if ep.engine == "sqlite" else None)
             stored = {row[0] for row in c.execute("SELECT id FROM deliveries")}
             events = {row[0] for row in c.execute("SELECT provider_event_id FROM events")}
             orphans = c.execute("SELECT count(*) FROM events e WHERE NOT EXISTS "
                                 "(SELECT 1 FROM deliveries d WHERE d.id = e.delivery_id)").fetchone()[0]
             c.close()
             lost = [d for d, dlv in acked if dlv not in stored or d not in events]
-            t.ok(len(acked) > 0 and not lost and integrity == "ok" and orphans == 0,
-                 "round %d: %d acknowledged, 0 lost, integrity ok" % (rnd + 1, len(acked)),
+            t.ok(len(acked) > 0 and not lost and integrity in ("ok", None) and orphans == 0,
+                 "round %d: %d acknowledged, 0 lost%s" % (rnd + 1, len(acked),
+                                                         ", integrity ok" if integrity else ""),
                  "lost=%r integrity=%r events-without-delivery=%d" % (lost[:5], integrity, orphans))
         # One last restart must come up on the crashed database and serve.
         ep.start_ingress(activate=False)

@@ -99,6 +99,10 @@ def test_lock_timeout(t):
         config(ep)
         ep.start_ingress()
         t.eq(post(ep, "lk-1")[0], 200, "baseline request stored")
+        if ep.engine == "postgresql":
+            t.skip("write lock held elsewhere: 503, then stored once released",
+                   "SQLite-only: the database file's write lock and busy timeout")
+            return
         # Another process holds the write lock past the busy timeout (5 s).
         c = sqlite3.connect(ep.db_path, timeout=1, isolation_level=None)
         c.execute("BEGIN IMMEDIATE")

@@ -38,6 +38,7 @@ def client(ep, n, results):
 
 def main():
     t = kt.Tap()
+    kt.sqlite_only(t, "the size of the -wal file")
     ep = kt.Endpoint("wal")
     try:
         ep.write_config("[endpoint]\nprovider = github\nsecret = literal:%s\n"

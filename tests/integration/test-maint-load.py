@@ -79,7 +79,7 @@ class Load:
 
 def seed_old(ep):
     """N_OLD handled events from 60 days ago, each with a delivery and an attempt."""
-    c = sqlite3.connect(ep.db_path, isolation_level=None, timeout=30)
+    c = ep.db(isolation_level=None)
     now = int(time.time() * 1000)
     at = now - 60 * DAY
     body = b'{"old":true,"pad":"' + b"x" * 200 + b'"}'
@@ -250,6 +250,10 @@ def main():
         if not t.ok(rc == 0, "knockctl migrate", err):
             t.done()
         test_prune_under_load(t, ep)
+        if ep.engine == "postgresql":
+            t.skip("backup under load, restore and the restore drill",
+                   "SQLite-only: a PostgreSQL endpoint is backed up with PostgreSQL's own tools")
+            t.done()
         backup = test_backup_under_load(t, ep)
         if backup:
             test_restore(t, ep, backup)

@@ -81,6 +81,7 @@ def main():
     if os.geteuid() != 0:
         print("1..0 # SKIP needs root (knockctl drops to the state directory's owner)")
         return 0
+    kt.sqlite_only(t, "backup and restore of the .db file")
     nobody = pwd.getpwnam("nobody")
     other = pwd.getpwnam("daemon")
     ep = kt.Endpoint("race")

@@ -63,7 +63,7 @@ exit 0
         "CREDENTIALS_DIRECTORY": creds, "INVOCATION_ID": "0123456789abcdef0123456789abcdef",
         "WATCHDOG_USEC": "30000000", "JOURNAL_STREAM": "8:12345", "LANG": "C.UTF-8",
         "MY_APP_TOKEN": "leaks-if-passed"})
-    db_before = os.path.getsize(ep.db_path)
+    db_before = os.path.getsize(ep.db_path) if ep.engine == "sqlite" else None
 
     insert_event(ep, "evt_env", "t")
     wake(ep)
@@ -83,13 +83,19 @@ exit 0
     access = dict(line.split(": ") for line in
                   open(os.path.join(out, "evt_env.access")).read().split("\n") if line)
     t.ok(access.get("own-write") == "yes", "the handler writes its own directory", access)
-    t.ok(access.get("db-write") == "no", "the handler cannot write the database", access)
+    if ep.engine == "sqlite":
+        t.ok(access.get("db-write") == "no", "the handler cannot write the database", access)
+    else:
+        t.skip("the handler cannot write the database", "SQLite-only: the .db file")
     t.ok(access.get("state-list") == "no" and access.get("state-create") == "no",
          "nor list or create files in the state directory", access)
     t.ok(not os.path.exists(os.path.join(ep.state_dir, "planted")), "nothing was planted there")
     t.ok(access.get("secret-read") == "no", "nor read a secret in $CREDENTIALS_DIRECTORY", access)
-    t.ok(ep.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok",
-         "the database passes integrity_check", db_before)
+    if ep.engine == "sqlite":
+        t.ok(ep.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok",
+             "the database passes integrity_check", db_before)
+    else:
+        t.skip("the database passes integrity_check", "SQLite-only: PRAGMA integrity_check")
 
     bg = int(open(os.path.join(out, "evt_env.bgpid")).read())
     t.ok(wait_for(lambda: not pid_alive(bg), timeout=5),
