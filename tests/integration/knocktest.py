@@ -226,8 +226,11 @@ class PgCluster:
                 signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         except ValueError:
             pass  # not the main thread: atexit only
-        p = subprocess.run([os.path.join(SOURCE, "tests", "pgcluster"), "start", self.dir],
-                           capture_output=True, text=True, timeout=180)
+        script = os.path.join(SOURCE, "tests", "pgcluster")
+        if not os.access(script, os.X_OK):
+            raise RuntimeError("KNOCK_TEST_STORE=postgresql needs %s" % script)
+        p = subprocess.run([script, "start", self.dir], capture_output=True, text=True,
+                           timeout=180)
         lines = p.stdout.strip().splitlines()
         if p.returncode != 0 or not lines:
             raise RuntimeError("tests/pgcluster start %s failed (exit %d): %s"
