@@ -416,14 +416,6 @@ class Store:
     def schema(name):
         return "knock_" + name
 
-    @property
-    def insertion_order(self):
-        """A column that orders rows as they were inserted (for rows of one
-        millisecond): SQLite's rowid; PostgreSQL's ctid, the row's place in
-        the heap, which is insertion order in a table whose rows are never
-        updated (audit's)."""
-        return "ctid" if self.engine == "postgresql" else "rowid"
-
     def config_text(self, text):
         """An endpoint file's text as this engine needs it. On PostgreSQL a
         `store = postgresql:CONNINFO` line is added at the end, under an

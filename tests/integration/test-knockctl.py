@@ -155,8 +155,7 @@ def event_row(env, eid):
 
 def audit_rows(env, action=None):
     db = env.db()
-    q = ("SELECT * FROM audit" + (" WHERE action = ?" if action else "") + " ORDER BY at, "
-         + env.store.insertion_order)
+    q = "SELECT * FROM audit" + (" WHERE action = ?" if action else "") + " ORDER BY at, rowid"
     rows = db.execute(q, (action,) if action else ()).fetchall()
     db.close()
     return rows

@@ -86,8 +86,7 @@ class Env:
     def audit(self, action):
         c = self.db()
         rows = [dict(r) for r in c.execute(
-            "SELECT * FROM audit WHERE action = ? ORDER BY at, "
-            + self.ep.store.insertion_order, (action,))]
+            "SELECT * FROM audit WHERE action = ? ORDER BY at, rowid", (action,))]
         c.close()
         for r in rows:
             r["counts"] = json.loads(r["counts"]) if r["counts"] else None
