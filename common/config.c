@@ -661,6 +661,17 @@ char *config_store_location(const knock_config *c)
         return store_location_postgresql(schema, c->store_conninfo);
 }
 
+char *config_store_location_of(const char *name)
+{
+        _cleanup_(config_freep) knock_config *c = NULL;
+        knock_config_errors errors = {0};
+        int r;
+
+        r = config_load(name, &c, &errors);
+        config_errors_clear(&errors);
+        return r >= 0 ? config_store_location(c) : config_db_path(name);
+}
+
 char *config_backup_dir(const char *name)
 {
         char *p;

@@ -136,4 +136,7 @@ char *config_db_path(const char *name);
 /* Where the endpoint's store is, for store_open(): its SQLite file, or its
  * PostgreSQL schema (knock_NAME) and connection (free() it; NULL: no memory). */
 char *config_store_location(const knock_config *c);
+/* The same for endpoint name, its file loaded quietly; an endpoint file that
+ * does not load gives the SQLite file, which may still hold its data. */
+char *config_store_location_of(const char *name);
 char *config_backup_dir(const char *name);

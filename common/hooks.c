@@ -349,8 +349,8 @@ int hooks_pending(knock_store *s, int64_t now, int64_t *ret_pending, int64_t *re
         int r;
 
         r = store_cached(s,
-                "SELECT count(*), coalesce(sum(next_attempt_at <= ?1 AND"
-                " (claim_until IS NULL OR claim_until <= ?1)), 0)"
+                "SELECT count(*), coalesce(sum(CASE WHEN next_attempt_at <= ?1 AND"
+                " (claim_until IS NULL OR claim_until <= ?1) THEN 1 ELSE 0 END), 0)"
                 " FROM hooks WHERE state = 'pending'",
                 &st);
         if (r < 0)

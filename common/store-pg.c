@@ -488,6 +488,10 @@ int kpg_open_msg(const char *conninfo, const char *schema, unsigned flags, kpg_c
                 goto fail;
         if (flags & STORE_CREATE) {
                 r = kpg_migrate(c);
+        } else if (flags & STORE_ANY_VERSION) {
+                r = kpg_schema_version(c, &version);
+                if (r == -ENOMEDIUM)
+                        r = 0; /* no schema, or no schema_migrations in it: version 0 */
         } else {
                 r = kpg_schema_version(c, &version);
                 if (r >= 0 && version > STORE_SCHEMA_VERSION)

@@ -838,6 +838,18 @@ bool store_location_is_postgresql(const char *location)
         return startswith(location, LOCATION_PG);
 }
 
+char *store_location_describe(const char *location)
+{
+        const char *schema = location + strlen(LOCATION_PG), *colon;
+        char *p;
+
+        if (!store_location_is_postgresql(location) || !(colon = strchr(schema, ':')))
+                return strdup(location);
+        if (asprintf(&p, "PostgreSQL schema %.*s (%s)", (int)(colon - schema), schema, colon + 1) < 0)
+                return NULL;
+        return p;
+}
+
 /* "postgresql:SCHEMA:CONNINFO": the schema and the migrations are
  * store-pg.c's; SQLite's flags for its WAL mean nothing there. */
 static int open_pg(knock_store *s, unsigned flags)
@@ -851,7 +863,8 @@ static int open_pg(knock_store *s, unsigned flags)
         if (!name)
                 return -ENOMEM;
         s->engine = STORE_ENGINE_POSTGRESQL;
-        return kpg_open(colon + 1, name, flags & (STORE_CREATE | STORE_READONLY), &s->pg);
+        return kpg_open(colon + 1, name, flags & (STORE_CREATE | STORE_READONLY | STORE_ANY_VERSION),
+                        &s->pg);
 }
 
 int store_open(const char *path, unsigned flags, knock_store **ret)

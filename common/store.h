@@ -71,6 +71,8 @@ enum {
         STORE_READONLY = 1 << 1, /* knockctl read verbs */
         STORE_NO_AUTOCHECKPOINT = 1 << 2, /* ingress writer: checkpoints run elsewhere */
         STORE_WAL_BUFFER = 1 << 3, /* ingress writer: one write per commit's WAL frames (walbuf.c) */
+        STORE_ANY_VERSION = 1 << 4, /* PostgreSQL: open whatever the schema's version (0: none),
+                                     * to read it (knockctl migrate) */
 };
 
 /*
@@ -126,6 +128,9 @@ void store_closep(knock_store **s);
 char *store_location_postgresql(const char *schema, const char *conninfo);
 /* True for a location store_open() opens on PostgreSQL. */
 bool store_location_is_postgresql(const char *location);
+/* The location for people: the file, or "PostgreSQL schema S (CONNINFO)"
+ * (free() it). */
+char *store_location_describe(const char *location);
 /* The connection's SQLite handle, NULL on another engine: for what only
  * SQLite has (WAL, backups, busy and progress handlers). */
 static inline sqlite3 *store_sqlite(knock_store *s)

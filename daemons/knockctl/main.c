@@ -158,6 +158,15 @@ int ctl_open_store(knockctl *c, bool write)
                 return KNOCKCTL_FAILED;
         }
         r = store_open(path, write ? 0 : STORE_READONLY, &c->store);
+        if (r == -ENOMEDIUM && store_location_is_postgresql(path)) {
+                _cleanup_free_ char *where = store_location_describe(path);
+
+                ctl_error("no database for endpoint %s in %s, or one older than this knockctl "
+                          "(schema version %d) (has knock-ingress run? 'knockctl -e %s migrate' "
+                          "creates or upgrades it)",
+                        c->endpoint, where ?: path, STORE_SCHEMA_VERSION, c->endpoint);
+                return KNOCKCTL_FAILED;
+        }
         if (r == -ENOMEDIUM) {
                 ctl_error("%s: the database schema is older than this knockctl (version %d); "
                           "run 'knockctl -e %s migrate'",

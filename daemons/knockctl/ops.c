@@ -556,6 +556,17 @@ static int peek_version(const char *path)
         return v;
 }
 
+/* The same for a PostgreSQL endpoint's schema. */
+static int peek_version_pg(const char *location)
+{
+        _cleanup_(store_closep) knock_store *s = NULL;
+        int v = 0;
+
+        if (store_open(location, STORE_ANY_VERSION, &s) < 0 || store_schema_version(s, &v) < 0)
+                return 0;
+        return v;
+}
+
 /*
  * migrate: create the database or bring its schema up to this build's
  * version. Daemons do the same on start; this lets an operator do it
@@ -563,7 +574,8 @@ static int peek_version(const char *path)
  */
 static int verb_migrate(knockctl *c, int argc, char **argv)
 {
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *path = NULL, *where = NULL;
+        const knock_config *cfg;
         struct stat stb, dir;
         bool existed;
         int o, r, before = 0, after = 0;
@@ -575,11 +587,21 @@ static int verb_migrate(knockctl *c, int argc, char **argv)
                 ctl_error("migrate takes no arguments");
                 return KNOCKCTL_USAGE;
         }
-        path = config_db_path(c->endpoint);
+        cfg = ctl_config(c);
+        path = cfg ? config_store_location(cfg) : config_db_path(c->endpoint);
         if (!path)
                 return -ENOMEM;
-        existed = stat(path, &stb) == 0;
-        if (existed)
+        if (store_location_is_postgresql(path)) {
+                before = peek_version_pg(path);
+                existed = before > 0;
+        } else
+                existed = stat(path, &stb) == 0;
+        where = store_location_describe(path);
+        if (!where)
+                return -ENOMEM;
+        if (store_location_is_postgresql(path))
+                ;
+        else if (existed)
                 before = peek_version(path);
         else if (mkdir(knock_state_dir(), 0755) < 0 && errno != EEXIST) {
                 ctl_error("cannot create %s: %s", knock_state_dir(), strerror(errno));
@@ -587,18 +609,19 @@ static int verb_migrate(knockctl *c, int argc, char **argv)
         }
         r = store_open(path, STORE_CREATE, &c->store);
         if (r == -EPROTO) {
-                ctl_error("%s: the database is newer than this knockctl (schema version %d)", path,
+                ctl_error("%s: the database is newer than this knockctl (schema version %d)", where,
                         STORE_SCHEMA_VERSION);
                 return KNOCKCTL_FAILED;
         }
         if (r < 0) {
-                ctl_error("%s: cannot create or migrate the database: %s", path, strerror(-r));
+                ctl_error("%s: cannot create or migrate the database: %s", where, strerror(-r));
                 return KNOCKCTL_FAILED;
         }
         /* Created by root: hand the file to the owner of the state directory
          * (the knock user), or the daemons could not write it. SQLite gives
          * its -wal and -shm files the database file's owner. */
-        if (!existed && geteuid() == 0 && stat(knock_state_dir(), &dir) == 0 &&
+        if (!existed && !store_location_is_postgresql(path) && geteuid() == 0 &&
+                stat(knock_state_dir(), &dir) == 0 &&
                 chown(path, dir.st_uid, dir.st_gid) < 0)
                 ctl_error("warning: cannot chown %s: %s", path, strerror(errno));
 
@@ -614,14 +637,14 @@ static int verb_migrate(knockctl *c, int argc, char **argv)
         }
         if (c->json) {
                 json_t *doc = json_pack("{s:s, s:s, s:O}", "endpoint", c->endpoint, "database",
-                        path, "schema", counts);
+                        where, "schema", counts);
                 r = print_json(doc);
                 json_decref(doc);
         } else if (before == after)
-                printf("%s: schema version %d is current (%s)\n", c->endpoint, after, path);
+                printf("%s: schema version %d is current (%s)\n", c->endpoint, after, where);
         else
                 printf("%s: schema version %d → %d (%s%s)\n", c->endpoint, before, after,
-                        existed ? "" : "created ", path);
+                        existed ? "" : "created ", where);
         json_decref(counts);
         return r;
 }

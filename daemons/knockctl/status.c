@@ -374,29 +374,33 @@ static int verb_endpoints(knockctl *c, int argc, char **argv)
         list = json_array();
         table = json_array();
         for (size_t i = 0; list && table && i < n; i++) {
-                _cleanup_free_ char *path = config_db_path(names[i]);
+                _cleanup_free_ char *path = config_store_location_of(names[i]);
+                _cleanup_free_ char *where = path ? store_location_describe(path) : NULL;
                 _cleanup_free_ char *state = unit_state(names[i]);
                 knock_store *s = NULL;
                 json_t *e = json_object(), *row = json_object(), *queue = NULL;
                 const char *error = NULL;
                 struct stat stb;
+                int k;
 
                 if (!e || !row) {
                         json_decref(e);
                         json_decref(row);
                         break;
                 }
-                if (!path || stat(path, &stb) < 0)
+                if (!path || (!store_location_is_postgresql(path) && stat(path, &stb) < 0))
                         error = "no database yet";
-                else if (store_open(path, STORE_READONLY, &s) < 0)
-                        error = "database cannot be opened";
+                else if ((k = store_open(path, STORE_READONLY, &s)) < 0)
+                        error = k == -ENOMEDIUM && store_location_is_postgresql(path)
+                                        ? "no database yet"
+                                        : "database cannot be opened";
                 else if (!(queue = queue_object(s)))
                         error = "database cannot be read";
                 store_close(s);
 
                 json_object_set_new(e, "name", json_string(names[i]));
                 json_object_set_new(e, "unit_state", state ? json_string(state) : json_null());
-                json_object_set_new(e, "database", path ? json_string(path) : json_null());
+                json_object_set_new(e, "database", where ? json_string(where) : json_null());
                 json_object_set_new(e, "queue", queue ? queue : json_null());
                 json_object_set_new(e, "error", error ? json_string(error) : json_null());
 

@@ -92,15 +92,18 @@ int maint_write_textfile(const char *dir)
         }
         for (size_t i = 0; i < n; i++) {
                 _cleanup_(store_closep) knock_store *s = NULL;
-                _cleanup_free_ char *db = config_db_path(names[i]);
+                _cleanup_free_ char *db = config_store_location_of(names[i]);
+                bool pg = db && store_location_is_postgresql(db);
 
                 snprintf(rows[i].name, sizeof(rows[i].name), "%s", names[i]);
-                if (!db || access(db, F_OK) < 0)
+                if (!db || (!pg && access(db, F_OK) < 0))
                         continue;
-                rows[i].have_db = true;
-                (void)maint_db_sizes(db, &rows[i].db_bytes, &rows[i].wal_bytes);
+                /* A PostgreSQL endpoint's sizes are its server's to report. */
+                if (!pg)
+                        (void)maint_db_sizes(db, &rows[i].db_bytes, &rows[i].wal_bytes);
                 if (store_open(db, 0, &s) < 0)
                         continue;
+                rows[i].have_db = true;
                 (void)store_meta_get(s, "last_backup_at", &rows[i].last_backup);
                 (void)store_meta_get(s, "last_prune_at", &rows[i].last_prune);
                 (void)store_meta_get(s, "last_prune_rows", &rows[i].prune_rows);
