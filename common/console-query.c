@@ -144,7 +144,7 @@ bool cq_parse_cursor(const char *s, cq_page *p)
 
 int cq_events(knock_store *s, const cq_event_filter *f, db_stmt **ret)
 {
-        query q = {EVENT_COLUMNS " WHERE 1"};
+        query q = {EVENT_COLUMNS " WHERE 1 = 1"};
         db_stmt *st = NULL;
         int r;
 
@@ -281,7 +281,8 @@ int cq_attempts_of(knock_store *s, const char *event_id, db_stmt **ret)
                 "SELECT a.id, a.attempt, a.delivery_id, a.worker, a.handler, a.started_at,"
                 " a.ended_at, a.outcome, a.exit_code, a.signal, a.http_status, a.error,"
                 " substr(a.output, 1, " STR(CQ_OUTPUT_PREVIEW) "),"
-                " length(CAST(a.output AS BLOB)) FROM attempts a WHERE a.event_id = :id"
+                " /*LITE{*/length(CAST(a.output AS BLOB))/*}*/ /*PG: octet_length(a.output) */"
+                " FROM attempts a WHERE a.event_id = :id"
                 " ORDER BY a.started_at, a.id LIMIT " STR(CQ_TRACE_ROWS),
                 event_id, ret);
 }
@@ -301,7 +302,7 @@ int cq_hooks_of(knock_store *s, const char *event_id, db_stmt **ret)
 
 int cq_hooks(knock_store *s, const char *state, const cq_page *p, db_stmt **ret)
 {
-        query q = {HOOK_COLUMNS " WHERE 1"};
+        query q = {HOOK_COLUMNS " WHERE 1 = 1"};
         db_stmt *st = NULL;
         int r;
 
@@ -332,7 +333,7 @@ int cq_hook_attempts_of(knock_store *s, const char *event_id, db_stmt **ret)
 
 int cq_audit(knock_store *s, const cq_page *p, db_stmt **ret)
 {
-        query q = {"SELECT id, at, actor, action, filters, counts, ids FROM audit WHERE 1"};
+        query q = {"SELECT id, at, actor, action, filters, counts, ids FROM audit WHERE 1 = 1"};
         db_stmt *st = NULL;
         int r;
 

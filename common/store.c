@@ -744,6 +744,18 @@ int store_query_text(knock_store *s, const char *sql, char **ret)
         return *ret ? 0 : -ENOMEM;
 }
 
+int store_bytes(knock_store *s, int64_t *ret)
+{
+        if (s->pg)
+                return store_query_i64(s,
+                        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint"
+                        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                        ret);
+        return store_query_i64(s,
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", ret);
+}
+
 int store_schema_version(knock_store *s, int *ret)
 {
         int64_t v;

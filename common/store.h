@@ -138,6 +138,9 @@ static inline sqlite3 *store_sqlite(knock_store *s)
         return s->engine == STORE_ENGINE_SQLITE ? s->db : NULL;
 }
 
+/* Bytes the endpoint's tables and indexes take: SQLite's pages (the WAL
+ * aside), PostgreSQL's relations in the endpoint's schema. */
+int store_bytes(knock_store *s, int64_t *ret);
 /* Current schema version of the open database (0 when empty). */
 int store_schema_version(knock_store *s, int *ret);
 /* Runs sql (no parameters), which must yield a row, and returns its first

@@ -221,9 +221,12 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         snap->last_prune_at = meta_i64(st, "last_prune_at");
         snap->last_prune_rows = meta_i64(st, "last_prune_rows");
         read_pauses(st, snap, &err);
-        snap->db_bytes = file_size(a->db_path);
-        if (asprintf(&wal, "%s-wal", a->db_path) >= 0)
-                snap->wal_bytes = file_size(wal);
+        if (store_sqlite(st)) {
+                snap->db_bytes = file_size(a->db_path);
+                if (asprintf(&wal, "%s-wal", a->db_path) >= 0)
+                        snap->wal_bytes = file_size(wal);
+        } else
+                (void)store_bytes(st, &snap->db_bytes);
         if (statvfs(a->state_dir, &vfs) == 0)
                 snap->disk_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
         if (err < 0)
@@ -303,10 +306,12 @@ int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *s
         a->writer = w;
         a->stats = stats;
         a->db_path = strdup(db_path);
-        a->state_dir = strdup(db_path);
+        /* The disk the store's file is on; a PostgreSQL endpoint's is its
+         * server's, and here only the state directory's files are. */
+        a->state_dir = strdup(store_location_is_postgresql(db_path) ? knock_state_dir() : db_path);
         if (!a->db_path || !a->state_dir)
                 return -ENOMEM;
-        slash = strrchr(a->state_dir, '/');
+        slash = store_location_is_postgresql(db_path) ? NULL : strrchr(a->state_dir, '/');
         if (slash)
                 *slash = 0;
         r = -pthread_create(&a->thread, NULL, admin_main, a);

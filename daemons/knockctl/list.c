@@ -143,7 +143,8 @@ static void filters_bind(db_stmt *st, const ctl_listing *l, const filter_value *
                         ctl_bind_i64(st, f->param, v[i].n, !v[i].given);
                         break;
                 case LIST_LIMIT:
-                        ctl_bind_i64(st, f->param, v[i].n > 0 ? v[i].n : -1, false);
+                        /* 0: every row (INT64_MAX: SQLite and PostgreSQL read -1 differently) */
+                        ctl_bind_i64(st, f->param, v[i].n > 0 ? v[i].n : INT64_MAX, false);
                         break;
                 case LIST_PAIRS: {
                         _cleanup_free_ char *t =
