@@ -145,8 +145,8 @@ static int record_lost(knock_store *s, hook_claim *c, int64_t now)
         r = store_cached(s,
                 "UPDATE hooks SET attempt_count = ?1, last_status = 0, last_error = ?2,"
                 " last_attempt_at = ?3, updated_at = ?3,"
-                " state = CASE WHEN ?4 THEN 'failed' ELSE state END,"
-                " next_attempt_at = CASE WHEN ?4 THEN NULL ELSE next_attempt_at END,"
+                " state = CASE WHEN ?4 <> 0 THEN 'failed' ELSE state END,"
+                " next_attempt_at = CASE WHEN ?4 <> 0 THEN NULL ELSE next_attempt_at END,"
                 " claimed_by = NULL, claim_until = NULL WHERE id = ?5",
                 &st);
         if (r < 0)
