@@ -517,6 +517,7 @@ static int verb_restore(knockctl *c, int argc, char **argv)
 {
         _cleanup_free_ char *backup = NULL;
         maint_restore_result res = {0};
+        const knock_config *cfg;
         struct stat stb;
         char actor[128];
         int o, r;
@@ -527,6 +528,14 @@ static int verb_restore(knockctl *c, int argc, char **argv)
                 ctl_error("usage: knockctl restore BACKUP (a file, or its name in the backup "
                           "directory)");
                 return KNOCKCTL_USAGE;
+        }
+        cfg = ctl_config(c);
+        if (cfg && cfg->store_conninfo) {
+                ctl_error("endpoint %s is stored in PostgreSQL (schema knock_%s): restore it with "
+                          "PostgreSQL's tools (pg_restore of a pg_dump --schema=knock_%s, or the "
+                          "cluster's base backup); knockctl restore writes SQLite files",
+                        c->endpoint, c->endpoint, c->endpoint);
+                return KNOCKCTL_FAILED;
         }
         backup = resolve_backup(c->endpoint, argv[optind]);
         if (!backup)
