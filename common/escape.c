@@ -44,6 +44,50 @@ size_t utf8_valid_len(const unsigned char *p, size_t left)
         return n;
 }
 
+bool utf8_valid(const char *s, size_t len)
+{
+        const unsigned char *p = (const unsigned char *)s;
+
+        for (size_t i = 0; i < len;) {
+                size_t n;
+
+                if (p[i] >= 0x01 && p[i] < 0x80) { /* the common case: ASCII */
+                        i++;
+                        continue;
+                }
+                n = p[i] ? utf8_valid_len(p + i, len - i) : 0;
+                if (n == 0)
+                        return false;
+                i += n;
+        }
+        return true;
+}
+
+char *utf8_repair(const char *s, size_t len, size_t *ret_len)
+{
+        const unsigned char *p = (const unsigned char *)s;
+        char *out = malloc(len * 3 + 1), *o = out;
+
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < len;) {
+                size_t n = p[i] ? utf8_valid_len(p + i, len - i) : 0;
+
+                if (n == 0) {
+                        memcpy(o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        i++;
+                } else {
+                        memcpy(o, p + i, n);
+                        o += n;
+                        i += n;
+                }
+        }
+        *o = 0;
+        *ret_len = (size_t)(o - out);
+        return out;
+}
+
 static uint32_t utf8_decode(const unsigned char *p, size_t n)
 {
         switch (n) {

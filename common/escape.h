@@ -37,6 +37,12 @@ enum {
 
 /* Length of the valid UTF-8 sequence at p (at most left bytes), 0 if invalid. */
 size_t utf8_valid_len(const unsigned char *p, size_t left);
+/* Whether len bytes at s are UTF-8 without a NUL. */
+bool utf8_valid(const char *s, size_t len);
+/* A copy of len bytes at s (NUL-terminated) with U+FFFD for each byte that
+ * is not part of valid UTF-8, and for each NUL: text for a store whose text
+ * holds only UTF-8 (PostgreSQL). NULL: no memory. */
+char *utf8_repair(const char *s, size_t len, size_t *ret_len);
 
 /* Escapes len bytes of s into out (out_len > 0 bytes, NUL-terminated). A
  * sequence that does not fit is left out whole. Returns the length the full

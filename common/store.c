@@ -12,6 +12,7 @@
 #include "store.h"
 #include "walbuf.h"
 #include "store-pg.h"
+#include "escape.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -581,13 +582,30 @@ int stmt_bind_null(db_stmt *st, int idx)
         return store_errno(sqlite3_bind_null(st->lite, idx));
 }
 
-/* PostgreSQL copies every value it is given: "static" is SQLite's saving. */
+/*
+ * PostgreSQL copies every value it is given: "static" is SQLite's saving.
+ * Its text holds UTF-8 only, without NUL: what arrives from the network (a
+ * provider id, a header, a path) may be neither, and one such request must
+ * not fail the transaction that stores the others with it. Such text is
+ * stored with U+FFFD for each byte that is not UTF-8 (SQLite keeps the
+ * bytes; knockctl prints them with U+FFFD too).
+ */
+static int bind_text_pg(db_stmt *st, int idx, const char *s, size_t len)
+{
+        _cleanup_free_ char *fixed = NULL;
+
+        if (utf8_valid(s, len))
+                return kpg_bind_text(st->pg, idx, s, len);
+        fixed = utf8_repair(s, len, &len);
+        return fixed ? kpg_bind_text(st->pg, idx, fixed, len) : -ENOMEM;
+}
+
 int stmt_bind_text(db_stmt *st, int idx, const char *s)
 {
         if (!s)
                 return stmt_bind_null(st, idx);
         if (st->pg)
-                return kpg_bind_text(st->pg, idx, s, strlen(s));
+                return bind_text_pg(st, idx, s, strlen(s));
         return store_errno(sqlite3_bind_text(st->lite, idx, s, -1, SQLITE_TRANSIENT));
 }
 
@@ -596,7 +614,7 @@ int stmt_bind_text_static(db_stmt *st, int idx, const char *s)
         if (!s)
                 return stmt_bind_null(st, idx);
         if (st->pg)
-                return kpg_bind_text(st->pg, idx, s, strlen(s));
+                return bind_text_pg(st, idx, s, strlen(s));
         return store_errno(sqlite3_bind_text(st->lite, idx, s, -1, SQLITE_STATIC));
 }
 
@@ -605,7 +623,7 @@ int stmt_bind_text_len_static(db_stmt *st, int idx, const char *s, size_t len)
         if (!s || len == 0)
                 return stmt_bind_null(st, idx);
         if (st->pg)
-                return kpg_bind_text(st->pg, idx, s, len);
+                return bind_text_pg(st, idx, s, len);
         return store_errno(
                 sqlite3_bind_text64(st->lite, idx, s, len, SQLITE_STATIC, SQLITE_UTF8));
 }

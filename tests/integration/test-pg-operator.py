@@ -9,6 +9,7 @@ endpoint still serves after all of it."""
 
 import json
 import os
+import socket
 import subprocess
 
 import knocktest as kt
@@ -104,6 +105,25 @@ def run(t, ep):
     again = b'{"zen": "again"}'
     code = ep.post(again, kt.github_headers(SECRET, again, "pg-op-2"))[0]
     t.eq(code, 200, "the endpoint still serves after the refused backup and restore")
+
+    # Bytes that are not UTF-8 where PostgreSQL keeps text (an unsigned request's provider
+    # id): stored with U+FFFD, answered as on SQLite, and the verified webhook
+    # stored in the same moment is not failed with them.
+    bad_body = b'{"zen": "bad"}'
+    bad = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"X-GitHub-Event: push\r\nX-GitHub-Delivery: id-\xff\r\n"
+           b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(bad_body) + bad_body)
+    good = b'{"zen": "good"}'
+    with socket.create_connection(("127.0.0.1", ep.port)) as s:
+        bad_code = kt.http_exchange(s, bad)[0]
+    code = ep.post(good, kt.github_headers(SECRET, good, "pg-op-3"))[0]
+    t.ok(bad_code == 401 and code == 200,
+         "a request with bytes that are not UTF-8 is answered as on SQLite, the next stored",
+         (bad_code, code))
+    rows = ep.query("SELECT provider_event_id FROM deliveries WHERE provider_event_id LIKE ?",
+                    ("id-%",))
+    t.ok([r["provider_event_id"] for r in rows] == ["id-\ufffd"],
+         "an orphan's provider id that is not UTF-8 is kept with U+FFFD", rows)
 
     # A password in the endpoint file: refused, never echoed.
     conf = os.path.join(ep.config_dir, "endpoints", "pgop.conf")

@@ -196,5 +196,31 @@ int main(void)
                        "output is UTF-8");
         }
         json_quote_tests();
+        {
+                static const struct {
+                        const char *in;
+                        size_t len;
+                        const char *want;
+                } cases[] = {
+                        {"id-\xff", 4, "id-\xef\xbf\xbd"},
+                        {"a\0b", 3, "a\xef\xbf\xbd" "b"},
+                        {"caf\xc3\xa9", 5, "caf\xc3\xa9"},
+                        {"\xc3", 1, "\xef\xbf\xbd"},
+                        {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+                        {"", 0, ""},
+                };
+
+                for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                        size_t n = 99;
+                        char *r = utf8_repair(cases[i].in, cases[i].len, &n);
+
+                        ok(r && n == strlen(cases[i].want) && streq(r, cases[i].want),
+                           "utf8_repair case %zu: U+FFFD for each byte that is not UTF-8", i);
+                        ok(utf8_valid(cases[i].in, cases[i].len) == streq(cases[i].in, cases[i].want) &&
+                                   (i != 1 || !utf8_valid(cases[i].in, cases[i].len)),
+                           "utf8_valid case %zu", i);
+                        free(r);
+                }
+        }
         return tap_done();
 }
