@@ -67,6 +67,7 @@ _knockctl()
                 [restore]=''
                 [verify]=''
                 [migrate]=''
+                [copy-to-postgresql]=''
         )
 
         # The command is the first word that is not an option or -e's value.
@@ -103,7 +104,7 @@ _knockctl()
                 ;;
         --action)
                 COMPREPLY=($(compgen -W "requeue replay replay-delivery ignore prune backup
-                        restore migrate redeliver-hook pause resume" -- "$cur"))
+                        restore migrate redeliver-hook pause resume copy-to-postgresql" -- "$cur"))
                 return 0
                 ;;
         --type | --since | --until | --limit | --older-than | --event | --provider-id | --at | \
