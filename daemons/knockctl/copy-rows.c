@@ -41,7 +41,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "escape.h"
+#include "knockctl.h"
 #include "util.h"
 
 #define COPY_BATCH_ROWS 100
@@ -81,43 +81,43 @@ typedef struct copy_table {
 /* In the order of the foreign keys: events before what refers to them. */
 static const copy_table tables[] = {
         {"events", ORDER_ROWID,
-         COLS({"id", T}, {"provider_event_id", T}, {"event_type", T}, {"status", T},
-                 {"status_reason", T}, {"delivery_id", T}, {"run_delivery_id", T},
-                 {"attempt_count", I}, {"received_at", I}, {"updated_at", I},
-                 {"next_attempt_at", I}, {"claimed_by", T}, {"claim_until", I},
-                 {"last_error", T}, {"finished_at", I}, {"order_key", T}),
-         .must_be_empty = true},
+                COLS({"id", T}, {"provider_event_id", T}, {"event_type", T}, {"status", T},
+                        {"status_reason", T}, {"delivery_id", T}, {"run_delivery_id", T},
+                        {"attempt_count", I}, {"received_at", I}, {"updated_at", I},
+                        {"next_attempt_at", I}, {"claimed_by", T}, {"claim_until", I},
+                        {"last_error", T}, {"finished_at", I}, {"order_key", T}),
+                .must_be_empty = true},
         {"deliveries", ORDER_KEY,
-         COLS({"id", T}, {"event_id", T}, {"received_at", I}, {"signature_valid", I},
-                 {"verify_error", T}, {"http_status", I}, {"provider_event_id", T},
-                 {"event_type", T}, {"request_id", T}, {"method", T}, {"uri", T},
-                 {"remote", T}, {"content_type", T}, {"headers", T}, {"body", C_BLOB},
-                 {"body_bytes", I}, {"duplicate", I}, {"handshake", I}),
-         .must_be_empty = true},
+                COLS({"id", T}, {"event_id", T}, {"received_at", I}, {"signature_valid", I},
+                        {"verify_error", T}, {"http_status", I}, {"provider_event_id", T},
+                        {"event_type", T}, {"request_id", T}, {"method", T}, {"uri", T},
+                        {"remote", T}, {"content_type", T}, {"headers", T}, {"body", C_BLOB},
+                        {"body_bytes", I}, {"duplicate", I}, {"handshake", I}),
+                .must_be_empty = true},
         {"attempts", ORDER_ROWID,
-         COLS({"id", T}, {"event_id", T}, {"delivery_id", T}, {"attempt", I}, {"worker", T},
-                 {"handler", T}, {"started_at", I}, {"ended_at", I}, {"outcome", T},
-                 {"exit_code", I}, {"signal", I}, {"http_status", I}, {"error", T},
-                 {"output", T}),
-         .must_be_empty = true},
+                COLS({"id", T}, {"event_id", T}, {"delivery_id", T}, {"attempt", I}, {"worker", T},
+                        {"handler", T}, {"started_at", I}, {"ended_at", I}, {"outcome", T},
+                        {"exit_code", I}, {"signal", I}, {"http_status", I}, {"error", T},
+                        {"output", T}),
+                .must_be_empty = true},
         {"hooks", ORDER_KEY,
-         COLS({"id", T}, {"event_id", T}, {"type", T}, {"payload", T}, {"state", T},
-                 {"attempt_count", I}, {"max_attempts", I}, {"created_at", I},
-                 {"updated_at", I}, {"next_attempt_at", I}, {"claimed_by", T},
-                 {"claim_until", I}, {"last_status", I}, {"last_error", T},
-                 {"last_attempt_at", I}, {"delivered_at", I}),
-         .must_be_empty = true},
+                COLS({"id", T}, {"event_id", T}, {"type", T}, {"payload", T}, {"state", T},
+                        {"attempt_count", I}, {"max_attempts", I}, {"created_at", I},
+                        {"updated_at", I}, {"next_attempt_at", I}, {"claimed_by", T},
+                        {"claim_until", I}, {"last_status", I}, {"last_error", T},
+                        {"last_attempt_at", I}, {"delivered_at", I}),
+                .must_be_empty = true},
         {"hook_attempts", ORDER_KEY,
-         COLS({"id", T}, {"hook_id", T}, {"at", I}, {"status", I}, {"duration_ms", I},
-                 {"response", T}, {"error", T}),
-         .must_be_empty = true},
+                COLS({"id", T}, {"hook_id", T}, {"at", I}, {"status", I}, {"duration_ms", I},
+                        {"response", T}, {"error", T}),
+                .must_be_empty = true},
         {"audit", ORDER_ROWID,
-         COLS({"id", T}, {"at", I}, {"actor", T}, {"action", T}, {"filters", T},
-                 {"counts", T}, {"ids", T})},
+                COLS({"id", T}, {"at", I}, {"actor", T}, {"action", T}, {"filters", T},
+                        {"counts", T}, {"ids", T})},
         {"meta", ORDER_SMALL, COLS({"key", T}, {"value", T})},
         {"pauses", ORDER_SMALL,
-         COLS({"route", T}, {"kind", T}, {"since", I}, {"paused_by", T}, {"reason", T},
-                 {"probe_at", I}, {"probing", I})},
+                COLS({"route", T}, {"kind", T}, {"since", I}, {"paused_by", T}, {"reason", T},
+                        {"probe_at", I}, {"probing", I})},
 };
 
 #undef I
@@ -137,10 +137,10 @@ typedef struct value {
 
 typedef struct table_state {
         const copy_table *t;
-        int64_t rows;          /* copied */
-        int64_t count_before;  /* the target's rows before the copy */
-        int64_t rowid_before;  /* ORDER_ROWID: the target's largest rowid before */
-        char **kept;           /* ORDER_SMALL: the target's keys before (kept as they are) */
+        int64_t rows;         /* copied */
+        int64_t count_before; /* the target's rows before the copy */
+        int64_t rowid_before; /* ORDER_ROWID: the target's largest rowid before */
+        char **kept;          /* ORDER_SMALL: the target's keys before (kept as they are) */
         size_t n_kept;
         int64_t n_kept_source; /* source rows not copied: their key was in kept */
         int64_t repaired[MAX_COLS];
@@ -246,69 +246,48 @@ static char *insert_sql(const copy_table *t, size_t rows)
         return s;
 }
 
-static int prepare_fmt(knock_store *s, db_stmt **ret, const char *fmt, ...) _printf_(3, 4);
-static int prepare_fmt(knock_store *s, db_stmt **ret, const char *fmt, ...)
+static int prepare_v(knock_store *s, db_stmt **ret, const char *fmt, va_list ap) _printf_(3, 0);
+static int prepare_v(knock_store *s, db_stmt **ret, const char *fmt, va_list ap)
 {
         _cleanup_free_ char *sql = NULL;
-        va_list ap;
-        int r;
 
-        va_start(ap, fmt);
-        r = vasprintf(&sql, fmt, ap);
-        va_end(ap);
-        if (r < 0)
+        if (vasprintf(&sql, fmt, ap) < 0)
                 return -ENOMEM;
         return store_prepare(s, sql, ret);
 }
 
-static int query_i64_fmt(knock_store *s, int64_t *ret, const char *fmt, ...) _printf_(3, 4);
-static int query_i64_fmt(knock_store *s, int64_t *ret, const char *fmt, ...)
+static int prepare_fmt(knock_store *s, db_stmt **ret, const char *fmt, ...) _printf_(3, 4);
+static int prepare_fmt(knock_store *s, db_stmt **ret, const char *fmt, ...)
 {
-        _cleanup_free_ char *sql = NULL;
         va_list ap;
         int r;
 
         va_start(ap, fmt);
-        r = vasprintf(&sql, fmt, ap);
+        r = prepare_v(s, ret, fmt, ap);
         va_end(ap);
-        if (r < 0)
-                return -ENOMEM;
-        return store_query_i64(s, sql, ret);
+        return r;
+}
+
+/* The first column of the one row of a query (store_query_i64()). */
+static int query_i64_fmt(knock_store *s, int64_t *ret, const char *fmt, ...) _printf_(3, 4);
+static int query_i64_fmt(knock_store *s, int64_t *ret, const char *fmt, ...)
+{
+        _cleanup_stmt_ db_stmt *st = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = prepare_v(s, &st, fmt, ap);
+        va_end(ap);
+        if (r >= 0)
+                r = stmt_step(st);
+        if (r <= 0)
+                return r ?: -ENODATA;
+        *ret = stmt_col_i64(st, 0);
+        return 0;
 }
 
 /* ---- values --------------------------------------------------------------------------- */
-
-/* s as PostgreSQL's text can hold it: each byte that starts no valid UTF-8
- * sequence, and each NUL, becomes U+FFFD (malloc'd, NUL-terminated). */
-static char *text_for_pg(const char *s, size_t len, bool *ret_repaired)
-{
-        const unsigned char *p = (const unsigned char *)s;
-        char *out;
-        size_t o = 0;
-
-        *ret_repaired = false;
-        if (len > (SIZE_MAX - 1) / 3)
-                return NULL;
-        out = malloc(len * 3 + 1);
-        if (!out)
-                return NULL;
-        for (size_t i = 0; i < len;) {
-                size_t n = p[i] ? utf8_valid_len(p + i, len - i) : 0;
-
-                if (n == 0) {
-                        memcpy(out + o, "\xef\xbf\xbd", 3);
-                        o += 3;
-                        i++;
-                        *ret_repaired = true;
-                        continue;
-                }
-                memcpy(out + o, p + i, n);
-                o += n;
-                i += n;
-        }
-        out[o] = '\0';
-        return out;
-}
 
 static void value_clear(value *v)
 {
@@ -337,18 +316,19 @@ static int value_read(copy_state *x, table_state *ts, db_stmt *st, int col, valu
         switch (k->kind) {
         case C_INT:
                 if (type != DB_INTEGER)
-                        return fail(x, -EBADMSG, "%s.%s of row %s holds no integer",
-                                ts->t->name, k->name, stmt_col_text(st, 0));
+                        return fail(x, -EBADMSG, "%s.%s of row %s holds no integer", ts->t->name,
+                                k->name, stmt_col_text(st, 0));
                 *v = (value){.type = DB_INTEGER, .i = stmt_col_i64(st, col)};
                 return 0;
         case C_TEXT:
                 p = stmt_col_text(st, col); /* text first: then bytes counts the text */
                 n = stmt_col_bytes(st, col);
-                v->p = text_for_pg(p ? p : "", p ? n : 0, &repaired);
+                /* What PostgreSQL's text can hold: U+FFFD for each byte
+                 * that is not UTF-8, and for NUL. */
+                v->p = utf8_lossy(p ? p : "", p ? n : 0, true, &v->len, &repaired);
                 if (!v->p)
                         return -ENOMEM;
                 v->type = DB_TEXT;
-                v->len = strlen(v->p);
                 ts->repaired[col] += repaired;
                 return 0;
         case C_BLOB:
@@ -394,8 +374,8 @@ static int value_digest(EVP_MD_CTX *h, const value *v, bool digested)
         unsigned md_len = 0;
         uint64_t u = v->type == DB_INTEGER ? (uint64_t)v->i : (uint64_t)v->len;
         char tag = v->type == DB_INTEGER ? 'i'
-                 : v->type == DB_TEXT    ? 't'
-                 : v->type == DB_BLOB    ? 'b'
+                   : v->type == DB_TEXT  ? 't'
+                   : v->type == DB_BLOB  ? 'b'
                                          : 'n';
 
         for (int i = 0; i < 8; i++)
@@ -452,8 +432,8 @@ int copy_target_empty(copy_state *x, const char **ret_table, int64_t *ret_rows)
         for (size_t i = 0; i < N_TABLES; i++) {
                 table_state *ts = &x->ts[i];
 
-                r = query_i64_fmt(x->dst, &ts->count_before, "SELECT count(*) FROM %s",
-                        ts->t->name);
+                r = query_i64_fmt(
+                        x->dst, &ts->count_before, "SELECT count(*) FROM %s", ts->t->name);
                 if (r >= 0 && ts->t->order == ORDER_ROWID)
                         r = query_i64_fmt(x->dst, &ts->rowid_before,
                                 "SELECT coalesce(max(rowid), 0) FROM %s", ts->t->name);
@@ -568,8 +548,8 @@ static int copy_table_rows(copy_state *x, table_state *ts)
         if (!cols || !b || digest_new(&h) < 0)
                 return -ENOMEM;
         if (ts->t->order == ORDER_SMALL) {
-                r = prepare_fmt(x->dst, &keys, "SELECT %s FROM %s", ts->t->cols[0].name,
-                        ts->t->name);
+                r = prepare_fmt(
+                        x->dst, &keys, "SELECT %s FROM %s", ts->t->cols[0].name, ts->t->name);
                 if (r >= 0)
                         r = stmt_strv(keys, &ts->kept, &ts->n_kept);
                 if (r < 0)
@@ -639,8 +619,8 @@ static value value_of(db_stmt *st, int col, col_kind kind)
 
 /* One page of rows read back into the digest; *ret_rows counts them,
  * *last is the rowid or key to continue after. */
-static int verify_page(table_state *ts, db_stmt *st, EVP_MD_CTX *h, int64_t want,
-        int64_t *ret_rows, int64_t *last_rowid, char **last_key, size_t *ret_page)
+static int verify_page(table_state *ts, db_stmt *st, EVP_MD_CTX *h, int64_t want, int64_t *ret_rows,
+        int64_t *last_rowid, char **last_key, size_t *ret_page)
 {
         size_t n = ts->t->n_cols, page = 0;
         int r = 0;
@@ -685,8 +665,10 @@ static int verify_table(copy_state *x, table_state *ts, int64_t extra_rows)
         if (!cols || !last_key || digest_new(&h) < 0)
                 return -ENOMEM;
         if (ts->t->order == ORDER_ROWID)
-                r = prepare_fmt(x->dst, &st, "SELECT %s, rowid FROM %s WHERE rowid > ?"
-                        " ORDER BY rowid LIMIT %d", cols, ts->t->name, VERIFY_PAGE_ROWS);
+                r = prepare_fmt(x->dst, &st,
+                        "SELECT %s, rowid FROM %s WHERE rowid > ?"
+                        " ORDER BY rowid LIMIT %d",
+                        cols, ts->t->name, VERIFY_PAGE_ROWS);
         else if (ts->t->order == ORDER_KEY)
                 r = prepare_fmt(x->dst, &st, "SELECT %s FROM %s WHERE %s > ? ORDER BY %s LIMIT %d",
                         cols, ts->t->name, ts->t->cols[0].name, ts->t->cols[0].name,
@@ -755,8 +737,8 @@ json_t *copy_kept_json(copy_state *x)
 
         for (size_t i = 0; o && i < N_TABLES; i++)
                 if (tables[i].order == ORDER_SMALL &&
-                        json_object_set_new(o, tables[i].name,
-                                json_integer(x->ts[i].n_kept_source)) < 0)
+                        json_object_set_new(
+                                o, tables[i].name, json_integer(x->ts[i].n_kept_source)) < 0)
                         return json_decref(o), NULL;
         return o;
 }

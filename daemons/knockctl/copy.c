@@ -118,8 +118,8 @@ static int open_source(knockctl *c, const char *path, knock_store **ret)
                           "'knockctl -e %s migrate' while its file still says store = sqlite",
                         path, STORE_SCHEMA_VERSION, c->endpoint);
         else if (r == -EPROTO)
-                ctl_error("%s: the database is newer than this knockctl (schema version %d)",
-                        path, STORE_SCHEMA_VERSION);
+                ctl_error("%s: the database is newer than this knockctl (schema version %d)", path,
+                        STORE_SCHEMA_VERSION);
         else if (r < 0)
                 ctl_error("%s: cannot open the database: %s", path, strerror(-r));
         return r < 0 ? KNOCKCTL_FAILED : 0;
@@ -155,8 +155,9 @@ static int refuse_running_there(knockctl *c, const char *schema)
         _cleanup_stmt_ db_stmt *st = NULL;
         int r;
 
-        r = store_prepare(c->store, "SELECT daemon, pid FROM daemons WHERE stopped_at IS NULL"
-                                    " AND heartbeat_at > ?",
+        r = store_prepare(c->store,
+                "SELECT daemon, pid FROM daemons WHERE stopped_at IS NULL"
+                " AND heartbeat_at > ?",
                 &st);
         if (r >= 0)
                 r = stmt_bind_i64(st, 1, c->now - STORE_HEARTBEAT_STALE_MS);
@@ -171,8 +172,8 @@ static int refuse_running_there(knockctl *c, const char *schema)
                 return KNOCKCTL_FAILED;
         }
         if (r < 0) {
-                ctl_error("cannot read the daemons of schema %s: %s", schema,
-                        store_errmsg(c->store));
+                ctl_error(
+                        "cannot read the daemons of schema %s: %s", schema, store_errmsg(c->store));
                 return KNOCKCTL_FAILED;
         }
         return 0;
@@ -229,8 +230,8 @@ static int refuse_not_empty(knockctl *c, copy_state *x, const char *schema)
 
 /* The one transaction: the rows and the audit row. 0 or KNOCKCTL_FAILED
  * (reported; nothing copied). */
-static int copy_commit(knockctl *c, knock_store *src, copy_state *x, const char *schema,
-        json_t *filters)
+static int copy_commit(
+        knockctl *c, knock_store *src, copy_state *x, const char *schema, json_t *filters)
 {
         json_t *counts = NULL;
         int r;
@@ -391,8 +392,8 @@ static int verb_copy(knockctl *c, int argc, char **argv)
         r = copy_new(src, c->store, &x);
         if (r < 0)
                 return r;
-        filters = json_pack("{s:s, s:s, s:s}", "source", path, "schema", schema, "target",
-                redacted);
+        filters =
+                json_pack("{s:s, s:s, s:s}", "source", path, "schema", schema, "target", redacted);
         if (!filters)
                 return -ENOMEM;
         r = copy_commit(c, src, x, schema, filters);

@@ -189,6 +189,11 @@ int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, db_
 
 /* A JSON string from possibly non-UTF-8 bytes (invalid sequences become U+FFFD). */
 json_t *json_string_lossy(const char *s, size_t len);
+/* len bytes at s as valid UTF-8: each byte that starts no valid sequence
+ * (and each NUL when nul is set) becomes U+FFFD. malloc'd, NUL-terminated;
+ * its length in *ret_len, whether anything was replaced in *ret_changed
+ * (both may be NULL). */
+char *utf8_lossy(const char *s, size_t len, bool nul, size_t *ret_len, bool *ret_changed);
 
 typedef struct column {
         const char *key;    /* JSON key of the row object */

@@ -71,36 +71,52 @@ char *fields_select(const field_spec *f, size_t n)
         return s;
 }
 
-json_t *json_string_lossy(const char *s, size_t len)
+char *utf8_lossy(const char *s, size_t len, bool nul, size_t *ret_len, bool *ret_changed)
 {
         const unsigned char *p = (const unsigned char *)s;
-        _cleanup_free_ char *buf = NULL;
+        bool changed = false;
         size_t off = 0;
-        json_t *v;
+        char *buf;
 
-        v = json_stringn(s, len);
-        if (v)
-                return v;
-        /* Not UTF-8: worst case every byte becomes the 3-byte U+FFFD. */
+        /* Worst case every byte becomes the 3-byte U+FFFD. */
         if (len > (SIZE_MAX - 1) / 3)
                 return NULL;
         buf = malloc(len * 3 + 1);
         if (!buf)
                 return NULL;
         for (size_t i = 0; i < len;) {
-                size_t n = utf8_valid_len(p + i, len - i);
+                size_t n = nul && p[i] == 0 ? 0 : utf8_valid_len(p + i, len - i);
 
                 if (n == 0) {
                         memcpy(buf + off, "\xef\xbf\xbd", 3);
                         off += 3;
                         i++;
+                        changed = true;
                 } else {
                         memcpy(buf + off, p + i, n);
                         off += n;
                         i += n;
                 }
         }
-        return json_stringn(buf, off);
+        buf[off] = '\0';
+        if (ret_len)
+                *ret_len = off;
+        if (ret_changed)
+                *ret_changed = changed;
+        return buf;
+}
+
+json_t *json_string_lossy(const char *s, size_t len)
+{
+        _cleanup_free_ char *buf = NULL;
+        size_t n = 0;
+        json_t *v;
+
+        v = json_stringn(s, len);
+        if (v)
+                return v;
+        buf = utf8_lossy(s, len, false, &n, NULL);
+        return buf ? json_stringn(buf, n) : NULL;
 }
 
 static json_t *column_sha256(db_stmt *st, int col)

@@ -587,8 +587,9 @@ exit 0
         t.eq(rc, 0, "postgresql: %s %s" % (verb, name), err)
     rc, _, err = ep.knockctl("resume", "--route", "paused.type")
     t.eq(rc, 0, "postgresql: resume paused.type", err)
-    for eid, what in (("evt_failed", "a requeued failed event"), (ids["fail1"], "a requeued dead one"),
-                      (ids["ok1"], "a replay"), (ids["paused"], "the resumed route's event")):
+    for eid, what in (("evt_failed", "a requeued failed event"),
+                      (ids["fail1"], "a requeued dead one"), (ids["ok1"], "a replay"),
+                      (ids["paused"], "the resumed route's event")):
         wait_for(lambda: status(eid) == "handled", timeout=30)
         t.eq(status(eid), "handled", "postgresql: the worker handles %s" % what)
     rc, d, _ = knockctl_json(ep, "event", ids["ok1"])
