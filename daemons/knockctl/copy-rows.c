@@ -125,7 +125,7 @@ static const copy_table tables[] = {
 #undef COLS
 
 #define N_TABLES ELEMENTSOF(tables)
-#define MAX_COLS 18
+#define MAX_COLS 18 /* deliveries' (copy_new() checks every table) */
 
 /* One value as read from SQLite and sent to PostgreSQL. */
 typedef struct value {
@@ -153,8 +153,6 @@ struct copy_state {
         char message[512];
 };
 
-_Static_assert(MAX_COLS >= 18, "the widest table has 18 columns");
-
 static int fail(copy_state *x, int r, const char *fmt, ...) _printf_(3, 4);
 static int fail(copy_state *x, int r, const char *fmt, ...)
 {
@@ -174,8 +172,13 @@ int copy_new(knock_store *src, knock_store *dst, copy_state **ret)
                 return -ENOMEM;
         x->src = src;
         x->dst = dst;
-        for (size_t i = 0; i < N_TABLES; i++)
+        for (size_t i = 0; i < N_TABLES; i++) {
+                if (tables[i].n_cols > MAX_COLS) {
+                        free(x);
+                        return -E2BIG;
+                }
                 x->ts[i].t = &tables[i];
+        }
         *ret = x;
         return 0;
 }
@@ -657,7 +660,7 @@ static int verify_table(copy_state *x, table_state *ts, int64_t extra_rows)
         _cleanup_(md_freep) EVP_MD_CTX *h = NULL;
         _cleanup_stmt_ db_stmt *st = NULL;
         unsigned char md[EVP_MAX_MD_SIZE];
-        int64_t rows = 0, last_rowid = ts->rowid_before, after = 0;
+        int64_t rows = 0, last_rowid = ts->rowid_before, after = 0, expected;
         unsigned md_len = 0;
         size_t page;
         int r;
@@ -693,12 +696,15 @@ static int verify_table(copy_state *x, table_state *ts, int64_t extra_rows)
                 return fail(x, r, "reading %s back: %s", ts->t->name, store_errmsg(x->dst));
         if (!EVP_DigestFinal_ex(h, md, &md_len))
                 return -EIO;
-        if (rows != ts->rows || after != ts->count_before + ts->rows + extra_rows)
+        /* The tables that were empty hold exactly what was sent; into audit,
+         * meta and pauses an operator's command may have written since the
+         * COMMIT (what was sent is all there: the digest says so). */
+        expected = ts->count_before + ts->rows + extra_rows;
+        if (rows != ts->rows || after < expected || (ts->t->must_be_empty && after != expected))
                 return fail(x, -EBADMSG,
                         "%s: %" PRId64 " rows copied, %" PRId64 " read back, %" PRId64
                         " in the table (%" PRId64 " expected)",
-                        ts->t->name, ts->rows, rows, after,
-                        ts->count_before + ts->rows + extra_rows);
+                        ts->t->name, ts->rows, rows, after, expected);
         if (memcmp(md, ts->digest, md_len) != 0)
                 return fail(x, -EBADMSG,
                         "%s: the rows read back differ from the rows sent (values or order)",
