@@ -230,10 +230,10 @@ static int refuse_not_empty(knockctl *c, copy_state *x, const char *schema)
 
 /* The one transaction: the rows and the audit row. 0 or KNOCKCTL_FAILED
  * (reported; nothing copied). */
-static int copy_commit(
-        knockctl *c, knock_store *src, copy_state *x, const char *schema, json_t *filters)
+static int copy_commit(knockctl *c, knock_store *src, copy_state *x, const char *path,
+        const char *schema, const char *redacted)
 {
-        json_t *counts = NULL;
+        json_t *filters = NULL, *counts = NULL;
         int r;
 
         r = ctl_begin(c);
@@ -251,13 +251,17 @@ static int copy_commit(
                 r = copy_rows(x);
         (void)store_exec(src, "ROLLBACK");
         if (r >= 0) {
+                filters = json_pack(
+                        "{s:s, s:s, s:s}", "source", path, "schema", schema, "target", redacted);
                 counts = copy_counts_json(x);
-                if (!counts || json_object_set_new(counts, "kept", copy_kept_json(x)) < 0 ||
+                if (!filters || !counts ||
+                        json_object_set_new(counts, "kept", copy_kept_json(x)) < 0 ||
                         json_object_set_new(counts, "repaired", copy_repaired_json(x)) < 0)
                         r = -ENOMEM;
         }
         if (r >= 0)
                 r = ctl_audit(c, COPY_ACTION, filters, counts, NULL);
+        json_decref(filters);
         json_decref(counts);
         if (r < 0) {
                 store_rollback(c->store);
@@ -267,7 +271,12 @@ static int copy_commit(
         }
         r = store_commit(c->store);
         if (r < 0) {
-                ctl_error("commit failed, nothing was copied: %s", strerror(-r));
+                /* A connection lost during COMMIT leaves its outcome unknown:
+                 * a second run either copies or says it was copied. */
+                ctl_error("commit failed: %s (when the connection was lost, the copy may have "
+                          "been committed: run copy-to-postgresql again, it refuses a schema "
+                          "that holds it)",
+                        strerror(-r));
                 return KNOCKCTL_FAILED;
         }
         return 0;
@@ -345,7 +354,7 @@ static int verb_copy(knockctl *c, int argc, char **argv)
         _cleanup_(copy_freep) copy_state *x = NULL;
         char schema[CONFIG_PG_SCHEMA_MAX + 1];
         const char *conninfo;
-        json_t *filters = NULL, *doc = NULL;
+        json_t *doc = NULL;
         int64_t started = now_ms();
         int o, r;
 
@@ -392,18 +401,11 @@ static int verb_copy(knockctl *c, int argc, char **argv)
         r = copy_new(src, c->store, &x);
         if (r < 0)
                 return r;
-        filters =
-                json_pack("{s:s, s:s, s:s}", "source", path, "schema", schema, "target", redacted);
-        if (!filters)
-                return -ENOMEM;
-        r = copy_commit(c, src, x, schema, filters);
-        if (r != 0) {
-                json_decref(filters);
+        r = copy_commit(c, src, x, path, schema, redacted);
+        if (r != 0)
                 return r;
-        }
         r = copy_verify(x, 1);
         if (r < 0) {
-                json_decref(filters);
                 ctl_error("the copy was committed, but reading it back found a difference: %s. "
                           "Do not switch the endpoint; drop the schema (DROP SCHEMA %s CASCADE) "
                           "and copy again",
@@ -416,7 +418,6 @@ static int verb_copy(knockctl *c, int argc, char **argv)
                 redacted, "rows", copy_counts_json(x), "kept", copy_kept_json(x), "repaired",
                 copy_repaired_json(x), "verified", true, "duration_ms",
                 (json_int_t)(now_ms() - started), "daemons", "not copied");
-        json_decref(filters);
         if (!doc)
                 return -ENOMEM;
         if (c->json)
