@@ -520,8 +520,9 @@ exit 0
     rc, out, err = copy(conninfo(main_db))
     t.ok(rc == 1 and "already holds" in err, "a second copy is refused", err)
 
-    # The text output, into a fresh database.
-    rc, out, err = copy(conninfo(empty_db))
+    # The text output, into a fresh database named by a URI with a password.
+    sock = re.search(r"host=(\S+)", cl.conninfo).group(1)
+    rc, out, err = copy("postgresql://postgres:%s@/%s?host=%s" % (PASSWORD, empty_db, sock))
     t.ok(rc == 0 and re.search(r"^  events +%d$" % want_counts["events"], out, re.M) and
          re.search(r"^  deliveries +%d$" % want_counts["deliveries"], out, re.M) and
          "daemons" in out and "U+FFFD" in out and "every row, value and order matches" in out,
