@@ -11,15 +11,15 @@ rows; and rows as a crash or a retry leaves them (processing with an
 expired claim, failed waiting for its retry), three received events of one
 millisecond whose order only the rowid keeps.
 
-The target is a private PostgreSQL cluster (tests/pgcluster). Refused, each
+The target is knocktest's private PostgreSQL cluster (tests/pgcluster). Refused, each
 leaving its target exactly as it was: while a daemon of the endpoint runs
 here, while one runs against the target from "another host" (a fresh
 heartbeat), when the target already holds an event, and a second copy.
 
 Then the copy, with a password in the conninfo (never printed, never
-audited); every column of every table read back with psql and compared
+audited); every column of every table read back (psycopg2) and compared
 with the SQLite rows (text PostgreSQL cannot hold: U+FFFD per bad byte),
-the order of events, attempts and audit, the target's own pause kept, no
+the order of events, attempts and audit, the target's own pause and meta kept, no
 daemons rows; the SQLite file untouched. The endpoint then runs on
 PostgreSQL (`store =` line): knockctl events/event/deliveries/hooks show
 what they showed on SQLite, bodies byte for byte; the worker runs the
@@ -33,10 +33,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -48,69 +45,50 @@ t = Tap()
 SECRET = "copy-secret"
 PASSWORD = "sekrit-pw-4711"
 HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-PGCLUSTER = os.path.join(kt.SOURCE, "tests", "pgcluster")
 LIMIT = "1000"  # more than the test's rows: every listing shows them all
 
 
-# ---- PostgreSQL: a private cluster, psql for the rows -------------------------------------
+# ---- PostgreSQL: knocktest's private cluster, a database per target ------------------------
 
-def psql_binary():
-    found = shutil.which("psql")
-    if found:
-        return found
-    for d in sorted(os.listdir("/usr/lib/postgresql") if os.path.isdir("/usr/lib/postgresql")
-                    else [], reverse=True):
-        p = os.path.join("/usr/lib/postgresql", d, "bin", "psql")
-        if os.access(p, os.X_OK):
-            return p
-    return None
+class Target:
+    """knocktest's cluster (tests/pgcluster, removed at exit), its databases
+    and their rows through psycopg2."""
 
-
-class Cluster:
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="knock-pgc-")
-        os.chmod(self.dir, 0o755)
-        p = subprocess.run([PGCLUSTER, "start", os.path.join(self.dir, "pg")],
-                           capture_output=True, text=True, timeout=180)
-        self.conninfo = p.stdout.strip().splitlines()[-1] if p.returncode == 0 else None
-        self.error = p.stderr.strip()
-        self.psql = psql_binary()
+        self.cluster = kt.PgCluster.get()
+        self.conninfo = self.cluster.conninfo
 
     def conninfo_for(self, db):
-        return re.sub(r"dbname=\S+", "dbname=" + db, self.conninfo)
+        return self.cluster.conninfo_for(db)
 
-    def create_database(self, db):
-        self.sql("postgres", 'CREATE DATABASE "%s"' % db)
-        return self.conninfo_for(db)
+    def create_database(self):
+        return self.cluster.create_database()[0]
 
     def sql(self, db, sql):
-        p = subprocess.run([self.psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                            self.conninfo_for(db), "-c", sql],
-                           capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            raise RuntimeError("psql: %s: %s" % (sql, p.stderr.strip()))
-        return p.stdout.strip()
+        """The first column of the first row of sql."""
+        c = kt._psycopg2().connect(self.conninfo_for(db))
+        try:
+            c.autocommit = True
+            cur = c.cursor()
+            cur.execute(sql)
+            return cur.fetchone()[0]
+        finally:
+            c.close()
 
     def rows(self, db, sql):
         """The rows of sql as dicts (json_agg: bytea as "\\x..." hex)."""
-        out = self.sql(db, "SELECT coalesce(json_agg(q), '[]') FROM (%s) q" % sql)
-        return json.loads(out)
+        return self.sql(db, "SELECT coalesce(json_agg(q), '[]') FROM (%s) q" % sql)
 
     def schema_exists(self, db):
-        return self.sql(db, "SELECT to_regnamespace('knock_shop') IS NOT NULL") == "t"
+        return self.sql(db, "SELECT to_regnamespace('knock_shop') IS NOT NULL")
 
     def dump(self, db):
-        """Every row of every table of knock_shop (nothing when no schema)."""
+        """Every row of every table of knock_shop (None without the schema)."""
         if not self.schema_exists(db):
             return None
         tables = self.sql(db, "SELECT string_agg(tablename, ' ' ORDER BY tablename) FROM "
                               "pg_tables WHERE schemaname = 'knock_shop'").split()
         return {tb: self.rows(db, "SELECT * FROM knock_shop.%s ORDER BY 1" % tb) for tb in tables}
-
-    def stop(self):
-        subprocess.run([PGCLUSTER, "stop", os.path.join(self.dir, "pg")],
-                       capture_output=True, timeout=120)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---- what PostgreSQL should hold, from the SQLite rows --------------------------------------
@@ -342,19 +320,16 @@ def statuses(ep):
 # ---- the test ---------------------------------------------------------------------------------
 
 def main():
-    if not os.access(PGCLUSTER, os.X_OK):
-        t.skip_all("tests/pgcluster is not in this tree")
-    cl = Cluster()
-    if cl.conninfo is None or cl.psql is None:
-        cl.stop()
-        t.skip_all("no PostgreSQL cluster (postgresql-15 and its client): %s" % cl.error)
+    try:
+        cl = Target()
+    except RuntimeError as e:
+        t.skip_all("no PostgreSQL cluster: %s" % e)
     hooks = HookReceiver()
     ep = Endpoint("shop")
     try:
         run(cl, hooks, ep)
     finally:
         ep.cleanup()
-        cl.stop()
 
 
 def run(cl, hooks, ep):
@@ -384,9 +359,7 @@ exit 0
     def conninfo(db, password=True):
         return cl.conninfo_for(db) + (" password=" + PASSWORD if password else "")
 
-    main_db, empty_db, busy_db, host2_db = "shop_main", "shop_text", "shop_busy", "shop_host2"
-    for db in (main_db, empty_db, busy_db, host2_db):
-        cl.create_database(db)
+    main_db, empty_db, busy_db, host2_db = (cl.create_database() for _ in range(4))
     sqlite_config = config(ep, handler, hooks.port)
 
     # The target's own rows before the copy: the endpoint was started on
@@ -528,7 +501,7 @@ exit 0
          "daemons" in out and "U+FFFD" in out and "every row, value and order matches" in out,
          "text: counts per table, daemons, the repaired text, verified", out + err)
     line = re.search(r"^  store = postgresql:(.*)$", out, re.M)
-    t.ok(line and "dbname=shop_text" in line.group(1) and "password" not in line.group(1) and
+    t.ok(line and "dbname=" + empty_db in line.group(1) and "password" not in line.group(1) and
          "systemctl start knock@shop" in out,
          "text: the next step: the store line (no password) and the start", out)
     t.ok(all(PASSWORD not in r for r in runs), "the password is never printed")
