@@ -7,26 +7,26 @@ webhooks with JSON, binary and empty bodies, a duplicate and an orphan (bad
 signature); a handler that fails until a flag file goes (dead), one that
 prints bytes that are not UTF-8 and a NUL; completion hooks delivered and
 one failed whose receiver answered binary bytes; pauses, an ignore, audit
-rows; and rows as a crash or a retry leaves them (processing with an
-expired claim, failed waiting for its retry), three received events of one
+rows; and rows as a crash or a retry leaves them (processing with an expired
+claim, failed waiting for its retry), three received events of one
 millisecond whose order only the rowid keeps.
 
-The target is knocktest's private PostgreSQL cluster (tests/pgcluster). Refused, each
-leaving its target exactly as it was: while a daemon of the endpoint runs
-here, while one runs against the target from "another host" (a fresh
-heartbeat), when the target already holds an event, and a second copy.
+The target is knocktest's private PostgreSQL cluster (tests/pgcluster).
+Refused, each leaving its target exactly as it was: while a daemon of the
+endpoint runs here, while one runs against the target from "another host" (a
+fresh heartbeat), when the target already holds an event, and a second copy.
 
 Then the copy, with a password in the conninfo (never printed, never
-audited); every column of every table read back (psycopg2) and compared
-with the SQLite rows (text PostgreSQL cannot hold: U+FFFD per bad byte),
-the order of events, attempts and audit, the target's own pause and meta kept, no
-daemons rows; the SQLite file untouched. The endpoint then runs on
+audited); every column of every table read back (psycopg2) and compared with
+the SQLite rows (text PostgreSQL cannot hold: U+FFFD per bad byte), the
+order of events, attempts and audit, the target's own pause and meta kept,
+no daemons rows; the SQLite file untouched. The endpoint then runs on
 PostgreSQL (`store =` line): knockctl events/event/deliveries/hooks show
 what they showed on SQLite, bodies byte for byte; the worker runs the
-received events in the copied order, takes over the expired claim, handles
-a requeued failed and a requeued dead event, a replay, and a resumed
-route; a provider's retry of a copied event is a duplicate; a failed hook
-is redelivered.
+received events in the copied order, takes over the expired claim, handles a
+requeued failed and a requeued dead event, a replay, and a resumed route; a
+provider's retry of a copied event is a duplicate; a failed hook is
+redelivered.
 """
 
 import hashlib
