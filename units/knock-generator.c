@@ -16,6 +16,13 @@
  *    the credentials of all endpoints to knock-{prune,backup,retention}.service
  *    (they run with --all). systemd looks ID up in /etc/credstore,
  *    /run/credstore and /usr/lib/credstore;
+ *  - for an endpoint with `store = postgresql:...` (its database may be on
+ *    another host), it lifts the network fences that assume a local file:
+ *    IPAddressDeny= on knock-ingress@NAME.service, and PrivateNetwork=no,
+ *    IPAddressDeny= and INET families on knock-failed@NAME.service and
+ *    knock-{prune,backup,retention}.service (the last three once any
+ *    endpoint is on PostgreSQL). A unix-socket server needs none of it, but
+ *    the generator does not parse the conninfo;
  *  - knock.conf gives defaults key by key; an endpoint file's `secret` keys
  *    of a section replace knock.conf's, as in config_load();
  *  - parsing is deliberately minimal (inih, two keys and the secrets): at
@@ -54,6 +61,7 @@ typedef struct endpoint_conf {
         char *creds_hook[MAX_CREDS];
         size_t n_creds_hook;
         bool set_hook;
+        bool store_pg; /* store = postgresql:... */
         const char *file;
 } endpoint_conf;
 
@@ -173,6 +181,11 @@ static int on_ini_key(void *user, const char *section, const char *name, const c
                 return 1;
         }
 
+        if (streq(section, "endpoint") && streq(name, "store")) {
+                c->store_pg = startswith(v, "postgresql:");
+                return 1;
+        }
+
         if (streq(name, "secret") && (streq(section, "endpoint") || streq(section, "hook"))) {
                 bool is_hook = streq(section, "hook");
                 bool *set = is_hook ? &c->set_hook : &c->set_endpoint;
@@ -219,7 +232,7 @@ static int parse_file(const char *path, endpoint_conf *c)
 
 static int copy_conf(endpoint_conf *dst, const endpoint_conf *src)
 {
-        *dst = (endpoint_conf) {};
+        *dst = (endpoint_conf) {.store_pg = src->store_pg};
         if ((src->listen && !(dst->listen = strdup(src->listen))) ||
             (src->admin && !(dst->admin = strdup(src->admin))))
                 return -ENOMEM;
@@ -297,7 +310,15 @@ static int append_creds(char **buf, char *const *v, size_t n)
         return 0;
 }
 
-static int generate_endpoint(const char *name, const endpoint_conf *defaults, char **all_creds)
+/* What a store on another host needs of the units that open it. */
+#define NETWORK_INGRESS                                                                            \
+        "[Service]\n# store = postgresql: its server may be on another host\nIPAddressDeny=\n"
+#define NETWORK_SANDBOXED                                                                          \
+        "[Service]\n# store = postgresql: its server may be on another host\nPrivateNetwork=no\n"  \
+        "IPAddressDeny=\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
+
+static int generate_endpoint(const char *name, const endpoint_conf *defaults, char **all_creds,
+                             bool *any_pg)
 {
         static const char *const services[] = { "knock", "knock-ingress", "knock-worker",
                                                 "knock-deliver" };
@@ -319,6 +340,18 @@ static int generate_endpoint(const char *name, const endpoint_conf *defaults, ch
         r = write_listen(name, "knock-ingress", "listen", c.listen, path);
         if (r >= 0)
                 r = write_listen(name, "knock-ingress-admin", "admin", c.admin, path);
+        if (r >= 0 && c.store_pg) {
+                _cleanup_free_ char *ingress = NULL, *failed = NULL;
+
+                *any_pg = true;
+                if (asprintf(&ingress, "knock-ingress@%s.service", name) < 0 ||
+                    asprintf(&failed, "knock-failed@%s.service", name) < 0)
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = write_dropin(ingress, "network", path, NETWORK_INGRESS);
+                if (r >= 0)
+                        r = write_dropin(failed, "network", path, NETWORK_SANDBOXED);
+        }
         if (r >= 0)
                 r = append_creds(&creds, c.creds_endpoint, c.n_creds_endpoint);
         if (r >= 0)
@@ -348,6 +381,7 @@ static int run(void)
         _cleanup_free_ char *global = NULL, *dir = NULL, *all_creds = NULL;
         endpoint_conf defaults = {};
         struct dirent **names = NULL;
+        bool any_pg = false;
         int n, r, ret = 0;
 
         if (asprintf(&global, "%s/knock.conf", knock_config_dir()) < 0 ||
@@ -373,7 +407,7 @@ static int run(void)
                         else if (!endpoint_name_valid(name))
                                 logf_("%s/%s: not a valid endpoint name, ignored", dir,
                                       names[i]->d_name);
-                        else if ((r = generate_endpoint(name, &defaults, &all_creds)) < 0)
+                        else if ((r = generate_endpoint(name, &defaults, &all_creds, &any_pg)) < 0)
                                 ret = r;
                 }
                 free(names[i]);
@@ -381,6 +415,13 @@ static int run(void)
         free(names);
         endpoint_conf_clear(&defaults);
 
+        for (size_t i = 0; any_pg && i < ELEMENTSOF(maint); i++) {
+                r = write_dropin(maint[i], "network", dir, NETWORK_SANDBOXED);
+                if (r < 0) {
+                        logf_("%s: cannot write drop-in: %s", maint[i], strerror(-r));
+                        ret = r;
+                }
+        }
         for (size_t i = 0; all_creds && i < ELEMENTSOF(maint); i++) {
                 r = write_dropin(maint[i], "credentials", dir, all_creds);
                 if (r < 0) {

@@ -73,7 +73,26 @@ check "a '%' address is refused (unit default kept)" sh -c "! [ -e '$O/knock-ing
 check "unknown keys cannot inject unit settings" sh -c "! grep -rq '0.0.0.0:22' '$O'"
 check "a credential name with '/' is refused" sh -c "! grep -rq shadow '$O'"
 check "refusals are explained on stderr" sh -c "grep -q 'evil.conf' '$T/stderr'"
+check "no network drop-in for SQLite endpoints" sh -c "[ -z \"\$(find '$O' -name '*network*')\" ]"
 check "early and late directories untouched" sh -c "[ -z \"\$(find '$T/out/early' '$T/out/late' -mindepth 1)\" ]"
+
+# An endpoint stored in PostgreSQL: its server may be on another host.
+cat >"$T/etc/endpoints/pg.conf" <<'C'
+[endpoint]
+listen = 127.0.0.1:8102
+store  = postgresql:host=db.example dbname=knock   # the shared store
+C
+rm -rf "$O"; mkdir -p "$O"
+KNOCK_CONFIG_DIR="$T/etc" "$GEN" "$O" "$T/out/early" "$T/out/late"
+f=$O/knock-ingress@pg.service.d/50-knock-network.conf
+check "store = postgresql: the ingress may reach the network" sh -c "grep -qx 'IPAddressDeny=' '$f'"
+f=$O/knock-failed@pg.service.d/50-knock-network.conf
+check "... knock-failed@ too" sh -c "grep -qx 'PrivateNetwork=no' '$f' && grep -qx 'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' '$f'"
+for u in knock-prune knock-backup knock-retention; do
+        check "... and $u.service" grep -qx 'PrivateNetwork=no' "$O/$u.service.d/50-knock-network.conf"
+done
+check "the SQLite endpoints' ingress keeps its fence" sh -c "! [ -e '$O/knock-ingress@demo.service.d/50-knock-network.conf' ]"
+rm -f "$T/etc/endpoints/pg.conf"
 
 rm -rf "$T/etc/endpoints"
 rm -rf "$O"; mkdir -p "$O"
