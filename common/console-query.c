@@ -422,20 +422,16 @@ static int rows_to_json(db_stmt *st, const char *kind, const char *const *names,
         return rc;
 }
 
+/* The newest id of a table (max(id): ids are time-ordered), "" when empty. */
 static int step_text(knock_store *s, const char *sql, char *out)
 {
-        _cleanup_stmt_ db_stmt *st = NULL;
-        int r, rc;
+        _cleanup_free_ char *v = NULL;
+        int r;
 
-        r = store_prepare(s, sql, &st);
-        if (r < 0)
-                return r;
-        rc = stmt_step(st);
-        if (rc <= 0)
-                return rc;
-        snprintf(out, KNOCK_ID_MAX, "%s",
-                 stmt_col_text(st, 0) ? stmt_col_text(st, 0) : "");
-        return 0;
+        r = store_query_text(s, sql, &v);
+        if (r >= 0)
+                snprintf(out, KNOCK_ID_MAX, "%s", v ?: "");
+        return r;
 }
 
 static int live_start(knock_store *s, cq_live *l)

@@ -728,7 +728,8 @@ char *stmt_strdup(db_stmt *st, int col)
         return t ? strdup(t) : NULL;
 }
 
-int store_query_i64(knock_store *s, const char *sql, int64_t *ret)
+/* Prepares sql and steps it onto its first row (-ENODATA: none). */
+static int query_row(knock_store *s, const char *sql, db_stmt **ret)
 {
         _cleanup_stmt_ db_stmt *st = NULL;
         int r;
@@ -739,27 +740,29 @@ int store_query_i64(knock_store *s, const char *sql, int64_t *ret)
         r = stmt_step(st);
         if (r <= 0)
                 return r ?: -ENODATA;
-        *ret = stmt_col_i64(st, 0);
+        *ret = TAKE_PTR(st);
         return 0;
+}
+
+int store_query_i64(knock_store *s, const char *sql, int64_t *ret)
+{
+        _cleanup_stmt_ db_stmt *st = NULL;
+        int r = query_row(s, sql, &st);
+
+        if (r >= 0)
+                *ret = stmt_col_i64(st, 0);
+        return r;
 }
 
 int store_query_text(knock_store *s, const char *sql, char **ret)
 {
         _cleanup_stmt_ db_stmt *st = NULL;
-        int r;
+        int r = query_row(s, sql, &st);
 
-        r = store_prepare(s, sql, &st);
         if (r < 0)
                 return r;
-        r = stmt_step(st);
-        if (r <= 0)
-                return r ?: -ENODATA;
-        if (stmt_col_null(st, 0)) {
-                *ret = NULL;
-                return 0;
-        }
-        *ret = stmt_strdup(st, 0);
-        return *ret ? 0 : -ENOMEM;
+        *ret = stmt_col_null(st, 0) ? NULL : stmt_strdup(st, 0);
+        return !stmt_col_null(st, 0) && !*ret ? -ENOMEM : 0;
 }
 
 int store_bytes(knock_store *s, int64_t *ret)
