@@ -7,10 +7,27 @@
  * each; tap_done() prints the plan and returns the exit status.
  */
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 static int tap_n, tap_failed;
+
+/* "ok N - description" on one line: a description quoting a multi-line
+ * message (a server's error) stays TAP. */
+static inline __attribute__((format(printf, 2, 3))) void tap_line(int c, const char *fmt, ...)
+{
+        char d[4096];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(d, sizeof(d), fmt, ap);
+        va_end(ap);
+        for (char *p = d; *p; p++)
+                if (*p == '\n' || *p == '\t')
+                        *p = ' ';
+        printf("%sok %d - %s\n", c ? "" : "not ", tap_n, d);
+}
 
 #define ok(cond, ...)                                                                              \
         ({                                                                                         \
@@ -18,9 +35,7 @@ static int tap_n, tap_failed;
                 tap_n++;                                                                           \
                 if (!_c)                                                                           \
                         tap_failed++;                                                              \
-                printf("%sok %d - ", _c ? "" : "not ", tap_n);                                     \
-                printf(__VA_ARGS__);                                                               \
-                printf("\n");                                                                      \
+                tap_line(_c, __VA_ARGS__);                                                         \
                 if (!_c)                                                                           \
                         printf("#   failed at %s:%d\n", __FILE__, __LINE__);                       \
                 fflush(stdout);                                                                    \
