@@ -132,6 +132,10 @@ fi
 KNOCK_VM_NSPAWN_ARGS="${KNOCK_VM_NSPAWN_ARGS:-} --system-call-filter=landlock_create_ruleset
         --system-call-filter=landlock_add_rule --system-call-filter=landlock_restrict_self"
 export KNOCK_VM_NSPAWN_ARGS
+# The container installs the .deb offline: its runtime libraries beyond the
+# rootfs's own set must be in it (libpq5, for `store = postgresql:`).
+KNOCK_VM_EXTRA="${KNOCK_VM_EXTRA:+$KNOCK_VM_EXTRA,}libpq5"
+export KNOCK_VM_EXTRA
 
 # boot_run NAME TIMEOUT: boots the .deb under systemd-vm and runs
 # tests/system/NAME.sh inside (out dir vm-NAME, vm for inside), booting
