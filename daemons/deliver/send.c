@@ -68,7 +68,13 @@ static void on_response(http_conn *conn, const http_response *r, void *userdata)
         }
         /* The head of the body, for knockctl hook; the rest was read and dropped. */
         if (r->body_len > 0) {
-                s->response = strndup((const char *)r->body, r->body_len);
+                /* All of it, NUL bytes included: strndup() stopped at the
+                 * first one, and the length bound with it read past the copy. */
+                s->response = malloc(r->body_len + 1);
+                if (s->response) {
+                        memcpy(s->response, r->body, r->body_len);
+                        s->response[r->body_len] = 0;
+                }
                 s->response_len = s->response ? r->body_len : 0;
         }
         if ((code == 429 || code == 503) && r->retry_after) {
