@@ -29,6 +29,8 @@ struct kpg_conn {
         char **dealloc;        /* named statements to DEALLOCATE when idle */
         size_t n_dealloc;
         kpg_stmt *stmts; /* open statements, detached by kpg_close() */
+        char *listen_topic; /* kpg_listen(): LISTEN again in every new session */
+        bool listening;     /* this session runs LISTEN */
         char errmsg[512];
 };
 

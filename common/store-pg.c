@@ -223,6 +223,28 @@ static int session_lock_timeout(kpg_conn *c, const char *current)
         return 0;
 }
 
+/* LISTEN on the schema's channel (kpg_listen). */
+static int listen_now(kpg_conn *c)
+{
+        char *ident, *sql;
+        int r;
+
+        ident = PQescapeIdentifier(c->pg, c->schema, strlen(c->schema));
+        if (!ident) {
+                kpg_set_error(c, "%s", PQerrorMessage(c->pg));
+                return -ENOMEM;
+        }
+        r = asprintf(&sql, "LISTEN %s", ident);
+        PQfreemem(ident);
+        if (r < 0)
+                return -ENOMEM;
+        r = kpg_run(c, sql, NULL);
+        free(sql);
+        if (r >= 0)
+                c->listening = true;
+        return r;
+}
+
 /* What every session gets, the first and each after a reconnection. */
 static int session_setup(kpg_conn *c)
 {
@@ -275,6 +297,8 @@ static int session_setup(kpg_conn *c)
         } else
                 r = session_lock_timeout(c, lock_timeout);
         PQclear(res);
+        if (r >= 0 && c->listen_topic && !c->listening)
+                r = listen_now(c);
         if (r >= 0)
                 c->session_ready = true;
         return r;
@@ -320,9 +344,11 @@ int kpg_ready(kpg_conn *c)
                         return -ECONNRESET;
                 }
                 PQsetNoticeProcessor(c->pg, notice_drop, NULL);
-                /* The server-side statements went with the old session. */
+                /* The server-side statements went with the old session, and so
+                 * did its LISTEN. */
                 c->generation++;
                 c->session_ready = false;
+                c->listening = false;
                 dealloc_drop(c);
         }
         if (!c->session_ready) {
@@ -391,6 +417,54 @@ int kpg_lock_timeout(kpg_conn *c, int ms)
 int kpg_backend_pid(kpg_conn *c)
 {
         return kpg_connection_ok(c) ? PQbackendPID(c->pg) : 0;
+}
+
+int kpg_listen(kpg_conn *c, const char *topic)
+{
+        int r;
+
+        if (!c->listen_topic || !streq(c->listen_topic, topic)) {
+                char *t = strdup(topic);
+
+                if (!t)
+                        return -ENOMEM;
+                free(c->listen_topic);
+                c->listen_topic = t;
+        }
+        /* A new session LISTENs in its setup; an old one may not have yet. */
+        r = kpg_ready(c);
+        if (r >= 0 && !c->listening)
+                r = listen_now(c);
+        return r;
+}
+
+int kpg_socket(kpg_conn *c)
+{
+        return kpg_connection_ok(c) ? PQsocket(c->pg) : -1;
+}
+
+int kpg_notified(kpg_conn *c)
+{
+        PGnotify *n;
+        int count = 0;
+
+        if (!c->listen_topic || !c->listening || !kpg_connection_ok(c)) {
+                kpg_set_error(c, "not listening: the connection was lost");
+                return -ECONNRESET;
+        }
+        /* Reads what the socket has (libpq's socket never blocks); a session
+         * that ended shows as a failed read, or as a connection gone bad. */
+        if (!PQconsumeInput(c->pg) || !kpg_connection_ok(c)) {
+                kpg_set_error(c, "%s", PQerrorMessage(c->pg));
+                return -ECONNRESET;
+        }
+        while ((n = PQnotifies(c->pg))) {
+                if (streq(n->relname, c->schema) && streq(n->extra, c->listen_topic) &&
+                        count < INT32_MAX)
+                        count++;
+                PQfreemem(n);
+        }
+        return count;
 }
 
 /* The server-side statement goes now when the session is idle, else when
@@ -529,6 +603,7 @@ void kpg_close(kpg_conn *c)
         dealloc_drop(c);
         if (c->pg)
                 PQfinish(c->pg);
+        free(c->listen_topic);
         free(c->schema);
         free(c);
 }

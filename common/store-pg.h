@@ -86,6 +86,21 @@ int kpg_lock_timeout(kpg_conn *c, int ms);
 int kpg_backend_pid(kpg_conn *c);
 
 /*
+ * LISTEN/NOTIFY (store.h's store_listen and friends). The channel is the
+ * connection's schema, the topic the payload. kpg_listen() makes c a
+ * listener for topic: LISTEN now (reconnecting first when the session was
+ * lost, as every call does) and again in each new session, so calling it
+ * after a loss is how a listener comes back. kpg_socket(): the session's
+ * descriptor to watch for reading, -1 when there is none. kpg_notified()
+ * never blocks and never reconnects: it reads what arrived and returns how
+ * many notifications of the topic were in it (others' are dropped), or
+ * -ECONNRESET when the session is gone or c does not listen.
+ */
+int kpg_listen(kpg_conn *c, const char *topic);
+int kpg_socket(kpg_conn *c);
+int kpg_notified(kpg_conn *c);
+
+/*
  * sql is written in SQLite's parameter syntax: `?` (the next number),
  * `?NNN` and `:name` (one number per name, as SQLite numbers them),
  * translated to $n outside '…' and E'…' literals, "…" identifiers and

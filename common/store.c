@@ -1001,6 +1001,67 @@ void store_closep(knock_store **s)
         *s = store_close(*s);
 }
 
+/* ---- the clock of claims, wake-ups across hosts (store.h) ---- */
+
+int store_clock_sync(knock_store *s)
+{
+        uint64_t t0, t1;
+        int64_t server;
+        int r;
+
+        if (!s->pg)
+                return 0;
+        t0 = mono_us();
+        r = store_query_i64(s, "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint",
+                &server);
+        t1 = mono_us();
+        if (r < 0)
+                return r;
+        /* The server read its clock somewhere in the round trip: its middle. */
+        s->clock_offset_ms = server - (int64_t)((t0 + t1) / 2000);
+        s->clock_synced = true;
+        return 0;
+}
+
+int64_t store_now_ms(knock_store *s)
+{
+        if (!s->pg || getenv("KNOCK_FAKE_NOW_MS"))
+                return now_ms();
+        if (!s->clock_synced && store_clock_sync(s) < 0)
+                return now_ms();
+        return (int64_t)(mono_us() / 1000) + s->clock_offset_ms;
+}
+
+int store_notify(knock_store *s, const char *topic)
+{
+        _cleanup_reset_ db_stmt *st = NULL;
+        int r;
+
+        if (!s->pg)
+                return 0;
+        /* The channel is the schema: search_path names it first. */
+        r = store_cached(s, "SELECT pg_notify(current_schema(), ?1)", &st);
+        if (r < 0)
+                return r;
+        stmt_bind_text_static(st, 1, topic);
+        return stmt_run(st);
+}
+
+int store_listen(knock_store *s, const char *topic)
+{
+        return s->pg ? kpg_listen(s->pg, topic) : -EOPNOTSUPP;
+}
+
+int store_socket(knock_store *s)
+{
+        return s->pg ? kpg_socket(s->pg) : -1;
+}
+
+int store_notified(knock_store *s)
+{
+        return s->pg ? kpg_notified(s->pg) : 0;
+}
+
 static int exec_bound(knock_store *s, const char *sql, const char *t1, int64_t i1, int64_t i2,
                       int64_t i3, const char *t2, const char *t3)
 {
@@ -1026,8 +1087,18 @@ static int exec_bound(knock_store *s, const char *sql, const char *t1, int64_t i
         return stmt_run(st);
 }
 
+const char *store_daemon_key(knock_store *s, const char *daemon, char *buf, size_t len)
+{
+        if (!s->pg)
+                return daemon;
+        snprintf(buf, len, "%s%c%s", daemon, STORE_DAEMON_HOST_SEP, knock_host());
+        return buf;
+}
+
 int store_daemon_started(knock_store *s, const char *daemon, bool previous_unclean)
 {
+        char key[STORE_DAEMON_KEY_MAX];
+
         return exec_bound(s,
                 "INSERT INTO daemons(daemon,pid,started_at,heartbeat_at,stopped_at,"
                 "  last_clean_exit,suspected_oom_kills,status)"
@@ -1036,25 +1107,34 @@ int store_daemon_started(knock_store *s, const char *daemon, bool previous_uncle
                 "  stopped_at=NULL, status='starting',"
                 "  last_clean_exit = CASE WHEN :i3 = 1 THEN 0 ELSE daemons.last_clean_exit END,"
                 "  suspected_oom_kills = daemons.suspected_oom_kills + :i3",
-                daemon, (int64_t)getpid(), now_ms(), previous_unclean, NULL, NULL);
+                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(), store_now_ms(s),
+                previous_unclean, NULL, NULL);
 }
 
 int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *counters_json,
                            const char *status)
 {
+        char key[STORE_DAEMON_KEY_MAX];
+
+        /* Every 5 s: the offset to the server's clock is measured again. */
+        (void)store_clock_sync(s);
         return exec_bound(s,
                 "UPDATE daemons SET heartbeat_at=:i2, pid=:i1,"
                 " counters=coalesce(:t2, counters), status=coalesce(:t3, status)"
                 " WHERE daemon=:t1",
-                daemon, (int64_t)getpid(), now_ms(), 0, counters_json, status);
+                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(), store_now_ms(s), 0,
+                counters_json, status);
 }
 
 int store_daemon_stopped(knock_store *s, const char *daemon)
 {
+        char key[STORE_DAEMON_KEY_MAX];
+
         return exec_bound(s,
                 "UPDATE daemons SET stopped_at=:i2, heartbeat_at=:i2, last_clean_exit=1,"
                 " status='stopped' WHERE daemon=:t1 AND pid=:i1",
-                daemon, (int64_t)getpid(), now_ms(), 0, NULL, NULL);
+                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(), store_now_ms(s), 0,
+                NULL, NULL);
 }
 
 int store_audit(knock_store *s, const char *actor, const char *action, const char *filters_json,

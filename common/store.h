@@ -114,6 +114,8 @@ typedef struct knock_store {
         db_stmt *begin, *commit; /* prepared once: every transaction uses them */
         store_cache_entry *cache; /* store_cached(): prepared once per connection */
         size_t n_cache, cap_cache;
+        int64_t clock_offset_ms; /* PostgreSQL: the server's clock - the monotonic one */
+        bool clock_synced;       /* clock_offset_ms was measured */
 } knock_store;
 
 /*
@@ -239,11 +241,64 @@ static inline bool stmt_col_null(db_stmt *st, int col)
 /* Column text duplicated (NULL stays NULL). */
 char *stmt_strdup(db_stmt *st, int col);
 
+/*
+ * The clock of claims and leases (store_now_ms, ms since the epoch). A claim
+ * made on one host is judged on others ("has its lease run out?", "is it due
+ * yet?"), and hosts' clocks differ; so on PostgreSQL this is the server's
+ * clock: this host's monotonic clock plus its offset to the server's
+ * clock_timestamp(), measured by the first call and again by every
+ * store_clock_sync() (each heartbeat: store_daemon_heartbeat), within half
+ * a round trip of the server's, never stepping with this host's clock. On
+ * SQLite, one host: now_ms(). KNOCK_FAKE_NOW_MS (tests) wins on both. Every
+ * claim, renewal, release, lease expiry and next-due computation of the
+ * worker and the deliverer takes its now from here, and so do the daemons
+ * rows' times; a time a user reads as "when it happened here" (an attempt's
+ * start, a receipt) stays this host's. A failed measure keeps the last
+ * offset (the first one failing: this host's clock, tried again next time).
+ */
+int64_t store_now_ms(knock_store *s);
+/* Measures the offset again (PostgreSQL; on SQLite 0, nothing to do). */
+int store_clock_sync(knock_store *s);
+
+/*
+ * Wake-ups across hosts: PostgreSQL's LISTEN/NOTIFY, on the endpoint's own
+ * channel (its schema's name), a topic as the payload. The datagrams
+ * (daemon.h) wake the daemons of this host; these reach every host's.
+ *  - store_notify(): inside a transaction it is sent at its COMMIT (and
+ *    never when it rolls back), so a listener woken by it finds the rows;
+ *    notifications of one topic in one transaction are folded into one.
+ *    SQLite: 0, nothing sent;
+ *  - store_listen(): s (a connection of its own, opened for this) listens
+ *    for topic, reconnecting first if it was lost: calling it again is how
+ *    a lost listener comes back. Blocks like any statement. SQLite:
+ *    -EOPNOTSUPP;
+ *  - store_socket(): the descriptor to watch for reading (-1 when lost);
+ *    it changes with a reconnection;
+ *  - store_notified(): never blocks: reads what arrived and returns how
+ *    many notifications of the topic it held (0: none, or only other
+ *    topics'), or -ECONNRESET once the connection is lost (then
+ *    store_listen() again, and look at the queue: what was sent meanwhile
+ *    was not heard).
+ */
+#define STORE_TOPIC_EVENTS "events" /* new events: the workers */
+#define STORE_TOPIC_HOOKS "hooks"   /* new hooks: the deliverers */
+int store_notify(knock_store *s, const char *topic);
+int store_listen(knock_store *s, const char *topic);
+int store_socket(knock_store *s);
+int store_notified(knock_store *s);
+
 /* Daemon heartbeats and the OOM-kill counter (contract §11). */
+/* On PostgreSQL a daemon's row is keyed ROLE@HOST (knock_host(), util.h):
+ * each host's daemons have their own; on SQLite, ROLE. */
+#define STORE_DAEMON_HOST_SEP '@'
 /* Daemons write their heartbeat every 5 s (or half their WatchdogSec=, when
  * shorter); three missed ones make a heartbeat stale (/readyz, status). */
 #define STORE_HEARTBEAT_STALE_MS 15000
 
+/* The key of daemon's row on this host: daemon itself on SQLite, else written into buf
+ * (STORE_DAEMON_KEY_MAX bytes). */
+#define STORE_DAEMON_KEY_MAX (32 + KNOCK_HOST_MAX)
+const char *store_daemon_key(knock_store *s, const char *daemon, char *buf, size_t len);
 int store_daemon_started(knock_store *s, const char *daemon, bool previous_unclean);
 int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *counters_json,
                            const char *status);

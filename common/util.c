@@ -17,8 +17,8 @@
  *    NUL and reads exactly n bytes;
  *  - keep state, but for id_new()'s last (time, random) pair behind a mutex,
  *    which keeps ids monotonic within a process;
- *  - read the environment, but for KNOCK_FAKE_NOW_MS (now_ms) and the
- *    directories' KNOCK_*_DIR variables;
+ *  - read the environment, but for KNOCK_FAKE_NOW_MS (now_ms), KNOCK_HOST
+ *    (knock_host) and the directories' KNOCK_*_DIR variables;
  *  - touch a file, but the one read_file_full() is asked for (O_CLOEXEC).
  */
 #ifndef _GNU_SOURCE
@@ -36,6 +36,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 char *strdup_printf(const char *fmt, ...)
 {
@@ -467,6 +468,33 @@ const char *knock_state_dir(void)
 const char *knock_runtime_dir(void)
 {
         return env_or("KNOCK_RUNTIME_DIR", "/run/knock");
+}
+
+static char host_name[KNOCK_HOST_MAX + 1];
+
+static void host_init(void)
+{
+        const char *e = getenv("KNOCK_HOST");
+        char buf[256] = "";
+
+        if (e && *e)
+                snprintf(host_name, sizeof(host_name), "%s", e);
+        else if (gethostname(buf, sizeof(buf) - 1) == 0 && buf[0])
+                snprintf(host_name, sizeof(host_name), "%s", buf);
+        else
+                snprintf(host_name, sizeof(host_name), "localhost");
+        /* It goes into claim holders and heartbeat keys: no blank, no control. */
+        for (char *c = host_name; *c; c++)
+                if ((unsigned char)*c <= ' ' || *c == 0x7f)
+                        *c = '_';
+}
+
+const char *knock_host(void)
+{
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        pthread_once(&once, host_init);
+        return host_name;
 }
 
 int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len)

@@ -140,6 +140,12 @@ bool endpoint_name_valid(const char *name);
 const char *knock_config_dir(void);
 const char *knock_state_dir(void);
 const char *knock_runtime_dir(void);
+/* This host's name where several hosts share one store (lease.h, the daemons'
+ * heartbeats): $KNOCK_HOST when set (tests; containers sharing a hostname),
+ * else gethostname(); never empty, at most KNOCK_HOST_MAX bytes, blanks and
+ * control characters as '_'. Read once per process. */
+#define KNOCK_HOST_MAX 64
+const char *knock_host(void);
 
 /* Reads a whole small file (≤ max bytes) into a NUL-terminated buffer. */
 int read_file_full(const char *path, size_t max, char **ret, size_t *ret_len);

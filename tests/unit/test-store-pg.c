@@ -5,7 +5,12 @@
  * SQLite's), refusals (newer schema, none, synchronous_commit off),
  * SQLite's parameter syntax, values in and out, SQLSTATE → errno, prepared
  * statements and their lifetime, and lost connections (a terminated
- * backend, a restarted server, inside and outside a transaction).
+ * backend, a restarted server, inside and outside a transaction);
+ * LISTEN/NOTIFY (kpg_listen, kpg_socket, kpg_notified, and store.h's
+ * store_notify/store_listen over them: delivered at COMMIT only, one per
+ * topic and transaction, only the endpoint's channel and the listener's
+ * topic counted, a lost listener reported and brought back by listening
+ * again) and the server's clock (store_now_ms).
  *
  * KNOCK_TEST_PG: the conninfo of a server to use (tests/pgcluster run sets
  * it, with KNOCK_TEST_PGDIR for a restart); unset, everything is skipped.
@@ -13,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -935,10 +941,144 @@ static void test_lost_in_transaction(kpg_conn *a)
         kpg_close(c);
 }
 
+/* ---- LISTEN/NOTIFY ----------------------------------------------------------------- */
+
+/* What c was notified of within ms (or 200 ms after the first notification): the
+ * sum of kpg_notified() over every read until then, or its first error. */
+static int notified_within(kpg_conn *c, int ms)
+{
+        uint64_t end = mono_us() + (uint64_t)ms * 1000;
+        int total = 0;
+
+        for (;;) {
+                struct pollfd p = {.fd = kpg_socket(c), .events = POLLIN};
+                int64_t left = (int64_t)(end - mono_us()) / 1000;
+                int n;
+
+                if (p.fd < 0)
+                        return -ECONNRESET;
+                if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+                        return total;
+                n = kpg_notified(c);
+                if (n < 0)
+                        return n;
+                if (n > 0 && total == 0)
+                        end = MIN(end, mono_us() + 200 * 1000);
+                total += n;
+        }
+}
+
+static void test_listen(kpg_conn *a)
+{
+        kpg_conn *l = NULL, *n = NULL, *other = NULL;
+        int fd;
+
+        execf(a, "DROP SCHEMA IF EXISTS \"knock-t.other\" CASCADE");
+        kpg_open(conninfo, "knock-t.create", 0, &l);
+        kpg_open(conninfo, "knock-t.create", 0, &n);
+        is_int(kpg_open(conninfo, "knock-t.other", STORE_CREATE, &other), 0, "another endpoint");
+        is_int(kpg_notified(l), -ECONNRESET, "not listening yet: kpg_notified() says so");
+        is_int(kpg_listen(l, "events"), 0, "LISTEN for events");
+        fd = kpg_socket(l);
+        ok(fd >= 0, "a descriptor to watch");
+        is_int(kpg_notified(l), 0, "nothing yet, and no wait");
+
+        kpg_exec(n, "BEGIN");
+        is_int(kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')"), 0, "NOTIFY in a transaction");
+        is_int(notified_within(l, 300), 0, "nothing heard before its COMMIT");
+        kpg_exec(n, "COMMIT");
+        is_int(notified_within(l, 2000), 1, "heard once it committed");
+
+        kpg_exec(n, "BEGIN");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')");
+        kpg_exec(n, "COMMIT");
+        is_int(notified_within(l, 500), 1, "two of one topic in one transaction: heard once");
+
+        kpg_exec(n, "BEGIN");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')");
+        kpg_exec(n, "ROLLBACK");
+        is_int(notified_within(l, 300), 0, "rolled back: never heard");
+
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'hooks')");
+        kpg_exec(other, "SELECT pg_notify('knock-t.other', 'events')");
+        is_int(notified_within(l, 300), 0, "another topic, another endpoint's channel: not counted");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'hooks'), pg_notify('knock-t.create', "
+                    "'events')");
+        is_int(notified_within(l, 2000), 1, "our topic beside another: counted alone");
+
+        is_int(terminate(a, l), 0, "the listener's backend terminated");
+        is_int(notified_within(l, 2000), -ECONNRESET, "the loss is reported");
+        is_int(kpg_socket(l), -1, "no descriptor any more");
+        is_int(kpg_notified(l), -ECONNRESET, "and reported again");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')");
+        is_int(kpg_listen(l, "events"), 0, "listening again reconnects (%s)", kpg_errmsg(l));
+        ok(kpg_socket(l) >= 0, "a new descriptor");
+        is_int(notified_within(l, 300), 0, "what was sent while lost is not heard");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')");
+        is_int(notified_within(l, 2000), 1, "what is sent after is");
+        is_int(kpg_listen(l, "events"), 0, "listening twice is harmless");
+        kpg_exec(n, "SELECT pg_notify('knock-t.create', 'events')");
+        is_int(notified_within(l, 2000), 1, "and still heard once");
+        kpg_close(other);
+        kpg_close(n);
+        kpg_close(l);
+}
+
+/* store.h over the engine: store_notify() from a store's transaction, store_listen()
+ * on a store of its own, and the server's clock. */
+static void test_store_wakeups(void)
+{
+        char *location = store_location_postgresql("knock-t.create", conninfo);
+        knock_store *s = NULL, *l = NULL;
+        kpg_conn *a = admin();
+        int64_t before, now, after, server;
+
+        is_int(store_open(location, 0, &s), 0, "a store on the schema");
+        is_int(store_open(location, 0, &l), 0, "and one to listen with");
+        is_int(store_listen(l, STORE_TOPIC_HOOKS), 0, "store_listen(hooks)");
+        store_begin(s);
+        is_int(store_notify(s, STORE_TOPIC_HOOKS), 0, "store_notify(hooks) in a transaction");
+        is_int(store_notify(s, STORE_TOPIC_HOOKS), 0, "twice");
+        is_int(store_notify(s, STORE_TOPIC_EVENTS), 0, "and events");
+        is_int(notified_within(l->pg, 300), 0, "not before COMMIT");
+        store_commit(s);
+        is_int(notified_within(l->pg, 2000), 1, "once after it, events not counted");
+        ok(store_socket(l) >= 0 && store_notified(l) == 0, "store_socket(), store_notified()");
+
+        /* The clock: the server's, through this host's monotonic clock. */
+        server = query_i64(a, "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint");
+        now = store_now_ms(s);
+        ok(s->clock_synced, "measured on first use");
+        ok(llabs((long long)(now - server)) < 1000, "store_now_ms() is the server's clock (%lld vs %lld)",
+           (long long)now, (long long)server);
+        s->clock_offset_ms += 3600 * 1000;
+        ok(store_now_ms(s) - now >= 3600 * 1000, "it is the offset that makes it");
+        is_int(store_clock_sync(s), 0, "store_clock_sync()");
+        now = store_now_ms(s);
+        ok(llabs((long long)(now - server)) < 1000, "measured again: back to the server's");
+        before = store_now_ms(s);
+        usleep(20 * 1000);
+        after = store_now_ms(s);
+        ok(after - before >= 20 && after - before < 1000, "it advances with time (%lld ms)",
+           (long long)(after - before));
+        is_int(terminate(a, s->pg), 0, "the store's backend terminated");
+        ok(store_clock_sync(s) < 0, "a measure that fails ...");
+        now = store_now_ms(s);
+        ok(llabs((long long)(now - after)) < 1000, "... keeps the last offset");
+        setenv("KNOCK_FAKE_NOW_MS", "1234", 1);
+        is_int(store_now_ms(s), 1234, "KNOCK_FAKE_NOW_MS wins");
+        unsetenv("KNOCK_FAKE_NOW_MS");
+        store_close(l);
+        store_close(s);
+        kpg_close(a);
+        free(location);
+}
+
 static void test_server_restart(void)
 {
         const char *dir = getenv("KNOCK_TEST_PGDIR");
-        kpg_conn *c = NULL;
+        kpg_conn *c = NULL, *l = NULL;
         kpg_stmt *st = NULL;
         char *cmd;
 
@@ -947,6 +1087,8 @@ static void test_server_restart(void)
                 return;
         }
         kpg_open(conninfo, "knock-t.create", 0, &c);
+        kpg_open(conninfo, "knock-t.create", 0, &l);
+        kpg_listen(l, "events");
         kpg_prepare(c, "SELECT count(*) FROM schema_migrations WHERE version <= ?", &st);
         kpg_bind_i64(st, 1, 3);
         kpg_step(st);
@@ -962,6 +1104,11 @@ static void test_server_restart(void)
         is_int(kpg_step(st), 1, "the one after works (%s)", kpg_errmsg(c));
         is_int(kpg_column_i64(st, 0), 3, "with the right answer");
         kpg_finalize(st);
+        is_int(notified_within(l, 2000), -ECONNRESET, "a listener hears of the restart");
+        is_int(kpg_listen(l, "events"), 0, "and listens again on the new server");
+        kpg_exec(c, "SELECT pg_notify('knock-t.create', 'events')");
+        is_int(notified_within(l, 2000), 1, "and hears");
+        kpg_close(l);
         kpg_close(c);
 }
 
@@ -993,7 +1140,9 @@ int main(void)
         test_lock_timeout(a);
         test_lost_idle(a);
         test_lost_in_transaction(a);
+        test_listen(a);
         kpg_close(a);
+        test_store_wakeups();
         test_server_restart();
         return tap_done();
 }
