@@ -726,6 +726,9 @@ int events_finish_and_claim(knock_store *s, const knock_config *cfg, const char 
         if (r >= 0 && max > 0)
                 r = claim_in_tx(s, cfg, worker, now, lease_ms, max, n_now, ahead_bytes, flow, v, &n,
                         stats);
+        /* New hooks: every host's deliverers hear of them at the COMMIT (PostgreSQL). */
+        if (r >= 0 && hooks + stats->hooks > 0)
+                r = store_notify(s, STORE_TOPIC_HOOKS);
         if (r < 0) {
                 store_rollback(s);
                 goto fail_nothing;

@@ -18,7 +18,9 @@
 #include "daemon.h"
 #include "hooks.h"
 #include "httpclient.h"
+#include "lease.h"
 #include "list.h"
+#include "listener.h"
 #include "log.h"
 #include "schedule.h"
 #include "verify.h"
@@ -62,7 +64,7 @@ void send_cleanup(hook_send *s);
 
 struct deliverer {
         knock_daemon *d;
-        char identity[48];      /* "deliver:PID", the claimed_by value */
+        char identity[LEASE_IDENTITY_MAX]; /* "deliver:PID[@HOST]", the claimed_by value */
         http_target target;     /* [hook] url; url NULL when none is configured */
         knock_secret *keys;     /* [hook] secrets as key bytes */
         size_t n_keys;
@@ -75,6 +77,7 @@ struct deliverer {
         size_t n_running, n_done;
 
         struct event *ev_pump, *ev_due, *ev_wake;
+        listener listener;      /* new hooks committed on other hosts (PostgreSQL) */
         int wake_fd;
         bool stopping;
         bool warned_no_url;

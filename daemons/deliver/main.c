@@ -12,8 +12,9 @@
  * Leases: a claim holds a hook for [hook] timeout plus a margin and needs
  * no renewal. After kill -9 the lease runs out and the hook is taken again,
  * with the lost attempt recorded (common/hooks.c); at start, leases held by a
- * deliverer that is provably gone are expired at once, so a restart resumes
- * immediately. Hooks can thus be sent twice around a crash (same webhook-id,
+ * deliverer of this host that is provably gone are expired at once, so a
+ * restart resumes immediately (another host's, on a shared PostgreSQL
+ * endpoint, run out: lease.h; their clock is the server's: store.h). Hooks can thus be sent twice around a crash (same webhook-id,
  * receivers deduplicate), never marked delivered without a 2xx, and never
  * sent again once delivered.
  *
@@ -58,6 +59,7 @@ static void op_stop(knock_daemon *d)
 
         dl->stopping = true;
         daemon_stop_work(d, dl->ev_wake, dl->ev_due, dl->n_running);
+        listener_stop(&dl->listener);
         event_active(dl->ev_pump, EV_TIMEOUT, 0);
 }
 
@@ -72,7 +74,7 @@ static void op_status(knock_daemon *d, char *buf, size_t len)
         deliverer *dl = d->userdata;
         int64_t pending = 0, due = 0;
 
-        if (hooks_pending(d->store, now_ms(), &pending, &due) < 0) {
+        if (hooks_pending(d->store, store_now_ms(d->store), &pending, &due) < 0) {
                 snprintf(buf, len, "%zu hooks in flight; queue unknown", dl->n_running);
                 return;
         }
@@ -195,8 +197,8 @@ static void take_over_dead_holders(deliverer *dl)
 {
         int r;
 
-        r = lease_take_over_gone(dl->d->store, "deliver", hooks_holders, hooks_expire, now_ms(),
-                                 report_taken_over, dl);
+        r = lease_take_over_gone(dl->d->store, "deliver", lease_host(dl->d->store), hooks_holders,
+                                 hooks_expire, store_now_ms(dl->d->store), report_taken_over, dl);
         if (r < 0)
                 log_warning_errno(r, "Cannot list hook claim holders: %m");
 }
@@ -255,7 +257,7 @@ static int deliverer_setup(deliverer *dl, knock_daemon *d)
         d->userdata = dl;
         dl->wake_fd = -1;
         dl->retry_rl = (log_ratelimit)LOG_RATELIMIT_INIT(10, 20);
-        snprintf(dl->identity, sizeof(dl->identity), "deliver:%d", (int)getpid());
+        lease_identity("deliver", lease_host(d->store), dl->identity);
         dl->min_slow_ms = min_slow_ms();
 
         r = load_hook_config(d->cfg, &dl->target, &dl->keys, &dl->n_keys);

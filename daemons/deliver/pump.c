@@ -17,7 +17,12 @@
  *      logged and are the new requests started; a hook is 'delivered' only
  *      together with the attempt row holding its 2xx;
  *   2. sleep: a timer is armed for the next due time (a retry, a foreign
- *      lease running out), at most SAFETY_RESCAN_MS away. No polling.
+ *      lease running out), at most SAFETY_RESCAN_MS away. No polling: a
+ *      datagram (this host's worker) or a notification (any host's, on
+ *      PostgreSQL: listener.h) wakes it.
+ *
+ * Its now is store_now_ms(): on PostgreSQL the server's clock, which every
+ * host's claims and leases are compared with (store.h).
  *
  * Promises:
  *  - a claim holds a hook for [hook] timeout + LEASE_MARGIN_MS: an attempt
@@ -243,7 +248,7 @@ static int release_interrupted(deliverer *dl)
                         rel[n++] = s->claim.id;
         if (n == 0)
                 return 0;
-        r = hooks_release(dl->d->store, dl->identity, rel, n, now_ms());
+        r = hooks_release(dl->d->store, dl->identity, rel, n, store_now_ms(dl->d->store));
         if (r < 0)
                 return log_struct_errno(LOG_ERR, r, MSGID_STORAGE_ERROR,
                                         LOG_FIELDS(LF("KNOCK_ERROR", store_errmsg(dl->d->store))),
@@ -277,7 +282,7 @@ static int flush_and_claim(deliverer *dl, size_t want)
         _cleanup_free_ hook_send **fin = NULL;
         hook_claim *claims = NULL;
         size_t n = 0, n_claims = 0;
-        int64_t now = now_ms();
+        int64_t now = store_now_ms(dl->d->store);
         int r;
 
         if (dl->n_done > 0) {
@@ -372,7 +377,7 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
 
         /* Full: an ending attempt pumps again. Otherwise sleep until the next
          * known due time, or the safety rescan. */
-        now = now_ms();
+        now = store_now_ms(dl->d->store);
         if ((size_t)r < free_slots) {
                 if (hooks_next_due(dl->d->store, dl->identity, now, &due) < 0)
                         due = now + FLUSH_RETRY_MS;
@@ -382,12 +387,17 @@ static void on_pump(evutil_socket_t fd, short what, void *userdata)
         daemon_arm_timer(dl->ev_due, due - now);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *userdata)
+static void wake_pump(void *userdata)
 {
         deliverer *dl = userdata;
 
-        daemon_wake_drain(fd);
         event_active(dl->ev_pump, EV_TIMEOUT, 0);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *userdata)
+{
+        daemon_wake_drain(fd);
+        wake_pump(userdata);
 }
 
 /* ---- stop ---------------------------------------------------------------------------- */
@@ -422,6 +432,7 @@ void pump_finish_remaining(deliverer *dl)
 int pump_events_new(deliverer *dl)
 {
         struct event_base *base = dl->d->base;
+        int r;
 
         dl->ev_pump = event_new(base, -1, 0, on_pump, dl);
         if (!dl->ev_pump)
@@ -432,7 +443,13 @@ int pump_events_new(deliverer *dl)
 
         /* The worker and knockctl send a datagram here after committing hook
          * rows; without it we still rescan on the due timer. */
-        return daemon_wake_listen(dl->d, "hooks", on_wake, dl, &dl->wake_fd, &dl->ev_wake);
+        r = daemon_wake_listen(dl->d, "hooks", on_wake, dl, &dl->wake_fd, &dl->ev_wake);
+        if (r < 0)
+                return r;
+        /* Other hosts' workers: a notification (PostgreSQL). The loop waits
+         * for the database on every pump anyway: it connects itself. */
+        return listener_init(&dl->listener, dl->d, STORE_TOPIC_HOOKS, "hooks",
+                             listener_connect_here, wake_pump, dl);
 }
 
 void pump_events_free(deliverer *dl)
@@ -444,6 +461,7 @@ void pump_events_free(deliverer *dl)
                         event_free(*evs[i]);
                         *evs[i] = NULL;
                 }
+        listener_stop(&dl->listener);
         daemon_wake_close(dl->d->name, "deliver", dl->wake_fd);
         dl->wake_fd = -1;
 }

@@ -128,9 +128,37 @@ static void read_pauses(knock_store *st, admin_snapshot *snap, int *err)
         pause_list_free(v, n);
 }
 
+/* The daemons rows' times are in the store's clock (store_now_ms(): the
+ * server's, on PostgreSQL); the snapshot's are this host's, as /readyz,
+ * /metrics and the console compare them with now_ms(). */
+static int64_t local_time(int64_t t, int64_t skew)
+{
+        return t > 0 ? t - skew : t;
+}
+
+/* Another host's row (ROLE@HOST), for /readyz to list. */
+static void other_daemon(admin_snapshot *snap, const char *key, db_stmt *s, int64_t skew)
+{
+        const char *at = strchr(key, STORE_DAEMON_HOST_SEP);
+        admin_other_daemon *o;
+
+        if (!at || snap->n_others >= ADMIN_MAX_OTHER_DAEMONS ||
+            (size_t)(at - key) >= sizeof(o->name) || strlen(at + 1) >= sizeof(o->host))
+                return;
+        o = &snap->others[snap->n_others++];
+        snprintf(o->name, sizeof(o->name), "%.*s", (int)(at - key), key);
+        snprintf(o->host, sizeof(o->host), "%s", at + 1);
+        o->pid = stmt_col_i64(s, 1);
+        o->heartbeat_at = local_time(stmt_col_i64(s, 2), skew);
+        o->stopped_at = local_time(stmt_col_i64(s, 4), skew);
+}
+
 static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
 {
         _cleanup_stmt_ db_stmt *s = NULL;
+        char key_bufs[3][STORE_DAEMON_KEY_MAX];
+        const char *keys[3];
+        int64_t skew = 0;
         _cleanup_free_ char *wal = NULL;
         struct statvfs vfs;
         int err = 0, rc;
@@ -184,6 +212,12 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
         } else
                 err = -EIO;
 
+        /* This host's rows: ROLE, or ROLE@HOST where hosts share the store. */
+        snap->hosts = st->engine == STORE_ENGINE_POSTGRESQL;
+        if (snap->hosts)
+                skew = store_now_ms(st) - snap->taken_at;
+        for (size_t i = 0; i < 3; i++)
+                keys[i] = store_daemon_key(st, daemon_roles[i], key_bufs[i], sizeof(key_bufs[i]));
         if (store_prepare(st, "SELECT daemon, pid, heartbeat_at, started_at, stopped_at,"
                               " suspected_oom_kills, counters, coalesce(last_clean_exit, -1),"
                               " status FROM daemons", &s) >= 0) {
@@ -191,24 +225,29 @@ static void take_snapshot(admin *a, knock_store *st, admin_snapshot *snap)
                         const char *name = stmt_col_text(s, 0);
                         const char *counters = stmt_col_text(s, 6);
                         const char *status = stmt_col_text(s, 8);
+                        bool ours = false;
+
                         for (size_t i = 0; i < 3; i++) {
                                 admin_daemon *d = &snap->daemons[i];
-                                if (!name || !streq(name, daemon_roles[i]))
+                                if (!name || !streq(name, keys[i]))
                                         continue;
+                                ours = true;
                                 d->present = true;
                                 d->pid = stmt_col_i64(s, 1);
-                                d->heartbeat_at = stmt_col_i64(s, 2);
-                                d->started_at = stmt_col_i64(s, 3);
-                                d->stopped_at = stmt_col_i64(s, 4);
+                                d->heartbeat_at = local_time(stmt_col_i64(s, 2), skew);
+                                d->started_at = local_time(stmt_col_i64(s, 3), skew);
+                                d->stopped_at = local_time(stmt_col_i64(s, 4), skew);
                                 d->oom_kills = stmt_col_i64(s, 5);
                                 d->last_clean_exit = stmt_col_i64(s, 7);
                                 snprintf(d->status, sizeof(d->status), "%s", status ? status : "");
                                 /* Cut JSON is no JSON: too long means none. */
                                 if (counters && strlen(counters) < sizeof(d->counters))
                                         strcpy(d->counters, counters);
-                                if (streq(name, "worker"))
+                                if (i == 1)
                                         handler_durations(snap, counters);
                         }
+                        if (!ours && snap->hosts && name)
+                                other_daemon(snap, name, s, skew);
                 }
                 stmt_finalizep(&s);
         } else
@@ -427,6 +466,25 @@ static bool daemon_fresh(const admin_daemon *d, int64_t now, char *msg, size_t l
         return true;
 }
 
+/* [{daemon, host, pid, state, heartbeat_age_s}], state as knockctl status says it. */
+static json_t *other_hosts(const admin_snapshot *snap, int64_t now)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < snap->n_others; i++) {
+                const admin_other_daemon *o = &snap->others[i];
+                const char *state = o->stopped_at > 0 || o->pid == 0 ? "stopped"
+                                    : now - o->heartbeat_at > STORE_HEARTBEAT_STALE_MS ? "stale"
+                                                                                       : "running";
+
+                json_array_append_new(a, json_pack("{s:s,s:s,s:I,s:s,s:f}", "daemon", o->name,
+                                                   "host", o->host, "pid", (json_int_t)o->pid,
+                                                   "state", state, "heartbeat_age_s",
+                                                   (double)(now - o->heartbeat_at) / 1000.0));
+        }
+        return a;
+}
+
 static void add_check(json_t *checks, bool *all_ok, const char *name, bool ok, const char *msg)
 {
         json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "name", name, "ok", ok,
@@ -488,6 +546,10 @@ static void handle_readyz(admin *a, struct evhttp_request *req)
         add_check(checks, &ok, "disk_space", snap.disk_free_bytes >= cfg->min_free_disk, msg);
 
         doc = json_pack("{s:b,s:o}", "ready", ok, "checks", checks);
+        /* Hosts sharing the endpoint: the others' daemons are listed, not judged
+         * (each host's /readyz judges its own). */
+        if (doc && snap.hosts)
+                json_object_set_new(doc, "other_hosts", other_hosts(&snap, now));
         s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
         if (buf && s)
                 evbuffer_add_printf(buf, "%s\n", s);

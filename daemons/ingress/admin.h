@@ -36,6 +36,17 @@ typedef struct admin_daemon {
         char counters[1024]; /* its counters since start (JSON), "" when none or too long */
 } admin_daemon;
 
+/* A daemon of another host sharing the endpoint (PostgreSQL): /readyz lists
+ * them, judging only this host's. */
+#define ADMIN_MAX_OTHER_DAEMONS 32
+typedef struct admin_other_daemon {
+        char name[16];
+        char host[KNOCK_HOST_MAX + 1];
+        int64_t pid;
+        int64_t heartbeat_at;
+        int64_t stopped_at; /* 0: running */
+} admin_other_daemon;
+
 /* A pause in force (pause.h), as /metrics shows it. */
 #define ADMIN_MAX_PAUSES 16
 typedef struct admin_pause {
@@ -54,7 +65,10 @@ typedef struct admin_snapshot {
         int64_t oldest_queued_at; /* 0: none */
         int64_t hooks_pending, hooks_delivered, hooks_failed;
         int64_t hook_attempts_ok, hook_attempts_http_error, hook_attempts_error;
-        admin_daemon daemons[3]; /* ingress, worker, deliver */
+        admin_daemon daemons[3]; /* ingress, worker, deliver (of this host) */
+        bool hosts;              /* a store shared by hosts: rows are ROLE@HOST */
+        admin_other_daemon others[ADMIN_MAX_OTHER_DAEMONS]; /* other hosts' */
+        size_t n_others;
         uint64_t handler_buckets[KNOCK_HIST_BUCKETS]; /* cumulative */
         uint64_t handler_count;
         double handler_sum_s;

@@ -12,6 +12,11 @@
  *    nothing that was answered with an error is half-stored, nothing
  *    stored is answered with an error except when the COMMIT itself fails
  *    after writing (then the provider retries and dedupe absorbs it).
+ *  - workers are woken only for rows they can read: this host's by a
+ *    datagram after the COMMIT; on PostgreSQL, every host's by a NOTIFY
+ *    inside the batch's transaction (store_notify()), which the server
+ *    delivers at its COMMIT and drops with a ROLLBACK: one per batch that
+ *    created events;
  *  - the writer connection runs with wal_autocheckpoint=0: a checkpoint
  *    inside COMMIT would add its copy-back to the latency of every request
  *    in the batch. The checkpoint thread runs PASSIVE checkpoints on its own
@@ -171,6 +176,7 @@ static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
 static int store_batch(knock_store *st, ingest_item *batch, char *err, size_t errlen,
                        uint64_t *ret_commit_us)
 {
+        bool events = false;
         uint64_t t;
         int r;
 
@@ -179,6 +185,14 @@ static int store_batch(knock_store *st, ingest_item *batch, char *err, size_t er
                 goto fail;
         for (ingest_item *it = batch; it; it = it->next) {
                 r = store_item(st, it);
+                if (r < 0)
+                        goto fail;
+                events = events || (it->kind == INGEST_EVENT && !it->duplicate);
+        }
+        /* Every host's workers hear of the new events at the COMMIT below
+         * (PostgreSQL; nothing on SQLite). */
+        if (events) {
+                r = store_notify(st, STORE_TOPIC_EVENTS);
                 if (r < 0)
                         goto fail;
         }

@@ -6,7 +6,10 @@
  * Promises:
  *  - `status` answers from the database alone (heartbeats written by each
  *    daemon on its watchdog tick), so it works the same under systemd, in a
- *    container or in a test; it never takes the write lock;
+ *    container or in a test; it never takes the write lock. Where hosts
+ *    share the endpoint (PostgreSQL) every host's daemons are listed, each
+ *    row with its host, and their heartbeats are aged by the store's clock
+ *    (store_now_ms(): the server's), which wrote them;
  *  - `endpoints` asks systemd for the unit state only when systemd is the
  *    running init (/run/systemd/system) and systemctl exists, else null;
  *  - `check-config` prints every problem as FILE:LINE: message, not just
@@ -46,6 +49,12 @@ static const field_spec daemon_fields[] = {
         {"uptime_s", "CASE WHEN stopped_at IS NULL THEN (:now - started_at) / 1000.0 END", F_REAL},
         {"status", "status", F_TEXT},
         {"counters", "counters", F_JSON},
+};
+
+/* Hosts sharing the endpoint (PostgreSQL): a row is ROLE@HOST, split in two fields. */
+static const field_spec daemon_host_fields[] = {
+        {"daemon", "split_part(daemon, '@', 1)", F_TEXT},
+        {"host", "split_part(daemon, '@', 2)", F_TEXT},
 };
 
 /* {"received": n, …} in the order of event_status_names. */
@@ -177,6 +186,10 @@ static void print_counts(const char *title, json_t *o)
 
 static int verb_status(knockctl *c, int argc, char **argv)
 {
+        static const column cols_hosts[] = {
+                {"daemon", "DAEMON", 0},
+                {"host", "HOST", 0},
+        };
         static const column cols[] = {
                 {"daemon", "DAEMON", 0},
                 {"pid", "PID", 0},
@@ -189,7 +202,11 @@ static int verb_status(knockctl *c, int argc, char **argv)
         };
         _cleanup_stmt_ db_stmt *st = NULL, *oldest = NULL;
         _cleanup_free_ char *cols_sql = NULL, *sql = NULL;
+        field_spec fields[ELEMENTSOF(daemon_fields) + 1];
+        column table[ELEMENTSOF(cols) + 1];
+        size_t n_fields = ELEMENTSOF(daemon_fields), n_cols = ELEMENTSOF(cols);
         json_t *doc, *daemons = NULL, *queue, *hooks, *paused;
+        bool hosts;
         int o, r, version = 0;
 
         while ((o = verb_getopt(c, argc, argv, "", NULL)) >= 0)
@@ -202,9 +219,20 @@ static int verb_status(knockctl *c, int argc, char **argv)
         if (r != 0)
                 return r;
 
-        cols_sql = fields_select(daemon_fields, ELEMENTSOF(daemon_fields));
+        /* Several hosts: DAEMON and HOST where DAEMON was, the rest as it is. */
+        hosts = c->store->engine == STORE_ENGINE_POSTGRESQL;
+        memcpy(fields + hosts, daemon_fields, sizeof(daemon_fields));
+        memcpy(table + hosts, cols, sizeof(cols));
+        if (hosts) {
+                memcpy(fields, daemon_host_fields, sizeof(daemon_host_fields));
+                memcpy(table, cols_hosts, sizeof(cols_hosts));
+                n_fields++;
+                n_cols++;
+        }
+        cols_sql = fields_select(fields, n_fields);
         if (!cols_sql || asprintf(&sql,
-                                 "SELECT %s FROM daemons ORDER BY CASE daemon"
+                                 "SELECT %s FROM daemons ORDER BY CASE"
+                                 " /*LITE{*/daemon/*}*/ /*PG: split_part(daemon, '@', 1) */"
                                  " WHEN 'ingress' THEN 0 WHEN 'worker' THEN 1"
                                  " WHEN 'deliver' THEN 2 ELSE 3 END, daemon",
                                  cols_sql) < 0) {
@@ -215,7 +243,9 @@ static int verb_status(knockctl *c, int argc, char **argv)
         if (r < 0)
                 return r;
         ctl_bind_common(c, st);
-        r = fields_rows(st, daemon_fields, ELEMENTSOF(daemon_fields), &daemons);
+        if (hosts)
+                ctl_bind_i64(st, ":now", store_now_ms(c->store), false);
+        r = fields_rows(st, fields, n_fields, &daemons);
         if (r < 0)
                 return r;
         queue = queue_object(c->store);
@@ -273,7 +303,7 @@ static int verb_status(knockctl *c, int argc, char **argv)
                 if (json_array_size(daemons) == 0)
                         printf("No daemon has run yet (no heartbeat recorded).\n");
                 else
-                        print_table(daemons, cols, ELEMENTSOF(cols));
+                        print_table(daemons, table, n_cols);
                 putchar('\n');
                 print_counts("queue", queue);
                 print_counts("hooks", hooks);

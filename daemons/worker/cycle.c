@@ -16,7 +16,9 @@
  *   3. sleep: when the queue had less than the free slots, a timer is armed
  *      for the next known due time (a retry, a foreign lease running out),
  *      at most SAFETY_RESCAN_MS away. There is no polling loop: an idle
- *      worker sleeps in epoll until a datagram or that timer.
+ *      worker sleeps in epoll until a datagram (this host's ingress), a
+ *      notification (any host's ingress, on PostgreSQL: listener.h) or that
+ *      timer.
  *
  * Pipelining: while a cycle commits, handlers keep running and finishing
  * on the loop; their results wait for the next cycle, which starts as soon
@@ -221,6 +223,10 @@ static void reply_settle(worker *w, writer_reply *rep)
         size_t n_fin = 0, n_rel = 0;
         int64_t now, due;
 
+        if (rep->r_listen != 1) {
+                listener_attach(&w->listener, rep->listen, rep->r_listen);
+                rep->listen = NULL;
+        }
         for (job *j = rep->fin, *next; j; j = next) {
                 next = j->wnext;
                 n_fin++;
@@ -328,16 +334,35 @@ static void on_due(evutil_socket_t fd, short what, void *userdata)
         submit_done(w, !w->stopping);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *userdata)
+/* A cycle already running may have read the queue before the new rows: the
+ * scan flag makes the writer look again after it. */
+static void wake_scan(void *userdata)
 {
         worker *w = userdata;
 
-        /* Many datagrams, one scan. A cycle already running may have read
-         * the queue before the new rows: the scan flag makes the writer
-         * look again after it. */
-        daemon_wake_drain(fd);
         if (!w->stopping)
                 writer_submit(&w->wr, NULL, NULL, 0, 0, true);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *userdata)
+{
+        /* Many datagrams, one scan. */
+        daemon_wake_drain(fd);
+        wake_scan(userdata);
+}
+
+/* The listener's connect(): the writer thread connects, the loop never waits. */
+static void listen_connect(listener *l)
+{
+        worker *w = l->userdata;
+
+        writer_listen(&w->wr, true);
+}
+
+int cycle_listen(worker *w)
+{
+        return listener_init(&w->listener, w->d, STORE_TOPIC_EVENTS, "events", listen_connect,
+                wake_scan, w);
 }
 
 static int ids_add(char **ids, size_t *n, job *list)
@@ -437,6 +462,7 @@ void cycle_events_free(worker *w)
                         event_free(*evs[i]);
                         *evs[i] = NULL;
                 }
+        listener_stop(&w->listener);
         daemon_wake_close(w->d->name, "worker", w->wake_fd);
         w->wake_fd = -1;
 }

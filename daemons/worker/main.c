@@ -13,9 +13,12 @@
  * Leases: a claim holds an event for LEASE_MS and a timer renews the leases
  * of every held event every LEASE_MS/3, so a slow handler never loses its
  * event, while a crashed worker's events come back within LEASE_MS. At
- * start, claims held by a worker that is provably gone (its PID is not a
- * running knock-worker, or is our own PID from a previous life) are expired
- * at once, so a restart after kill -9 resumes immediately.
+ * start, claims held by a worker of this host that is provably gone (its PID
+ * is not a running knock-worker, or is our own PID from a previous life) are
+ * expired at once, so a restart after kill -9 resumes immediately. On a
+ * PostgreSQL endpoint shared by several hosts the claims say which host
+ * holds them ("worker:PID@HOST", lease.h): another host's are left to their
+ * lease, and its clock is the server's (store.h, store_now_ms).
  *
  * The story: the skeleton (common/daemon/) parses NAME, loads the config
  * and opens the store; here the loop's events and the runners are set up,
@@ -64,6 +67,8 @@ static void op_stop(knock_daemon *d)
 
         w->stopping = true;
         daemon_stop_work(d, w->ev_wake, w->ev_due, w->n_running);
+        listener_stop(&w->listener);
+        writer_listen(&w->wr, false);
         /* No claim from now on; one already in flight comes back refused, and so do
          * the jobs still waiting for a slot. */
         writer_set_capacity(&w->wr, 0);
@@ -192,8 +197,9 @@ static void take_over_dead_holders(worker *w)
 {
         int r;
 
-        r = lease_take_over_gone(w->d->store, "worker", events_claim_holders,
-                events_expire_claims, now_ms(), report_taken_over, w);
+        r = lease_take_over_gone(w->d->store, "worker", lease_host(w->d->store),
+                events_claim_holders, events_expire_claims, store_now_ms(w->d->store),
+                report_taken_over, w);
         if (r < 0)
                 log_warning_errno(r, "Cannot list claim holders: %m");
         /* A breaker's probe that a previous worker ran never reported: probe again. */
@@ -210,7 +216,7 @@ static int worker_setup(worker *w, knock_daemon *d)
         d->userdata = w;
         w->wake_fd = -1;
         w->ready_tail = &w->ready;
-        snprintf(w->identity, sizeof(w->identity), "worker:%d", (int)getpid());
+        lease_identity("worker", lease_host(d->store), w->identity);
 
         r = cycle_events_new(w);
         if (r < 0)
@@ -228,6 +234,9 @@ static int worker_setup(worker *w, knock_daemon *d)
         r = writer_start(&w->wr, w, cycle_on_reply);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the writer thread: %m");
+        r = cycle_listen(w);
+        if (r < 0)
+                return r;
         /* First look at the queue right after READY=1. */
         daemon_arm_timer(w->ev_due, 0);
         return 0;

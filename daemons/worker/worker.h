@@ -25,7 +25,9 @@
 #include "daemon.h"
 #include "events.h"
 #include "flow.h"
+#include "lease.h"
 #include "list.h"
+#include "listener.h"
 
 /* A claim holds its event for LEASE_MS; the loop renews every held claim
  * every LEASE_MS/3 (cycle.c), so only a dead worker's claims run out. */
@@ -107,6 +109,8 @@ typedef struct writer_reply {
         int r_heartbeat; /* 1: no heartbeat this cycle */
         char **breakers_opened, **breakers_closed; /* event types, for the loop's records */
         size_t n_opened, n_closed;
+        knock_store *listen; /* the listening connection asked for (writer_listen), or NULL */
+        int r_listen;        /* 1: none asked this cycle; < 0: why it could not be made */
         char error[256];
 } writer_reply;
 
@@ -119,7 +123,7 @@ typedef struct worker_writer {
         bool started;
         char *db_path;
         const char *name;     /* endpoint: the deliverer's wake-up address */
-        const char *identity; /* "worker:PID" */
+        const char *identity; /* "worker:PID", "worker:PID@HOST" (lease.h) */
         int64_t lease_ms;
         struct event *ev_reply; /* activated on the loop's base after each cycle */
 
@@ -133,6 +137,7 @@ typedef struct worker_writer {
         size_t busy_bytes;       /* their bodies' bytes */
         uint64_t ahead_bytes_max; /* no claim ahead while busy_bytes is above this */
         bool scan;               /* look at the queue even without results */
+        bool listen;             /* open a listening connection (writer_listen) */
         job *fin_head, **fin_tail;
         job *rel_head, **rel_tail;
         char **renew_ids;
@@ -164,6 +169,10 @@ void writer_submit(
 /* j's queued attempt started (at j->started_at): its row turns "running" in the next
  * cycle, unless that cycle records j's result, which carries the start itself. */
 int writer_started(worker_writer *wr, job *j);
+/* Asks for a connection listening for new events (listener.h): made in the next
+ * cycle, handed back in its reply (the loop never waits for a connection);
+ * false: no longer wanted. */
+void writer_listen(worker_writer *wr, bool want);
 /* Takes ownership of ids (renews those leases at the next cycle). */
 void writer_renew(worker_writer *wr, char **ids, size_t n);
 /* Queues the heartbeat row; <0 when the last transaction failed. */
@@ -195,7 +204,7 @@ void writer_stop(worker_writer *wr);
 
 struct worker {
         knock_daemon *d;
-        char identity[32]; /* "worker:PID" */
+        char identity[LEASE_IDENTITY_MAX]; /* "worker:PID", "worker:PID@HOST" (lease.h) */
 
         job *ready, **ready_tail; /* claimed, waiting for a slot: FIFO by next */
         job *running, *done, *submitted;
@@ -206,6 +215,7 @@ struct worker {
         worker_writer wr;
 
         struct event *ev_wake, *ev_pump, *ev_ready, *ev_due, *ev_renew, *ev_batch;
+        listener listener; /* new events committed on other hosts (PostgreSQL) */
         int wake_fd;
         bool stopping;
         bool batch_deep; /* ev_batch was armed for BATCH_DEEP_US */
@@ -257,6 +267,8 @@ void job_output(job *j, const void *p, size_t n);
 
 /* The loop's events (and the wake-up socket); freed by cycle_events_free. */
 int cycle_events_new(worker *w);
+/* Listening for events of other hosts (PostgreSQL), once the writer runs. */
+int cycle_listen(worker *w);
 void cycle_events_free(worker *w);
 /* writer_start's on_reply: settles what a cycle did. */
 void cycle_on_reply(evutil_socket_t fd, short what, void *userdata);

@@ -17,7 +17,15 @@
  *      before;
  *   2. release (events_release): claims given back uncounted (shutdown);
  *   3. renew (events_renew): the lease ids the loop sent last;
- *   4. heartbeat: the daemons row, and the queue counts for STATUS=.
+ *   4. heartbeat: the daemons row, and the queue counts for STATUS=;
+ *   5. on a PostgreSQL endpoint, when the loop asks (writer_listen): a
+ *      connection listening for new events (listener.h), made here because
+ *      connecting blocks, and handed to the loop with the reply.
+ *
+ * Times: claims, renewals and releases take their now from store_now_ms()
+ * (the server's clock on PostgreSQL, store.h); the due time handed to the
+ * loop is turned back into this host's clock, which its timers and the
+ * rates' buckets (flow.h) run on.
  *
  * Then the cycle is handed back (a writer_reply on a list, an event made
  * active on the loop's base) and the next one starts with whatever arrived
@@ -67,13 +75,14 @@ writer_reply *writer_reply_free(writer_reply *r)
         free(r->claims);
         strv_free(r->breakers_opened, r->n_opened);
         strv_free(r->breakers_closed, r->n_closed);
+        store_close(r->listen);
         free(r);
         return NULL;
 }
 
 static bool has_work(worker_writer *wr)
 {
-        return wr->fin_head || wr->rel_head || wr->renew_ids || wr->hb ||
+        return wr->fin_head || wr->rel_head || wr->renew_ids || wr->hb || wr->listen ||
                (wr->scan && wr->capacity > wr->busy_slots);
 }
 
@@ -183,7 +192,8 @@ static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_
         _cleanup_free_ knock_attempt_result *res = NULL;
         _cleanup_free_ knock_started *notices = NULL;
         size_t n = list_len(rep->fin), i = 0, hooks = 0, n_notices = 0;
-        int64_t now = now_ms();
+        /* skew: the claims' clock (the server's, on PostgreSQL) minus this host's. */
+        int64_t now = store_now_ms(store), skew = now - now_ms();
         int r;
 
         if (n > 0) {
@@ -256,10 +266,12 @@ static void finish_and_claim(worker_writer *wr, knock_store *store, const knock_
         if (claim_max > 0 && rep->n_claims < free_slots &&
                 events_next_due(store, wr->identity, now, flow, &rep->due) < 0)
                 rep->due = now + 200;
+        if (rep->due != INT64_MAX)
+                rep->due -= skew;
         /* Held back by a rate: look again when its bucket has a token. */
         if (rep->n_claims < free_slots) {
                 pthread_mutex_lock(&wr->lock);
-                rep->due = MIN(rep->due, flow_next_token(&wr->flow, cfg, flow, now));
+                rep->due = MIN(rep->due, flow_next_token(&wr->flow, cfg, flow, now - skew));
                 pthread_mutex_unlock(&wr->lock);
         }
 }
@@ -279,7 +291,7 @@ static void release(worker_writer *wr, knock_store *store, writer_reply *rep)
                 ids[i] = j->claim.id;
                 att[i] = j->claim.attempt_id;
         }
-        rep->r_rel = events_release(store, wr->identity, ids, att, n, now_ms());
+        rep->r_rel = events_release(store, wr->identity, ids, att, n, store_now_ms(store));
         if (rep->r_rel < 0 && !rep->error[0])
                 snprintf(rep->error, sizeof(rep->error), "%s", store_errmsg(store));
 }
@@ -315,7 +327,7 @@ static void *writer_main(void *userdata)
                 events_flow flow = {};
                 int64_t ahead_bytes = 0;
                 char *hb_counters, *hb_status;
-                bool hb, ok = true;
+                bool hb, listen, ok = true;
                 uint64_t t0, dt;
                 int r = 0;
 
@@ -344,6 +356,8 @@ static void *writer_main(void *userdata)
                 wr->renew_ids = NULL;
                 wr->n_renew = 0;
                 hb = wr->hb;
+                listen = wr->listen;
+                wr->listen = false;
                 hb_counters = wr->hb_counters;
                 hb_status = wr->hb_status;
                 wr->hb = false;
@@ -377,7 +391,7 @@ static void *writer_main(void *userdata)
                 pthread_mutex_unlock(&wr->lock);
 
                 t0 = mono_us();
-                rep->r_renew = rep->r_heartbeat = 1;
+                rep->r_renew = rep->r_heartbeat = rep->r_listen = 1;
                 if (!store) {
                         r = store_open(wr->db_path, 0, &store);
                         if (r < 0) {
@@ -401,7 +415,7 @@ static void *writer_main(void *userdata)
                         if (renew) {
                                 rep->r_renew = events_renew(store, wr->identity,
                                         (const char *const *)renew, n_renew,
-                                        now_ms() + wr->lease_ms);
+                                        store_now_ms(store) + wr->lease_ms);
                                 if (rep->r_renew < 0 && !rep->error[0])
                                         snprintf(rep->error, sizeof(rep->error), "%s",
                                                 store_errmsg(store));
@@ -419,6 +433,8 @@ static void *writer_main(void *userdata)
                                         read_pauses(wr, store);
                         }
                 }
+                if (listen)
+                        rep->r_listen = listener_open(wr->db_path, STORE_TOPIC_EVENTS, &rep->listen);
                 dt = mono_us() - t0;
                 strv_free(renew, n_renew);
                 free(hb_counters);
@@ -529,6 +545,15 @@ finish:
         return r;
 }
 
+void writer_listen(worker_writer *wr, bool want)
+{
+        pthread_mutex_lock(&wr->lock);
+        wr->listen = want;
+        if (want)
+                pthread_cond_signal(&wr->cond);
+        pthread_mutex_unlock(&wr->lock);
+}
+
 void writer_renew(worker_writer *wr, char **ids, size_t n)
 {
         char **old;
@@ -604,7 +629,8 @@ void writer_set_capacity(worker_writer *wr, size_t run_slots)
 static bool idle_locked(worker_writer *wr)
 {
         return !wr->busy && !wr->reply_head && !wr->fin_head && !wr->rel_head &&
-               !wr->renew_ids && !wr->hb && !(wr->scan && wr->capacity > wr->busy_slots);
+               !wr->renew_ids && !wr->hb && !wr->listen &&
+               !(wr->scan && wr->capacity > wr->busy_slots);
 }
 
 bool writer_idle(worker_writer *wr)
