@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
 #include "knockctl.h"
 
 static const field_spec hook_fields[] = {
@@ -296,7 +295,7 @@ static int verb_redeliver_hook(knockctl *c, int argc, char **argv)
         if (r != 0)
                 goto out;
         if (json_array_size(changed) > 0)
-                daemon_wake_peer(c->endpoint, "deliver");
+                ctl_wake(c, "deliver");
         r = ctl_print_result(c, "redeliver-hook", "re-armed", "hook", changed, unchanged, NULL);
         goto out;
 

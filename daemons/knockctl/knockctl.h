@@ -147,6 +147,9 @@ int ctl_apply(knockctl *c, const char *action, ctl_apply_fn apply, void *userdat
 /* BEGIN IMMEDIATE / COMMIT with the operator-facing message; 0 or KNOCKCTL_FAILED. */
 int ctl_begin(knockctl *c);
 int ctl_commit(knockctl *c);
+/* After a commit, never before (a woken daemon must see the rows): wakes role's
+ * daemons, "worker" or "deliver", on every host. */
+void ctl_wake(knockctl *c, const char *role);
 /* Rolls back; a negative r is reported ("VERB failed, nothing was changed")
  * and becomes KNOCKCTL_FAILED, any other r is returned as it is. */
 int ctl_rollback(knockctl *c, const char *verb, int r);

@@ -34,7 +34,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon.h"
 #include "knockctl.h"
 
 /* One verb of the operator's state machine (event-state.h): which statuses
@@ -280,7 +279,7 @@ static int run_query(knockctl *c, const transition *t, const events_query *q, bo
         if (r != 0)
                 goto out;
         if (json_array_size(ids) > 0)
-                daemon_wake_peer(c->endpoint, "worker");
+                ctl_wake(c, "worker");
         extra = json_pack("{s:O}", "filters", filters);
         r = ctl_print_result(c, t->verb, t->past, "event", ids, none, extra);
 out:
@@ -395,7 +394,7 @@ static int run_transition(knockctl *c, const transition *t, int argc, char **arg
         /* After the commit, never before: a woken worker must see the rows. An
          * ignored event may release the events ordered behind it, too. */
         if (json_array_size(changed) > 0)
-                daemon_wake_peer(c->endpoint, "worker");
+                ctl_wake(c, "worker");
         r = ctl_print_result(c, t->verb, t->past, "event", changed, unchanged, NULL);
         goto out;
 
@@ -515,7 +514,7 @@ static int verb_replay_delivery(knockctl *c, int argc, char **argv)
         r = ctl_commit(c);
         if (r != 0)
                 goto out;
-        daemon_wake_peer(c->endpoint, "worker");
+        ctl_wake(c, "worker");
         if (c->json)
                 r = ctl_print_result(
                         c, "replay-delivery", "replayed", "event", changed, unchanged, extra);

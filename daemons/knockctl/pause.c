@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
 #include "knockctl.h"
 #include "pause.h"
 
@@ -99,7 +98,7 @@ static int run_pause(knockctl *c, bool pause, int argc, char **argv)
 
         /* After the commit: the woken worker must see the pause gone. */
         if (!pause && changed)
-                daemon_wake_peer(c->endpoint, "worker");
+                ctl_wake(c, "worker");
         if (c->json) {
                 json_t *doc = json_pack("{s:s, s:s, s:s?, s:b}", "action", verb, "endpoint",
                         c->endpoint, "route", route, "changed", changed);

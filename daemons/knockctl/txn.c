@@ -10,13 +10,16 @@
  *    transaction: actor "user(uid)", the verb, the ids, the counts {changed,
  *    unchanged}. A verb changes everything it was asked to or nothing;
  *  - ctl_commit() and ctl_rollback() say in the operator's words what
- *    happened when it failed: "nothing was changed".
+ *    happened when it failed: "nothing was changed";
+ *  - ctl_wake(), after the commit, wakes the daemons that have work now:
+ *    this host's by a datagram, every host's by a notification (PostgreSQL).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon.h"
 #include "knockctl.h"
 
 int ctl_begin(knockctl *c)
@@ -39,6 +42,15 @@ int ctl_commit(knockctl *c)
                 return KNOCKCTL_FAILED;
         }
         return 0;
+}
+
+void ctl_wake(knockctl *c, const char *role)
+{
+        daemon_wake_peer(c->endpoint, role);
+        /* Its own transaction: delivered at once. A failure only leaves the
+         * other hosts' daemons to their rescan. */
+        (void)store_notify(c->store,
+                streq(role, "deliver") ? STORE_TOPIC_HOOKS : STORE_TOPIC_EVENTS);
 }
 
 int ctl_rollback(knockctl *c, const char *verb, int r)

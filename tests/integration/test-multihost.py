@@ -24,9 +24,10 @@ id, its delivery there); every event is handled; no event was run twice at
 the same time (overlapping runs in the handlers' log); each run again only
 because its worker was killed, and not before the dead worker's lease ran out;
 every hook is delivered; the surviving ingress and worker keep serving, and an
-event sent to ingress a after its worker died is handled at once (b hears of
-it by NOTIFY, not by its 30 s rescan); `knockctl status` and /readyz show both
-hosts. Measured (diagnostics): how long the killed worker's events waited.
+event sent to ingress a after its worker died, or replayed with knockctl on
+host a, is handled at once (b hears of it by NOTIFY, not by its 30 s
+rescan), also after the listening connections were cut; `knockctl status`
+and /readyz show both hosts. Measured (diagnostics): how long the killed worker's events waited.
 """
 
 import base64
@@ -382,6 +383,17 @@ def main():
         dt = time.monotonic() - t0
         t.ok(ok and dt < 10, "an event sent to host a (its worker dead) is handled by b within "
              "%.2f s: a notification, not the 30 s rescan" % dt)
+
+        # knockctl on host a wakes every host's workers too.
+        late_id = doc and doc["event_id"]
+        t0 = time.monotonic()
+        rc, out, err = a.ep.knockctl("replay", late_id)
+        ok = rc == 0 and wait_for(lambda: len(a.ep.query(
+            "SELECT 1 FROM attempts WHERE event_id = ? AND outcome = 'success'", (late_id,))) == 2,
+            20, 0.05)
+        dt = time.monotonic() - t0
+        t.ok(ok and dt < 10, "knockctl replay on host a: run again by worker b within %.2f s" % dt,
+             err)
 
         # A listening connection lost: the daemons go on, listen again, and
         # what was sent meanwhile is still handled at once.
