@@ -183,6 +183,28 @@ def http_exchange(s, request):
 
 # ---- the store engine ---------------------------------------------------------------
 
+def knock_host(env=None):
+    """This host's name in a PostgreSQL endpoint's claim holders and daemons
+    rows, as knock_host() (util.h) makes it: KNOCK_HOST of env (the
+    environment when None), else the host name; blanks and control
+    characters as _, at most 64 bytes."""
+    h = (env if env is not None else os.environ).get("KNOCK_HOST") or socket.gethostname()
+    h = h.encode()[:64].decode(errors="ignore")
+    return "".join("_" if ord(c) <= 32 or ord(c) == 127 else c for c in h) or "localhost"
+
+
+def holder_name(engine, role, pid, env=None):
+    """A claim holder as the daemons write claimed_by (lease.h): ROLE:PID on
+    SQLite, ROLE:PID@HOST on PostgreSQL (hosts may share the store)."""
+    name = "%s:%d" % (role, pid)
+    return name + "@" + knock_host(env) if engine == "postgresql" else name
+
+
+def daemon_key(engine, role, env=None):
+    """The daemons row of role on this host: ROLE, ROLE@HOST on PostgreSQL."""
+    return role + "@" + knock_host(env) if engine == "postgresql" else role
+
+
 def sqlite_only(t, why):
     """Ends a test that exercises what only the SQLite engine has (the .db
     file, WAL, backups, file modes) with a SKIP plan on PostgreSQL."""
@@ -486,6 +508,14 @@ class Endpoint:
     @property
     def db_path(self):
         return os.path.join(self.state_dir, self.name + ".db")
+
+    def holder(self, role, pid):
+        """claimed_by of this endpoint's daemon role with pid (holder_name)."""
+        return holder_name(self.engine, role, pid, self.env)
+
+    def daemon_key(self, role):
+        """The daemons row of role on this host (daemon_key)."""
+        return daemon_key(self.engine, role, self.env)
 
     def write_config(self, text, name=None):
         """Writes endpoints/NAME.conf (this endpoint's by default); on

@@ -132,7 +132,8 @@ def test_kill9(t):
             # Mid-send: the receiver is holding requests of this process.
             wait_for(lambda: rx.count() >= base + 6, 20)
             time.sleep(0.15)
-            held = [h for h in hooks(ep).values() if h["claimed_by"] == "deliver:%d" % p.pid]
+            held = [h for h in hooks(ep).values()
+                    if h["claimed_by"] == ep.holder("deliver", p.pid)]
             ep.kill9("deliver")
             killed.append(p.pid)
             t.ok(held, "round %d: kill -9 with %d hooks claimed (mid-send)" % (round_ + 1, len(held)))
@@ -157,8 +158,9 @@ def test_kill9(t):
                        " GROUP BY hook_id HAVING count(*) > 1")
         t.eq(two, [], "exactly one 2xx attempt per hook")
         lost = ep.query("SELECT * FROM hook_attempts WHERE status = 0")
-        t.ok(lost and all("lease expired" in r["error"] and any("deliver:%d" % k in r["error"]
-                                                              for k in killed) for r in lost),
+        t.ok(lost and all("lease expired" in r["error"]
+                          and any(ep.holder("deliver", k) in r["error"] for k in killed)
+                          for r in lost),
              "interrupted attempts recorded as lost, naming the dead holder (%d)" % len(lost),
              [r["error"] for r in lost][:3])
         with rx.lock:
@@ -223,11 +225,11 @@ def test_leases(t):
     ep = make_endpoint("dlease", "http://127.0.0.1:%d/" % rx.port, "timeout = 5s")
     try:
         far = int(time.time() * 1000) + 3600 * 1000
-        gone = add_hook(ep, "l-gone", claimed_by="deliver:999999999", claim_until=far)
+        gone = add_hook(ep, "l-gone", claimed_by=ep.holder("deliver", 999999999), claim_until=far)
         soon = int(time.time() * 1000) + 2500
         foreign = add_hook(ep, "l-foreign", claimed_by="deliver-on-other-host", claim_until=soon)
         last = add_hook(ep, "l-last", max_attempts=3, attempt_count=2,
-                        claimed_by="deliver:999999998", claim_until=far)
+                        claimed_by=ep.holder("deliver", 999999998), claim_until=far)
         t0 = time.monotonic()
         ep.start("knock-deliver")
         h = wait_for(lambda: hooks(ep)[gone]["state"] == "delivered" and hooks(ep)[gone], 10)
@@ -235,7 +237,8 @@ def test_leases(t):
              "a claim of a holder that is gone is taken over at start", hooks(ep)[gone])
         a = ep.query("SELECT status, error FROM hook_attempts WHERE hook_id = ? ORDER BY at, id",
                      (gone,))
-        t.ok(len(a) == 2 and a[0]["status"] == 0 and "deliver:999999999" in a[0]["error"]
+        t.ok(len(a) == 2 and a[0]["status"] == 0
+             and ep.holder("deliver", 999999999) in a[0]["error"]
              and a[1]["status"] == 200, "its lost attempt is recorded, then the new one", a)
         t.eq(hooks(ep)[gone]["attempt_count"], 2, "the lost attempt counts")
 

@@ -51,7 +51,8 @@ def test_notify(t):
         rc = ep.stop("ingress")
         t.eq(rc, 0, "SIGTERM: clean exit")
         t.ok(nl.seen("STOPPING"), "STOPPING=1 sent")
-        row = ep.query("SELECT last_clean_exit, status FROM daemons WHERE daemon='ingress'")[0]
+        row = ep.query("SELECT last_clean_exit, status FROM daemons WHERE daemon=?",
+                       (ep.daemon_key("ingress"),))[0]
         t.eq(row["last_clean_exit"], 1, "clean stop recorded in the daemons table")
         t.ok(not os.path.exists(os.path.join(ep.state_dir, "demo.ingress.watchdog")),
              "watchdog file removed at clean stop")
@@ -77,7 +78,8 @@ def test_oomfile(t):
         t.ok(kt.wait_for(lambda: "ended unexpectedly" in ep.stderr("ingress"), 5),
              "restart after kill -9 warns that the previous run ended unexpectedly",
              ep.stderr("ingress"))
-        n = ep.query("SELECT suspected_oom_kills FROM daemons WHERE daemon='ingress'")[0]
+        n = ep.query("SELECT suspected_oom_kills FROM daemons WHERE daemon=?",
+                     (ep.daemon_key("ingress"),))[0]
         t.eq(n["suspected_oom_kills"], 1, "suspected OOM kill counted in the database")
         ep.stop("ingress")
         # Disabled: a directory where the file should be; the daemon still runs.

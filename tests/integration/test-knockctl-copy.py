@@ -480,7 +480,8 @@ exit 0
     t.eq(out and out[0]["output"], "bad \ufffd byte, a \ufffd and more",
          "attempts.output: U+FFFD for the byte 0xff and the NUL")
     t.eq(cl.rows(main_db, "SELECT daemon FROM knock_shop.daemons ORDER BY 1"),
-         [{"daemon": "ingress"}], "daemons: only the target's own (no SQLite rows)")
+         [{"daemon": kt.daemon_key("postgresql", "ingress", ep.env)}],
+         "daemons: only the target's own (no SQLite rows)")
     audit = cl.rows(main_db, "SELECT actor, filters, counts FROM knock_shop.audit WHERE "
                              "action = 'copy-to-postgresql'")
     t.ok(len(audit) == 1 and json.loads(audit[0]["filters"])["source"] == ep.db_path and

@@ -71,11 +71,9 @@ class Host:
         if store:
             self.ep.store = store  # the same database as the other host's
         self.env = {"KNOCK_HOST": tag}
-        handler = kt.write_script(self.ep, "handler.sh",
-                                  'echo "start $KNOCK_EVENT_ID $KNOCK_ATTEMPT %s $(date +%%s%%N)" >> %s\n'
-                                  "sleep %s\n"
-                                  'echo "end $KNOCK_EVENT_ID $KNOCK_ATTEMPT %s $(date +%%s%%N)" >> %s\n'
-                                  % (tag, log, RUN_SECONDS, tag, log))
+        line = 'echo "%%s $KNOCK_EVENT_ID $KNOCK_ATTEMPT %s $(date +%%%%s%%%%N)" >> %s\n' % (tag, log)
+        handler = kt.write_script(self.ep, "handler.sh", line % "start" + "sleep %s\n" % RUN_SECONDS
+                                  + line % "end")
         self.ep.write_config("""[endpoint]
 provider = github
 secret = literal:%s

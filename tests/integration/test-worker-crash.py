@@ -149,7 +149,7 @@ max_attempts = 3
     ep.start("knock-worker")
     ep.stop("worker")
     now = int(time.time() * 1000)
-    insert_event(ep, "evt_gone", status="processing", claimed_by="worker:1",
+    insert_event(ep, "evt_gone", status="processing", claimed_by=ep.holder("worker", 1),
                  claim_until=now + 3600 * 1000, attempt_count=1)
     insert_event(ep, "evt_expired", status="processing", claimed_by="elsewhere:7",
                  claim_until=now - 1000, attempt_count=1)

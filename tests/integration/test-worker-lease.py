@@ -18,14 +18,14 @@ def main():
                         "[worker]\nhandler = exec:/bin/true\n" % ep.port)
         w = ep.start("knock-worker")
         t.ok(w.poll() is None, "worker running")
-        own = "worker:%d" % w.pid
+        own = ep.holder("worker", w.pid)
         past = int(time.time() * 1000) - 60000
         # Both claims expired a minute ago; one is the running worker's own. Inserted
         # so, never "received" (the worker would claim it at once).
         kt.insert_event(ep, "evt_own", "t", status="processing", attempt_count=1, claimed_by=own,
                         claim_until=past)
         kt.insert_event(ep, "evt_foreign", "t", status="processing", attempt_count=1,
-                        claimed_by="worker:1", claim_until=past)
+                        claimed_by=ep.holder("worker", 1), claim_until=past)
         kt.wake(ep)
         handled = kt.wait_for(lambda: ep.query("SELECT status FROM events WHERE id='evt_foreign'")[0]
                               ["status"] == "handled", timeout=10)

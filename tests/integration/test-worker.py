@@ -266,7 +266,8 @@ handler = exec:%s
     running = wait_for(lambda: len(ep.query(
         "SELECT id FROM events WHERE status = 'processing'")) == 3, timeout=10)
     e = event(ep, "evt_long1")
-    t.ok(running and e["claimed_by"] == "worker:%d" % w.pid and e["claim_until"] > e["updated_at"],
+    t.ok(running and e["claimed_by"] == ep.holder("worker", w.pid)
+         and e["claim_until"] > e["updated_at"],
          "processing is visible: claimed_by worker:PID and claim_until", e)
     t0 = time.monotonic()
     os.kill(w.pid, signal.SIGTERM)
