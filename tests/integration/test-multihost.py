@@ -9,7 +9,10 @@ The workers and deliverers run in PID namespaces of their own (unshare), as
 on separate machines or in containers: a PID means nothing on the other host
 (host a's daemons are PID 2 in their namespaces, host b's PID 4), which is
 what a claim naming only ROLE:PID gets wrong: judged on b, a's live worker is
-gone, and its events run a second time while it still runs them.
+gone, and its events run a second time while it still runs them. Host b's
+clock is also 90 s ahead (clockskew.so, LD_PRELOAD, for its worker and
+deliverer): by its own clock a's fresh claims would have run out long ago,
+so leases must be reckoned by the database server's clock.
 
 Signed webhooks go to both ingresses, every provider id to both (as a
 provider's retries would), some of them at the same moment; a handler that
@@ -51,6 +54,8 @@ N_IDS = 160          # provider ids, each sent to both ingresses
 SEND_SECONDS = 10.0  # the load is spread over this long
 RUN_SECONDS = 0.4    # each handler run
 LEASE_S = 30         # worker.h LEASE_MS
+SKEW_MS = 90000      # host b's clock runs ahead by this much
+CLOCKSKEW = os.path.join(kt.BUILD, "tests", "integration", "clockskew.so")
 
 
 def ns_available():
@@ -71,6 +76,15 @@ class Host:
         if store:
             self.ep.store = store  # the same database as the other host's
         self.env = {"KNOCK_HOST": tag}
+        # Host b's wall clock is wrong: for its worker and deliverer, which read
+        # it only through now_ms() (the ingress's threads wait for absolute
+        # real-clock deadlines, which the shim would push 90 s away).
+        self.skew = {}
+        if tag == "b":
+            asan = os.environ.get("ASAN_OPTIONS", "")
+            self.skew = {"LD_PRELOAD": CLOCKSKEW, "KNOCK_TEST_CLOCK_SKEW_MS": str(SKEW_MS),
+                         # the shim comes before ASan's runtime in an ASan build
+                         "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
         line = 'echo "%%s $KNOCK_EVENT_ID $KNOCK_ATTEMPT %s $(date +%%%%s%%%%N)" >> %s\n' % (tag, log)
         handler = kt.write_script(self.ep, "handler.sh", line % "start" + "sleep %s\n" % RUN_SECONDS
                                   + line % "end")
@@ -97,9 +111,9 @@ timeout = 5s
         daemon runs under a shell that is the namespace's init)."""
         ep, role = self.ep, daemon.replace("knock-", "")
         if not self.ns:
-            return ep.start(daemon, extra_env=self.env)
+            return ep.start(daemon, extra_env=dict(self.env, **self.skew))
         nl = ep._notify_listener(role)
-        env = dict(ep.env, NOTIFY_SOCKET=nl.path, **self.env)
+        env = dict(ep.env, NOTIFY_SOCKET=nl.path, **self.env, **self.skew)
         # Host b's daemons get PID 4: two short-lived processes come first.
         script = ("/bin/true; /bin/true; " if self.tag == "b" else "") + '"$@" & wait'
         argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
@@ -360,6 +374,14 @@ def main():
             t.diag("worker a's %d held events ran again %.1f to %.1f s after the kill "
                    "(lease %d s, renewed every %d s)" % (len(waited), min(waited) / 1000,
                                                          max(waited) / 1000, LEASE_S, LEASE_S // 3))
+        # The skew was real: b's attempt rows carry its clock's start times.
+        starts = {(eid, h): s // 1000000 for eid, rs in by_event.items() for s, _, h in rs}
+        skews = sorted(r["started_at"] - starts[(r["event_id"], "b")] for r in a.ep.query(
+            "SELECT event_id, started_at FROM attempts WHERE worker LIKE ? AND attempt = 1",
+            ("worker:%@b",)) if (r["event_id"], "b") in starts)
+        seen_skew = skews[len(skews) // 2] if skews else None
+        t.ok(seen_skew is not None and abs(seen_skew - SKEW_MS) < 5000,
+             "host b's clock ran %s ms ahead (its attempts' start times)" % seen_skew)
         hosts_ran = {h for rs in by_event.values() for _, _, h in rs}
         t.eq(hosts_ran, {"a", "b"}, "both hosts ran handlers")
         after_kill = [s for rs in by_event.values() for s, _, h in rs if h == "b" and s > killed_ns]
