@@ -1122,8 +1122,8 @@ int store_daemon_heartbeat(knock_store *s, const char *daemon, const char *count
                 "UPDATE daemons SET heartbeat_at=:i2, pid=:i1,"
                 " counters=coalesce(:t2, counters), status=coalesce(:t3, status)"
                 " WHERE daemon=:t1",
-                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(), store_now_ms(s), 0,
-                counters_json, status);
+                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(),
+                store_now_ms(s), 0, counters_json, status);
 }
 
 int store_daemon_stopped(knock_store *s, const char *daemon)
@@ -1133,8 +1133,8 @@ int store_daemon_stopped(knock_store *s, const char *daemon)
         return exec_bound(s,
                 "UPDATE daemons SET stopped_at=:i2, heartbeat_at=:i2, last_clean_exit=1,"
                 " status='stopped' WHERE daemon=:t1 AND pid=:i1",
-                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(), store_now_ms(s), 0,
-                NULL, NULL);
+                store_daemon_key(s, daemon, key, sizeof(key)), (int64_t)getpid(),
+                store_now_ms(s), 0, NULL, NULL);
 }
 
 int store_audit(knock_store *s, const char *actor, const char *action, const char *filters_json,

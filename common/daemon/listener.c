@@ -38,7 +38,6 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata)
         int n = store_notified(l->store);
 
         if (n > 0) {
-                l->notified++;
                 l->wake(l->userdata);
                 return;
         }
@@ -46,7 +45,7 @@ static void on_readable(evutil_socket_t fd, short what, void *userdata)
                 return;
         log_warning("Lost the connection listening for new %s from other hosts (%s); they "
                     "are picked up by the periodic rescan until it is back",
-                    l->what, store_errmsg(l->store));
+                l->what, store_errmsg(l->store));
         l->failing = true;
         drop(l);
         l->retry_ms = RETRY_FIRST_MS;
@@ -64,7 +63,7 @@ static void on_retry(evutil_socket_t fd, short what, void *userdata)
 }
 
 int listener_init(listener *l, knock_daemon *d, const char *topic, const char *what,
-                  void (*connect)(listener *l), void (*wake)(void *userdata), void *userdata)
+        void (*connect)(listener *l), void (*wake)(void *userdata), void *userdata)
 {
         *l = (listener){
                 .d = d,
@@ -135,10 +134,11 @@ void listener_attach(listener *l, knock_store *st, int r)
         if (fd < 0) {
                 store_close(st);
                 if (!l->failing)
-                        log_warning_errno(r, "Cannot listen for new %s from other hosts (%m); "
-                                             "they are picked up by the periodic rescan, and "
-                                             "listening is tried again",
-                                          l->what);
+                        log_warning_errno(r,
+                                "Cannot listen for new %s from other hosts (%m); "
+                                "they are picked up by the periodic rescan, and "
+                                "listening is tried again",
+                                l->what);
                 l->failing = true;
                 retry_later(l);
                 return;

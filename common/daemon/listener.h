@@ -46,17 +46,16 @@ struct listener {
 
         knock_store *store; /* listening; NULL while not */
         struct event *ev, *ev_retry;
-        bool active;     /* a PostgreSQL endpoint, not stopped */
-        bool asked;      /* connect() was called, listener_attach() not yet */
-        bool failing;    /* the last try failed, or the connection was lost: said once */
+        bool active;  /* a PostgreSQL endpoint, not stopped */
+        bool asked;   /* connect() was called, listener_attach() not yet */
+        bool failing; /* the last try failed, or the connection was lost: said once */
         uint64_t retry_ms;
-        uint64_t notified; /* reads that brought notifications, since start */
 };
 
 /* Sets l up and asks for the first connection (SQLite: nothing, returns 0).
  * -ENOMEM (logged) when the loop's events cannot be made. */
 int listener_init(listener *l, knock_daemon *d, const char *topic, const char *what,
-                  void (*connect)(listener *l), void (*wake)(void *userdata), void *userdata);
+        void (*connect)(listener *l), void (*wake)(void *userdata), void *userdata);
 /* Blocking: opens location and LISTENs for topic; *ret is the listening store. */
 int listener_open(const char *location, const char *topic, knock_store **ret);
 /* A connect() that connects at once (blocking the loop) and attaches. */

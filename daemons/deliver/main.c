@@ -14,9 +14,10 @@
  * with the lost attempt recorded (common/hooks.c); at start, leases held by a
  * deliverer of this host that is provably gone are expired at once, so a
  * restart resumes immediately (another host's, on a shared PostgreSQL
- * endpoint, run out: lease.h; their clock is the server's: store.h). Hooks can thus be sent twice around a crash (same webhook-id,
- * receivers deduplicate), never marked delivered without a 2xx, and never
- * sent again once delivered.
+ * endpoint, run out: lease.h; their clock is the server's: store.h). Hooks
+ * can thus be sent twice around a crash (same webhook-id, receivers
+ * deduplicate), never marked delivered without a 2xx, and never sent again
+ * once delivered.
  *
  * The story: the skeleton (common/daemon/) parses NAME, loads the config
  * and opens the store; here the [hook] URL and secrets are loaded, TLS and

@@ -434,7 +434,8 @@ static void *writer_main(void *userdata)
                         }
                 }
                 if (listen)
-                        rep->r_listen = listener_open(wr->db_path, STORE_TOPIC_EVENTS, &rep->listen);
+                        rep->r_listen = listener_open(wr->db_path, STORE_TOPIC_EVENTS,
+                                &rep->listen);
                 dt = mono_us() - t0;
                 strv_free(renew, n_renew);
                 free(hb_counters);
