@@ -3,15 +3,19 @@
  * ingest-load — a load generator for knock-ingress (and any HTTP server).
  *
  * Opens CONNS keep-alive connections to 127.0.0.1:PORT with libevent's HTTP
- * client; each connection sends one request at a time: a unique body
+ * client (with several ports, connection i goes to the (i mod n)th: one
+ * load spread over several servers, counted and timed as one); each
+ * connection sends one request at a time: a unique body
  * (~1.5 KB JSON) signed the GitHub way (X-Hub-Signature-256 over the body
  * with SECRET, a unique X-GitHub-Delivery). It warms up for one second,
  * then counts 2xx answers for DURATION seconds and records every latency.
  * Prints one JSON object: {"conns","rps","p50_ms","p99_ms","ok","errors"};
  * with -P PID also the server's CPU time per answered request over the same
- * window, by thread name and in all ("cpu_us":{"writer":…},"cpu_us_total").
+ * window, by thread name and in all ("cpu_us":{"writer":…},"cpu_us_total");
+ * with several PIDs, each thread name's time summed over the processes.
  *
- *   ingest-load -p PORT [-c CONNS] [-d SECONDS] [-s SECRET] [-b BODY_BYTES] [-u PATH] [-P PID]
+ *   ingest-load -p PORT[,PORT…] [-c CONNS] [-d SECONDS] [-s SECRET] [-b BODY_BYTES] [-u PATH]
+ *               [-P PID[,PID…]]
  */
 #define _GNU_SOURCE
 #include <event2/buffer.h>
@@ -39,7 +43,9 @@ typedef struct conn {
 
 static struct event_base *base;
 static const char *secret = "bench-secret";
-static int port;
+#define MAX_SERVERS 8
+
+static int ports[MAX_SERVERS], n_ports;
 static size_t body_bytes = 1500;
 static const char *path = "/";
 static char *pad;
@@ -61,17 +67,17 @@ typedef struct cpu_sample {
         int n;
 } cpu_sample;
 
-static int server_pid;
+static int server_pids[MAX_SERVERS], n_server_pids;
 static cpu_sample cpu_start, cpu_end;
 
-static void cpu_take(cpu_sample *smp)
+/* Adds the CPU ticks of process pid's threads to smp, by thread name. */
+static void cpu_add(cpu_sample *smp, int pid)
 {
         char dir[64], file[400], buf[1024];
         DIR *d;
         struct dirent *e;
 
-        memset(smp, 0, sizeof(*smp));
-        snprintf(dir, sizeof(dir), "/proc/%d/task", server_pid);
+        snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
         d = opendir(dir);
         if (!d)
                 return;
@@ -111,6 +117,32 @@ static void cpu_take(cpu_sample *smp)
                 smp->ticks[i] += ut + st;
         }
         closedir(d);
+}
+
+static void cpu_take(cpu_sample *smp)
+{
+        memset(smp, 0, sizeof(*smp));
+        for (int i = 0; i < n_server_pids; i++)
+                cpu_add(smp, server_pids[i]);
+}
+
+/* A comma-separated list of integers in 1..max into v (at most MAX_SERVERS);
+ * their number, or -1. */
+static int int_list(const char *text, long max, int *v)
+{
+        int n = 0;
+
+        for (const char *p = text; *p;) {
+                char *end;
+                long x = strtol(p, &end, 10);
+
+                if (end == p || x <= 0 || x > max || n == MAX_SERVERS ||
+                    (*end && *end != ','))
+                        return -1;
+                v[n++] = (int)x;
+                p = *end ? end + 1 : end;
+        }
+        return n;
 }
 
 static void on_measure_start(evutil_socket_t fd, short what, void *userdata)
@@ -163,7 +195,7 @@ static void on_done(struct evhttp_request *req, void *userdata)
 
         record(now, c->sent_us, code >= 200 && code < 300);
         if (now >= end_us) {
-                if (server_pid && !cpu_end.n)
+                if (n_server_pids && !cpu_end.n)
                         cpu_take(&cpu_end);
                 event_base_loopexit(base, NULL);
                 return;
@@ -223,10 +255,14 @@ int main(int argc, char **argv)
                         path = optarg;
                         break;
                 case 'P':
-                        server_pid = atoi(optarg);
+                        n_server_pids = int_list(optarg, INT32_MAX, server_pids);
+                        if (n_server_pids < 0)
+                                return 2;
                         break;
                 case 'p':
-                        port = atoi(optarg);
+                        n_ports = int_list(optarg, 65535, ports);
+                        if (n_ports < 0)
+                                return 2;
                         break;
                 case 'c':
                         conns = atoi(optarg);
@@ -241,12 +277,12 @@ int main(int argc, char **argv)
                         body_bytes = (size_t)atol(optarg);
                         break;
                 default:
-                        fprintf(stderr, "usage: ingest-load -p PORT [-c CONNS] [-d S] [-s SECRET] [-b BYTES] [-u PATH] "
-                                        "[-P PID]\n");
+                        fprintf(stderr, "usage: ingest-load -p PORT[,PORT…] [-c CONNS] [-d S] [-s SECRET] "
+                                        "[-b BYTES] [-u PATH] [-P PID[,PID…]]\n");
                         return 2;
                 }
         }
-        if (port <= 0 || conns <= 0 || duration <= 0)
+        if (n_ports <= 0 || conns <= 0 || duration <= 0)
                 return 2;
         pad = malloc(body_bytes);
         if (!pad)
@@ -259,13 +295,14 @@ int main(int argc, char **argv)
         start_us = mono_us();
         measure_us = start_us + 1000000;
         end_us = measure_us + (uint64_t)duration * 1000000;
-        if (server_pid) {
+        if (n_server_pids) {
                 struct timeval tv = {1, 0};
                 event_base_once(base, -1, EV_TIMEOUT, on_measure_start, NULL, &tv);
         }
         for (int i = 0; i < conns; i++) {
                 cs[i].id = (unsigned)i;
-                cs[i].evcon = evhttp_connection_base_new(base, NULL, "127.0.0.1", (unsigned short)port);
+                cs[i].evcon = evhttp_connection_base_new(base, NULL, "127.0.0.1",
+                                                         (unsigned short)ports[i % n_ports]);
                 evhttp_connection_set_timeout(cs[i].evcon, 30);
                 send_one(&cs[i]);
         }
@@ -275,7 +312,7 @@ int main(int argc, char **argv)
                conns, (double)n_ok / duration, n_lat ? lat[n_lat / 2] : 0.0,
                n_lat ? lat[(size_t)((double)n_lat * 0.99)] : 0.0, (unsigned long long)n_ok,
                (unsigned long long)n_err);
-        if (server_pid)
+        if (n_server_pids)
                 print_cpu();
         printf("}\n");
         for (int i = 0; i < conns; i++)
