@@ -16,8 +16,8 @@ secs=${2:-5}
 runs=${3:-3}
 interval=${4:-1}
 parts=${PARTS:-live dashboard}
-port=$((30000 + $$ % 10000))
 . "$(dirname "$0")/lib.sh"
+port=$bench_port
 bench_endpoint console $port
 export KNOCK_CONSOLE_DIR="$(cd "$(dirname "$0")/.." && pwd)/console"
 admin="$KNOCK_RUNTIME_DIR/console.admin"

@@ -17,10 +17,10 @@ set -eu
 build=${1:-build}
 secs=${2:-5}
 runs=${3:-3}
-port=$((30000 + $$ % 10000))
+. "$(dirname "$0")/lib.sh"
+port=$bench_port
 bport=$((port + 1))
 wport=$((port + 2))
-. "$(dirname "$0")/lib.sh"
 bench_endpoint bench $port "max_connections = 1024"
 
 if ! command -v webhook >/dev/null; then
@@ -35,20 +35,7 @@ EOF
 
 # The disk's fsync latency, measured in the same run: at one connection every
 # receipt waits for one fsync, so this bounds the 1-connection figure.
-fsync_ms=$(dd if=/dev/zero of="$tmp/fsync-probe" bs=4k count=200 oflag=dsync 2>&1 |
-    sed -n 's/.*copied, \([0-9.]*\) s.*/\1/p' | awk '{printf "%.3f", $1 * 1000 / 200}')
-rm -f "$tmp/fsync-probe"
-
-# metric NAME: a sample of knock's /metrics on its admin socket.
-metric() {
-    curl -s --unix-socket "$KNOCK_RUNTIME_DIR/bench.admin" http://admin/metrics |
-        sed -n "s/^$1 //p"
-}
-# cpu FILE THREAD: the median CPU µs per request of THREAD ("total" for all).
-cpu() {
-    if [ "$2" = total ]; then sed -n 's/.*"cpu_us_total":\([0-9.]*\).*/\1/p' "$1"
-    else sed -n "s/.*\"cpu_us\":{[^}]*\"$2\":\([0-9.]*\).*/\1/p" "$1"; fi | median
-}
+fsync_ms=$(fsync_ms "$tmp")
 
 for conns in 64 1; do
     : >"$tmp/bare"; : >"$tmp/knock"; : >"$tmp/webhook"; : >"$tmp/batch"
@@ -75,8 +62,7 @@ for conns in 64 1; do
         sleep 0.5
         "$build/bench/ingest-load" -p $port -c $conns -d "$secs" -s bench-secret -P $kpid \
             >>"$tmp/knock"
-        s=$(metric knock_commit_batch_size_sum); c=$(metric knock_commit_batch_size_count)
-        awk -v s="${s:-0}" -v c="${c:-0}" 'BEGIN {if (c > 0) printf "%.1f\n", s / c}' >>"$tmp/batch"
+        batch_sums "$KNOCK_RUNTIME_DIR/bench.admin" | mean_batch >>"$tmp/batch"
         kill $kpid; wait $kpid 2>/dev/null || true
     done
     # The storage ceiling of this disk: the same rows, no HTTP, batches as
@@ -92,9 +78,9 @@ for conns in 64 1; do
     p99=$(field p99_ms <"$tmp/knock" | median)
     bp99=$(field p99_ms <"$tmp/bare" | median)
     wp99=$(field p99_ms <"$tmp/webhook" | median)
-    ratio=$(awk -v k="$k" -v b="$b" 'BEGIN {printf "%.2f", k / b}')
-    wratio=$(awk -v k="$k" -v w="${w:-0}" 'BEGIN {if (w > 0) printf "%.2f", k / w; else print "null"}')
+    kratio=$(ratio "$k" "$b")
+    wratio=$(ratio "$k" "$w")
     kcpu=$(cpu "$tmp/knock" total); bcpu=$(cpu "$tmp/bare" total); wcpu=$(cpu "$tmp/webhook" total)
-    cratio=$(awk -v k="$kcpu" -v b="$bcpu" 'BEGIN {if (b > 0) printf "%.2f", k / b; else print "null"}')
-    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$ratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"store_floor_cpu_us\":$flcpu,\"runs\":$runs}"
+    cratio=$(ratio "$kcpu" "$bcpu")
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$kratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"store_floor_cpu_us\":$flcpu,\"runs\":$runs}"
 done
