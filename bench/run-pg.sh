@@ -214,13 +214,18 @@ CREATE TEMP TABLE s (pid int, what text);
 DO \$\$ BEGIN
   FOR i IN 1..$((secs * 100)) LOOP
     PERFORM pg_stat_clear_snapshot();
-    INSERT INTO s SELECT pid, state || coalesce(' ' || wait_event_type || ':' || wait_event, '')
+    INSERT INTO s SELECT pid, CASE
+        WHEN state = 'idle in transaction' THEN 'in_transaction_waiting_for_writer'
+        WHEN state = 'idle' THEN 'between_transactions'
+        WHEN wait_event IN ('WALSync', 'WALWrite') THEN 'wal_flush'
+        WHEN wait_event IS NULL THEN 'running'
+        ELSE state || ' ' || wait_event_type || ':' || wait_event END
       FROM pg_stat_activity WHERE application_name = 'knock' AND pid <> pg_backend_pid();
     PERFORM pg_sleep(0.01);
   END LOOP;
 END \$\$;
 -- The writer's session: the one seen in a transaction most often.
-WITH w AS (SELECT pid FROM s WHERE what NOT LIKE 'idle %Client%' OR what LIKE 'idle in%'
+WITH w AS (SELECT pid FROM s WHERE what <> 'between_transactions'
            GROUP BY pid ORDER BY count(*) DESC LIMIT 1)
 SELECT what, round(count(*)::numeric / sum(count(*)) OVER (), 3) FROM s JOIN w USING (pid)
   GROUP BY what ORDER BY 2 DESC;
@@ -229,15 +234,17 @@ EOF
 spid=$!
 line=$("$build/bench/ingest-load" -p $port -c 64 -d "$secs" -s bench-secret -P $kpid)
 wait $spid
+# The ingress's statements, not this script's nor the sampler's.
+knock_only="query NOT LIKE '%pg_stat%' AND query NOT LIKE 'DO %' AND query NOT LIKE 'CREATE TEMP%' AND query NOT LIKE 'WITH w AS%'"
+stmts=$(q "SELECT sum(calls), sum(calls) FILTER (WHERE query = 'COMMIT'), sum(total_exec_time) FROM pg_stat_statements WHERE $knock_only")
+q "SELECT calls, round(mean_exec_time::numeric * 1000, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_statements WHERE $knock_only ORDER BY total_exec_time DESC LIMIT 6" >"$tmp/statements"
 n=$(q 'SELECT count(*) FROM knock_bench.deliveries')
-stmts=$(q "SELECT sum(calls), sum(calls) FILTER (WHERE query = 'COMMIT'), sum(total_exec_time) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE 'DO %' AND query NOT LIKE 'CREATE TEMP%'")
-q "SELECT calls, round(mean_exec_time::numeric * 1000, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 60) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE 'DO %' AND query NOT LIKE 'CREATE TEMP%' ORDER BY total_exec_time DESC LIMIT 6" >"$tmp/statements"
 kill $kpid; wait $kpid 2>/dev/null || true
 live=
 time_split=$(awk -F'|' '{printf "%s\"%s\":%s", (NR > 1 ? "," : ""), $1, $2}' "$tmp/samples")
 statements=$(awk -F'|' '{gsub(/"/, "\\\"", $3)
     printf "%s{\"calls\":%s,\"mean_us\":%s,\"sql\":\"%s\"}", (NR > 1 ? "," : ""), $1, $2, $3}' "$tmp/statements")
-per=$(echo "$stmts" | awk -F'|' -v n="$n" '{printf "\"statements_per_commit\":%.1f,\"receipts_per_commit\":%.1f,\"server_exec_us_per_receipt\":%.1f", $1 / $2, n / $2, $3 * 1000 / n}')
+per=$(echo "$stmts" | awk -F'|' -v n="$n" -v w="$((secs + 1))" '{printf "\"statements_per_commit\":%.1f,\"receipts_per_commit\":%.1f,\"server_exec_us_per_receipt\":%.1f,\"wall_us_per_statement\":%.0f", $1 / $2, n / $2, $3 * 1000 / n, w * 1e6 / $1}')
 echo "{\"bench\":\"ingest-pg-where\",\"conns\":64,\"ingresses\":1,\"rps\":$(echo "$line" | field rps),\"p99_ms\":$(echo "$line" | field p99_ms),\"stored\":$n,$per,\"writer_session_time\":{$time_split},\"top_statements\":[$statements],\"loadavg\":\"$(load)\"}"
 
 if [ "${WORKER:-1}" != 0 ]; then
