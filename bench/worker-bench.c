@@ -117,8 +117,8 @@ static void insert_events(knock_store *s, size_t n)
         if (store_begin(s) < 0 ||
                 store_prepare(s,
                         "INSERT INTO events (id, provider_event_id, event_type, status, "
-                        "delivery_id, received_at, updated_at) VALUES (?, ?, 'invoice.paid', "
-                        "'received', ?, ?, ?)",
+                        "delivery_id, received_at, updated_at, next_attempt_at) VALUES (?, ?, "
+                        "'invoice.paid', 'received', ?, ?, ?, ?)",
                         &e) < 0 ||
                 store_prepare(s,
                         "INSERT INTO deliveries (id, event_id, received_at, signature_valid, "
@@ -139,6 +139,7 @@ static void insert_events(knock_store *s, size_t n)
                 stmt_bind_text(e, 3, did);
                 stmt_bind_i64(e, 4, now);
                 stmt_bind_i64(e, 5, now);
+                stmt_bind_i64(e, 6, now); /* as the ingress does: the claims' order */
                 stmt_bind_text(d, 1, did);
                 stmt_bind_text(d, 2, eid);
                 stmt_bind_i64(d, 3, now);
