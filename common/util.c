@@ -477,10 +477,11 @@ static void host_init(void)
         const char *e = getenv("KNOCK_HOST");
         char buf[256] = "";
 
+        /* Cut to KNOCK_HOST_MAX bytes, on purpose (the precision says so). */
         if (e && *e)
-                snprintf(host_name, sizeof(host_name), "%s", e);
+                snprintf(host_name, sizeof(host_name), "%.*s", KNOCK_HOST_MAX, e);
         else if (gethostname(buf, sizeof(buf) - 1) == 0 && buf[0])
-                snprintf(host_name, sizeof(host_name), "%s", buf);
+                snprintf(host_name, sizeof(host_name), "%.*s", KNOCK_HOST_MAX, buf);
         else
                 snprintf(host_name, sizeof(host_name), "localhost");
         /* It goes into claim holders and heartbeat keys: no blank, no control. */

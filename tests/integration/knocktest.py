@@ -117,9 +117,15 @@ def rss_kb(pid):
 
 
 def wait_for(pred, timeout=10.0, interval=0.01):
+    """pred() until it is true or timeout passed. A socket that is not
+    there or not listening yet (the predicate's connect raising) is "not
+    yet"; the last try lets it raise."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        v = pred()
+        try:
+            v = pred()
+        except (ConnectionError, FileNotFoundError):
+            v = None
         if v:
             return v
         time.sleep(interval)
