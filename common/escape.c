@@ -63,29 +63,39 @@ bool utf8_valid(const char *s, size_t len)
         return true;
 }
 
-char *utf8_repair(const char *s, size_t len, size_t *ret_len)
+char *utf8_lossy(const char *s, size_t len, bool nul, size_t *ret_len, bool *ret_changed)
 {
         const unsigned char *p = (const unsigned char *)s;
-        char *out = malloc(len * 3 + 1), *o = out;
+        bool changed = false;
+        size_t off = 0;
+        char *buf;
 
-        if (!out)
+        /* Worst case every byte becomes the 3-byte U+FFFD. */
+        if (len > (SIZE_MAX - 1) / 3)
+                return NULL;
+        buf = malloc(len * 3 + 1);
+        if (!buf)
                 return NULL;
         for (size_t i = 0; i < len;) {
-                size_t n = p[i] ? utf8_valid_len(p + i, len - i) : 0;
+                size_t n = nul && p[i] == 0 ? 0 : utf8_valid_len(p + i, len - i);
 
                 if (n == 0) {
-                        memcpy(o, "\xef\xbf\xbd", 3);
-                        o += 3;
+                        memcpy(buf + off, "\xef\xbf\xbd", 3);
+                        off += 3;
                         i++;
+                        changed = true;
                 } else {
-                        memcpy(o, p + i, n);
-                        o += n;
+                        memcpy(buf + off, p + i, n);
+                        off += n;
                         i += n;
                 }
         }
-        *o = 0;
-        *ret_len = (size_t)(o - out);
-        return out;
+        buf[off] = '\0';
+        if (ret_len)
+                *ret_len = off;
+        if (ret_changed)
+                *ret_changed = changed;
+        return buf;
 }
 
 static uint32_t utf8_decode(const unsigned char *p, size_t n)

@@ -40,9 +40,10 @@ size_t utf8_valid_len(const unsigned char *p, size_t left);
 /* Whether len bytes at s are UTF-8 without a NUL. */
 bool utf8_valid(const char *s, size_t len);
 /* A copy of len bytes at s (NUL-terminated) with U+FFFD for each byte that
- * is not part of valid UTF-8, and for each NUL: text for a store whose text
- * holds only UTF-8 (PostgreSQL). NULL: no memory. */
-char *utf8_repair(const char *s, size_t len, size_t *ret_len);
+ * is not part of valid UTF-8, and with nul for each NUL byte too (text for a
+ * store whose text holds only UTF-8: PostgreSQL); *ret_changed says whether
+ * anything was replaced. NULL: no memory. Both ret_ may be NULL. */
+char *utf8_lossy(const char *s, size_t len, bool nul, size_t *ret_len, bool *ret_changed);
 
 /* Escapes len bytes of s into out (out_len > 0 bytes, NUL-terminated). A
  * sequence that does not fit is left out whole. Returns the length the full

@@ -596,7 +596,7 @@ static int bind_text_pg(db_stmt *st, int idx, const char *s, size_t len)
 
         if (utf8_valid(s, len))
                 return kpg_bind_text(st->pg, idx, s, len);
-        fixed = utf8_repair(s, len, &len);
+        fixed = utf8_lossy(s, len, true, &len, NULL);
         return fixed ? kpg_bind_text(st->pg, idx, fixed, len) : -ENOMEM;
 }
 
@@ -653,19 +653,13 @@ int stmt_bind_i64_or_null(db_stmt *st, int idx, int64_t v)
 
 int stmt_col_type(db_stmt *st, int col)
 {
+        /* store-pg.h names the types as store.h does, in the same order. */
+        _Static_assert((int)KPG_NULL == (int)DB_NULL && (int)KPG_INTEGER == (int)DB_INTEGER &&
+                               (int)KPG_FLOAT == (int)DB_FLOAT && (int)KPG_TEXT == (int)DB_TEXT &&
+                               (int)KPG_BLOB == (int)DB_BLOB,
+                       "store-pg.h's column types are store.h's");
         if (st->pg)
-                switch (kpg_column_type(st->pg, col)) {
-                case KPG_INTEGER:
-                        return DB_INTEGER;
-                case KPG_FLOAT:
-                        return DB_FLOAT;
-                case KPG_TEXT:
-                        return DB_TEXT;
-                case KPG_BLOB:
-                        return DB_BLOB;
-                default:
-                        return DB_NULL;
-                }
+                return kpg_column_type(st->pg, col);
         switch (sqlite3_column_type(st->lite, col)) {
         case SQLITE_INTEGER:
                 return DB_INTEGER;

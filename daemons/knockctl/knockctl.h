@@ -190,13 +190,9 @@ int fields_rows(db_stmt *st, const field_spec *f, size_t n, json_t **ret);
  */
 int ctl_select(knockctl *c, const field_spec *f, size_t n, const char *rest, db_stmt **ret);
 
-/* A JSON string from possibly non-UTF-8 bytes (invalid sequences become U+FFFD). */
+/* A JSON string from possibly non-UTF-8 bytes (invalid sequences become
+ * U+FFFD, escape.h utf8_lossy()). */
 json_t *json_string_lossy(const char *s, size_t len);
-/* len bytes at s as valid UTF-8: each byte that starts no valid sequence
- * (and each NUL when nul is set) becomes U+FFFD. malloc'd, NUL-terminated;
- * its length in *ret_len, whether anything was replaced in *ret_changed
- * (both may be NULL). */
-char *utf8_lossy(const char *s, size_t len, bool nul, size_t *ret_len, bool *ret_changed);
 
 typedef struct column {
         const char *key;    /* JSON key of the row object */

@@ -71,41 +71,6 @@ char *fields_select(const field_spec *f, size_t n)
         return s;
 }
 
-char *utf8_lossy(const char *s, size_t len, bool nul, size_t *ret_len, bool *ret_changed)
-{
-        const unsigned char *p = (const unsigned char *)s;
-        bool changed = false;
-        size_t off = 0;
-        char *buf;
-
-        /* Worst case every byte becomes the 3-byte U+FFFD. */
-        if (len > (SIZE_MAX - 1) / 3)
-                return NULL;
-        buf = malloc(len * 3 + 1);
-        if (!buf)
-                return NULL;
-        for (size_t i = 0; i < len;) {
-                size_t n = nul && p[i] == 0 ? 0 : utf8_valid_len(p + i, len - i);
-
-                if (n == 0) {
-                        memcpy(buf + off, "\xef\xbf\xbd", 3);
-                        off += 3;
-                        i++;
-                        changed = true;
-                } else {
-                        memcpy(buf + off, p + i, n);
-                        off += n;
-                        i += n;
-                }
-        }
-        buf[off] = '\0';
-        if (ret_len)
-                *ret_len = off;
-        if (ret_changed)
-                *ret_changed = changed;
-        return buf;
-}
-
 json_t *json_string_lossy(const char *s, size_t len)
 {
         _cleanup_free_ char *buf = NULL;
