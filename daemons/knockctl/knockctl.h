@@ -107,6 +107,9 @@ bool verb_wants_help(int argc, char **argv);
 int ctl_open_store(knockctl *c, bool write);
 /* The endpoint's configuration, or NULL when it does not load (silently). */
 const knock_config *ctl_config(knockctl *c);
+/* Where the endpoint's store is (config_store_location()); an endpoint file
+ * that does not load still has its SQLite file to read. free() it. */
+char *ctl_store_location(knockctl *c);
 /* Run as root, becomes the state directory's owner (main.c does it before
  * every verb but VERB_KEEPS_ROOT ones, which call it once they read what
  * only root may). 0 or KNOCKCTL_FAILED (reported). */

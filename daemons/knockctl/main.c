@@ -136,16 +136,12 @@ int verb_getopt(
 int ctl_open_store(knockctl *c, bool write)
 {
         _cleanup_free_ char *path = NULL;
-        const knock_config *cfg;
         struct stat stb;
         int r;
 
         if (c->store)
                 return 0;
-        /* An endpoint file that does not load still has its SQLite file to
-         * read: the store is where the configuration says, else the file. */
-        cfg = ctl_config(c);
-        path = cfg ? config_store_location(cfg) : config_db_path(c->endpoint);
+        path = ctl_store_location(c);
         if (!path)
                 return -ENOMEM;
         if (!store_location_is_postgresql(path) && stat(path, &stb) < 0) {
@@ -183,6 +179,13 @@ int ctl_open_store(knockctl *c, bool write)
                 return KNOCKCTL_FAILED;
         }
         return 0;
+}
+
+char *ctl_store_location(knockctl *c)
+{
+        const knock_config *cfg = ctl_config(c);
+
+        return cfg ? config_store_location(cfg) : config_db_path(c->endpoint);
 }
 
 const knock_config *ctl_config(knockctl *c)

@@ -574,7 +574,6 @@ static int peek_version_pg(const char *location)
 static int verb_migrate(knockctl *c, int argc, char **argv)
 {
         _cleanup_free_ char *path = NULL, *where = NULL;
-        const knock_config *cfg;
         struct stat stb, dir;
         bool existed;
         int o, r, before = 0, after = 0;
@@ -586,8 +585,7 @@ static int verb_migrate(knockctl *c, int argc, char **argv)
                 ctl_error("migrate takes no arguments");
                 return KNOCKCTL_USAGE;
         }
-        cfg = ctl_config(c);
-        path = cfg ? config_store_location(cfg) : config_db_path(c->endpoint);
+        path = ctl_store_location(c);
         if (!path)
                 return -ENOMEM;
         if (store_location_is_postgresql(path)) {
