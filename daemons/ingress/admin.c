@@ -336,6 +336,7 @@ static void *admin_main(void *userdata)
 
 int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *stats)
 {
+        bool pg = store_location_is_postgresql(db_path);
         char *slash;
         int r;
 
@@ -347,11 +348,10 @@ int admin_start(admin *a, const char *db_path, ingest_writer *w, ingest_stats *s
         a->db_path = strdup(db_path);
         /* The disk the store's file is on; a PostgreSQL endpoint's is its
          * server's, and here only the state directory's files are. */
-        a->state_dir = strdup(store_location_is_postgresql(db_path) ? knock_state_dir() : db_path);
+        a->state_dir = strdup(pg ? knock_state_dir() : db_path);
         if (!a->db_path || !a->state_dir)
                 return -ENOMEM;
-        slash = store_location_is_postgresql(db_path) ? NULL : strrchr(a->state_dir, '/');
-        if (slash)
+        if (!pg && (slash = strrchr(a->state_dir, '/')))
                 *slash = 0;
         r = -pthread_create(&a->thread, NULL, admin_main, a);
         if (r < 0)
