@@ -245,7 +245,7 @@ try:
     rec = os.path.join(ep.tmp, "records")
     os.makedirs(rec)
     sleeper = write_script(ep, "sleeper.sh", 'echo $$ > "%s/$KNOCK_EVENT_ID.pid"\nexec sleep 60\n' % rec)
-    quick = write_script(ep, "quick.sh", "sleep 0.3\nexit 0\n")
+    quick = write_script(ep, "quick.sh", 'echo $$ > "%s/$KNOCK_EVENT_ID.pid"\nsleep 0.3\nexit 0\n' % rec)
     ep.write_config("""[endpoint]
 provider = none
 allow_unverified = yes
@@ -263,8 +263,13 @@ handler = exec:%s
     insert_event(ep, "evt_long2", "long")
     insert_event(ep, "evt_quick", "quick")
     wake(ep)
+    # 'processing' is written at the claim, before the job is spawned; a job
+    # claimed but not yet started when SIGTERM comes is given back unrun. Wait
+    # for the three handlers themselves (their pid files).
     running = wait_for(lambda: len(ep.query(
-        "SELECT id FROM events WHERE status = 'processing'")) == 3, timeout=10)
+        "SELECT id FROM events WHERE status = 'processing'")) == 3
+        and all(os.path.exists(os.path.join(rec, i + ".pid"))
+                for i in ("evt_long1", "evt_long2", "evt_quick")), timeout=10)
     e = event(ep, "evt_long1")
     t.ok(running and e["claimed_by"] == ep.holder("worker", w.pid)
          and e["claim_until"] > e["updated_at"],
