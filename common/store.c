@@ -894,6 +894,24 @@ static int open_pg(knock_store *s, unsigned flags)
                         &s->pg);
 }
 
+/* Switching a new file to WAL takes an exclusive lock, and SQLite answers
+ * SQLITE_BUSY at once, without the busy handler, while another connection
+ * holds any lock: the daemons of one endpoint starting together on a fresh
+ * file (systemctl start knock@NAME) race here. Retry for as long as the busy
+ * timeout would have waited. */
+static int store_journal_wal(knock_store *s)
+{
+        enum { STEP_US = 10 * 1000, TRIES = 5000 * 1000 / STEP_US };
+        int r;
+
+        for (int i = 0;; i++) {
+                r = store_exec(s, "PRAGMA journal_mode=WAL");
+                if (r != -EBUSY || i >= TRIES)
+                        return r;
+                usleep(STEP_US);
+        }
+}
+
 int store_open(const char *path, unsigned flags, knock_store **ret)
 {
         knock_store *s;
@@ -934,7 +952,7 @@ int store_open(const char *path, unsigned flags, knock_store **ret)
                 r = store_exec(s, "PRAGMA page_size=4096");
                 if (r < 0)
                         goto fail;
-                r = store_exec(s, "PRAGMA journal_mode=WAL");
+                r = store_journal_wal(s);
                 if (r < 0)
                         goto fail;
         }

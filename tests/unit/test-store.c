@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -198,6 +199,40 @@ int main(void)
         s = store_close(s);
         is_int(store_open(path, STORE_CREATE, &s), -EPROTO, "newer schema refused with CREATE");
         is_int(store_open(path, 0, &s), -EPROTO, "newer schema refused without CREATE");
+
+        /* The daemons of one endpoint start together on a fresh file: every
+         * one opens it (SQLite answers the switch to WAL with SQLITE_BUSY at
+         * once, without its busy handler, while another connection holds a
+         * lock). Three processes, 40 fresh files. */
+        {
+                int failed = 0, stray = 0;
+
+                for (int round = 0; round < 40; round++) {
+                        char fresh[300];
+                        pid_t pids[3];
+
+                        snprintf(fresh, sizeof(fresh), "%s/fresh%d.db", dir, round);
+                        for (int k = 0; k < 3; k++) {
+                                pids[k] = fork();
+                                if (pids[k] == 0) {
+                                        knock_store *c = NULL;
+                                        int rc = store_open(fresh, STORE_CREATE, &c);
+
+                                        store_close(c);
+                                        _exit(rc == 0 ? 0 : 1);
+                                }
+                        }
+                        for (int k = 0; k < 3; k++) {
+                                int st = 0;
+
+                                if (pids[k] < 0 || waitpid(pids[k], &st, 0) < 0)
+                                        stray++;
+                                else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                                        failed++;
+                        }
+                }
+                is_int(failed + stray, 0, "three daemons opening a fresh file at once: all open it (40 files)");
+        }
 
         /* errno mapping */
         is_int(store_errno(SQLITE_FULL), -ENOSPC, "SQLITE_FULL → -ENOSPC");
