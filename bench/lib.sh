@@ -60,6 +60,16 @@ mean_batch() {
     awk '{s += $1; c += $2} END {if (c > 0) printf "%.1f\n", s / c}'
 }
 
+# wal_sums SOCKET: "FRAMES COMMITS RESTARTS RESTART_SECONDS" of an ingress so
+# far (knock_ingress_wal_*: the WAL frames its commits wrote, and the WAL
+# restarts with the time its writer spent on them).
+wal_sums() {
+    echo "$(metric "$1" knock_ingress_wal_frames_total)" \
+         "$(metric "$1" knock_commit_duration_seconds_count)" \
+         "$(metric "$1" knock_ingress_wal_restarts_total)" \
+         "$(metric "$1" knock_ingress_wal_restart_seconds_total)"
+}
+
 # wait_ready SOCKET: until the ingress behind the admin SOCKET says (/readyz)
 # that its database is writable and its schema current (its other checks,
 # a worker's heartbeat among them, do not matter to ingest); 10 s at most,

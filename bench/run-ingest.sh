@@ -11,7 +11,11 @@
 # receipt by thread (event loop, writer, checkpointer) beside the bare
 # server's and webhook's CPU per request, knock's mean commit batch, the
 # disk's fsync latency and the store floor (bench/store-floor: the same rows,
-# no HTTP), all from the same run.
+# no HTTP), all from the same run. Also: the WAL pages each commit wrote,
+# the writer's WAL restarts (a second, mean ms, share of the run), and the
+# serial bound (1 / (1/bare + 1/floor): a bare round trip plus one floor
+# commit per receipt, what one connection could reach if knock added
+# nothing) with knock's ratio to it.
 #   bench/run-ingest.sh [BUILD_DIR] [SECONDS] [RUNS]
 set -eu
 build=${1:-build}
@@ -38,7 +42,7 @@ EOF
 fsync_ms=$(fsync_ms "$tmp")
 
 for conns in 64 1; do
-    : >"$tmp/bare"; : >"$tmp/knock"; : >"$tmp/webhook"; : >"$tmp/batch"
+    : >"$tmp/bare"; : >"$tmp/knock"; : >"$tmp/webhook"; : >"$tmp/batch"; : >"$tmp/wal"
     for r in $(seq "$runs"); do
         "$build/bench/bare-server" -p $bport &
         bpid=$!
@@ -63,6 +67,7 @@ for conns in 64 1; do
         "$build/bench/ingest-load" -p $port -c $conns -d "$secs" -s bench-secret -P $kpid \
             >>"$tmp/knock"
         batch_sums "$KNOCK_RUNTIME_DIR/bench.admin" | mean_batch >>"$tmp/batch"
+        wal_sums "$KNOCK_RUNTIME_DIR/bench.admin" >>"$tmp/wal"
         kill $kpid; wait $kpid 2>/dev/null || true
     done
     # The storage ceiling of this disk: the same rows, no HTTP, batches as
@@ -82,5 +87,17 @@ for conns in 64 1; do
     wratio=$(ratio "$k" "$w")
     kcpu=$(cpu "$tmp/knock" total); bcpu=$(cpu "$tmp/bare" total); wcpu=$(cpu "$tmp/webhook" total)
     cratio=$(ratio "$kcpu" "$bcpu")
-    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$kratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"store_floor_cpu_us\":$flcpu,\"runs\":$runs}"
+    # WAL pages per commit; the writer's restarts of the WAL: how many a
+    # second, their mean length, and the share of the run spent on them
+    # (no batch is stored meanwhile: see daemons/ingress/writer.c).
+    walf=$(awk '$2 > 0 {print $1 / $2}' "$tmp/wal" | median)
+    walr=$(awk -v s="$secs" '{print $3 / s}' "$tmp/wal" | median)
+    walms=$(awk '$3 > 0 {print $4 * 1000 / $3}' "$tmp/wal" | median)
+    walshare=$(awk -v s="$secs" '{print $4 / s}' "$tmp/wal" | median)
+    # At one connection nothing overlaps: a receipt costs at least a bare
+    # HTTP round trip plus one commit of the store floor. The rate if knock
+    # added nothing to those two, and knock's share of it.
+    bound=$(awk -v b="$b" -v f="$fl" 'BEGIN {printf "%.0f", 1 / (1 / b + 1 / f)}')
+    kbound=$(ratio "$k" "$bound")
+    echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$kratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"wal_frames_per_commit\":$(printf %.1f "${walf:-0}"),\"wal_restarts_per_s\":$(printf %.1f "${walr:-0}"),\"wal_restart_ms\":$(printf %.2f "${walms:-0}"),\"wal_restart_share\":$(printf %.3f "${walshare:-0}"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"store_floor_cpu_us\":$flcpu,\"serial_bound_rps\":$bound,\"ratio_to_serial_bound\":$kbound,\"runs\":$runs}"
 done

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -707,6 +708,19 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
         emit_histogram(b, "knock_commit_batch_size", "Requests stored per ingress commit since start.",
                        st.batch_hist, admin_batch_bounds, st.commits,
                        (double)st.committed_items);
+        evbuffer_add_printf(b, "# HELP knock_ingress_wal_frames_total WAL frames (database pages) "
+                               "written by the ingress's commits since start (SQLite).\n"
+                               "# TYPE knock_ingress_wal_frames_total counter\n"
+                               "knock_ingress_wal_frames_total %" PRIu64 "\n"
+                               "# HELP knock_ingress_wal_restarts_total Times the ingress's writer "
+                               "copied the WAL's last frames back so that it starts over (SQLite).\n"
+                               "# TYPE knock_ingress_wal_restarts_total counter\n"
+                               "knock_ingress_wal_restarts_total %" PRIu64 "\n"
+                               "# HELP knock_ingress_wal_restart_seconds_total Time the writer spent "
+                               "on those copies, storing no batch meanwhile (SQLite).\n"
+                               "# TYPE knock_ingress_wal_restart_seconds_total counter\n"
+                               "knock_ingress_wal_restart_seconds_total %.6f\n",
+                            st.wal_frames, st.wal_restarts, (double)st.wal_restart_us_total / 1e6);
 
         evbuffer_add_printf(b, "# HELP knock_hooks Completion hooks in the database, by state.\n"
                                "# TYPE knock_hooks gauge\n"

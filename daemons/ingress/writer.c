@@ -124,13 +124,19 @@ typedef struct wal_state {
         int frames;      /* in the WAL after the last commit (sqlite3_wal_hook) */
         bool asked;      /* a checkpointer pass was asked for ... */
         uint64_t passes; /* ... when it had completed this many */
+        /* for ingest_stats, published with each batch's counters */
+        uint64_t written, restarts, restart_us;
 } wal_state;
 
 static int wal_frames_hook(void *userdata, sqlite3 *db, const char *schema, int frames)
 {
+        wal_state *ws = userdata;
+
         (void)db;
         (void)schema;
-        ((wal_state *)userdata)->frames = frames;
+        /* Fewer than before: this commit started the WAL over. */
+        ws->written += (uint64_t)(frames >= ws->frames ? frames - ws->frames : frames);
+        ws->frames = frames;
         return SQLITE_OK;
 }
 
@@ -141,6 +147,7 @@ static int wal_frames_hook(void *userdata, sqlite3 *db, const char *schema, int 
 static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
 {
         int log = 0, ckpt = 0;
+        uint64_t t;
         bool passed;
 
         if (ws->frames < WAL_RESTART_FRAMES)
@@ -167,9 +174,13 @@ static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
         /* The checkpointer copied nearly all the WAL holds: copy the rest
          * (at most WAL_CATCHUP_FRAMES), so that the next BEGIN rewinds it. */
         ws->asked = false;
+        t = mono_us();
         if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt) ==
-                    SQLITE_OK && log == ckpt)
+                    SQLITE_OK && log == ckpt) {
                 ws->frames = 0;
+                ws->restarts++;
+        }
+        ws->restart_us += mono_us() - t;
 }
 
 /* Stores one batch in one transaction. Returns 0 when committed. */
@@ -303,6 +314,9 @@ static void *writer_main(void *userdata)
                         w->stats->committed_items += n;
                         w->last_commit_us = mono_us();
                 }
+                w->stats->wal_frames = ws.written;
+                w->stats->wal_restarts = ws.restarts;
+                w->stats->wal_restart_us_total = ws.restart_us;
                 w->stats->batch_us_total += dt;
                 w->stats->commit_us_total += commit_us;
                 if (dt > w->stats->commit_us_max)

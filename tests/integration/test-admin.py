@@ -88,6 +88,11 @@ def main():
              "invalid signatures counted")
         t.ok(metric(after, "knock_commit_duration_seconds_count") >= 5, "commit histogram counts commits")
         t.ok(metric(after, "knock_database_bytes") > 0, "database size reported")
+        frames = metric(after, "knock_ingress_wal_frames_total")
+        if kt.ENGINE == "postgresql":
+            t.eq(frames, 0.0, "no WAL frames counted on PostgreSQL")
+        else:
+            t.ok(frames is not None and frames >= 5, "WAL frames written by the commits counted", frames)
         t.ok('knock_build_info{version="' in after, "build info")
         handled = kt.wait_for(lambda: metric(ep.admin_get("/metrics")[1].decode(), "knock_events",
                                              '{status="handled"}') == 5, 10)
