@@ -28,10 +28,12 @@
  *    WAL then grows without end (570 MB in 6 s at 64 connections) and every
  *    commit appends to new blocks of a growing file (ext4 allocates and
  *    zeroes them, fdatasync writes the inode). So once the WAL holds
- *    WAL_RESTART_FRAMES, the writer asks the checkpointer for a pass and,
- *    after the pass, checkpoints the few frames committed meanwhile itself
+ *    WAL_RESTART_FRAMES, the writer asks the checkpointer for passes until
+ *    at most WAL_CATCHUP_FRAMES are left, then checkpoints those itself
  *    (between batches, after the last batch was handed back): its next
  *    transaction starts the WAL over, overwriting blocks already allocated.
+ *    The checkpointer syncs the database file after each pass, so the
+ *    writer's own checkpoint flushes only what it copied.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,8 +54,11 @@
 #define GATHER_MS 250
 /* 16 MB of 4 KiB-page frames: the WAL's size under load. */
 #define WAL_RESTART_FRAMES 4096
-/* What the writer copies itself, at most: 1 MB, a few ms at most. */
-#define WAL_CATCHUP_FRAMES 256
+/* What the writer copies itself, at most. Its copy stops every batch, so
+ * it is kept small: with 256 frames (1 MB) it took 6-7 ms nine times a
+ * second at 64 connections; with 48, after more passes of the checkpoint
+ * thread, 1.5-2.5 ms (bench/README.md). */
+#define WAL_CATCHUP_FRAMES 48
 
 void ingest_item_free(ingest_item *it)
 {
@@ -342,6 +347,22 @@ static void *writer_main(void *userdata)
         return NULL;
 }
 
+/* fdatasync of the database file under db. A PASSIVE checkpoint that does
+ * not reach the WAL's end copies pages without syncing the file (nothing
+ * needs them durable until the WAL starts over), so the writer's catch-up,
+ * the checkpoint that does reach the end, would otherwise flush every page
+ * the passes copied since the last restart: 16 MB behind one fsync, with
+ * the writer stopped. Syncing after each pass leaves it the tail. */
+static int sync_database(sqlite3 *db)
+{
+        sqlite3_file *f = NULL;
+
+        if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+            !f->pMethods)
+                return SQLITE_ERROR;
+        return f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+}
+
 /* The checkpoint thread: PASSIVE after commits (never waits for the writer
  * and never blocks it), TRUNCATE once ingest has been idle for a while so
  * the -wal file shrinks back. Errors are left for the next round: a failed
@@ -352,7 +373,7 @@ static void *checkpointer_main(void *userdata)
         _cleanup_(store_closep) knock_store *st = NULL;
         uint64_t done_for = 0;
         bool truncated = true, wanted, ran;
-        int backfilled = 0;
+        int backfilled = 0, synced = 0;
 
         pthread_setname_np(pthread_self(), "checkpoint");
 
@@ -383,6 +404,12 @@ static void *checkpointer_main(void *userdata)
                         if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
                                                       NULL, &backfilled) != SQLITE_OK)
                                 backfilled = 0;
+                        /* backfilled counts from the WAL's start: more than
+                         * at the last sync means this pass copied pages. */
+                        if (backfilled < synced)
+                                synced = 0; /* the WAL started over */
+                        if (backfilled > synced)
+                                synced = sync_database(st->db) == SQLITE_OK ? backfilled : 0;
                         done_for = last;
                         truncated = false;
                 } else if (st && !truncated &&
