@@ -97,7 +97,10 @@ for conns in 64 1; do
     # At one connection nothing overlaps: a receipt costs at least a bare
     # HTTP round trip plus one commit of the store floor. The rate if knock
     # added nothing to those two, and knock's share of it.
-    bound=$(awk -v b="$b" -v f="$fl" 'BEGIN {printf "%.0f", 1 / (1 / b + 1 / f)}')
-    kbound=$(ratio "$k" "$bound")
+    bound=null; kbound=null
+    if [ "$conns" = 1 ]; then
+        bound=$(awk -v b="$b" -v f="$fl" 'BEGIN {printf "%.0f", 1 / (1 / b + 1 / f)}')
+        kbound=$(ratio "$k" "$bound")
+    fi
     echo "{\"bench\":\"ingest\",\"conns\":$conns,\"rps\":$k,\"p50_ms\":$p50,\"p99_ms\":$p99,\"baseline\":\"evhttp-204\",\"baseline_rps\":$b,\"baseline_p99_ms\":$bp99,\"ratio\":$kratio,\"webhook_rps\":${w:-null},\"webhook_p99_ms\":${wp99:-null},\"ratio_to_webhook\":$wratio,\"cpu_us_per_receipt\":$kcpu,\"cpu_us_loop\":$(cpu "$tmp/knock" knock-ingress),\"cpu_us_writer\":$(cpu "$tmp/knock" writer),\"cpu_us_checkpoint\":$(cpu "$tmp/knock" checkpoint),\"baseline_cpu_us_per_request\":$bcpu,\"webhook_cpu_us_per_request\":${wcpu:-null},\"cpu_ratio\":$cratio,\"mean_batch\":$(median <"$tmp/batch"),\"wal_frames_per_commit\":$(printf %.1f "${walf:-0}"),\"wal_restarts_per_s\":$(printf %.1f "${walr:-0}"),\"wal_restart_ms\":$(printf %.2f "${walms:-0}"),\"wal_restart_share\":$(printf %.3f "${walshare:-0}"),\"fsync_ms\":$fsync_ms,\"store_floor_rps\":$fl,\"store_floor_cpu_us\":$flcpu,\"serial_bound_rps\":$bound,\"ratio_to_serial_bound\":$kbound,\"runs\":$runs}"
 done
