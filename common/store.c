@@ -894,6 +894,9 @@ static int open_pg(knock_store *s, unsigned flags)
                         &s->pg);
 }
 
+/* How long a statement waits for another connection's lock. */
+#define BUSY_TIMEOUT_MS 5000
+
 /* Switching a new file to WAL takes an exclusive lock, and SQLite answers
  * SQLITE_BUSY at once, without the busy handler, while another connection
  * holds any lock: the daemons of one endpoint starting together on a fresh
@@ -901,7 +904,7 @@ static int open_pg(knock_store *s, unsigned flags)
  * timeout would have waited. */
 static int store_journal_wal(knock_store *s)
 {
-        enum { STEP_US = 10 * 1000, TRIES = 5000 * 1000 / STEP_US };
+        enum { STEP_US = 10 * 1000, TRIES = BUSY_TIMEOUT_MS * 1000 / STEP_US };
         int r;
 
         for (int i = 0;; i++) {
@@ -945,7 +948,7 @@ int store_open(const char *path, unsigned flags, knock_store **ret)
         if (r < 0)
                 goto fail;
         sqlite3_extended_result_codes(s->db, 1);
-        sqlite3_busy_timeout(s->db, 5000);
+        sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 
         if (!(flags & STORE_READONLY)) {
                 /* Before anything else: page size only applies to an empty file. */

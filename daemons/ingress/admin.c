@@ -709,7 +709,8 @@ static void handle_metrics(admin *a, struct evhttp_request *req)
                        st.batch_hist, admin_batch_bounds, st.commits,
                        (double)st.committed_items);
         evbuffer_add_printf(b, "# HELP knock_ingress_wal_frames_total WAL frames (database pages) "
-                               "written by the ingress's commits since start (SQLite).\n"
+                               "the WAL grew by at the ingress's commits since start, other "
+                               "daemons' commits in between included (SQLite).\n"
                                "# TYPE knock_ingress_wal_frames_total counter\n"
                                "knock_ingress_wal_frames_total %" PRIu64 "\n"
                                "# HELP knock_ingress_wal_restarts_total Times the ingress's writer "

@@ -82,7 +82,8 @@ typedef struct ingest_stats {
         uint64_t commits, commit_failures, committed_items;
         uint64_t batch_us_total, commit_us_total, commit_us_max; /* batch: BEGIN..COMMIT; commit: COMMIT alone */
         uint64_t batch_max;
-        /* SQLite: WAL frames (pages) the commits wrote, and the WAL restarts
+        /* SQLite: WAL frames (pages) the WAL grew by at the commits (other
+         * connections' commits in between included), and the WAL restarts
          * (writer.c): how many, and the time the writer spent on them, when
          * no batch is stored. 0 on PostgreSQL. */
         uint64_t wal_frames, wal_restarts, wal_restart_us_total;
