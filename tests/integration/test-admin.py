@@ -7,7 +7,6 @@ counters move, handler durations come from the worker and survive pruning;
 `knockctl status` shows a suspected OOM kill after kill -9."""
 
 import json
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,9 +24,7 @@ def readyz(ep):
     return st, doc, failing
 
 
-def metric(text, name, labels=""):
-    m = re.search(r"^%s%s ([0-9.e+-]+)$" % (re.escape(name), re.escape(labels)), text, re.M)
-    return float(m.group(1)) if m else None
+metric = kt.metric
 
 
 def main():

@@ -23,13 +23,6 @@ BODY = 64 * 1024
 LIMIT = 40 * 1024 * 1024  # WAL_RESTART_FRAMES (16 MB) + a batch + the checkpoint's lag
 
 
-def metric(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def client(ep, n, results):
     conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=30)
     pad = b"x" * BODY
@@ -84,13 +77,13 @@ def main():
         # frames the commits wrote, and the restarts with the writer's time.
         st, text = ep.admin_get("/metrics")
         text = text.decode()
-        frames = metric(text, "knock_ingress_wal_frames_total")
+        frames = kt.metric(text, "knock_ingress_wal_frames_total")
         t.ok(frames is not None and frames * 4096 >= total * BODY,
              "knock_ingress_wal_frames_total counts at least the bytes received", frames)
-        restarts = metric(text, "knock_ingress_wal_restarts_total")
+        restarts = kt.metric(text, "knock_ingress_wal_restarts_total")
         t.ok(restarts is not None and restarts >= (total * BODY) // (40 << 20),
              "knock_ingress_wal_restarts_total counts the WAL's restarts", restarts)
-        secs = metric(text, "knock_ingress_wal_restart_seconds_total")
+        secs = kt.metric(text, "knock_ingress_wal_restart_seconds_total")
         t.ok(secs is not None and 0 < secs < 60, "with the writer's time spent on them", secs)
         body = b'{"after":"load"}'
         t.eq(ep.post(body, kt.github_headers(SECRET, body, "wal-after"))[0], 200,
