@@ -59,6 +59,8 @@
  * second at 64 connections; with 48, after more passes of the checkpoint
  * thread, 1.5-2.5 ms (bench/README.md). */
 #define WAL_CATCHUP_FRAMES 48
+/* ... doubled after each further pass, up to 48 << 3 = 384 frames. */
+#define WAL_CATCHUP_DOUBLINGS 3
 
 void ingest_item_free(ingest_item *it)
 {
@@ -129,6 +131,7 @@ typedef struct wal_state {
         int frames;      /* in the WAL after the last commit (sqlite3_wal_hook) */
         bool asked;      /* a checkpointer pass was asked for ... */
         uint64_t passes; /* ... when it had completed this many */
+        unsigned repasses; /* passes asked again since, at most WAL_CATCHUP_DOUBLINGS */
         /* for ingest_stats, published with each batch's counters */
         uint64_t written, restarts, restart_us;
 } wal_state;
@@ -165,9 +168,14 @@ static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
                 pthread_cond_signal(&w->ckpt_cond);
         }
         passed = w->ckpt_passes != ws->passes;
-        if (passed && ws->frames - w->ckpt_backfilled > WAL_CATCHUP_FRAMES) {
+        if (passed && ws->frames - w->ckpt_backfilled > WAL_CATCHUP_FRAMES << ws->repasses) {
                 /* Much was committed while the pass ran: another pass, so
-                 * that what is left for the writer stays small. */
+                 * that what is left for the writer stays small. When
+                 * commits outpace the passes (large bodies), each further
+                 * pass doubles what the writer accepts to copy, so the WAL
+                 * still starts over near WAL_RESTART_FRAMES. */
+                if (ws->repasses < WAL_CATCHUP_DOUBLINGS)
+                        ws->repasses++;
                 ws->passes = w->ckpt_passes;
                 w->ckpt_wanted = true;
                 pthread_cond_signal(&w->ckpt_cond);
@@ -176,9 +184,10 @@ static void wal_restart(ingest_writer *w, knock_store *st, wal_state *ws)
         pthread_mutex_unlock(&w->lock);
         if (!passed)
                 return;
-        /* The checkpointer copied nearly all the WAL holds: copy the rest
-         * (at most WAL_CATCHUP_FRAMES), so that the next BEGIN rewinds it. */
+        /* The checkpointer copied nearly all the WAL holds: copy the rest,
+         * so that the next BEGIN rewinds it. */
         ws->asked = false;
+        ws->repasses = 0;
         t = mono_us();
         if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt) ==
                     SQLITE_OK && log == ckpt) {
